@@ -1,0 +1,213 @@
+//! The one error type that every [`Storage`](crate::Storage) returns.
+//!
+//! Each backend keeps its own private error detail and converts it into
+//! [`Error`]; callers match on the variants, never on message text.
+
+use std::fmt;
+
+use crate::aead::AeadError;
+use crate::key::InvalidKeyReason;
+
+/// A boxed error from a backend or the operating system, kept as the source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result type of every storage operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a storage operation.
+///
+/// The enum is `#[non_exhaustive]`: new kinds may be added without a major
+/// release, so match with a wildcard arm. No variant ever carries key
+/// material or plaintext; key *names* are metadata and do appear.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The key does not exist.
+    #[error("not found: {key:?}")]
+    NotFound {
+        /// The key that was asked for.
+        key: String,
+    },
+
+    /// The key or prefix breaks the key-name rules shared by every backend.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The refused name, as given.
+        key: String,
+        /// Which rule it breaks.
+        reason: InvalidKeyReason,
+    },
+
+    /// A conditional write found that the object changed (or exists, or is
+    /// gone) since the caller read it. Nothing was written.
+    #[error("precondition failed: {key:?} changed since it was read")]
+    PreconditionFailed {
+        /// The key whose write was refused.
+        key: String,
+    },
+
+    /// The lock is held by someone else (from `try_lock`).
+    #[error("lock {name:?} is held by another owner")]
+    LockHeld {
+        /// The lock name.
+        name: String,
+    },
+
+    /// `unlock` was given a lease that no longer owns the lock: it expired
+    /// and another owner may hold the lock now. Nothing was released.
+    #[error("lock {name:?} is not held by this lease (it expired or was taken over)")]
+    LockNotHeld {
+        /// The lock name.
+        name: String,
+    },
+
+    /// The stored object failed authentication: it was tampered with, moved
+    /// to another key name, or written under a different keyset.
+    #[error(
+        "authentication failed for {key:?}: the object was tampered with, moved from another key name, or written with a different keyset"
+    )]
+    Authentication {
+        /// The key whose object failed to decrypt.
+        key: String,
+    },
+
+    /// The object's key-ID prefix names a key that the loaded keyset does
+    /// not hold enabled, for example data written under a newer keyset.
+    #[error(
+        "{key:?} is encrypted under key ID {key_id}, which is not an enabled key of the loaded keyset (was it written with a newer keyset?)"
+    )]
+    UnknownKeyId {
+        /// The key whose object could not be decrypted.
+        key: String,
+        /// The key ID named by the ciphertext prefix.
+        key_id: u32,
+    },
+
+    /// Another cryptographic failure, for example a policy refusal.
+    #[error("cryptographic failure for {key:?}: {source}")]
+    Crypto {
+        /// The key being read or written.
+        key: String,
+        /// What failed.
+        #[source]
+        source: AeadError,
+    },
+
+    /// An operation did not finish within its deadline.
+    #[error("{backend} {op} timed out")]
+    Timeout {
+        /// The backend's short name.
+        backend: &'static str,
+        /// The operation that timed out.
+        op: &'static str,
+    },
+
+    /// The backend failed: I/O, network, permissions, corrupt metadata.
+    #[error("{backend} backend failed to {op}: {source}")]
+    Backend {
+        /// The backend's short name, such as `fs` or `s3`.
+        backend: &'static str,
+        /// What it was doing, such as `write` or `list`.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// A "not found" error for `key`.
+    pub fn not_found(key: impl Into<String>) -> Self {
+        Error::NotFound { key: key.into() }
+    }
+
+    /// A backend failure.
+    pub fn backend(backend: &'static str, op: &'static str, source: impl Into<BoxError>) -> Self {
+        Error::Backend {
+            backend,
+            op,
+            source: source.into(),
+        }
+    }
+
+    /// Maps an AEAD failure on `key` to the matching storage error.
+    pub fn from_aead(key: impl Into<String>, err: AeadError) -> Self {
+        let key = key.into();
+        match err {
+            AeadError::Authentication => Error::Authentication { key },
+            AeadError::UnknownKeyId { key_id } => Error::UnknownKeyId { key, key_id },
+            other => Error::Crypto { key, source: other },
+        }
+    }
+
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// A short, stable name for the error kind, for metrics and logs.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::InvalidKey { .. } => ErrorKind::InvalidKey,
+            Error::PreconditionFailed { .. } => ErrorKind::PreconditionFailed,
+            Error::LockHeld { .. } => ErrorKind::LockHeld,
+            Error::LockNotHeld { .. } => ErrorKind::LockNotHeld,
+            Error::Authentication { .. } => ErrorKind::Authentication,
+            Error::UnknownKeyId { .. } => ErrorKind::UnknownKeyId,
+            Error::Crypto { .. } => ErrorKind::Crypto,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Backend { .. } => ErrorKind::Backend,
+        }
+    }
+}
+
+/// The kind of an [`Error`], without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// See [`Error::NotFound`].
+    NotFound,
+    /// See [`Error::InvalidKey`].
+    InvalidKey,
+    /// See [`Error::PreconditionFailed`].
+    PreconditionFailed,
+    /// See [`Error::LockHeld`].
+    LockHeld,
+    /// See [`Error::LockNotHeld`].
+    LockNotHeld,
+    /// See [`Error::Authentication`].
+    Authentication,
+    /// See [`Error::UnknownKeyId`].
+    UnknownKeyId,
+    /// See [`Error::Crypto`].
+    Crypto,
+    /// See [`Error::Timeout`].
+    Timeout,
+    /// See [`Error::Backend`].
+    Backend,
+}
+
+impl ErrorKind {
+    /// A stable snake_case name, for metrics labels and structured logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::InvalidKey => "invalid_key",
+            ErrorKind::PreconditionFailed => "precondition_failed",
+            ErrorKind::LockHeld => "lock_held",
+            ErrorKind::LockNotHeld => "lock_not_held",
+            ErrorKind::Authentication => "authentication",
+            ErrorKind::UnknownKeyId => "unknown_key_id",
+            ErrorKind::Crypto => "crypto",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Backend => "backend",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

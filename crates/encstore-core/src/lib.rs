@@ -1,0 +1,53 @@
+//! # encstore-core: the contracts every encstore piece is built on
+//!
+//! encstore encrypts data on the client side before it reaches a storage
+//! backend. This crate holds what the other crates agree on:
+//!
+//! - [`Storage`]: the async storage trait, with certmagic's semantics made
+//!   precise (see `docs/storage-contract.md`): create-or-overwrite
+//!   [`store`](Storage::store), [`load`](Storage::load), recursive
+//!   [`delete`](Storage::delete), component-wise [`list`](Storage::list),
+//!   [`stat`](Storage::stat), leased locks, and the conditional write
+//!   [`store_if`](Storage::store_if) that lets a background re-encryption
+//!   never overwrite a value a server wrote meanwhile.
+//! - [`Aead`]: the synchronous, object-safe AEAD trait that keysets
+//!   implement.
+//! - [`Error`]: one typed, `#[non_exhaustive]` error enum.
+//! - [`validate_key`]: the key-name rules every backend enforces.
+//! - [`MemoryStorage`]: an in-memory backend for tests and embedding.
+//! - `conformance` (feature `conformance`): the suite every backend's tests
+//!   run.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use encstore_core::{MemoryStorage, Storage};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), encstore_core::Error> {
+//! let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+//! store.store("certs/example.com.crt", "PEM".into()).await?;
+//! assert_eq!(&store.load("certs/example.com.crt").await?[..], b"PEM");
+//! assert_eq!(store.list("certs", false).await?, vec!["certs/example.com.crt"]);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod aead;
+mod error;
+pub mod key;
+mod memory;
+mod storage;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use aead::{Aead, AeadError, PolicyRefusal};
+pub use bytes::Bytes;
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use key::{InvalidKeyReason, validate_key, validate_prefix};
+pub use memory::{DEFAULT_LEASE, MemoryStorage};
+pub use storage::{
+    KeyInfo, Lease, LockBackoff, Renewal, Storage, Version, Versioned, WriteCondition,
+    new_lease_token,
+};
