@@ -35,6 +35,7 @@
 
 pub mod aead;
 mod error;
+pub mod kek;
 pub mod key;
 mod memory;
 mod storage;
@@ -45,6 +46,7 @@ pub mod conformance;
 pub use aead::{Aead, AeadError, PolicyRefusal};
 pub use bytes::Bytes;
 pub use error::{BoxError, Error, ErrorKind, Result};
+pub use kek::{AeadKek, Kek, KekError};
 pub use key::{InvalidKeyReason, validate_key, validate_prefix};
 pub use memory::{DEFAULT_LEASE, MemoryStorage};
 pub use storage::{
