@@ -21,7 +21,9 @@ use crate::error::BoxError;
 pub enum KekError {
     /// The wrapped keyset did not authenticate under this KEK and associated
     /// data (wrong KEK, wrong associated data, or tampering).
-    #[error("the keyset could not be unwrapped: wrong master key or keyset associated data, or the file was tampered with")]
+    #[error(
+        "the keyset could not be unwrapped: wrong master key or keyset associated data, or the file was tampered with"
+    )]
     Authentication,
     /// The KEK's URI is malformed or names an unsupported scheme.
     #[error("invalid master key URI: {0}")]
@@ -48,8 +50,7 @@ pub trait Kek: Send + Sync + fmt::Debug {
     async fn wrap(&self, plaintext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, KekError>;
 
     /// Decrypts what [`Kek::wrap`] produced.
-    async fn unwrap(&self, ciphertext: &[u8], associated_data: &[u8])
-    -> Result<Vec<u8>, KekError>;
+    async fn unwrap(&self, ciphertext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, KekError>;
 }
 
 /// A KEK made from any [`Aead`], such as a master keyset loaded from a file.
@@ -67,11 +68,7 @@ impl Kek for AeadKek {
             })
     }
 
-    async fn unwrap(
-        &self,
-        ciphertext: &[u8],
-        associated_data: &[u8],
-    ) -> Result<Vec<u8>, KekError> {
+    async fn unwrap(&self, ciphertext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, KekError> {
         self.0
             .decrypt(ciphertext, associated_data)
             .map_err(|e| match e {
