@@ -1,0 +1,218 @@
+//! Typed errors for keysets and keys. No variant carries key material.
+
+/// A problem with one key's data: its type, version, size or parameters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The type URL is not one Tink knows.
+    #[error("unknown key type URL {type_url:?}")]
+    UnknownTypeUrl {
+        /// The refused type URL.
+        type_url: String,
+    },
+    /// The type URL is a Tink type, but not an AEAD.
+    #[error("key type {type_url:?} is not an AEAD key type")]
+    NotAead {
+        /// The refused type URL.
+        type_url: String,
+    },
+    /// The key proto's `version` is newer than Tink supports (Tink refuses
+    /// any version above 0).
+    #[error("{key_type} key version {version} is not supported (only version 0 is)")]
+    UnsupportedVersion {
+        /// Short key type name, such as `AesGcmKey`.
+        key_type: &'static str,
+        /// The version found.
+        version: u32,
+    },
+    /// The key material has a size the key type does not allow.
+    #[error("{key_type} key is {size} bytes; allowed: {allowed}")]
+    WrongKeySize {
+        /// Short key type name.
+        key_type: &'static str,
+        /// The size found, in bytes.
+        size: usize,
+        /// The allowed sizes, in words.
+        allowed: &'static str,
+    },
+    /// The type URL is a Tink AEAD whose key material lives in a KMS
+    /// (`KmsAeadKey`, `KmsEnvelopeAeadKey`); encstore does not implement it.
+    #[error("AEAD key type {type_url:?} is not supported (its key lives in a KMS)")]
+    UnsupportedAead {
+        /// The refused type URL.
+        type_url: String,
+    },
+    /// A parameter is outside what Tink allows.
+    #[error("{key_type} has an invalid parameter: {what}")]
+    InvalidParameter {
+        /// Short key type name.
+        key_type: &'static str,
+        /// Which parameter and what is allowed.
+        what: String,
+    },
+    /// The key's serialized proto does not parse.
+    #[error("{key_type} key data is not a valid protobuf")]
+    MalformedKey {
+        /// Short key type name.
+        key_type: &'static str,
+    },
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Randomness,
+}
+
+/// Why a keyset could not be read, written, validated or changed.
+///
+/// Messages never contain key material or echo the input: a malformed JSON
+/// keyset is reported with a fixed description and its line and column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeysetError {
+    /// The keyset has no keys at all.
+    #[error("the keyset contains no keys")]
+    NoKeys,
+    /// The keyset names no primary key (`primaryKeyId` is absent or 0, and
+    /// no key has ID 0).
+    #[error("the keyset has no primary key")]
+    NoPrimary,
+    /// `primaryKeyId` names a key ID that no key in the keyset has.
+    #[error("the primary key {primary_key_id} is not in the keyset")]
+    PrimaryMissing {
+        /// The primary key ID the keyset names.
+        primary_key_id: u32,
+    },
+    /// The primary key exists but is not ENABLED.
+    #[error("the primary key {key_id} is {status}, not ENABLED")]
+    PrimaryNotEnabled {
+        /// The primary key ID.
+        key_id: u32,
+        /// Its status.
+        status: crate::keyset::KeyStatus,
+    },
+    /// Two keys of the keyset have the same ID.
+    #[error("key ID {key_id} is used by more than one key")]
+    DuplicateKeyId {
+        /// The repeated key ID.
+        key_id: u32,
+    },
+    /// A key's status is UNKNOWN_STATUS or a value Tink does not define.
+    #[error("key {key_id} has an unknown status")]
+    UnknownStatus {
+        /// The key at fault.
+        key_id: u32,
+    },
+    /// A key's output prefix type is UNKNOWN_PREFIX or a value Tink does
+    /// not define.
+    #[error("key {key_id} has an unknown output prefix type")]
+    UnknownOutputPrefix {
+        /// The key at fault.
+        key_id: u32,
+    },
+    /// A key that is not DESTROYED has no key data.
+    #[error("key {key_id} has no key data")]
+    MissingKeyData {
+        /// The key at fault.
+        key_id: u32,
+    },
+    /// A key's `keyMaterialType` is not SYMMETRIC (every AEAD key is).
+    #[error("key {key_id} has key material type {found}; AEAD keys are SYMMETRIC")]
+    WrongKeyMaterialType {
+        /// The key at fault.
+        key_id: u32,
+        /// The material type found, as Tink names it (or its number).
+        found: String,
+    },
+    /// A key's data is refused: unknown or non-AEAD type URL, wrong key
+    /// size, unsupported version, bad parameters or a malformed key proto.
+    #[error("key {key_id}: {source}")]
+    Key {
+        /// The key at fault.
+        key_id: u32,
+        /// What is wrong with it.
+        source: KeyError,
+    },
+    /// The JSON text is not a well-formed Tink JSON keyset. Only a fixed
+    /// description and the position are reported, never the input.
+    #[error("malformed JSON keyset at line {line} column {column}: {problem}")]
+    MalformedJson {
+        /// What is wrong, in fixed words.
+        problem: &'static str,
+        /// 1-based line of the problem (0 if unknown).
+        line: usize,
+        /// 1-based column of the problem (0 if unknown).
+        column: usize,
+    },
+    /// The bytes are not a valid protobuf of the expected message.
+    #[error("malformed binary keyset: not a valid {message} protobuf")]
+    MalformedProtobuf {
+        /// The expected message: `Keyset` or `EncryptedKeyset`.
+        message: &'static str,
+    },
+    /// The input is an encrypted keyset, but was read as cleartext.
+    #[error("this is an encrypted keyset; read it with its key-encryption key")]
+    UnexpectedEncrypted,
+    /// The input is a cleartext keyset, but was read as an encrypted one.
+    #[error("this is a cleartext keyset, not an encrypted one")]
+    UnexpectedCleartext,
+    /// The encrypted keyset did not decrypt under the key-encryption key and
+    /// associated data (wrong master key, wrong associated data, or
+    /// tampering).
+    #[error(
+        "the encrypted keyset does not decrypt with this key-encryption key and associated data"
+    )]
+    Decryption,
+    /// The key-encryption key failed to encrypt the keyset, or the result
+    /// did not decrypt back to the same keyset.
+    #[error("the key-encryption key failed to encrypt the keyset")]
+    Encryption,
+    /// The key-encryption key (an HSM, a KMS) was unavailable or failed;
+    /// the message says why, in one line, with no secret in it.
+    #[error("master key: {message}")]
+    Kek {
+        /// The KEK's one-line description of the failure.
+        message: String,
+    },
+    /// No key with this ID is in the keyset.
+    #[error("key {key_id} is not in the keyset")]
+    KeyNotFound {
+        /// The requested key ID.
+        key_id: u32,
+    },
+    /// The operation is not allowed on the primary key (disable, destroy,
+    /// delete).
+    #[error("cannot {operation} key {key_id}: it is the primary key")]
+    PrimaryKey {
+        /// The primary key ID.
+        key_id: u32,
+        /// The refused operation, such as `disable`.
+        operation: &'static str,
+    },
+    /// Only ENABLED keys can be promoted to primary.
+    #[error("cannot promote key {key_id}: it is {status}, not ENABLED")]
+    KeyNotEnabled {
+        /// The key ID.
+        key_id: u32,
+        /// Its status.
+        status: crate::keyset::KeyStatus,
+    },
+    /// The key is DESTROYED; it cannot be enabled or disabled.
+    #[error("cannot {operation} key {key_id}: it is DESTROYED")]
+    KeyDestroyed {
+        /// The key ID.
+        key_id: u32,
+        /// The refused operation, such as `enable`.
+        operation: &'static str,
+    },
+    /// No key template has this name (see [`crate::templates::NAMES`]).
+    #[error("unknown key template {name:?}")]
+    UnknownTemplate {
+        /// The name asked for.
+        name: String,
+    },
+    /// A new key could not be created from a template.
+    #[error("cannot create a key from the template: {0}")]
+    Template(KeyError),
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Randomness,
+}

@@ -1,0 +1,102 @@
+//! Encrypted keysets wrapped by an async key-encryption key
+//! ([`encstore_core::Kek`]): an HSM, a KMS, or a master keyset.
+//!
+//! The bytes are exactly Tink's `EncryptedKeyset`, as with the synchronous
+//! [`Keyset::to_encrypted_json`]: `encryptedKeyset` is the KEK's
+//! encryption of the serialized `Keyset` with the keyset associated data.
+
+use encstore_core::{Kek, KekError};
+use zeroize::Zeroizing;
+
+use super::{Keyset, KeysetFormat, binary, detect_format, json};
+use crate::error::KeysetError;
+
+fn kek_error(e: KekError, unwrapping: bool) -> KeysetError {
+    match e {
+        KekError::Authentication if unwrapping => KeysetError::Decryption,
+        other => KeysetError::Kek {
+            message: other.to_string(),
+        },
+    }
+}
+
+impl Keyset {
+    /// Reads an `EncryptedKeyset`, JSON or binary (detected), and unwraps
+    /// it with `kek` and `associated_data`.
+    ///
+    /// # Errors
+    /// [`KeysetError::UnexpectedCleartext`] for a cleartext keyset,
+    /// [`KeysetError::Decryption`] when the KEK does not authenticate it,
+    /// [`KeysetError::Kek`] when the KEK is unavailable or fails, and every
+    /// validation error of the unwrapped keyset.
+    pub async fn read_with_kek(
+        bytes: &[u8],
+        kek: &dyn Kek,
+        associated_data: &[u8],
+    ) -> Result<Keyset, KeysetError> {
+        let ciphertext = match detect_format(bytes) {
+            KeysetFormat::EncryptedJson => json::parse_encrypted(bytes)?,
+            KeysetFormat::EncryptedBinary => binary::parse_encrypted(bytes)?,
+            KeysetFormat::Json | KeysetFormat::Binary => {
+                return Err(KeysetError::UnexpectedCleartext);
+            }
+        };
+        let plain = Zeroizing::new(
+            kek.unwrap(&ciphertext, associated_data)
+                .await
+                .map_err(|e| kek_error(e, true))?,
+        );
+        Keyset::from_binary_insecure(&plain)
+    }
+
+    async fn wrap_with_kek(
+        &self,
+        kek: &dyn Kek,
+        associated_data: &[u8],
+    ) -> Result<Vec<u8>, KeysetError> {
+        let plain = binary::write_keyset(self);
+        let ciphertext = kek
+            .wrap(&plain, associated_data)
+            .await
+            .map_err(|e| kek_error(e, false))?;
+        // Like Tink Java, check that the wrapped keyset unwraps to the same
+        // bytes before anyone writes it out.
+        let check = Zeroizing::new(
+            kek.unwrap(&ciphertext, associated_data)
+                .await
+                .map_err(|e| kek_error(e, false))?,
+        );
+        if check.as_slice() != plain.as_slice() {
+            return Err(KeysetError::Encryption);
+        }
+        Ok(ciphertext)
+    }
+
+    /// Wraps the keyset with `kek` and writes an `EncryptedKeyset` with its
+    /// `keysetInfo` in Tink's JSON format.
+    ///
+    /// # Errors
+    /// [`KeysetError::Kek`] or [`KeysetError::Encryption`] when the KEK
+    /// fails; nothing is returned to write in that case.
+    pub async fn to_encrypted_json_with_kek(
+        &self,
+        kek: &dyn Kek,
+        associated_data: &[u8],
+    ) -> Result<Vec<u8>, KeysetError> {
+        let ciphertext = self.wrap_with_kek(kek, associated_data).await?;
+        Ok(json::write_encrypted(&ciphertext, &self.info()))
+    }
+
+    /// Wraps the keyset with `kek` and writes a binary `EncryptedKeyset`.
+    ///
+    /// # Errors
+    /// As [`Keyset::to_encrypted_json_with_kek`].
+    pub async fn to_encrypted_binary_with_kek(
+        &self,
+        kek: &dyn Kek,
+        associated_data: &[u8],
+    ) -> Result<Vec<u8>, KeysetError> {
+        let ciphertext = self.wrap_with_kek(kek, associated_data).await?;
+        Ok(binary::write_encrypted(ciphertext, &self.info()))
+    }
+}

@@ -1,0 +1,738 @@
+//! Tink keysets: the validated [`Keyset`] handle, its formats and key
+//! management.
+//!
+//! A [`Keyset`] is always valid: every way to get one (reading JSON or
+//! binary, cleartext or encrypted, or [`Keyset::generate`]) checks it with
+//! Tink's rules, and every management operation keeps it valid.
+//!
+//! | task | API |
+//! | --- | --- |
+//! | read a cleartext keyset | [`Keyset::from_json_insecure`], [`Keyset::from_binary_insecure`] |
+//! | read an `EncryptedKeyset` | [`Keyset::read_encrypted_json`], [`Keyset::read_encrypted_binary`] |
+//! | tell the format of a file | [`detect_format`] |
+//! | write | [`Keyset::to_encrypted_json`], [`Keyset::to_encrypted_binary`], and the cleartext [`Keyset::to_json_insecure`], [`Keyset::to_binary_insecure`] |
+//! | new keyset | [`Keyset::generate`] with a [`KeyTemplate`] |
+//! | manage keys | [`Keyset::add_key`], [`Keyset::rotate`], [`Keyset::promote`], [`Keyset::enable`], [`Keyset::disable`], [`Keyset::destroy`], [`Keyset::delete`] |
+//! | list keys (no key material) | [`Keyset::info`] |
+//! | encrypt and decrypt | [`Keyset::aead`] |
+
+mod binary;
+mod json;
+mod kek;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use tink_proto::key_data::KeyMaterialType;
+use zeroize::Zeroizing;
+
+use crate::aead::KeysetAead;
+use crate::error::{KeyError, KeysetError};
+use crate::primitives::{self, KeyParams, RawAead};
+use crate::templates::KeyTemplate;
+
+pub use binary::{KeysetFormat, detect_format};
+
+/// The status of a key in a keyset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyStatus {
+    /// The key decrypts (and, if primary, encrypts).
+    Enabled,
+    /// The key keeps its material but is not used.
+    Disabled,
+    /// The key material is gone; only the ID remains.
+    Destroyed,
+}
+
+impl KeyStatus {
+    /// Tink's name for the status: `ENABLED`, `DISABLED` or `DESTROYED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Enabled => "ENABLED",
+            KeyStatus::Disabled => "DISABLED",
+            KeyStatus::Destroyed => "DESTROYED",
+        }
+    }
+
+    pub(crate) fn from_proto(v: i32) -> Option<Self> {
+        match tink_proto::KeyStatusType::try_from(v).ok()? {
+            tink_proto::KeyStatusType::Enabled => Some(KeyStatus::Enabled),
+            tink_proto::KeyStatusType::Disabled => Some(KeyStatus::Disabled),
+            tink_proto::KeyStatusType::Destroyed => Some(KeyStatus::Destroyed),
+            tink_proto::KeyStatusType::UnknownStatus => None,
+        }
+    }
+
+    pub(crate) fn to_proto(self) -> i32 {
+        (match self {
+            KeyStatus::Enabled => tink_proto::KeyStatusType::Enabled,
+            KeyStatus::Disabled => tink_proto::KeyStatusType::Disabled,
+            KeyStatus::Destroyed => tink_proto::KeyStatusType::Destroyed,
+        }) as i32
+    }
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a key marks its ciphertexts (Tink's `OutputPrefixType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputPrefix {
+    /// `0x01` followed by the big-endian key ID (5 bytes).
+    Tink,
+    /// `0x00` followed by the big-endian key ID (5 bytes).
+    Legacy,
+    /// `0x00` followed by the big-endian key ID (5 bytes), like LEGACY.
+    Crunchy,
+    /// No prefix.
+    Raw,
+}
+
+impl OutputPrefix {
+    /// Tink's name: `TINK`, `LEGACY`, `CRUNCHY` or `RAW`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputPrefix::Tink => "TINK",
+            OutputPrefix::Legacy => "LEGACY",
+            OutputPrefix::Crunchy => "CRUNCHY",
+            OutputPrefix::Raw => "RAW",
+        }
+    }
+
+    /// The prefix bytes a key with this type and ID puts before its
+    /// ciphertexts (empty for RAW).
+    pub fn prefix_bytes(self, key_id: u32) -> Vec<u8> {
+        let (buf, len) = self.prefix_array(key_id);
+        buf[..len].to_vec()
+    }
+
+    /// The prefix as a fixed array and its length (0 or 5).
+    pub(crate) fn prefix_array(self, key_id: u32) -> ([u8; 5], usize) {
+        let id = key_id.to_be_bytes();
+        match self {
+            OutputPrefix::Tink => ([0x01, id[0], id[1], id[2], id[3]], 5),
+            OutputPrefix::Legacy | OutputPrefix::Crunchy => ([0x00, id[0], id[1], id[2], id[3]], 5),
+            OutputPrefix::Raw => ([0; 5], 0),
+        }
+    }
+
+    pub(crate) fn from_proto(v: i32) -> Option<Self> {
+        match tink_proto::OutputPrefixType::try_from(v).ok()? {
+            tink_proto::OutputPrefixType::Tink => Some(OutputPrefix::Tink),
+            tink_proto::OutputPrefixType::Legacy => Some(OutputPrefix::Legacy),
+            tink_proto::OutputPrefixType::Crunchy => Some(OutputPrefix::Crunchy),
+            tink_proto::OutputPrefixType::Raw => Some(OutputPrefix::Raw),
+            tink_proto::OutputPrefixType::UnknownPrefix => None,
+        }
+    }
+
+    pub(crate) fn to_proto(self) -> i32 {
+        (match self {
+            OutputPrefix::Tink => tink_proto::OutputPrefixType::Tink,
+            OutputPrefix::Legacy => tink_proto::OutputPrefixType::Legacy,
+            OutputPrefix::Crunchy => tink_proto::OutputPrefixType::Crunchy,
+            OutputPrefix::Raw => tink_proto::OutputPrefixType::Raw,
+        }) as i32
+    }
+}
+
+impl fmt::Display for OutputPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One key of a keyset, described without its key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyInfo {
+    /// The key ID.
+    pub key_id: u32,
+    /// The key's type URL, such as
+    /// `type.googleapis.com/google.crypto.tink.AesGcmKey`. Empty for a key
+    /// destroyed by Tink or encstore.
+    pub type_url: String,
+    /// The key's status.
+    pub status: KeyStatus,
+    /// The key's output prefix type.
+    pub output_prefix: OutputPrefix,
+    /// Whether this is the primary key.
+    pub primary: bool,
+    /// The key's type and parameters; `None` for a destroyed key.
+    pub params: Option<KeyParams>,
+}
+
+/// A keyset described without key material: what `list-keyset` shows and
+/// what an `EncryptedKeyset` carries in the clear as `keysetInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeysetInfo {
+    /// The primary key's ID.
+    pub primary_key_id: u32,
+    /// Every key, in keyset order.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// Prints the keyset info as Tinkey's `list-keyset` does: the
+/// `KeysetInfo` proto in protobuf text format (as Java's `toString()`
+/// prints it; key IDs unsigned).
+impl fmt::Display for KeysetInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "primary_key_id: {}", self.primary_key_id)?;
+        for k in &self.keys {
+            writeln!(f, "key_info {{")?;
+            writeln!(f, "  type_url: {:?}", k.type_url)?;
+            writeln!(f, "  status: {}", k.status)?;
+            writeln!(f, "  key_id: {}", k.key_id)?;
+            writeln!(f, "  output_prefix_type: {}", k.output_prefix)?;
+            writeln!(f, "}}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One key inside a [`Keyset`]. The key bytes are the serialized key proto
+/// (`KeyData.value`), zeroized on drop.
+#[derive(Clone)]
+pub(crate) struct Key {
+    /// The key ID, unique within the keyset.
+    pub(crate) id: u32,
+    /// ENABLED, DISABLED or DESTROYED.
+    pub(crate) status: KeyStatus,
+    /// How this key prefixes its ciphertexts.
+    pub(crate) prefix: OutputPrefix,
+    /// `KeyData.type_url`; kept for destroyed keys if the file had one.
+    pub(crate) type_url: String,
+    /// `KeyData.key_material_type`, written back as read (SYMMETRIC for
+    /// every live key).
+    pub(crate) material_type: i32,
+    /// `KeyData.value`: the serialized key proto. Empty for destroyed keys.
+    pub(crate) value: Zeroizing<Vec<u8>>,
+    /// Whether the key had a `KeyData` at all (destroyed keys may not).
+    pub(crate) has_key_data: bool,
+    /// Parameters, for listings; `None` for destroyed keys.
+    pub(crate) params: Option<KeyParams>,
+    /// The key's primitive, built once when the key was read or created;
+    /// `None` for destroyed keys.
+    pub(crate) primitive: Option<Arc<dyn RawAead>>,
+}
+
+impl Key {
+    fn info(&self, primary_key_id: u32) -> KeyInfo {
+        KeyInfo {
+            key_id: self.id,
+            type_url: self.type_url.clone(),
+            status: self.status,
+            output_prefix: self.prefix,
+            primary: self.id == primary_key_id,
+            params: self.params.clone(),
+        }
+    }
+
+    /// Short type name for Debug: the type URL after the last `.`.
+    fn short_type(&self) -> &str {
+        self.type_url.rsplit('.').next().unwrap_or("")
+    }
+}
+
+/// A validated Tink keyset: a primary key ID and keys, each with an ID,
+/// status, output prefix type and key data.
+///
+/// Key material is zeroized on drop and never printed: `Debug` shows only
+/// IDs, types, statuses and prefixes. The only ways to get the key
+/// material out are the methods whose names end in `_insecure`.
+#[derive(Clone)]
+pub struct Keyset {
+    /// The ID of the key that encrypts. Always an ENABLED key of `keys`.
+    primary_key_id: u32,
+    /// The keys in keyset order; never empty, IDs unique.
+    keys: Vec<Key>,
+}
+
+impl fmt::Debug for Keyset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyset")
+            .field("primary_key_id", &self.primary_key_id)
+            .field("keys", &DebugKeys(&self.keys))
+            .finish()
+    }
+}
+
+/// Debug helper: lists keys by ID, type, status and prefix, never their
+/// material.
+pub(crate) struct DebugKeys<'a>(pub(crate) &'a [Key]);
+
+impl fmt::Debug for DebugKeys<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter().map(DebugKey)).finish()
+    }
+}
+
+/// Debug helper for one key.
+struct DebugKey<'a>(&'a Key);
+
+impl fmt::Debug for DebugKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = self.0;
+        f.debug_struct("Key")
+            .field("id", &k.id)
+            .field("type", &k.short_type())
+            .field("status", &k.status)
+            .field("prefix", &k.prefix)
+            .finish()
+    }
+}
+
+impl Keyset {
+    // ---------------------------------------------------------------- read
+
+    /// Reads a cleartext keyset in Tink's JSON format.
+    ///
+    /// Accepts every form Tink writes: key IDs as unsigned numbers (Tink
+    /// Java, C++, Python), as negative signed 32-bit numbers (old Tink
+    /// Java) or as decimal strings (protobuf JSON); camelCase or proto field
+    /// names; enum names or numbers; standard or URL-safe base64, padded or
+    /// not; absent fields taking their protobuf defaults. Unknown fields are
+    /// ignored, like Tink Java does.
+    ///
+    /// "Insecure" because the keyset's key material is stored in the clear;
+    /// prefer [`Keyset::read_encrypted_json`].
+    pub fn from_json_insecure(json: &[u8]) -> Result<Keyset, KeysetError> {
+        let proto = json::parse_keyset(json)?;
+        Keyset::from_proto(proto)
+    }
+
+    /// Reads a cleartext keyset in Tink's binary (protobuf `Keyset`) format.
+    ///
+    /// "Insecure" because the key material is stored in the clear; prefer
+    /// [`Keyset::read_encrypted_binary`].
+    pub fn from_binary_insecure(bytes: &[u8]) -> Result<Keyset, KeysetError> {
+        let proto = binary::parse_keyset(bytes)?;
+        Keyset::from_proto(proto)
+    }
+
+    /// Reads an `EncryptedKeyset` in Tink's JSON format and decrypts it
+    /// with the key-encryption key `kek` and `associated_data` (empty
+    /// unless the keyset was written with some), as Tink does.
+    pub fn read_encrypted_json(
+        json: &[u8],
+        kek: &dyn encstore_core::Aead,
+        associated_data: &[u8],
+    ) -> Result<Keyset, KeysetError> {
+        let encrypted = json::parse_encrypted(json)?;
+        let plain = binary::unwrap_keyset(kek, &encrypted, associated_data)?;
+        Keyset::from_binary_insecure(&plain)
+    }
+
+    /// Reads a binary `EncryptedKeyset` and decrypts it with `kek` and
+    /// `associated_data`.
+    pub fn read_encrypted_binary(
+        bytes: &[u8],
+        kek: &dyn encstore_core::Aead,
+        associated_data: &[u8],
+    ) -> Result<Keyset, KeysetError> {
+        let encrypted = binary::parse_encrypted(bytes)?;
+        let plain = binary::unwrap_keyset(kek, &encrypted, associated_data)?;
+        Keyset::from_binary_insecure(&plain)
+    }
+
+    /// Reads a keyset in any of the four forms, telling them apart with
+    /// [`detect_format`]. An encrypted keyset needs `kek`; a cleartext one
+    /// is refused when `kek` is given (a master key was expected), with
+    /// [`KeysetError::UnexpectedCleartext`].
+    pub fn read(
+        bytes: &[u8],
+        kek: Option<(&dyn encstore_core::Aead, &[u8])>,
+    ) -> Result<Keyset, KeysetError> {
+        let format = detect_format(bytes);
+        match (format, kek) {
+            (KeysetFormat::Json, None) => Keyset::from_json_insecure(bytes),
+            (KeysetFormat::Binary, None) => Keyset::from_binary_insecure(bytes),
+            (KeysetFormat::EncryptedJson, Some((k, ad))) => {
+                Keyset::read_encrypted_json(bytes, k, ad)
+            }
+            (KeysetFormat::EncryptedBinary, Some((k, ad))) => {
+                Keyset::read_encrypted_binary(bytes, k, ad)
+            }
+            (KeysetFormat::EncryptedJson | KeysetFormat::EncryptedBinary, None) => {
+                Err(KeysetError::UnexpectedEncrypted)
+            }
+            (KeysetFormat::Json | KeysetFormat::Binary, Some(_)) => {
+                Err(KeysetError::UnexpectedCleartext)
+            }
+        }
+    }
+
+    // --------------------------------------------------------------- write
+
+    /// Writes the keyset as cleartext Tink JSON, byte for byte as Tink Java
+    /// (and so Tinkey) writes it: compact, fields in Tink's order, key IDs
+    /// unsigned, a trailing newline. The result holds key material and is
+    /// zeroized on drop.
+    ///
+    /// "Insecure": the key material is in the clear. Prefer
+    /// [`Keyset::to_encrypted_json`].
+    pub fn to_json_insecure(&self) -> Zeroizing<Vec<u8>> {
+        json::write_keyset(self)
+    }
+
+    /// Writes the keyset as a cleartext binary protobuf `Keyset`. The
+    /// result holds key material and is zeroized on drop.
+    ///
+    /// "Insecure": the key material is in the clear. Prefer
+    /// [`Keyset::to_encrypted_binary`].
+    pub fn to_binary_insecure(&self) -> Zeroizing<Vec<u8>> {
+        binary::write_keyset(self)
+    }
+
+    /// Encrypts the keyset with the key-encryption key `kek` and
+    /// `associated_data` (Tink: `kek.encrypt(serialized Keyset, ad)`) and
+    /// writes an `EncryptedKeyset` with its `keysetInfo` in Tink's JSON
+    /// format.
+    pub fn to_encrypted_json(
+        &self,
+        kek: &dyn encstore_core::Aead,
+        associated_data: &[u8],
+    ) -> Result<Vec<u8>, KeysetError> {
+        let ciphertext = binary::wrap_keyset(kek, self, associated_data)?;
+        Ok(json::write_encrypted(&ciphertext, &self.info()))
+    }
+
+    /// Encrypts the keyset like [`Keyset::to_encrypted_json`] and writes a
+    /// binary `EncryptedKeyset` with its `keysetInfo`.
+    pub fn to_encrypted_binary(
+        &self,
+        kek: &dyn encstore_core::Aead,
+        associated_data: &[u8],
+    ) -> Result<Vec<u8>, KeysetError> {
+        let ciphertext = binary::wrap_keyset(kek, self, associated_data)?;
+        Ok(binary::write_encrypted(ciphertext, &self.info()))
+    }
+
+    // ----------------------------------------------------------- inspect
+
+    /// The primary key's ID.
+    pub fn primary_key_id(&self) -> u32 {
+        self.primary_key_id
+    }
+
+    /// The number of keys, whatever their status.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Always `false`: a valid keyset has at least one key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keyset without key material: IDs, types, statuses, prefixes,
+    /// which key is primary, and each key's parameters.
+    pub fn info(&self) -> KeysetInfo {
+        KeysetInfo {
+            primary_key_id: self.primary_key_id,
+            keys: self
+                .keys
+                .iter()
+                .map(|k| k.info(self.primary_key_id))
+                .collect(),
+        }
+    }
+
+    /// Builds the keyset's AEAD: encrypts with the primary key, decrypts
+    /// with any ENABLED key. Build it once and share it (it is
+    /// `Send + Sync`; wrap it in an `Arc` to use it as
+    /// `Arc<dyn encstore_core::Aead>`).
+    pub fn aead(&self) -> Result<KeysetAead, KeysetError> {
+        KeysetAead::new(self)
+    }
+
+    pub(crate) fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    // ----------------------------------------------------------- manage
+
+    /// Creates a keyset with one new key from `template`, as its primary.
+    pub fn generate(template: &KeyTemplate) -> Result<Keyset, KeysetError> {
+        let key = new_key(template, &HashSet::new())?;
+        let id = key.id;
+        Ok(Keyset {
+            primary_key_id: id,
+            keys: vec![key],
+        })
+    }
+
+    /// Adds a new ENABLED key from `template` (not primary) and returns its
+    /// ID: random from the OS CSPRNG, non-zero and unique in the keyset.
+    pub fn add_key(&mut self, template: &KeyTemplate) -> Result<u32, KeysetError> {
+        let ids: HashSet<u32> = self.keys.iter().map(|k| k.id).collect();
+        let key = new_key(template, &ids)?;
+        let id = key.id;
+        self.keys.push(key);
+        Ok(id)
+    }
+
+    /// Adds a new key from `template` and makes it the primary (Tink's
+    /// `rotate`). Returns its ID.
+    pub fn rotate(&mut self, template: &KeyTemplate) -> Result<u32, KeysetError> {
+        let id = self.add_key(template)?;
+        self.primary_key_id = id;
+        Ok(id)
+    }
+
+    /// Makes key `key_id` the primary. It must be ENABLED.
+    pub fn promote(&mut self, key_id: u32) -> Result<(), KeysetError> {
+        let key = self.find(key_id)?;
+        if key.status != KeyStatus::Enabled {
+            return Err(KeysetError::KeyNotEnabled {
+                key_id,
+                status: key.status,
+            });
+        }
+        self.primary_key_id = key_id;
+        Ok(())
+    }
+
+    /// Enables key `key_id` (ENABLED or DISABLED; a DESTROYED key cannot be
+    /// enabled).
+    pub fn enable(&mut self, key_id: u32) -> Result<(), KeysetError> {
+        let key = self.find_mut(key_id)?;
+        if key.status == KeyStatus::Destroyed {
+            return Err(KeysetError::KeyDestroyed {
+                key_id,
+                operation: "enable",
+            });
+        }
+        key.status = KeyStatus::Enabled;
+        Ok(())
+    }
+
+    /// Disables key `key_id`. Not the primary; not a DESTROYED key.
+    pub fn disable(&mut self, key_id: u32) -> Result<(), KeysetError> {
+        self.refuse_primary(key_id, "disable")?;
+        let key = self.find_mut(key_id)?;
+        if key.status == KeyStatus::Destroyed {
+            return Err(KeysetError::KeyDestroyed {
+                key_id,
+                operation: "disable",
+            });
+        }
+        key.status = KeyStatus::Disabled;
+        Ok(())
+    }
+
+    /// Destroys key `key_id`: wipes and drops its key data, keeps its ID,
+    /// status DESTROYED. Not the primary. Destroying a destroyed key is
+    /// allowed (Tink allows it too).
+    pub fn destroy(&mut self, key_id: u32) -> Result<(), KeysetError> {
+        self.refuse_primary(key_id, "destroy")?;
+        let key = self.find_mut(key_id)?;
+        key.status = KeyStatus::Destroyed;
+        key.type_url.clear();
+        key.material_type = KeyMaterialType::UnknownKeymaterial as i32;
+        key.value = Zeroizing::new(Vec::new());
+        key.has_key_data = false;
+        key.params = None;
+        key.primitive = None;
+        Ok(())
+    }
+
+    /// Deletes key `key_id` from the keyset. Not the primary.
+    pub fn delete(&mut self, key_id: u32) -> Result<(), KeysetError> {
+        self.refuse_primary(key_id, "delete")?;
+        let pos = self
+            .keys
+            .iter()
+            .position(|k| k.id == key_id)
+            .ok_or(KeysetError::KeyNotFound { key_id })?;
+        self.keys.remove(pos);
+        Ok(())
+    }
+
+    fn refuse_primary(&self, key_id: u32, operation: &'static str) -> Result<(), KeysetError> {
+        if key_id == self.primary_key_id {
+            return Err(KeysetError::PrimaryKey { key_id, operation });
+        }
+        Ok(())
+    }
+
+    fn find(&self, key_id: u32) -> Result<&Key, KeysetError> {
+        self.keys
+            .iter()
+            .find(|k| k.id == key_id)
+            .ok_or(KeysetError::KeyNotFound { key_id })
+    }
+
+    fn find_mut(&mut self, key_id: u32) -> Result<&mut Key, KeysetError> {
+        self.keys
+            .iter_mut()
+            .find(|k| k.id == key_id)
+            .ok_or(KeysetError::KeyNotFound { key_id })
+    }
+
+    // -------------------------------------------------------- validation
+
+    /// Validates a decoded proto keyset with Tink's rules (and encstore's
+    /// stricter ones, see the crate docs) and builds every live key's
+    /// primitive. The proto's key bytes are wiped whatever the outcome.
+    pub(crate) fn from_proto(proto: WipeOnDrop) -> Result<Keyset, KeysetError> {
+        let proto = &proto.0;
+        if proto.key.is_empty() {
+            return Err(KeysetError::NoKeys);
+        }
+        // Structural checks first: they are cheap.
+        let mut seen = HashSet::with_capacity(proto.key.len());
+        let mut shapes = Vec::with_capacity(proto.key.len());
+        for k in &proto.key {
+            let key_id = k.key_id;
+            let status =
+                KeyStatus::from_proto(k.status).ok_or(KeysetError::UnknownStatus { key_id })?;
+            let prefix = OutputPrefix::from_proto(k.output_prefix_type)
+                .ok_or(KeysetError::UnknownOutputPrefix { key_id })?;
+            if !seen.insert(key_id) {
+                return Err(KeysetError::DuplicateKeyId { key_id });
+            }
+            if status != KeyStatus::Destroyed {
+                let data = k
+                    .key_data
+                    .as_ref()
+                    .ok_or(KeysetError::MissingKeyData { key_id })?;
+                if data.key_material_type != KeyMaterialType::Symmetric as i32 {
+                    return Err(KeysetError::WrongKeyMaterialType {
+                        key_id,
+                        found: material_name(data.key_material_type),
+                    });
+                }
+            }
+            shapes.push((status, prefix));
+        }
+        let primary_key_id = proto.primary_key_id;
+        match proto
+            .key
+            .iter()
+            .zip(&shapes)
+            .find(|(k, _)| k.key_id == primary_key_id)
+        {
+            None if primary_key_id == 0 => return Err(KeysetError::NoPrimary),
+            None => return Err(KeysetError::PrimaryMissing { primary_key_id }),
+            Some((_, (status, _))) if *status != KeyStatus::Enabled => {
+                return Err(KeysetError::PrimaryNotEnabled {
+                    key_id: primary_key_id,
+                    status: *status,
+                });
+            }
+            Some(_) => {}
+        }
+        // Key data: type URL, version, size, parameters; build primitives.
+        let mut keys = Vec::with_capacity(proto.key.len());
+        for (k, (status, prefix)) in proto.key.iter().zip(shapes) {
+            let key_id = k.key_id;
+            if status == KeyStatus::Destroyed {
+                // Destroyed keys carry no usable material: any bytes found
+                // are dropped (the proto is wiped on return).
+                let (type_url, material_type, has_key_data) = match &k.key_data {
+                    Some(d) => (d.type_url.clone(), d.key_material_type, true),
+                    None => (String::new(), 0, false),
+                };
+                keys.push(Key {
+                    id: key_id,
+                    status,
+                    prefix,
+                    type_url,
+                    material_type,
+                    value: Zeroizing::new(Vec::new()),
+                    has_key_data,
+                    params: None,
+                    primitive: None,
+                });
+                continue;
+            }
+            let data = k
+                .key_data
+                .as_ref()
+                .ok_or(KeysetError::MissingKeyData { key_id })?;
+            let (params, primitive) =
+                primitives::primitive_from_key_data(&data.type_url, &data.value)
+                    .map_err(|source| KeysetError::Key { key_id, source })?;
+            keys.push(Key {
+                id: key_id,
+                status,
+                prefix,
+                type_url: data.type_url.clone(),
+                material_type: data.key_material_type,
+                value: Zeroizing::new(data.value.clone()),
+                has_key_data: true,
+                params: Some(params),
+                primitive: Some(Arc::from(primitive)),
+            });
+        }
+        Ok(Keyset {
+            primary_key_id,
+            keys,
+        })
+    }
+}
+
+/// Tink's name for a key material type, or its number if unknown.
+fn material_name(v: i32) -> String {
+    match KeyMaterialType::try_from(v) {
+        Ok(t) => t.as_str_name().to_owned(),
+        Err(_) => v.to_string(),
+    }
+}
+
+/// A random key ID from the OS CSPRNG: non-zero and not in `taken`.
+/// Tink Java (`internal/Util.randKeyId`, `KeysetManager.newKeyId`) draws
+/// all 32 bits, refuses 0, and redraws while the ID is in use.
+pub(crate) fn new_key_id(taken: &HashSet<u32>) -> Result<u32, KeysetError> {
+    loop {
+        let id = getrandom::u32().map_err(|_| KeysetError::Randomness)?;
+        if id != 0 && !taken.contains(&id) {
+            return Ok(id);
+        }
+    }
+}
+
+/// Generates a new ENABLED key from a template.
+fn new_key(template: &KeyTemplate, taken: &HashSet<u32>) -> Result<Key, KeysetError> {
+    let value = primitives::new_key_data_value(template.type_url(), template.key_format())
+        .map_err(|e| match e {
+            KeyError::Randomness => KeysetError::Randomness,
+            e => KeysetError::Template(e),
+        })?;
+    let (params, primitive) = primitives::primitive_from_key_data(template.type_url(), &value)
+        .map_err(KeysetError::Template)?;
+    let id = new_key_id(taken)?;
+    Ok(Key {
+        id,
+        status: KeyStatus::Enabled,
+        prefix: template.output_prefix(),
+        type_url: template.type_url().to_owned(),
+        material_type: KeyMaterialType::Symmetric as i32,
+        value,
+        has_key_data: true,
+        params: Some(params),
+        primitive: Some(Arc::from(primitive)),
+    })
+}
+
+/// A decoded proto `Keyset` whose key bytes are wiped when it is dropped
+/// (the tink-proto structs derive `Debug` with the key bytes and do not
+/// zeroize: they never leave this module).
+pub(crate) struct WipeOnDrop(pub(crate) tink_proto::Keyset);
+
+impl Drop for WipeOnDrop {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for k in &mut self.0.key {
+            if let Some(d) = &mut k.key_data {
+                d.value.zeroize();
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! # encstore-tink: Google Tink keysets and the key-ID-prefixed AEAD
+//!
+//! This crate reads, writes, validates and manages Google Tink keysets,
+//! byte-compatible with Tink and Tinkey, and encrypts and decrypts with
+//! them exactly as Tink's AEAD does. No global registry, no `init()`.
+//!
+//! ## Layout
+//! - [`keyset`]: the validated [`Keyset`] handle: JSON and binary
+//!   formats, cleartext and encrypted (`EncryptedKeyset`), format detection
+//!   ([`detect_format`]), key management (add, rotate, promote, enable,
+//!   disable, destroy, delete) and [`KeysetInfo`] listings.
+//! - [`aead`]: [`KeysetAead`], the keyset's AEAD
+//!   (`encstore_core::Aead`): the primary encrypts as
+//!   `prefix || raw ciphertext`; decryption looks the key up by prefix.
+//! - [`templates`]: key templates under Tinkey's names ([`templates::NAMES`],
+//!   [`templates::by_name`]).
+//! - [`primitives`]: one raw AEAD per Tink key type (no prefix).
+//! - [`error`]: [`KeysetError`] and [`KeyError`].
+//!
+//! ## Example
+//! ```no_run
+//! use encstore_core::Aead;
+//! use encstore_tink::{Keyset, templates};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut keyset = Keyset::generate(&templates::by_name("AES256_GCM")?)?;
+//! let aead = keyset.aead()?;
+//! let ct = aead.encrypt(b"data", b"name")?;
+//! keyset.rotate(&templates::by_name("AES256_GCM")?)?;
+//! assert_eq!(keyset.aead()?.decrypt(&ct, b"name")?, b"data");
+//! # Ok(()) }
+//! ```
+//!
+//! ## Secret hygiene
+//! Key material lives in zeroizing buffers; `Debug` never shows it. The
+//! tink-proto structs (which derive `Debug` with key bytes) never appear
+//! in the public API and are wiped after use. Cleartext keysets are only
+//! read and written by functions whose names end in `_insecure`.
+//!
+//! ## Where encstore is stricter than Tink
+//! Tink checks only ENABLED keys when it reads a keyset. encstore also
+//! refuses duplicate key IDs anywhere in the keyset, a DISABLED key whose
+//! key data is missing or invalid (it could never be enabled), and a live
+//! key whose `keyMaterialType` is not SYMMETRIC.
+#![forbid(unsafe_code)]
+
+pub mod aead;
+pub mod error;
+pub mod keyset;
+pub mod primitives;
+pub mod templates;
+
+pub use aead::{CiphertextKey, KeysetAead};
+pub use error::{KeyError, KeysetError};
+pub use keyset::{
+    KeyInfo, KeyStatus, Keyset, KeysetFormat, KeysetInfo, OutputPrefix, detect_format,
+};
+pub use primitives::KeyParams;
+pub use templates::KeyTemplate;

@@ -1,0 +1,281 @@
+//! Key templates under Tinkey's names.
+//!
+//! A template is what Tink's `KeyTemplate` proto holds: a key type URL, a
+//! serialized key format proto, and an output prefix type. The names and
+//! parameters are those of tink-java's key managers (`namedParameters()`
+//! in `AesGcmKeyManager`, `AesGcmSivKeyManager`, `AesEaxKeyManager`,
+//! `AesCtrHmacAeadKeyManager`, `ChaCha20Poly1305KeyManager`,
+//! `XChaCha20Poly1305KeyManager`, `XAesGcmKeyManager`) and
+//! `PredefinedAeadParameters`, which Tinkey's `list-key-templates` lists.
+//!
+//! | name | type | parameters | prefix |
+//! | --- | --- | --- | --- |
+//! | `AES128_GCM`, `AES128_GCM_RAW` | AesGcmKey | 16-byte key, 12-byte IV, 16-byte tag | TINK, RAW |
+//! | `AES256_GCM`, `AES256_GCM_RAW` | AesGcmKey | 32-byte key, 12-byte IV, 16-byte tag | TINK, RAW |
+//! | `AES128_GCM_SIV`, `AES128_GCM_SIV_RAW` | AesGcmSivKey | 16-byte key | TINK, RAW |
+//! | `AES256_GCM_SIV`, `AES256_GCM_SIV_RAW` | AesGcmSivKey | 32-byte key | TINK, RAW |
+//! | `AES128_EAX`, `AES128_EAX_RAW` | AesEaxKey | 16-byte key, 16-byte IV | TINK, RAW |
+//! | `AES256_EAX`, `AES256_EAX_RAW` | AesEaxKey | 32-byte key, 16-byte IV | TINK, RAW |
+//! | `AES128_CTR_HMAC_SHA256`, `_RAW` | AesCtrHmacAeadKey | 16-byte AES key, 16-byte IV, 32-byte HMAC-SHA256 key, 16-byte tag | TINK, RAW |
+//! | `AES256_CTR_HMAC_SHA256`, `_RAW` | AesCtrHmacAeadKey | 32-byte AES key, 16-byte IV, 32-byte HMAC-SHA256 key, 32-byte tag | TINK, RAW |
+//! | `CHACHA20_POLY1305`, `_RAW` | ChaCha20Poly1305Key | | TINK, RAW |
+//! | `XCHACHA20_POLY1305`, `_RAW` | XChaCha20Poly1305Key | | TINK, RAW |
+//! | `XAES_256_GCM_192_BIT_NONCE` | XAesGcmKey | 12-byte salt | TINK |
+//! | `XAES_256_GCM_192_BIT_NONCE_NO_PREFIX` | XAesGcmKey | 12-byte salt | RAW |
+//! | `XAES_256_GCM_160_BIT_NONCE_NO_PREFIX` | XAesGcmKey | 8-byte salt | RAW |
+//! | `X_AES_GCM_8_BYTE_SALT_NO_PREFIX` | XAesGcmKey | 8-byte salt (same as above) | RAW |
+
+use std::fmt;
+
+use prost::Message;
+
+use crate::error::KeysetError;
+use crate::keyset::OutputPrefix;
+use crate::primitives::TYPE_URL_PREFIX;
+
+/// A recipe for new keys: type URL, serialized key format, output prefix
+/// type (Tink's `KeyTemplate`). Holds no key material.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyTemplate {
+    /// The key type URL, such as
+    /// `type.googleapis.com/google.crypto.tink.AesGcmKey`.
+    type_url: String,
+    /// The serialized key format proto (`AesGcmKeyFormat`, ...).
+    key_format: Vec<u8>,
+    /// The output prefix type new keys get.
+    output_prefix: OutputPrefix,
+}
+
+impl fmt::Debug for KeyTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyTemplate")
+            .field("type_url", &self.type_url)
+            .field("key_format_len", &self.key_format.len())
+            .field("output_prefix", &self.output_prefix)
+            .finish()
+    }
+}
+
+impl KeyTemplate {
+    /// A template from its parts. The key format is checked only when a
+    /// key is generated from it.
+    pub fn new(
+        type_url: impl Into<String>,
+        key_format: impl Into<Vec<u8>>,
+        output_prefix: OutputPrefix,
+    ) -> KeyTemplate {
+        KeyTemplate {
+            type_url: type_url.into(),
+            key_format: key_format.into(),
+            output_prefix,
+        }
+    }
+
+    /// The key type URL.
+    pub fn type_url(&self) -> &str {
+        &self.type_url
+    }
+
+    /// The serialized key format proto.
+    pub fn key_format(&self) -> &[u8] {
+        &self.key_format
+    }
+
+    /// The output prefix type of keys made from this template.
+    pub fn output_prefix(&self) -> OutputPrefix {
+        self.output_prefix
+    }
+
+    /// The same template with another output prefix type.
+    pub fn with_output_prefix(mut self, output_prefix: OutputPrefix) -> KeyTemplate {
+        self.output_prefix = output_prefix;
+        self
+    }
+}
+
+/// Every template name, in the order `list-key-templates` prints them.
+pub const NAMES: &[&str] = &[
+    "AES128_GCM",
+    "AES128_GCM_RAW",
+    "AES256_GCM",
+    "AES256_GCM_RAW",
+    "AES128_GCM_SIV",
+    "AES128_GCM_SIV_RAW",
+    "AES256_GCM_SIV",
+    "AES256_GCM_SIV_RAW",
+    "AES128_EAX",
+    "AES128_EAX_RAW",
+    "AES256_EAX",
+    "AES256_EAX_RAW",
+    "AES128_CTR_HMAC_SHA256",
+    "AES128_CTR_HMAC_SHA256_RAW",
+    "AES256_CTR_HMAC_SHA256",
+    "AES256_CTR_HMAC_SHA256_RAW",
+    "CHACHA20_POLY1305",
+    "CHACHA20_POLY1305_RAW",
+    "XCHACHA20_POLY1305",
+    "XCHACHA20_POLY1305_RAW",
+    "XAES_256_GCM_192_BIT_NONCE",
+    "XAES_256_GCM_192_BIT_NONCE_NO_PREFIX",
+    "XAES_256_GCM_160_BIT_NONCE_NO_PREFIX",
+    "X_AES_GCM_8_BYTE_SALT_NO_PREFIX",
+];
+
+/// `XAesGcmParams` (tink `proto/x_aes_gcm.proto`; not in tink-proto 0.3).
+#[derive(Clone, PartialEq, Message)]
+struct XAesGcmParams {
+    #[prost(uint32, tag = "1")]
+    salt_size: u32,
+}
+
+/// `XAesGcmKeyFormat` (tink `proto/x_aes_gcm.proto`).
+#[derive(Clone, PartialEq, Message)]
+struct XAesGcmKeyFormat {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(message, optional, tag = "3")]
+    params: Option<XAesGcmParams>,
+}
+
+fn url(name: &str) -> String {
+    format!("{TYPE_URL_PREFIX}{name}")
+}
+
+fn aes_gcm(key_size: u32, prefix: OutputPrefix) -> KeyTemplate {
+    let format = tink_proto::AesGcmKeyFormat {
+        key_size,
+        version: 0,
+    };
+    KeyTemplate::new(url("AesGcmKey"), format.encode_to_vec(), prefix)
+}
+
+fn aes_gcm_siv(key_size: u32, prefix: OutputPrefix) -> KeyTemplate {
+    let format = tink_proto::AesGcmSivKeyFormat {
+        key_size,
+        version: 0,
+    };
+    KeyTemplate::new(url("AesGcmSivKey"), format.encode_to_vec(), prefix)
+}
+
+fn aes_eax(key_size: u32, iv_size: u32, prefix: OutputPrefix) -> KeyTemplate {
+    let format = tink_proto::AesEaxKeyFormat {
+        params: Some(tink_proto::AesEaxParams { iv_size }),
+        key_size,
+    };
+    KeyTemplate::new(url("AesEaxKey"), format.encode_to_vec(), prefix)
+}
+
+fn aes_ctr_hmac(aes_key_size: u32, tag_size: u32, prefix: OutputPrefix) -> KeyTemplate {
+    let format = tink_proto::AesCtrHmacAeadKeyFormat {
+        aes_ctr_key_format: Some(tink_proto::AesCtrKeyFormat {
+            params: Some(tink_proto::AesCtrParams { iv_size: 16 }),
+            key_size: aes_key_size,
+        }),
+        hmac_key_format: Some(tink_proto::HmacKeyFormat {
+            params: Some(tink_proto::HmacParams {
+                hash: tink_proto::HashType::Sha256 as i32,
+                tag_size,
+            }),
+            key_size: 32,
+            version: 0,
+        }),
+    };
+    KeyTemplate::new(url("AesCtrHmacAeadKey"), format.encode_to_vec(), prefix)
+}
+
+fn chacha(prefix: OutputPrefix) -> KeyTemplate {
+    let format = tink_proto::ChaCha20Poly1305KeyFormat {};
+    KeyTemplate::new(url("ChaCha20Poly1305Key"), format.encode_to_vec(), prefix)
+}
+
+fn xchacha(prefix: OutputPrefix) -> KeyTemplate {
+    let format = tink_proto::XChaCha20Poly1305KeyFormat { version: 0 };
+    KeyTemplate::new(url("XChaCha20Poly1305Key"), format.encode_to_vec(), prefix)
+}
+
+fn xaes(salt_size: u32, prefix: OutputPrefix) -> KeyTemplate {
+    let format = XAesGcmKeyFormat {
+        version: 0,
+        params: Some(XAesGcmParams { salt_size }),
+    };
+    KeyTemplate::new(url("XAesGcmKey"), format.encode_to_vec(), prefix)
+}
+
+/// The template with Tinkey's name `name` (see [`NAMES`]), or
+/// [`KeysetError::UnknownTemplate`].
+pub fn by_name(name: &str) -> Result<KeyTemplate, KeysetError> {
+    use OutputPrefix::{Raw, Tink};
+    Ok(match name {
+        "AES128_GCM" => aes_gcm(16, Tink),
+        "AES128_GCM_RAW" => aes_gcm(16, Raw),
+        "AES256_GCM" => aes_gcm(32, Tink),
+        "AES256_GCM_RAW" => aes_gcm(32, Raw),
+        "AES128_GCM_SIV" => aes_gcm_siv(16, Tink),
+        "AES128_GCM_SIV_RAW" => aes_gcm_siv(16, Raw),
+        "AES256_GCM_SIV" => aes_gcm_siv(32, Tink),
+        "AES256_GCM_SIV_RAW" => aes_gcm_siv(32, Raw),
+        "AES128_EAX" => aes_eax(16, 16, Tink),
+        "AES128_EAX_RAW" => aes_eax(16, 16, Raw),
+        "AES256_EAX" => aes_eax(32, 16, Tink),
+        "AES256_EAX_RAW" => aes_eax(32, 16, Raw),
+        "AES128_CTR_HMAC_SHA256" => aes_ctr_hmac(16, 16, Tink),
+        "AES128_CTR_HMAC_SHA256_RAW" => aes_ctr_hmac(16, 16, Raw),
+        "AES256_CTR_HMAC_SHA256" => aes_ctr_hmac(32, 32, Tink),
+        "AES256_CTR_HMAC_SHA256_RAW" => aes_ctr_hmac(32, 32, Raw),
+        "CHACHA20_POLY1305" => chacha(Tink),
+        "CHACHA20_POLY1305_RAW" => chacha(Raw),
+        "XCHACHA20_POLY1305" => xchacha(Tink),
+        "XCHACHA20_POLY1305_RAW" => xchacha(Raw),
+        "XAES_256_GCM_192_BIT_NONCE" => xaes(12, Tink),
+        "XAES_256_GCM_192_BIT_NONCE_NO_PREFIX" => xaes(12, Raw),
+        "XAES_256_GCM_160_BIT_NONCE_NO_PREFIX" | "X_AES_GCM_8_BYTE_SALT_NO_PREFIX" => xaes(8, Raw),
+        _ => {
+            return Err(KeysetError::UnknownTemplate {
+                name: name.to_owned(),
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_resolves() {
+        for name in NAMES {
+            let t = by_name(name).expect(name);
+            assert!(t.type_url().starts_with(TYPE_URL_PREFIX), "{name}");
+            let raw = name.ends_with("_RAW") || name.ends_with("_NO_PREFIX");
+            assert_eq!(t.output_prefix() == OutputPrefix::Raw, raw, "{name}");
+        }
+        assert!(matches!(
+            by_name("AES512_GCM"),
+            Err(KeysetError::UnknownTemplate { name }) if name == "AES512_GCM"
+        ));
+    }
+
+    fn t(name: &str) -> KeyTemplate {
+        by_name(name).expect(name)
+    }
+
+    #[test]
+    fn formats_are_tinks() {
+        // AesGcmKeyFormat{key_size: 32}: field 2 varint 32.
+        assert_eq!(t("AES256_GCM").key_format(), &[0x10, 32]);
+        // AesGcmSivKeyFormat{key_size: 16}: field 2 varint 16.
+        assert_eq!(t("AES128_GCM_SIV_RAW").key_format(), &[0x10, 16]);
+        // AesEaxKeyFormat{params{iv_size 16}, key_size 32}.
+        assert_eq!(t("AES256_EAX").key_format(), &[0x0a, 2, 0x08, 16, 0x10, 32]);
+        // XAesGcmKeyFormat{params{salt_size 8}}: field 3, message.
+        assert_eq!(
+            t("X_AES_GCM_8_BYTE_SALT_NO_PREFIX").key_format(),
+            &[0x1a, 2, 0x08, 8]
+        );
+        assert_eq!(t("CHACHA20_POLY1305").key_format(), &[] as &[u8]);
+        assert_eq!(
+            t("AES128_CTR_HMAC_SHA256").type_url(),
+            "type.googleapis.com/google.crypto.tink.AesCtrHmacAeadKey"
+        );
+    }
+}
