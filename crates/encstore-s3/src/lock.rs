@@ -1,0 +1,325 @@
+//! Leased locks on S3 conditional writes.
+//!
+//! A lock `name` is the object `prefix/.encstore-locks/<name>`, holding a
+//! JSON [`LockRecord`]: the owner's random token, the expiry as wall-clock
+//! Unix milliseconds, and the host and PID for operators.
+//!
+//! - **Acquire**: `PUT` with `If-None-Match: *`. If the object exists, read
+//!   it: unexpired means [`Error::LockHeld`]; expired (or released) means
+//!   take it over with `PUT If-Match: <the ETag just read>`. Of two
+//!   contenders for one expired lock, only the first `PUT` matches the ETag;
+//!   the other gets 412 and reports `LockHeld`.
+//! - **Renew** (every third of the lease): `PUT If-Match: <our ETag>` with a
+//!   fresh expiry. 412 means someone took the lock over: the lease is lost.
+//! - **Unlock**: `PUT If-Match: <our ETag>` of a *released* record (empty
+//!   token, expiry 0), which any contender treats as free. A holder whose
+//!   lease expired and was taken over gets 412, and the successor's lock is
+//!   untouched.
+//!
+//! Unlock overwrites instead of deleting: `object_store` has no conditional
+//! delete, `DeleteObject` with `If-Match` is newer and less widely
+//! implemented than conditional `PutObject`, and a server that ignored the
+//! header would delete a successor's lock. A conditional `PUT` is what
+//! acquisition already relies on, so unlock is exactly as safe as the lock
+//! itself on every server. The cost is one small object per lock name left
+//! behind.
+//!
+//! A request that the server applied but whose response was lost (a
+//! timeout, a retried 5xx) leaves us with a stale ETag. Only the holder
+//! knows its token, so when a conditional write fails we read the record:
+//! if it carries our token, the write was ours, and we carry on from its
+//! ETag.
+//!
+//! Clocks: expiry is judged by the contender's wall clock against the
+//! holder's wall-clock expiry. Hosts must keep their clocks within a small
+//! fraction of the lease (NTP); a host whose clock runs ahead by `d` can
+//! take a lock `d` early.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use encstore_core::{Error, Lease, Renewal, Result, Version, new_lease_token};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BACKEND, Kind, is_precondition, map};
+use crate::storage::{S3Storage, update_version, version_of};
+
+/// The directory (under the store's prefix) that holds lock objects.
+pub const LOCK_DIR: &str = ".encstore-locks";
+
+/// The content of a lock object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct LockRecord {
+    /// The holder's random token; empty for a released lock.
+    pub(crate) token: String,
+    /// Wall-clock expiry, in Unix milliseconds; 0 for a released lock.
+    pub(crate) expires_unix_ms: u64,
+    /// The holder's host name (informational).
+    pub(crate) host: String,
+    /// The holder's process ID (informational).
+    pub(crate) pid: u32,
+}
+
+impl LockRecord {
+    fn is_free(&self, now_ms: u64) -> bool {
+        self.token.is_empty() || self.expires_unix_ms <= now_ms
+    }
+}
+
+/// What a [`Lease`] carries for `unlock` and renewal: the lock object's
+/// current version (ETag), updated by every renewal.
+#[derive(Debug)]
+struct LockState {
+    version: Mutex<Version>,
+}
+
+impl LockState {
+    fn get(&self) -> Version {
+        match self.version.lock() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, v: Version) {
+        match self.version.lock() {
+            Ok(mut g) => *g = v,
+            Err(p) => *p.into_inner() = v,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl S3Storage {
+    fn lock_path(&self, name: &str) -> Result<Path> {
+        self.path(&format!("{LOCK_DIR}/{name}"))
+    }
+
+    fn record(&self, token: &str, lease: Duration) -> Result<Bytes> {
+        let rec = LockRecord {
+            token: token.to_owned(),
+            expires_unix_ms: if token.is_empty() {
+                0
+            } else {
+                now_ms() + lease.as_millis() as u64
+            },
+            host: self.inner.host.clone(),
+            pid: self.inner.pid,
+        };
+        serde_json::to_vec(&rec)
+            .map(Bytes::from)
+            .map_err(|e| Error::backend(BACKEND, "lock", e))
+    }
+
+    /// Reads the lock record and its version, or `None` when there is none.
+    async fn read_lock(&self, name: &str, path: &Path) -> Result<Option<(LockRecord, Version)>> {
+        let r = match self.inner.store.get(path).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(map("read lock", name, Kind::Other, e)),
+        };
+        let version = version_of(r.meta.e_tag.clone(), r.meta.version.clone(), "read lock")?;
+        let body = r
+            .bytes()
+            .await
+            .map_err(|e| map("read lock", name, Kind::Other, e))?;
+        let rec: LockRecord = serde_json::from_slice(&body).map_err(|e| {
+            Error::backend(
+                BACKEND,
+                "read lock",
+                format!("lock object for {name:?} is not an encstore lock record: {e}"),
+            )
+        })?;
+        Ok(Some((rec, version)))
+    }
+
+    /// One conditional write of the lock object. `Ok(None)` when the
+    /// condition failed.
+    async fn put_lock(&self, path: &Path, body: Bytes, mode: PutMode) -> Result<Option<Version>> {
+        match self
+            .inner
+            .store
+            .put_opts(path, body.into(), mode.into())
+            .await
+        {
+            Ok(r) => Ok(Some(version_of(r.e_tag, r.version, "lock")?)),
+            Err(e) if is_precondition(&e) => Ok(None),
+            Err(e) => Err(map("lock", path.as_ref(), Kind::Other, e)),
+        }
+    }
+
+    /// Writes our record conditionally on `expected`; if that fails but
+    /// the record still carries `token` (our own earlier write landed
+    /// without us seeing its ETag), retries once from the record's
+    /// current version. `Ok(None)`: the lock is someone else's, or gone.
+    async fn replace_own(
+        &self,
+        name: &str,
+        path: &Path,
+        token: &str,
+        expected: Version,
+        body: Bytes,
+    ) -> Result<Option<Version>> {
+        let mode = PutMode::Update(update_version(&expected));
+        if let Some(v) = self.put_lock(path, body.clone(), mode).await? {
+            return Ok(Some(v));
+        }
+        match self.read_lock(name, path).await? {
+            Some((rec, current)) if rec.token == token && current != expected => {
+                let mode = PutMode::Update(update_version(&current));
+                self.put_lock(path, body, mode).await
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// See the module documentation.
+pub(crate) async fn try_lock(store: &S3Storage, name: &str) -> Result<Lease> {
+    let path = store.lock_path(name)?;
+    let token = new_lease_token()?;
+    let lease = store.inner.lease;
+    let held = || Error::LockHeld {
+        name: name.to_owned(),
+    };
+
+    // A lock object deleted between our create and our read (by an
+    // operator, say) sends us round again; more than a few rounds means
+    // something keeps churning it, and we report it held.
+    for _ in 0..3 {
+        let body = store.record(&token, lease)?;
+        if let Some(v) = store.put_lock(&path, body, PutMode::Create).await? {
+            return Ok(leased(store, name, token, v));
+        }
+        let Some((rec, current)) = store.read_lock(name, &path).await? else {
+            continue;
+        };
+        if rec.token == token {
+            // Our create landed (and was retried): it is ours.
+            return Ok(leased(store, name, token, current));
+        }
+        if !rec.is_free(now_ms()) {
+            return Err(held());
+        }
+        // Expired or released: take it over, on the condition that nobody
+        // else did since we read it.
+        let body = store.record(&token, lease)?;
+        return match store
+            .replace_own(name, &path, &token, current, body)
+            .await?
+        {
+            Some(v) => Ok(leased(store, name, token, v)),
+            None => Err(held()),
+        };
+    }
+    Err(held())
+}
+
+fn leased(store: &S3Storage, name: &str, token: String, version: Version) -> Lease {
+    let lease_duration = store.inner.lease;
+    let state = Arc::new(LockState {
+        version: Mutex::new(version),
+    });
+    let mut lease = Lease::new(name, token.clone(), lease_duration)
+        .with_state(Arc::clone(&state) as Arc<dyn std::any::Any + Send + Sync>);
+    let store = store.clone();
+    let name = name.to_owned();
+    lease.start_renewal(move || {
+        let store = store.clone();
+        let name = name.clone();
+        let token = token.clone();
+        let state = Arc::clone(&state);
+        async move {
+            // A renewal slower than a third of the lease is no use: the next
+            // one is due. Give up on it and let the next tick try again.
+            let budget = (lease_duration / 3).max(Duration::from_millis(10));
+            match tokio::time::timeout(budget, renew(&store, &name, &token, &state)).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Timeout {
+                    backend: BACKEND,
+                    op: "renew lock",
+                }),
+            }
+        }
+    });
+    lease
+}
+
+async fn renew(store: &S3Storage, name: &str, token: &str, state: &LockState) -> Result<Renewal> {
+    let path = store.lock_path(name)?;
+    let body = store.record(token, store.inner.lease)?;
+    match store
+        .replace_own(name, &path, token, state.get(), body)
+        .await?
+    {
+        Some(v) => {
+            state.set(v);
+            Ok(Renewal::Renewed)
+        }
+        None => Ok(Renewal::Lost),
+    }
+}
+
+/// See the module documentation.
+pub(crate) async fn unlock(store: &S3Storage, mut lease: Lease) -> Result<()> {
+    lease.stop_renewal();
+    let not_held = |lease: &Lease| {
+        lease.mark_lost();
+        Error::LockNotHeld {
+            name: lease.name().to_owned(),
+        }
+    };
+    let Some(state) = lease.state::<LockState>() else {
+        // Not a lease of this backend.
+        return Err(not_held(&lease));
+    };
+    let expected = state.get();
+    let path = store.lock_path(lease.name())?;
+    let released = store.record("", Duration::ZERO)?;
+    match store
+        .replace_own(lease.name(), &path, lease.token(), expected, released)
+        .await?
+    {
+        Some(_) => Ok(()),
+        None => Err(not_held(&lease)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_free_rules() {
+        let rec = LockRecord {
+            token: "t".into(),
+            expires_unix_ms: 1000,
+            host: "h".into(),
+            pid: 7,
+        };
+        let json = serde_json::to_string(&rec).unwrap();
+        assert_eq!(
+            json,
+            r#"{"token":"t","expires_unix_ms":1000,"host":"h","pid":7}"#
+        );
+        let back: LockRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, rec);
+        assert!(!rec.is_free(999));
+        assert!(rec.is_free(1000));
+        let released = LockRecord {
+            token: String::new(),
+            expires_unix_ms: 0,
+            ..rec
+        };
+        assert!(released.is_free(0));
+    }
+}
