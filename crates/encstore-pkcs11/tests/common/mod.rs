@@ -1,0 +1,223 @@
+//! Runs each test against its own SoftHSM2 token.
+//!
+//! SoftHSM2 reads `SOFTHSM2_CONF` once, at `C_Initialize`, and a process can
+//! initialise a module only once; setting the variable in-process would also
+//! need `unsafe` (forbidden here). So each test re-runs this test binary as a
+//! child process, filtered to that one test, with `SOFTHSM2_CONF` pointing
+//! at a token freshly initialised in a temporary directory. The child does
+//! the real work; the parent only sets up and checks the child passed.
+//!
+//! Without `softhsm2-util` and the module, a test prints `SKIPPED: ...` and
+//! passes, unless `ENCSTORE_REQUIRE_SERVICES=1`, when it fails.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::AuthPin;
+
+/// A recognisable user PIN: no output of the crate may contain it.
+pub const PIN: &str = "PIN-SENTINEL-7391";
+/// A recognisable SO PIN.
+pub const SO_PIN: &str = "SO-PIN-SENTINEL-8642";
+/// The token label every test token gets.
+pub const TOKEN: &str = "encstore";
+
+const CHILD_VAR: &str = "ENCSTORE_PKCS11_TEST_CHILD";
+const DIR_VAR: &str = "ENCSTORE_PKCS11_TEST_DIR";
+
+/// One test's token.
+pub struct Hsm {
+    /// The temporary directory holding softhsm2.conf, tokens/ and pin files.
+    pub dir: PathBuf,
+    /// The SoftHSM2 module.
+    pub module: PathBuf,
+    /// A file holding [`PIN`] (also exported as `ENCSTORE_PKCS11_PIN_FILE`).
+    pub pin_file: PathBuf,
+}
+
+impl Hsm {
+    /// A full URI for `object` on the test token, module and PIN explicit.
+    pub fn uri(&self, object: &str) -> String {
+        format!(
+            "pkcs11:token={TOKEN};object={object}?module-path={}&pin-source=file:{}",
+            self.module.display(),
+            self.pin_file.display()
+        )
+    }
+
+    /// A file holding `content`, mode 0600.
+    pub fn write_file(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        set_mode_600(&p);
+        p
+    }
+
+    /// A cryptoki session on the test token, logged in as the user, through
+    /// a second context on the same (already loaded) module: used to create
+    /// odd keys, read attributes back and break things under the KEK.
+    pub fn admin(&self) -> (Pkcs11, Session) {
+        let ctx = Pkcs11::new(&self.module).unwrap();
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => panic!("C_Initialize: {e}"),
+        }
+        let slot = ctx
+            .get_slots_with_initialized_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == TOKEN)
+            .unwrap();
+        let session = ctx.open_rw_session(slot).unwrap();
+        match session.login(UserType::User, Some(&AuthPin::from(PIN.to_owned()))) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(e) => panic!("C_Login: {e}"),
+        }
+        (ctx, session)
+    }
+}
+
+fn set_mode_600(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The SoftHSM2 module, if installed.
+pub fn find_module() -> Option<PathBuf> {
+    let arch = std::env::consts::ARCH;
+    let from_env = std::env::var("ENCSTORE_PKCS11_MODULE").ok();
+    from_env
+        .into_iter()
+        .chain([
+            "/usr/lib/softhsm/libsofthsm2.so".to_owned(),
+            format!("/usr/lib/{arch}-linux-gnu/softhsm/libsofthsm2.so"),
+            "/usr/lib64/softhsm/libsofthsm2.so".to_owned(),
+            "/usr/local/lib/softhsm/libsofthsm2.so".to_owned(),
+        ])
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+fn have_softhsm2_util() -> bool {
+    Command::new("softhsm2-util")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs `body` against a fresh token in a child process (see module docs).
+/// `name` must be the test function's name.
+pub fn hsm_test<F, Fut>(name: &str, body: F)
+where
+    F: FnOnce(Hsm) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if let Ok(child) = std::env::var(CHILD_VAR) {
+        assert_eq!(child, name, "child ran the wrong test");
+        let dir = PathBuf::from(std::env::var(DIR_VAR).unwrap());
+        let hsm = Hsm {
+            module: PathBuf::from(std::env::var("ENCSTORE_PKCS11_MODULE").unwrap()),
+            pin_file: dir.join("pin"),
+            dir,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(body(hsm));
+        return;
+    }
+
+    let module = find_module();
+    let util = have_softhsm2_util();
+    let (Some(module), true) = (module, util) else {
+        let msg = "SoftHSM2 (softhsm2-util and libsofthsm2.so) is not installed; run `scripts/softhsm.sh install`";
+        if std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("ENCSTORE_REQUIRE_SERVICES=1 but {msg}");
+        }
+        // Straight to stderr, past libtest's capture, once per test binary.
+        static NOTICE: std::sync::Once = std::sync::Once::new();
+        NOTICE.call_once(|| {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: encstore-pkcs11 SoftHSM2 tests: {msg}"
+            );
+        });
+        return;
+    };
+
+    let tmp = tempfile::Builder::new()
+        .prefix("encstore-softhsm-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_owned();
+    std::fs::create_dir(dir.join("tokens")).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            dir.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN,
+            "--so-pin",
+            SO_PIN,
+            "--pin",
+            PIN,
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "softhsm2-util --init-token failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pin_file = dir.join("pin");
+    std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+    set_mode_600(&pin_file);
+
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_VAR, name)
+        .env(DIR_VAR, &dir)
+        .env("SOFTHSM2_CONF", &conf)
+        .env("ENCSTORE_PKCS11_MODULE", &module)
+        .env("ENCSTORE_PKCS11_PIN_FILE", &pin_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "test {name} failed in its SoftHSM2 child process\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    // Pass on what the child reported (shown with --nocapture).
+    eprint!("{stderr}");
+    // Anything the child printed (warnings, logs) must not hold the PIN.
+    assert!(
+        !stdout.contains(PIN) && !stderr.contains(PIN),
+        "the child's output shows the PIN"
+    );
+}
+
+/// Asserts that nothing a caller could print about `e` shows a PIN.
+pub fn assert_no_pin(what: &str) {
+    assert!(!what.contains(PIN), "PIN leaked: {what}");
+    assert!(!what.contains(SO_PIN), "SO PIN leaked: {what}");
+}
