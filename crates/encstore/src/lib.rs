@@ -1,0 +1,51 @@
+//! # encstore: client-side encryption for any storage, with key rotation
+//!
+//! encstore encrypts data before it reaches a storage backend, with Google
+//! Tink keysets. Every stored object is a Tink AEAD ciphertext whose prefix
+//! names its key, and whose associated data is its key name, so keys rotate
+//! without breaking old data, and an object moved to another name does not
+//! decrypt.
+//!
+//! The pieces:
+//!
+//! - [`EncryptedStorage`] wraps any [`Storage`](encstore_core::Storage)
+//!   (filesystem, memory, S3, ...) and is itself a `Storage`: a server swaps
+//!   it in and everything at rest is encrypted.
+//! - [`ReloadableKeyset`] holds the keyset and swaps in a new one while the
+//!   server runs (on demand, on SIGHUP, or when the file changes).
+//! - [`Policy`] restricts which key types a deployment accepts.
+//! - [`EncryptedStorage::census`] counts objects by key ID, and
+//!   [`EncryptedStorage::rewrap_one`] re-encrypts one object under the
+//!   primary key without ever overwriting a concurrent write.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use encstore::{EncryptedStorage, KeysetSource, Policy, ReloadableKeyset};
+//! use encstore_core::{MemoryStorage, Storage};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let keys = ReloadableKeyset::open(KeysetSource::cleartext("keysets/dev.json"), Policy::default()).await?;
+//! let store = EncryptedStorage::new(Arc::new(MemoryStorage::new()), Arc::new(keys));
+//! store.store("certs/example.com.key", "secret".into()).await?;
+//! assert_eq!(&store.load("certs/example.com.key").await?[..], b"secret");
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod census;
+mod encrypted;
+mod keys;
+mod metrics;
+pub mod policy;
+mod reload;
+
+pub use census::Census;
+pub use encrypted::{EncryptedStorage, Options, RewrapOutcome};
+pub use keys::{HeadClass, KeysetSnapshot, LoadError};
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use policy::{Policy, PolicyError};
+pub use reload::{KeysetSource, ReloadReport, ReloadableKeyset, WatchHandle};
+
+pub use encstore_core as core;
+pub use encstore_tink as tink;

@@ -1,0 +1,371 @@
+//! Compliance policies: which key types and parameters a deployment allows.
+//!
+//! A [`Policy`] is an allow-list. It is enforced when a keyset is loaded
+//! (every key that still has key material must be allowed), when keys are
+//! created (the CLI refuses templates outside it), and at encryption.
+
+use std::fmt;
+use std::path::Path;
+
+use encstore_tink::primitives::KeyParams;
+use serde::{Deserialize, Serialize};
+
+/// Why a policy file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read policy file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid policy.
+    #[error("invalid policy {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong (line and column, and the field).
+        message: String,
+    },
+    /// A named preset does not exist.
+    #[error("unknown policy preset {0:?} (known: fips, modern, tink)")]
+    UnknownPreset(String),
+}
+
+/// The key families a [`Rule`] can allow, named as Tink's key types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum KeyFamily {
+    /// `AesGcmKey`.
+    AesGcmKey,
+    /// `AesGcmSivKey`.
+    AesGcmSivKey,
+    /// `AesEaxKey`.
+    AesEaxKey,
+    /// `AesCtrHmacAeadKey`.
+    AesCtrHmacAeadKey,
+    /// `ChaCha20Poly1305Key`.
+    ChaCha20Poly1305Key,
+    /// `XChaCha20Poly1305Key`.
+    XChaCha20Poly1305Key,
+    /// `XAesGcmKey`.
+    XAesGcmKey,
+}
+
+impl KeyFamily {
+    /// The family of a key.
+    pub fn of(params: &KeyParams) -> Option<KeyFamily> {
+        Some(match params {
+            KeyParams::AesGcm { .. } => KeyFamily::AesGcmKey,
+            KeyParams::AesGcmSiv { .. } => KeyFamily::AesGcmSivKey,
+            KeyParams::AesEax { .. } => KeyFamily::AesEaxKey,
+            KeyParams::AesCtrHmac { .. } => KeyFamily::AesCtrHmacAeadKey,
+            KeyParams::ChaCha20Poly1305 => KeyFamily::ChaCha20Poly1305Key,
+            KeyParams::XChaCha20Poly1305 => KeyFamily::XChaCha20Poly1305Key,
+            KeyParams::XAesGcm { .. } => KeyFamily::XAesGcmKey,
+            #[allow(unreachable_patterns)]
+            _ => return None,
+        })
+    }
+}
+
+/// One allow rule: a key family, optionally narrowed by parameters. A field
+/// left out allows any value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// The key family allowed.
+    pub key_type: KeyFamily,
+    /// Allowed AES key sizes in bytes (for AES-based families).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sizes: Option<Vec<usize>>,
+    /// Allowed HMAC hashes, such as `SHA256` (AES-CTR-HMAC only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashes: Option<Vec<String>>,
+    /// The smallest allowed tag, in bytes (AES-CTR-HMAC only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tag_size: Option<usize>,
+    /// The smallest allowed HMAC key, in bytes (AES-CTR-HMAC only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_hmac_key_size: Option<usize>,
+}
+
+impl Rule {
+    /// A rule allowing every key of `family`.
+    pub fn any(family: KeyFamily) -> Rule {
+        Rule {
+            key_type: family,
+            key_sizes: None,
+            hashes: None,
+            min_tag_size: None,
+            min_hmac_key_size: None,
+        }
+    }
+
+    /// Narrows the AES key sizes.
+    pub fn key_sizes(mut self, sizes: &[usize]) -> Rule {
+        self.key_sizes = Some(sizes.to_vec());
+        self
+    }
+
+    fn allows(&self, params: &KeyParams) -> bool {
+        if KeyFamily::of(params) != Some(self.key_type) {
+            return false;
+        }
+        let size_ok = |s: usize| self.key_sizes.as_ref().is_none_or(|v| v.contains(&s));
+        match params {
+            KeyParams::AesGcm { key_size }
+            | KeyParams::AesGcmSiv { key_size }
+            | KeyParams::AesEax { key_size, .. } => size_ok(*key_size),
+            KeyParams::AesCtrHmac {
+                aes_key_size,
+                hmac_key_size,
+                hash,
+                tag_size,
+                ..
+            } => {
+                size_ok(*aes_key_size)
+                    && self
+                        .hashes
+                        .as_ref()
+                        .is_none_or(|h| h.iter().any(|x| x.eq_ignore_ascii_case(hash)))
+                    && self.min_tag_size.is_none_or(|m| *tag_size >= m)
+                    && self.min_hmac_key_size.is_none_or(|m| *hmac_key_size >= m)
+            }
+            KeyParams::XAesGcm { .. } => size_ok(32),
+            _ => size_ok(32),
+        }
+    }
+}
+
+/// An allow-list of key types and parameters.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// A name for messages and logs, such as `fips`.
+    pub name: String,
+    /// The rules; a key is allowed when any rule allows it.
+    pub allow: Vec<Rule>,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Policy({:?}, {} rules)", self.name, self.allow.len())
+    }
+}
+
+impl Policy {
+    /// Everything Google's Tink 1.16 accepts as an AEAD key. The default.
+    pub fn tink() -> Policy {
+        use KeyFamily::*;
+        Policy {
+            name: "tink".into(),
+            allow: [
+                AesGcmKey,
+                AesGcmSivKey,
+                AesEaxKey,
+                AesCtrHmacAeadKey,
+                ChaCha20Poly1305Key,
+                XChaCha20Poly1305Key,
+                XAesGcmKey,
+            ]
+            .into_iter()
+            .map(Rule::any)
+            .collect(),
+        }
+    }
+
+    /// FIPS-approved algorithms only: AES-GCM with 128- or 256-bit keys, and
+    /// AES-CTR with HMAC-SHA-256/384/512 (AES key 128 or 256 bits, HMAC key
+    /// and tag at least 128 bits).
+    ///
+    /// This restricts *algorithms*. It does not by itself make a validated
+    /// cryptographic module: encstore's primitives (ring, RustCrypto) are
+    /// not FIPS 140-3 validated.
+    pub fn fips() -> Policy {
+        Policy {
+            name: "fips".into(),
+            allow: vec![
+                Rule::any(KeyFamily::AesGcmKey).key_sizes(&[16, 32]),
+                Rule {
+                    key_type: KeyFamily::AesCtrHmacAeadKey,
+                    key_sizes: Some(vec![16, 32]),
+                    hashes: Some(vec!["SHA256".into(), "SHA384".into(), "SHA512".into()]),
+                    min_tag_size: Some(16),
+                    min_hmac_key_size: Some(16),
+                },
+            ],
+        }
+    }
+
+    /// A modern default: AES-GCM, AES-GCM-SIV, ChaCha20-Poly1305,
+    /// XChaCha20-Poly1305 and XAES-256-GCM. Leaves out AES-EAX and
+    /// AES-CTR-HMAC, which Tink keeps for compatibility.
+    pub fn modern() -> Policy {
+        use KeyFamily::*;
+        Policy {
+            name: "modern".into(),
+            allow: vec![
+                Rule::any(AesGcmKey).key_sizes(&[16, 32]),
+                Rule::any(AesGcmSivKey).key_sizes(&[16, 32]),
+                Rule::any(ChaCha20Poly1305Key),
+                Rule::any(XChaCha20Poly1305Key),
+                Rule::any(XAesGcmKey),
+            ],
+        }
+    }
+
+    /// A preset by name: `fips`, `modern` or `tink`.
+    ///
+    /// # Errors
+    /// [`PolicyError::UnknownPreset`] for any other name.
+    pub fn preset(name: &str) -> Result<Policy, PolicyError> {
+        match name {
+            "fips" => Ok(Policy::fips()),
+            "modern" => Ok(Policy::modern()),
+            "tink" => Ok(Policy::tink()),
+            other => Err(PolicyError::UnknownPreset(other.to_owned())),
+        }
+    }
+
+    /// Parses a policy from JSON: either `{"preset": "fips"}` or
+    /// `{"name": "...", "allow": [{"key_type": "AesGcmKey", "key_sizes": [32]}, ...]}`.
+    ///
+    /// # Errors
+    /// [`PolicyError::Invalid`] naming the line, column and problem.
+    pub fn from_json(json: &str, origin: &str) -> Result<Policy, PolicyError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Preset {
+            preset: String,
+        }
+        if let Ok(p) = serde_json::from_str::<Preset>(json) {
+            return Policy::preset(&p.preset);
+        }
+        serde_json::from_str::<Policy>(json).map_err(|e| PolicyError::Invalid {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads a policy file (JSON, see [`Policy::from_json`]).
+    ///
+    /// # Errors
+    /// [`PolicyError`] when the file cannot be read or parsed.
+    pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Policy::from_json(&text, &path.display().to_string())
+    }
+
+    /// Whether a key with these parameters is allowed.
+    pub fn allows(&self, params: &KeyParams) -> bool {
+        self.allow.iter().any(|r| r.allows(params))
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::tink()
+    }
+}
+
+/// A short, human-readable description of a key's parameters.
+pub fn describe(params: &KeyParams) -> String {
+    match params {
+        KeyParams::AesGcm { key_size } => format!("AesGcmKey, {}-bit", key_size * 8),
+        KeyParams::AesGcmSiv { key_size } => format!("AesGcmSivKey, {}-bit", key_size * 8),
+        KeyParams::AesEax { key_size, iv_size } => {
+            format!("AesEaxKey, {}-bit, {iv_size}-byte IV", key_size * 8)
+        }
+        KeyParams::AesCtrHmac {
+            aes_key_size,
+            hash,
+            tag_size,
+            ..
+        } => format!(
+            "AesCtrHmacAeadKey, {}-bit AES, HMAC-{hash}, {tag_size}-byte tag",
+            aes_key_size * 8
+        ),
+        KeyParams::ChaCha20Poly1305 => "ChaCha20Poly1305Key".into(),
+        KeyParams::XChaCha20Poly1305 => "XChaCha20Poly1305Key".into(),
+        KeyParams::XAesGcm { salt_size } => format!("XAesGcmKey, {salt_size}-byte salt"),
+        #[allow(unreachable_patterns)]
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctr(aes: usize, hash: &'static str, tag: usize) -> KeyParams {
+        KeyParams::AesCtrHmac {
+            aes_key_size: aes,
+            iv_size: 16,
+            hmac_key_size: 32,
+            hash,
+            tag_size: tag,
+        }
+    }
+
+    #[test]
+    fn fips_allows_only_approved_algorithms() {
+        let p = Policy::fips();
+        assert!(p.allows(&KeyParams::AesGcm { key_size: 16 }));
+        assert!(p.allows(&KeyParams::AesGcm { key_size: 32 }));
+        assert!(p.allows(&ctr(32, "SHA256", 32)));
+        assert!(!p.allows(&ctr(32, "SHA1", 20)));
+        assert!(!p.allows(&ctr(16, "SHA256", 10)));
+        assert!(!p.allows(&KeyParams::ChaCha20Poly1305));
+        assert!(!p.allows(&KeyParams::XChaCha20Poly1305));
+        assert!(!p.allows(&KeyParams::AesGcmSiv { key_size: 32 }));
+        assert!(!p.allows(&KeyParams::AesEax {
+            key_size: 32,
+            iv_size: 16
+        }));
+        assert!(!p.allows(&KeyParams::XAesGcm { salt_size: 12 }));
+    }
+
+    #[test]
+    fn modern_leaves_out_legacy_modes() {
+        let p = Policy::modern();
+        assert!(p.allows(&KeyParams::XChaCha20Poly1305));
+        assert!(p.allows(&KeyParams::AesGcmSiv { key_size: 32 }));
+        assert!(!p.allows(&KeyParams::AesEax {
+            key_size: 16,
+            iv_size: 12
+        }));
+        assert!(!p.allows(&ctr(32, "SHA256", 32)));
+        assert!(Policy::tink().allows(&ctr(16, "SHA1", 10)));
+    }
+
+    #[test]
+    fn policy_files_parse_and_refuse_typos() {
+        let p = Policy::from_json(
+            r#"{"name":"only-256","allow":[{"key_type":"AesGcmKey","key_sizes":[32]}]}"#,
+            "inline",
+        )
+        .unwrap();
+        assert!(p.allows(&KeyParams::AesGcm { key_size: 32 }));
+        assert!(!p.allows(&KeyParams::AesGcm { key_size: 16 }));
+        assert_eq!(
+            Policy::from_json(r#"{"preset":"fips"}"#, "x").unwrap(),
+            Policy::fips()
+        );
+        let err = Policy::from_json(
+            r#"{"name":"x","allow":[{"key_type":"AesGcmKey","keysizes":[32]}]}"#,
+            "p.json",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("keysizes"), "{err}");
+        let err = Policy::from_json(r#"{"preset":"fisp"}"#, "p.json").unwrap_err();
+        assert!(matches!(err, PolicyError::UnknownPreset(_)));
+    }
+}
