@@ -1,0 +1,491 @@
+//! Command-line syntax (clap derive).
+//!
+//! Flag names follow Tinkey (`--in`, `--in-format`, `--out`, `--out-format`,
+//! `--key-template`, `--key-id`, `--master-key-uri`, `--new-master-key-uri`)
+//! because operators script against them: flags may be added, never renamed.
+//!
+//! The keyset commands are top-level subcommands, as in Tinkey. The store
+//! commands live under `encstore store ...` ([`StoreCommand`]).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// encstore: client-side encryption for storage, with Tink keysets.
+#[derive(Debug, Parser)]
+#[command(name = "encstore", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a keyset with one key, generated from a key template.
+    CreateKeyset(CreateKeyset),
+    /// Add a key (ENABLED, not primary) generated from a key template.
+    AddKey(KeyTemplateCommand),
+    /// Add a key from a key template and make it the primary (see the
+    /// warning it prints: prefer add-key, deploy, then promote-key).
+    RotateKeyset(KeyTemplateCommand),
+    /// Make an ENABLED key the primary.
+    PromoteKey(KeyIdCommand),
+    /// Disable a key (it no longer decrypts). The primary cannot be disabled.
+    /// With --store, refuses while objects are still under the key.
+    DisableKey(RetireKeyCommand),
+    /// Enable a disabled key.
+    EnableKey(KeyIdCommand),
+    /// Destroy a key's material, keeping its ID. The primary cannot be destroyed.
+    /// With --store, refuses while objects are still under the key.
+    DestroyKey(RetireKeyCommand),
+    /// Delete a key from the keyset. The primary cannot be deleted.
+    /// With --store, refuses while objects are still under the key.
+    DeleteKey(RetireKeyCommand),
+    /// Print the keyset's info: key IDs, types, statuses, prefixes, primary.
+    /// Never prints key material.
+    ListKeyset(ListKeyset),
+    /// Change a keyset's format, or its master key (encrypt, re-encrypt or
+    /// decrypt it).
+    ConvertKeyset(ConvertKeyset),
+    /// List the key template names accepted by --key-template.
+    ListKeyTemplates,
+    /// Encrypt data with a keyset's primary key.
+    Encrypt(Crypt),
+    /// Decrypt data with a keyset. Writes nothing unless decryption succeeds.
+    Decrypt(Crypt),
+    /// Create a non-extractable AES-256 master key in an HSM (PKCS#11),
+    /// labelled by the URI's object=. Refuses if the label exists.
+    CreateMasterKey(CreateMasterKey),
+    /// Commands on an encrypted store: put, get, ls, rm, stat, status,
+    /// rewrap, verify.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// A guided tour: create a keyset, store secrets, rotate, re-encrypt,
+    /// verify and disable the old key, printing each command it runs.
+    Quickstart(Quickstart),
+}
+
+/// `disable-key`, `destroy-key`, `delete-key`: a key ID command with the
+/// store check.
+#[derive(Debug, Clone, Args)]
+pub struct RetireKeyCommand {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub key: KeyIdCommand,
+    /// Check this store first (a directory, file:///abs/path or
+    /// s3://bucket/prefix): refuse while objects are still under the key.
+    #[arg(long, value_name = "LOCATION", env = "ENCSTORE_STORE")]
+    pub store: Option<String>,
+    /// Go ahead even though the store still has objects under the key
+    /// (they will no longer decrypt).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `create-master-key`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateMasterKey {
+    /// The key to create, such as
+    /// `pkcs11:token=encstore;object=kek-2026?module-path=...&pin-source=file:...`.
+    #[arg(long, value_name = "URI")]
+    pub master_key_uri: String,
+}
+
+/// `quickstart`.
+#[derive(Debug, Clone, Args)]
+pub struct Quickstart {
+    /// Where to put the tour's keyset (DIR/keysets/quickstart.json) and store
+    /// (DIR/demo-store). Default: the current directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// `--store LOCATION`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The store: a directory, `file:///abs/path`, or `s3://bucket/prefix`.
+    #[arg(long, value_name = "LOCATION", env = "ENCSTORE_STORE")]
+    pub store: String,
+}
+
+/// `--keyset PATH` and how to open it, for the store commands.
+#[derive(Debug, Clone, Args)]
+pub struct StoreKeysetArgs {
+    /// The keyset file.
+    #[arg(long, value_name = "PATH", env = "ENCSTORE_KEYSET")]
+    pub keyset: PathBuf,
+    /// Format of the keyset file (default: detected from its content).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub keyset_format: Option<Format>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub master: MasterKeyArgs,
+    /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
+    /// Default: tink (every key type Tink supports).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub policy: Option<String>,
+}
+
+/// `encstore store ...`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Encrypt a value (stdin by default) and store it under KEY.
+    Put(StorePut),
+    /// Load and decrypt KEY (to stdout by default). Writes nothing unless
+    /// decryption succeeds.
+    Get(StoreGet),
+    /// List the keys under PREFIX (default: the top level).
+    Ls(StoreLs),
+    /// Delete KEY (a prefix only with --recursive).
+    Rm(StoreRm),
+    /// Show an object's size, modification time and key ID.
+    Stat(StoreStat),
+    /// The key census: how many objects are under each key of the keyset.
+    Status(StoreStatus),
+    /// Re-encrypt every object that is not under the primary key.
+    ///
+    /// Each object is re-encrypted with a conditional write (a value a
+    /// server writes meanwhile is never overwritten), then re-checked: it
+    /// must decrypt and be under the primary. The run holds the store-wide
+    /// lock `encstore-rewrap`: a second rewrap waits for the first (saying
+    /// so), or fails at once with --no-wait. It is safe to kill at any
+    /// moment; run it again to finish. A killed rewrap's lock expires after
+    /// the backend's lease (60 s on the filesystem backend;
+    /// ENCSTORE_LOCK_LEASE_SECS overrides it, and every process sharing the
+    /// store must then use the same value). Progress goes to stderr (a bar
+    /// on a terminal, plain lines otherwise); the summary to stdout. Exits
+    /// non-zero if any object failed.
+    Rewrap(StoreRewrap),
+    /// Decrypt every object; report every failure.
+    Verify(StoreVerify),
+}
+
+/// `store put`.
+#[derive(Debug, Clone, Args)]
+pub struct StorePut {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keyset: StoreKeysetArgs,
+    /// The key name, such as certs/example.com.key.
+    pub key: String,
+    /// Read the value from this file (default: stdin).
+    #[arg(long = "in", value_name = "PATH")]
+    pub input: Option<PathBuf>,
+}
+
+/// `store get`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreGet {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keyset: StoreKeysetArgs,
+    /// The key name.
+    pub key: String,
+    /// Write the value to this file (default: stdout), atomically, mode
+    /// 0600, only once it decrypted.
+    #[arg(long = "out", value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Migration mode: return an object stored before encryption (plaintext).
+    #[arg(long)]
+    pub allow_plaintext: bool,
+}
+
+/// `store ls`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreLs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    /// List under this prefix (default: the whole store).
+    pub prefix: Option<String>,
+    /// List every key below the prefix, not only its direct children.
+    #[arg(long, short = 'r')]
+    pub recursive: bool,
+}
+
+/// `store rm`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreRm {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    /// The key name (or a prefix, with --recursive).
+    pub key: String,
+    /// Delete a prefix and everything under it.
+    #[arg(long, short = 'r')]
+    pub recursive: bool,
+}
+
+/// `store stat`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreStat {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    /// The key name.
+    pub key: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `store status`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreStatus {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keyset: StoreKeysetArgs,
+    /// Count only under this prefix (default: the whole store).
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub prefix: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `store rewrap`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreRewrap {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keyset: StoreKeysetArgs,
+    /// Report what would be re-encrypted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Objects re-encrypted at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Migration mode: also encrypt plaintext objects (stored before
+    /// encryption was turned on).
+    #[arg(long)]
+    pub allow_plaintext: bool,
+    /// Fail at once if another rewrap holds the store's rewrap lock, instead
+    /// of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `store verify`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreVerify {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keyset: StoreKeysetArgs,
+    /// Accept plaintext objects (migration mode); they are counted apart.
+    #[arg(long)]
+    pub allow_plaintext: bool,
+    /// Objects decrypted at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Keyset serialization format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Tink's JSON keyset format.
+    #[default]
+    Json,
+    /// Tink's binary (protobuf) keyset format.
+    Binary,
+}
+
+/// How a keyset is protected at rest: options shared by every command that
+/// reads or writes a keyset.
+#[derive(Debug, Clone, Args, Default)]
+pub struct MasterKeyArgs {
+    /// A cleartext Tink AEAD keyset file used as the key-encryption key; the
+    /// keyset is read and written as an EncryptedKeyset.
+    #[arg(long, value_name = "PATH", conflicts_with = "master_key_uri")]
+    pub master_keyset: Option<PathBuf>,
+    /// Format of the --master-keyset file (default: detected from its content).
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "master_keyset")]
+    pub master_keyset_format: Option<Format>,
+    /// A KMS or HSM key used as the key-encryption key, such as `pkcs11:...`.
+    #[arg(long, value_name = "URI")]
+    pub master_key_uri: Option<String>,
+    /// Associated data binding the encrypted keyset (UTF-8 text).
+    #[arg(
+        long,
+        value_name = "STR",
+        conflicts_with = "keyset_associated_data_hex"
+    )]
+    pub keyset_associated_data: Option<String>,
+    /// Associated data binding the encrypted keyset, in hex.
+    #[arg(long, value_name = "HEX")]
+    pub keyset_associated_data_hex: Option<String>,
+}
+
+/// `--in`/`--in-format`: where a keyset is read from.
+#[derive(Debug, Clone, Args)]
+pub struct KeysetIn {
+    /// The keyset to read (default: stdin).
+    #[arg(long = "in", value_name = "PATH")]
+    pub input: Option<PathBuf>,
+    /// Format of the input keyset.
+    #[arg(long, value_enum, default_value_t = Format::Json, value_name = "FORMAT")]
+    pub in_format: Format,
+}
+
+/// `--out`/`--out-format`: where a keyset is written to.
+#[derive(Debug, Clone, Args)]
+pub struct KeysetOut {
+    /// Where to write the keyset (default: stdout). May name the --in file;
+    /// the write is atomic and the file gets mode 0600.
+    #[arg(long = "out", value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Format of the output keyset.
+    #[arg(long, value_enum, default_value_t = Format::Json, value_name = "FORMAT")]
+    pub out_format: Format,
+}
+
+/// `create-keyset`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateKeyset {
+    /// Key template name (see list-key-templates), such as AES256_GCM.
+    #[arg(long, value_name = "NAME")]
+    pub key_template: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub out: KeysetOut,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub master: MasterKeyArgs,
+}
+
+/// `add-key`, `rotate-keyset`.
+#[derive(Debug, Clone, Args)]
+pub struct KeyTemplateCommand {
+    /// Key template name (see list-key-templates), such as AES256_GCM.
+    #[arg(long, value_name = "NAME")]
+    pub key_template: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub input: KeysetIn,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub out: KeysetOut,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub master: MasterKeyArgs,
+}
+
+/// `promote-key`, `disable-key`, `enable-key`, `destroy-key`, `delete-key`.
+#[derive(Debug, Clone, Args)]
+pub struct KeyIdCommand {
+    /// The key's ID, unsigned decimal (as list-keyset prints it).
+    #[arg(long, value_name = "ID")]
+    pub key_id: u32,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub input: KeysetIn,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub out: KeysetOut,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub master: MasterKeyArgs,
+}
+
+/// `list-keyset`.
+#[derive(Debug, Clone, Args)]
+pub struct ListKeyset {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub input: KeysetIn,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub master: MasterKeyArgs,
+    /// Print the keyset info as JSON, in the shape of Tink's `keysetInfo`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `convert-keyset`.
+#[derive(Debug, Clone, Args)]
+pub struct ConvertKeyset {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub input: KeysetIn,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub out: KeysetOut,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub master: MasterKeyArgs,
+    /// Encrypt the output with this cleartext master keyset. Without
+    /// --new-master-keyset or --new-master-key-uri the output is cleartext.
+    #[arg(long, value_name = "PATH", conflicts_with = "new_master_key_uri")]
+    pub new_master_keyset: Option<PathBuf>,
+    /// Format of the --new-master-keyset file (default: detected).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        requires = "new_master_keyset"
+    )]
+    pub new_master_keyset_format: Option<Format>,
+    /// Encrypt the output with this KMS or HSM key.
+    #[arg(long, value_name = "URI")]
+    pub new_master_key_uri: Option<String>,
+    /// Associated data for the output keyset (default: the input's
+    /// --keyset-associated-data).
+    #[arg(
+        long,
+        value_name = "STR",
+        conflicts_with = "new_keyset_associated_data_hex"
+    )]
+    pub new_keyset_associated_data: Option<String>,
+    /// Associated data for the output keyset, in hex.
+    #[arg(long, value_name = "HEX")]
+    pub new_keyset_associated_data_hex: Option<String>,
+}
+
+/// `encrypt`, `decrypt`.
+#[derive(Debug, Clone, Args)]
+pub struct Crypt {
+    /// The keyset file.
+    #[arg(long, value_name = "PATH")]
+    pub keyset: PathBuf,
+    /// Format of the keyset file.
+    #[arg(long, value_enum, default_value_t = Format::Json, value_name = "FORMAT")]
+    pub keyset_format: Format,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub master: MasterKeyArgs,
+    /// Associated data (UTF-8 text). Default: empty.
+    #[arg(long, value_name = "STR", conflicts_with = "associated_data_hex")]
+    pub associated_data: Option<String>,
+    /// Associated data, in hex.
+    #[arg(long, value_name = "HEX")]
+    pub associated_data_hex: Option<String>,
+    /// Input file (default: stdin).
+    #[arg(long = "in", value_name = "PATH")]
+    pub input: Option<PathBuf>,
+    /// Output file (default: stdout). Written atomically, mode 0600, and
+    /// only after the whole operation succeeded.
+    #[arg(long = "out", value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}

@@ -1,0 +1,259 @@
+//! Loading and saving keysets for the CLI: formats, master keys (KEKs) and
+//! the error messages operators see.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use encstore_core::{AeadKek, Kek};
+use encstore_pkcs11::Pkcs11Kek;
+use encstore_tink::keyset::{Keyset, KeysetFormat, detect_format};
+use encstore_tink::templates::KeyTemplate;
+use zeroize::Zeroizing;
+
+use crate::cli::{Format, MasterKeyArgs};
+use crate::io;
+
+/// A key-encryption key and the associated data that binds the keyset.
+pub struct Master {
+    /// The KEK: a master keyset's AEAD ([`AeadKek`]) or an HSM key
+    /// ([`Pkcs11Kek`]). Every wrap and unwrap goes through the async
+    /// [`Kek`] path.
+    kek: Arc<dyn Kek>,
+    /// `--keyset-associated-data[-hex]`, empty by default.
+    associated_data: Vec<u8>,
+    /// Where the KEK came from, for messages ("master keyset PATH" or
+    /// "master key pkcs11:..."; never a PIN).
+    source: String,
+}
+
+/// Opens the master key named by `--master-keyset` / `--master-key-uri`,
+/// if any, with its keyset associated data.
+pub async fn open_master(args: &MasterKeyArgs) -> Result<Option<Master>> {
+    let ad = io::text_or_hex(
+        args.keyset_associated_data.as_deref(),
+        args.keyset_associated_data_hex.as_deref(),
+        "--keyset-associated-data-hex",
+    )?;
+    open_kek(
+        args.master_keyset.as_deref(),
+        args.master_keyset_format,
+        args.master_key_uri.as_deref(),
+        ad,
+        args.keyset_associated_data.is_some() || args.keyset_associated_data_hex.is_some(),
+        "--master-keyset",
+    )
+    .await
+}
+
+/// A master key URI as shown in messages: without its query (module and
+/// PIN-file paths), which is noise in a one-line error.
+pub fn display_uri(uri: &str) -> &str {
+    uri.split_once('?').map_or(uri, |(head, _)| head)
+}
+
+/// Opens a PKCS#11 key named by a `pkcs11:` URI (blocking work runs on the
+/// blocking pool). `create` generates it first (refusing an existing label).
+pub async fn open_pkcs11(uri: &str, create: bool) -> Result<Arc<dyn Kek>> {
+    let owned = uri.to_owned();
+    let kek = tokio::task::spawn_blocking(move || {
+        if create {
+            Pkcs11Kek::create_master_key(&owned)
+        } else {
+            Pkcs11Kek::open(&owned)
+        }
+    })
+    .await
+    .map_err(|e| anyhow!("the PKCS#11 task failed: {e}"))?
+    .map_err(|e| anyhow!("{e}"))?;
+    Ok(Arc::new(kek))
+}
+
+/// Opens a KEK from a master keyset file or a URI.
+pub async fn open_kek(
+    keyset: Option<&Path>,
+    format: Option<Format>,
+    uri: Option<&str>,
+    associated_data: Vec<u8>,
+    ad_given: bool,
+    flag: &str,
+) -> Result<Option<Master>> {
+    if let Some(uri) = uri {
+        let scheme = uri.split_once(':').map_or("", |(s, _)| s);
+        if !scheme.eq_ignore_ascii_case("pkcs11") {
+            bail!(
+                "unsupported master key URI scheme {scheme:?} (in {:?}): encstore supports pkcs11: URIs (RFC 7512); for a master keyset file use {flag} PATH",
+                display_uri(uri)
+            );
+        }
+        let kek = open_pkcs11(uri, false).await?;
+        return Ok(Some(Master {
+            kek,
+            associated_data,
+            source: format!("master key {}", display_uri(uri)),
+        }));
+    }
+    let Some(path) = keyset else {
+        if ad_given {
+            bail!(
+                "keyset associated data was given, but no master key ({flag} or a master key URI)"
+            );
+        }
+        return Ok(None);
+    };
+    let bytes = Zeroizing::new(io::read_input(Some(path), "master keyset")?);
+    let detected = detect_format(&bytes);
+    if detected.is_encrypted() {
+        bail!(
+            "master keyset {} is itself encrypted; {flag} needs a cleartext AEAD keyset",
+            path.display()
+        );
+    }
+    let json = match format {
+        Some(f) => f == Format::Json,
+        None => detected == KeysetFormat::Json,
+    };
+    let ks = if json {
+        Keyset::from_json_insecure(&bytes)
+    } else {
+        Keyset::from_binary_insecure(&bytes)
+    }
+    .with_context(|| {
+        format!(
+            "master keyset {} is not a valid AEAD keyset",
+            path.display()
+        )
+    })?;
+    let aead = ks
+        .aead()
+        .with_context(|| format!("master keyset {} cannot encrypt", path.display()))?;
+    Ok(Some(Master {
+        kek: Arc::new(AeadKek(Arc::new(aead))),
+        associated_data,
+        source: format!("master keyset {}", path.display()),
+    }))
+}
+
+/// Reads a keyset from `bytes` (named `what` in messages) in `format`,
+/// unwrapping it with `master` when one is given (through the async KEK
+/// path). `format_flag` names the flag that sets `format`, for hints.
+pub async fn load(
+    bytes: &[u8],
+    format: Format,
+    master: Option<&Master>,
+    what: &str,
+    format_flag: &str,
+) -> Result<Keyset> {
+    let detected = detect_format(bytes);
+    let declared_json = format == Format::Json;
+    match master {
+        None => {
+            if detected.is_encrypted() && detected.is_json() == declared_json {
+                bail!(
+                    "{what} is an encrypted keyset; give its master key (--master-keyset PATH or --master-key-uri URI) and any --keyset-associated-data"
+                );
+            }
+            let r = if declared_json {
+                Keyset::from_json_insecure(bytes)
+            } else {
+                Keyset::from_binary_insecure(bytes)
+            };
+            r.map_err(|e| keyset_error(e, what, format, detected, format_flag))
+        }
+        Some(m) => {
+            if !detected.is_encrypted() && detected.is_json() == declared_json {
+                bail!(
+                    "{what} is a cleartext keyset, but a master key was given (use convert-keyset to encrypt it)"
+                );
+            }
+            if detected.is_json() != declared_json {
+                let (is, flag) = if detected.is_json() {
+                    ("JSON", "json")
+                } else {
+                    ("binary", "binary")
+                };
+                bail!(
+                    "{what} is not a valid keyset in the declared format (the file looks {is}; try {format_flag} {flag})"
+                );
+            }
+            Keyset::read_with_kek(bytes, m.kek.as_ref(), &m.associated_data)
+                .await
+                .map_err(|e| match e {
+                    encstore_tink::error::KeysetError::Decryption => anyhow!(
+                        "{what} does not decrypt with {} and this keyset associated data (wrong master key, wrong associated data, or the file was tampered with)",
+                        m.source
+                    ),
+                    encstore_tink::error::KeysetError::Kek { message } => {
+                        anyhow!("cannot unwrap {what} with {}: {message}", m.source)
+                    }
+                    e => keyset_error(e, what, format, detected, format_flag),
+                })
+        }
+    }
+}
+
+fn keyset_error(
+    e: encstore_tink::error::KeysetError,
+    what: &str,
+    declared: Format,
+    detected: KeysetFormat,
+    format_flag: &str,
+) -> anyhow::Error {
+    let declared_json = declared == Format::Json;
+    if detected.is_json() != declared_json {
+        let (is, flag) = if detected.is_json() {
+            ("JSON", "json")
+        } else {
+            ("binary", "binary")
+        };
+        return anyhow!(
+            "{what} is not a valid keyset: {e} (the file looks {is}; try {format_flag} {flag})"
+        );
+    }
+    anyhow!("{what} is not a valid keyset: {e}")
+}
+
+/// Serializes `keyset` in `format`, wrapped with `master` when given
+/// (through the async KEK path, which checks that the result unwraps).
+/// A cleartext result holds key material and is wiped when dropped.
+/// Nothing is written here: callers write the bytes only once this
+/// succeeded, so a failing KEK never touches the old file.
+pub async fn serialize(
+    keyset: &Keyset,
+    format: Format,
+    master: Option<&Master>,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let Some(m) = master else {
+        return Ok(match format {
+            Format::Json => keyset.to_json_insecure(),
+            Format::Binary => keyset.to_binary_insecure(),
+        });
+    };
+    let r = match format {
+        Format::Json => {
+            keyset
+                .to_encrypted_json_with_kek(m.kek.as_ref(), &m.associated_data)
+                .await
+        }
+        Format::Binary => {
+            keyset
+                .to_encrypted_binary_with_kek(m.kek.as_ref(), &m.associated_data)
+                .await
+        }
+    };
+    Ok(Zeroizing::new(r.map_err(|e| {
+        anyhow!("cannot encrypt the keyset with {}: {e}", m.source)
+    })?))
+}
+
+/// Looks up a key template by its Tinkey name.
+pub fn template(name: &str) -> Result<KeyTemplate> {
+    encstore_tink::templates::by_name(name).map_err(|_| {
+        anyhow!("unknown key template {name:?}; run `encstore list-key-templates` for the names")
+    })
+}
+
+/// Every template name, in listing order.
+pub fn template_names() -> &'static [&'static str] {
+    encstore_tink::templates::NAMES
+}
