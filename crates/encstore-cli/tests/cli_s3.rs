@@ -10,10 +10,14 @@ use common::*;
 
 /// `s3://bucket/unique-prefix`, or `None` after printing why.
 fn location(test: &str) -> Option<String> {
-    let endpoint = std::env::var("ENCSTORE_S3_ENDPOINT").ok().filter(|s| !s.is_empty());
+    let endpoint = std::env::var("ENCSTORE_S3_ENDPOINT")
+        .ok()
+        .filter(|s| !s.is_empty());
     if endpoint.is_none() {
         if std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{test}: ENCSTORE_REQUIRE_SERVICES=1 but no S3 server (scripts/seaweedfs.sh start)");
+            panic!(
+                "{test}: ENCSTORE_REQUIRE_SERVICES=1 but no S3 server (scripts/seaweedfs.sh start)"
+            );
         }
         use std::io::Write;
         let _ = writeln!(
@@ -29,19 +33,49 @@ fn location(test: &str) -> Option<String> {
 
 #[test]
 fn store_commands_and_rewrap_over_s3() {
-    let Some(store) = location("store_commands_and_rewrap_over_s3") else { return };
+    let Some(store) = location("store_commands_and_rewrap_over_s3") else {
+        return;
+    };
     let d = Dir::new();
     let k = keyset(&d, "k.json");
     for i in 0..30 {
         let value = format!("secret number {i}");
-        es().args(["store", "put", "--store", &store, "--keyset", &k, &format!("certs/{i:02}.pem")])
-            .write_stdin(value)
-            .assert()
-            .success();
+        es().args([
+            "store",
+            "put",
+            "--store",
+            &store,
+            "--keyset",
+            &k,
+            &format!("certs/{i:02}.pem"),
+        ])
+        .write_stdin(value)
+        .assert()
+        .success();
     }
-    let got = ok(&["store", "get", "--store", &store, "--keyset", &k, "certs/07.pem"]);
+    let got = ok(&[
+        "store",
+        "get",
+        "--store",
+        &store,
+        "--keyset",
+        &k,
+        "certs/07.pem",
+    ]);
     assert_eq!(got, b"secret number 7");
-    fails(&["store", "get", "--store", &store, "--keyset", &k, "certs/nope.pem"], 1, "not found");
+    fails(
+        &[
+            "store",
+            "get",
+            "--store",
+            &store,
+            "--keyset",
+            &k,
+            "certs/nope.pem",
+        ],
+        1,
+        "not found",
+    );
     let ls = String::from_utf8(ok(&["store", "ls", "--store", &store, "certs"])).unwrap();
     assert_eq!(ls.lines().count(), 30, "{ls}");
 
@@ -51,7 +85,16 @@ fn store_commands_and_rewrap_over_s3() {
     assert_eq!(before["by_key_id"][old.to_string()], 30);
     assert_eq!(before["primary_key_id"], new);
 
-    let out = ok(&["store", "rewrap", "--store", &store, "--keyset", &k, "--concurrency", "8"]);
+    let out = ok(&[
+        "store",
+        "rewrap",
+        "--store",
+        &store,
+        "--keyset",
+        &k,
+        "--concurrency",
+        "8",
+    ]);
     let summary = String::from_utf8_lossy(&out);
     assert!(summary.contains("30"), "{summary}");
 
@@ -62,11 +105,29 @@ fn store_commands_and_rewrap_over_s3() {
     assert_eq!(after["unknown_key"], 0);
     ok(&["store", "verify", "--store", &store, "--keyset", &k]);
     for i in [0, 13, 29] {
-        let got = ok(&["store", "get", "--store", &store, "--keyset", &k, &format!("certs/{i:02}.pem")]);
+        let got = ok(&[
+            "store",
+            "get",
+            "--store",
+            &store,
+            "--keyset",
+            &k,
+            &format!("certs/{i:02}.pem"),
+        ]);
         assert_eq!(got, format!("secret number {i}").as_bytes());
     }
     // The old key can be disabled now: the census finds nothing under it.
-    ok(&["disable-key", "--key-id", &old.to_string(), "--in", &k, "--out", &k, "--store", &store]);
+    ok(&[
+        "disable-key",
+        "--key-id",
+        &old.to_string(),
+        "--in",
+        &k,
+        "--out",
+        &k,
+        "--store",
+        &store,
+    ]);
     ok(&["store", "rm", "--store", &store, "--recursive", "certs"]);
     let ls = ok(&["store", "ls", "--store", &store, "--recursive"]);
     assert!(ls.is_empty(), "{}", String::from_utf8_lossy(&ls));

@@ -37,15 +37,22 @@ fn encrypted_storage_over_an_hsm_wrapped_keyset_reloads_after_rotation() {
             );
             let path = hsm.dir.join("keyset.json");
             let k0 = Keyset::generate(&by_name("AES256_GCM").unwrap()).unwrap();
-            write_atomic(&path, &k0.to_encrypted_json_with_kek(kek.as_ref(), AD).await.unwrap());
+            write_atomic(
+                &path,
+                &k0.to_encrypted_json_with_kek(kek.as_ref(), AD)
+                    .await
+                    .unwrap(),
+            );
 
             // The file is an EncryptedKeyset: keysetInfo in the clear, no key
             // material (the cleartext keyset's key value is nowhere in it).
             let file = std::fs::read_to_string(&path).unwrap();
-            let clear: serde_json::Value =
-                serde_json::from_slice(&k0.to_json_insecure()).unwrap();
+            let clear: serde_json::Value = serde_json::from_slice(&k0.to_json_insecure()).unwrap();
             let key_value = clear["key"][0]["keyData"]["value"].as_str().unwrap();
-            assert!(!file.contains(key_value), "cleartext key material in the wrapped file");
+            assert!(
+                !file.contains(key_value),
+                "cleartext key material in the wrapped file"
+            );
             let parsed: serde_json::Value = serde_json::from_str(&file).unwrap();
             assert!(parsed.get("key").is_none());
             assert_eq!(parsed["keysetInfo"]["primaryKeyId"], k0.primary_key_id());
@@ -59,16 +66,27 @@ fn encrypted_storage_over_an_hsm_wrapped_keyset_reloads_after_rotation() {
                 .unwrap(),
             );
             let store = EncryptedStorage::new(Arc::new(MemoryStorage::new()), Arc::clone(&keys));
-            store.store("certs/a.key", Bytes::from_static(b"alpha")).await.unwrap();
+            store
+                .store("certs/a.key", Bytes::from_static(b"alpha"))
+                .await
+                .unwrap();
 
             // Rotate (add, then promote) and re-wrap in the HSM; reload live.
             let mut k1 = k0.clone();
             let new_id = k1.add_key(&by_name("AES256_GCM").unwrap()).unwrap();
             k1.promote(new_id).unwrap();
-            write_atomic(&path, &k1.to_encrypted_json_with_kek(kek.as_ref(), AD).await.unwrap());
+            write_atomic(
+                &path,
+                &k1.to_encrypted_json_with_kek(kek.as_ref(), AD)
+                    .await
+                    .unwrap(),
+            );
             let report = keys.reload().await.unwrap();
             assert_eq!(report.new_primary_key_id, new_id);
-            store.store("certs/b.key", Bytes::from_static(b"beta")).await.unwrap();
+            store
+                .store("certs/b.key", Bytes::from_static(b"beta"))
+                .await
+                .unwrap();
             let raw = store.inner().load("certs/b.key").await.unwrap();
             assert_eq!(&raw[1..5], &new_id.to_be_bytes());
             assert_eq!(&store.load("certs/a.key").await.unwrap()[..], b"alpha");
@@ -78,7 +96,12 @@ fn encrypted_storage_over_an_hsm_wrapped_keyset_reloads_after_rotation() {
             // reload, and the working keyset stays.
             let mut k2 = k1.clone();
             k2.rotate(&by_name("AES256_GCM").unwrap()).unwrap();
-            write_atomic(&path, &k2.to_encrypted_json_with_kek(kek.as_ref(), b"other").await.unwrap());
+            write_atomic(
+                &path,
+                &k2.to_encrypted_json_with_kek(kek.as_ref(), b"other")
+                    .await
+                    .unwrap(),
+            );
             let err = keys.reload().await.unwrap_err();
             assert!(matches!(err, LoadError::Keyset(_)), "{err:?}");
             assert_eq!(keys.snapshot().primary_key_id(), new_id);
@@ -94,7 +117,11 @@ fn encrypted_storage_over_an_hsm_wrapped_keyset_reloads_after_rotation() {
                     .unwrap(),
             );
             let bytes = std::fs::read(&path).unwrap();
-            assert!(Keyset::read_with_kek(&bytes, other.as_ref(), b"other").await.is_err());
+            assert!(
+                Keyset::read_with_kek(&bytes, other.as_ref(), b"other")
+                    .await
+                    .is_err()
+            );
         },
     );
 }
