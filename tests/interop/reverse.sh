@@ -227,3 +227,25 @@ done
 
 echo "reverse.sh: encstore wrote ${#KEYSETS[@]} keysets and $N ciphertexts; checking them with Python Tink"
 "$PYTHON" "$HERE/check_from_encstore.py" "$W"
+
+# HSM-wrapped keysets (SoftHSM2): Tink cannot unwrap them without the HSM
+# key, but it must read their keysetInfo.
+if command -v softhsm2-util >/dev/null 2>&1; then
+    HSM="$W/hsm"
+    eval "$(bash "$ROOT/scripts/softhsm.sh" setup "$HSM")"
+    URI="pkcs11:token=encstore;object=reverse-kek"
+    es create-master-key --master-key-uri "$URI" >/dev/null
+    es create-keyset --key-template AES256_GCM --master-key-uri "$URI" --out ks/hsm.json
+    es rotate-keyset --key-template XCHACHA20_POLY1305 --master-key-uri "$URI" \
+        --in ks/hsm.json --out ks/hsm.json
+    es convert-keyset --master-key-uri "$URI" --in ks/hsm.json --new-master-key-uri "$URI" \
+        --new-keyset-associated-data "$KAD" --out-format binary --out ks/hsm.bin
+    es list-keyset --master-key-uri "$URI" --in ks/hsm.json --json >hsm-info.json
+    "$PYTHON" "$HERE/check_hsm_keyset_info.py" ks/hsm.json json hsm-info.json
+    es list-keyset --master-key-uri "$URI" --keyset-associated-data "$KAD" --in ks/hsm.bin \
+        --in-format binary --json >hsm-info-bin.json
+    "$PYTHON" "$HERE/check_hsm_keyset_info.py" ks/hsm.bin binary hsm-info-bin.json
+else
+    echo "reverse.sh: SKIPPED the HSM-wrapped keyset check: SoftHSM2 is not installed (scripts/softhsm.sh install)" >&2
+    if [[ ${ENCSTORE_REQUIRE_SERVICES:-} == 1 ]]; then exit 1; fi
+fi
