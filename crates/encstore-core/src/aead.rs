@@ -26,6 +26,14 @@ pub enum AeadError {
     #[error("input too large for this primitive")]
     TooLarge,
 
+    /// An in-place encryption was given a buffer shorter than the headroom
+    /// it must reserve before the plaintext.
+    #[error("in-place encryption needs {needed} bytes of headroom before the plaintext")]
+    NoHeadroom {
+        /// The headroom the primary key needs.
+        needed: usize,
+    },
+
     /// The keyset has no usable primary key to encrypt with.
     #[error("the keyset has no enabled primary key to encrypt with")]
     NoPrimary,

@@ -126,6 +126,10 @@ fn keyset_vs_ring(size: usize, aead: &KeysetAead, rounds: usize) {
     let mut n1 = 0u64;
     let mut n2 = 0u64;
     let mut in_place = pt.clone();
+    let mut in_place_random = pt.clone();
+    let headroom = aead.encrypt_headroom();
+    let mut ours_in_place = vec![0u8; headroom];
+    ours_in_place.extend_from_slice(&pt);
 
     let encrypt = vec![
         bench("ring seal in place, reused buffer [reference]", || {
@@ -134,6 +138,26 @@ fn keyset_vs_ring(size: usize, aead: &KeysetAead, rounds: usize) {
                 .expect("seals");
             let _ = black_box(tag);
         }),
+        bench("ring seal in place, reused buffer, OS-random nonce", || {
+            let mut nonce = [0u8; 12];
+            getrandom::fill(&mut nonce).expect("random");
+            let tag = ring_key
+                .seal_in_place_separate_tag(
+                    ring::aead::Nonce::assume_unique_for_key(nonce),
+                    Aad::from(AD),
+                    &mut in_place_random,
+                )
+                .expect("seals");
+            let _ = black_box(tag);
+        }),
+        bench(
+            "encstore KeysetAead::encrypt_in_place (reused buffer, random nonce)",
+            || {
+                ours_in_place.truncate(headroom + size);
+                aead.encrypt_in_place(black_box(&mut ours_in_place), AD)
+                    .expect("encrypts");
+            },
+        ),
         bench("ring seal into a new Vec (copy + seal + tag)", || {
             let mut v = Vec::with_capacity(size + 16);
             v.extend_from_slice(black_box(&pt));

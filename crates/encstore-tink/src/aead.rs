@@ -166,6 +166,49 @@ impl KeysetAead {
         })
     }
 
+    /// How many bytes [`KeysetAead::encrypt_in_place`] needs reserved
+    /// before the plaintext: the primary's output prefix and nonce (or IV,
+    /// or salt).
+    pub fn encrypt_headroom(&self) -> usize {
+        self.primary_prefix_len + self.primary.header_len()
+    }
+
+    /// Encrypts with the primary key without copying the plaintext, for
+    /// callers that own their buffer. `buf` holds
+    /// [`encrypt_headroom`](KeysetAead::encrypt_headroom) bytes of any
+    /// value, then the plaintext; on success it holds exactly the Tink
+    /// ciphertext that [`encrypt`](encstore_core::Aead::encrypt) would
+    /// produce (prefix, nonce, ciphertext, tag). The primitives that can
+    /// (AES-GCM, ChaCha20-Poly1305) encrypt in place; the others copy once.
+    ///
+    /// ```
+    /// # use encstore_core::Aead;
+    /// # let keyset = encstore_tink::Keyset::generate(&encstore_tink::templates::by_name("AES256_GCM").unwrap()).unwrap();
+    /// let aead = keyset.aead().unwrap();
+    /// let mut buf = vec![0u8; aead.encrypt_headroom()];
+    /// buf.extend_from_slice(b"plaintext");
+    /// aead.encrypt_in_place(&mut buf, b"ad").unwrap();
+    /// assert_eq!(aead.decrypt(&buf, b"ad").unwrap(), b"plaintext");
+    /// ```
+    ///
+    /// # Errors
+    /// [`AeadError::NoHeadroom`] when `buf` is shorter than the headroom;
+    /// the errors of [`encrypt`](encstore_core::Aead::encrypt) otherwise.
+    pub fn encrypt_in_place(
+        &self,
+        buf: &mut Vec<u8>,
+        associated_data: &[u8],
+    ) -> Result<(), AeadError> {
+        let needed = self.encrypt_headroom();
+        if buf.len() < needed {
+            return Err(AeadError::NoHeadroom { needed });
+        }
+        let len = self.primary_prefix_len;
+        buf[..len].copy_from_slice(&self.primary_prefix[..len]);
+        buf.reserve(self.primary.overhead() - self.primary.header_len());
+        self.primary.seal_in_place(buf, len, associated_data)
+    }
+
     /// The primary key's ID (the key new ciphertexts name).
     pub fn primary_key_id(&self) -> u32 {
         self.primary_key_id

@@ -446,3 +446,45 @@ fn no_panic_on_garbage_ciphertexts() {
         let _ = aead.classify(&ct);
     }
 }
+
+/// `encrypt_in_place` produces exactly what `encrypt` produces (same
+/// length and prefix, decryptable by the keyset, bound to the associated
+/// data), for every template, and refuses a buffer without headroom.
+#[test]
+fn encrypt_in_place_matches_encrypt_for_every_template() {
+    use encstore_core::{Aead, AeadError};
+    use encstore_tink::OutputPrefix;
+    for name in encstore_tink::templates::NAMES {
+        let template = encstore_tink::templates::by_name(name).unwrap();
+        let prefix_len = if template.output_prefix() == OutputPrefix::Raw {
+            0
+        } else {
+            5
+        };
+        let keyset = encstore_tink::Keyset::generate(&template).unwrap();
+        let aead = keyset.aead().unwrap();
+        for len in [0usize, 1, 17, 1000] {
+            let pt: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut buf = vec![0xeeu8; aead.encrypt_headroom()];
+            buf.extend_from_slice(&pt);
+            aead.encrypt_in_place(&mut buf, b"ad").unwrap();
+            let reference = aead.encrypt(&pt, b"ad").unwrap();
+            assert_eq!(buf.len(), reference.len(), "{name}: same length as encrypt");
+            assert_eq!(
+                buf[..prefix_len],
+                reference[..prefix_len],
+                "{name}: same prefix"
+            );
+            assert_ne!(buf, reference, "{name}: fresh nonce");
+            assert_eq!(aead.decrypt(&buf, b"ad").unwrap(), pt, "{name}");
+            assert!(aead.decrypt(&buf, b"other").is_err(), "{name}: AD bound");
+        }
+        let mut short = vec![0u8; aead.encrypt_headroom() - 1];
+        assert_eq!(
+            aead.encrypt_in_place(&mut short, b""),
+            Err(AeadError::NoHeadroom {
+                needed: aead.encrypt_headroom()
+            })
+        );
+    }
+}

@@ -166,6 +166,10 @@ impl RawAead for AesCtrHmac {
     fn overhead(&self) -> usize {
         self.iv_size + self.tag_size
     }
+
+    fn header_len(&self) -> usize {
+        self.iv_size
+    }
 }
 
 fn invalid(what: String) -> KeyError {

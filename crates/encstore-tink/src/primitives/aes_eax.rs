@@ -108,6 +108,10 @@ impl RawAead for AesEax {
     fn overhead(&self) -> usize {
         self.iv_size + TAG_SIZE
     }
+
+    fn header_len(&self) -> usize {
+        self.iv_size
+    }
 }
 
 /// Tink's IV rule: 12 or 16 bytes.

@@ -41,6 +41,14 @@ impl RawAead for AesGcm {
     fn overhead(&self) -> usize {
         IV_SIZE + TAG_SIZE
     }
+
+    fn header_len(&self) -> usize {
+        IV_SIZE
+    }
+
+    fn seal_in_place(&self, buf: &mut Vec<u8>, start: usize, ad: &[u8]) -> Result<(), AeadError> {
+        self.inner.seal_in_place(buf, start, ad)
+    }
 }
 
 /// Builds the primitive from raw key bytes (already validated).

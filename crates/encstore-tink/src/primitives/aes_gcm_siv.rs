@@ -91,6 +91,10 @@ impl RawAead for AesGcmSiv {
     fn overhead(&self) -> usize {
         NONCE_SIZE + TAG_SIZE
     }
+
+    fn header_len(&self) -> usize {
+        NONCE_SIZE
+    }
 }
 
 pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {

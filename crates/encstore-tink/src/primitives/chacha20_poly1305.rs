@@ -42,6 +42,14 @@ impl RawAead for ChaCha20Poly1305 {
     fn overhead(&self) -> usize {
         NONCE_SIZE + TAG_SIZE
     }
+
+    fn header_len(&self) -> usize {
+        NONCE_SIZE
+    }
+
+    fn seal_in_place(&self, buf: &mut Vec<u8>, start: usize, ad: &[u8]) -> Result<(), AeadError> {
+        self.inner.seal_in_place(buf, start, ad)
+    }
 }
 
 /// Checks the key size (shared with XChaCha20-Poly1305).

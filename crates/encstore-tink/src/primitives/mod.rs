@@ -84,6 +84,29 @@ pub(crate) trait RawAead: Send + Sync {
 
     /// Bytes a raw ciphertext adds to the plaintext (nonce/IV/salt + tag).
     fn overhead(&self) -> usize;
+
+    /// Bytes the raw ciphertext puts before the encrypted payload (nonce,
+    /// IV or salt). The tag takes the rest of [`RawAead::overhead`].
+    fn header_len(&self) -> usize;
+
+    /// Encrypts in place: `buf[start + header_len()..]` holds the plaintext.
+    /// On success `buf[start..]` holds the raw ciphertext (header, payload,
+    /// tag). The default copies the plaintext out and calls
+    /// [`RawAead::seal_append`]; primitives that can encrypt in place
+    /// override it and copy nothing.
+    fn seal_in_place(
+        &self,
+        buf: &mut Vec<u8>,
+        start: usize,
+        associated_data: &[u8],
+    ) -> Result<(), AeadError> {
+        let from = start
+            .checked_add(self.header_len())
+            .ok_or(AeadError::TooLarge)?;
+        let plaintext = Zeroizing::new(buf.get(from..).ok_or(AeadError::TooLarge)?.to_vec());
+        buf.truncate(start);
+        self.seal_append(&plaintext, associated_data, buf)
+    }
 }
 
 /// What a key is, for listings, policies and logs. Never holds key bytes.

@@ -73,6 +73,33 @@ impl RingAead {
         Ok(())
     }
 
+    /// Encrypts `buf[start + NONCE_LEN..]` in place with a fresh random
+    /// nonce written at `buf[start..]`, and appends the tag: no copy.
+    pub(super) fn seal_in_place(
+        &self,
+        buf: &mut Vec<u8>,
+        start: usize,
+        associated_data: &[u8],
+    ) -> Result<(), AeadError> {
+        let payload = start.checked_add(NONCE_LEN).ok_or(AeadError::TooLarge)?;
+        if buf.len() < payload {
+            return Err(AeadError::TooLarge);
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        buf[start..payload].copy_from_slice(&nonce);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(associated_data),
+                &mut buf[payload..],
+            )
+            .map_err(|_| AeadError::TooLarge)?;
+        buf.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
     /// Decrypts `buf[start..] = nonce ‖ ct ‖ tag` so that `buf` holds exactly
     /// the plaintext, with no copy beyond ring's own in-place shift.
     pub(super) fn open_in_place(

@@ -139,6 +139,10 @@ impl RawAead for XAesGcm {
     fn overhead(&self) -> usize {
         self.salt_size + NONCE_LEN + TAG_SIZE
     }
+
+    fn header_len(&self) -> usize {
+        self.salt_size + NONCE_LEN
+    }
 }
 
 /// Tink's salt rule: 8 to 12 bytes.

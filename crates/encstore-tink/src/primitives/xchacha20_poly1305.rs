@@ -115,6 +115,10 @@ impl RawAead for XChaCha20Poly1305 {
     fn overhead(&self) -> usize {
         NONCE_SIZE + TAG_SIZE
     }
+
+    fn header_len(&self) -> usize {
+        NONCE_SIZE
+    }
 }
 
 pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
