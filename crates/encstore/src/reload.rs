@@ -99,6 +99,18 @@ fn stamp(path: &Path) -> Option<FileStamp> {
     })
 }
 
+/// A structured event for a keyset refused by the policy.
+fn log_policy_refusal(e: &LoadError) {
+    if let LoadError::Policy { policy, refusal } = e {
+        tracing::warn!(
+            policy = %policy,
+            key_id = refusal.key_id,
+            key_type = %refusal.key_type,
+            "keyset refused by policy"
+        );
+    }
+}
+
 /// What a successful reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadReport {
@@ -148,7 +160,7 @@ impl ReloadableKeyset {
     /// # Errors
     /// [`LoadError::Policy`] if a key is outside the policy.
     pub fn new(keyset: &Keyset, policy: Policy) -> Result<Self, LoadError> {
-        let snap = KeysetSnapshot::new(keyset, &policy, 1)?;
+        let snap = KeysetSnapshot::new(keyset, &policy, 1).inspect_err(log_policy_refusal)?;
         Ok(ReloadableKeyset {
             current: ArcSwap::from_pointee(snap),
             source: None,
@@ -206,6 +218,7 @@ impl ReloadableKeyset {
             Err(e) => {
                 if matches!(e, LoadError::Policy { .. }) {
                     self.metrics.policy_refused();
+                    log_policy_refusal(&e);
                 }
                 return Err(e);
             }
