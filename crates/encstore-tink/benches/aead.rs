@@ -2,117 +2,47 @@
 //!
 //! Run: `cargo bench -p encstore-tink --bench aead` (or `just bench`).
 //!
-//! A bench binary without criterion: every case of a group runs in
-//! interleaved rounds (round 1 of each case, then round 2 of each, …), so
-//! slow drifts of a shared machine hit all cases alike; each case reports
-//! the median of `ROUNDS` samples, and its ratio to the group's first case
+//! A bench binary without criterion, on the harness shared with
+//! `benches/keyset.rs` (`benches/harness/mod.rs`): every case of a group
+//! runs in interleaved rounds (round 1 of each case, then round 2 of each,
+//! …), so slow drifts of a shared machine hit all cases alike; each case
+//! reports the median of 31 samples, and its ratio to the group's first case
 //! (the reference) measured in the same run.
 //!
 //! To add a comparison, build a `Vec` of [`bench`] cases, reference first,
-//! and pass it to [`run_group`] (the keyset engineer's keyset-AEAD vs ring
-//! and 1 vs 1,000 keys groups go in the same way).
+//! and pass it to [`run_group`] (the keyset-AEAD vs ring and 1 vs 1,000 keys
+//! groups of `benches/keyset.rs` go in the same way).
 
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use encstore_tink::primitives::TYPE_URL_PREFIX;
 use encstore_tink::primitives::testing::{RawPrimitive, new_key_data_value};
 use prost::Message;
-use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, UnboundKey};
+
+mod harness;
+
+use harness::{
+    Harness, bench, counter_nonce, ring_open_owned_copy, ring_open_reused, ring_seal_in_place,
+    ring_seal_zero_nonce,
+};
 
 /// Samples per case; the median is reported (and the minimum, which a
-/// shared, busy machine disturbs least).
-const ROUNDS: usize = 31;
-/// Target wall time of one sample: short, so that fewer samples are hit by
-/// a preemption on a shared machine.
-const SAMPLE_TIME: Duration = Duration::from_millis(1);
+/// shared, busy machine disturbs least). Target wall time of one sample:
+/// short, so that fewer samples are hit by a preemption on a shared
+/// machine.
+const HARNESS: Harness = Harness {
+    rounds: 31,
+    sample_time: Duration::from_millis(1),
+    min_column: true,
+};
 
-/// One benchmark case: a name and one operation to time.
-struct Case<'a> {
-    name: String,
-    op: Box<dyn FnMut() + 'a>,
-}
-
-/// Makes a benchmark case from a closure doing one operation.
-fn bench<'a>(name: impl Into<String>, op: impl FnMut() + 'a) -> Case<'a> {
-    Case {
-        name: name.into(),
-        op: Box::new(op),
-    }
-}
-
-/// How many iterations make one sample last about `SAMPLE_TIME`.
-fn calibrate(op: &mut dyn FnMut()) -> u64 {
-    let mut iters = 1u64;
-    loop {
-        let start = Instant::now();
-        for _ in 0..iters {
-            op();
-        }
-        let elapsed = start.elapsed();
-        if elapsed >= SAMPLE_TIME / 4 || iters >= 1 << 30 {
-            let per = elapsed.as_secs_f64() / iters as f64;
-            return ((SAMPLE_TIME.as_secs_f64() / per) as u64).max(1);
-        }
-        iters *= 4;
-    }
-}
-
-/// Runs `cases` interleaved and prints one row per case: median time per
-/// operation, throughput for `bytes`-byte messages, and the ratio of its
-/// throughput to the reference's (1.00 = as fast as the reference): the
-/// first case, or a repeat of it named `[reference, repeated]` if faster.
-fn run_group(title: &str, bytes: usize, mut cases: Vec<Case<'_>>) {
-    let iters: Vec<u64> = cases.iter_mut().map(|c| calibrate(&mut *c.op)).collect();
-    let mut samples = vec![Vec::with_capacity(ROUNDS); cases.len()];
-    for _ in 0..ROUNDS {
-        for (i, case) in cases.iter_mut().enumerate() {
-            let start = Instant::now();
-            for _ in 0..iters[i] {
-                (case.op)();
-            }
-            samples[i].push(start.elapsed().as_secs_f64() * 1e9 / iters[i] as f64);
-        }
-    }
-    let medians: Vec<f64> = samples
-        .iter_mut()
-        .map(|s| {
-            s.sort_by(f64::total_cmp);
-            s[s.len() / 2]
-        })
-        .collect();
-    // The reference is the first case; a case named "[reference, repeated]"
-    // runs the same operation on other buffers, and the faster of the two
-    // is the reference (guards against a placement or position artifact).
-    let reference = cases
-        .iter()
-        .zip(&medians)
-        .filter(|(c, _)| c.name.contains("[reference, repeated]"))
-        .map(|(_, &m)| m)
-        .fold(medians[0], f64::min);
-    println!("\n### {title}, {}\n", human(bytes));
-    println!("| case | ns/op (median of {ROUNDS}) | GB/s | vs reference | Δ ns/op | min ns/op |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for ((case, &ns), sorted) in cases.iter().zip(&medians).zip(&samples) {
-        let gbps = bytes as f64 / ns;
-        let ratio = reference / ns;
-        println!(
-            "| {} | {ns:.0} | {gbps:.2} | {ratio:.2} | {:+.0} | {:.0} |",
-            case.name,
-            ns - reference,
-            sorted[0]
-        );
-    }
-}
-
-fn human(bytes: usize) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
-        b => format!("{b} B"),
-    }
+/// Runs `cases` interleaved (see [`Harness::run_group`]).
+fn run_group(title: &str, bytes: usize, cases: Vec<harness::Case<'_>>) {
+    HARNESS.run_group(title, bytes, cases);
 }
 
 /// A fresh key of `type_name` from a key-format proto, loaded through the
@@ -131,14 +61,6 @@ fn aes_gcm(key_size: u32) -> RawPrimitive {
     primitive("AesGcmKey", &format.encode_to_vec())
 }
 
-/// A counter nonce for the raw-ring reference (pure cipher cost).
-fn counter_nonce(n: &mut u64) -> Nonce {
-    *n += 1;
-    let mut bytes = [0u8; 12];
-    bytes[4..].copy_from_slice(&n.to_be_bytes());
-    Nonce::assume_unique_for_key(bytes)
-}
-
 /// AES-256-GCM: raw ring against encstore's `AesGcmKey` primitive.
 fn aes_gcm_vs_ring(size: usize) {
     let key_bytes = [0x42u8; 32];
@@ -155,15 +77,7 @@ fn aes_gcm_vs_ring(size: usize) {
     let mut owned_n = 0u64;
     let mut seal_out = Vec::with_capacity(size + 64);
 
-    let mut ring_ct = pt.clone();
-    let ring_tag = ring_key
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key([0; 12]),
-            Aad::from(ad),
-            &mut ring_ct,
-        )
-        .expect("seals");
-    ring_ct.extend_from_slice(ring_tag.as_ref());
+    let ring_ct = ring_seal_zero_nonce(&ring_key, &pt, ad);
     let mut ring_buf = Vec::with_capacity(ring_ct.len());
     let mut ring_buf2 = Vec::with_capacity(ring_ct.len());
 
@@ -172,12 +86,10 @@ fn aes_gcm_vs_ring(size: usize) {
     let mut our_buf = Vec::with_capacity(our_ct.len());
 
     let encrypt = vec![
-        bench("(a) ring seal in place, reused buffer [reference]", || {
-            let tag = ring_key
-                .seal_in_place_separate_tag(counter_nonce(&mut n), Aad::from(ad), &mut in_place)
-                .expect("seals");
-            let _ = black_box(tag);
-        }),
+        bench(
+            "(a) ring seal in place, reused buffer [reference]",
+            ring_seal_in_place(&ring_key, &mut n, ad, &mut in_place),
+        ),
         bench(
             "(b) ring seal of an owned copy (to_vec + seal + tag)",
             || {
@@ -197,16 +109,7 @@ fn aes_gcm_vs_ring(size: usize) {
         }),
         bench(
             "(a) ring seal in place, own buffer [reference, repeated]",
-            || {
-                let tag = ring_key
-                    .seal_in_place_separate_tag(
-                        counter_nonce(&mut n_rep),
-                        Aad::from(ad),
-                        &mut in_place_rep,
-                    )
-                    .expect("seals");
-                let _ = black_box(tag);
-            },
+            ring_seal_in_place(&ring_key, &mut n_rep, ad, &mut in_place_rep),
         ),
         bench("    getrandom of a 12-byte nonce alone", || {
             let mut nonce = [0u8; 12];
@@ -227,28 +130,12 @@ fn aes_gcm_vs_ring(size: usize) {
     let decrypt = vec![
         bench(
             "(d) ring open_within, ct copied into reused buffer [reference]",
-            || {
-                ring_buf.clear();
-                ring_buf.extend_from_slice(black_box(&ring_ct));
-                let pt = ring_key
-                    .open_in_place(
-                        Nonce::assume_unique_for_key([0; 12]),
-                        Aad::from(ad),
-                        &mut ring_buf,
-                    )
-                    .expect("opens");
-                black_box(pt);
-            },
+            ring_open_reused(&ring_key, &ring_ct, ad, &mut ring_buf),
         ),
-        bench("(d) ring open of an owned copy (to_vec + open)", || {
-            let mut v = black_box(&ring_ct).to_vec();
-            let len = ring_key
-                .open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(ad), &mut v)
-                .expect("opens")
-                .len();
-            v.truncate(len);
-            black_box(v);
-        }),
+        bench(
+            "(d) ring open of an owned copy (to_vec + open)",
+            ring_open_owned_copy(&ring_key, &ring_ct, ad),
+        ),
         bench(
             "(d) encstore open_in_place, ct copied into reused Vec",
             || {
@@ -263,18 +150,7 @@ fn aes_gcm_vs_ring(size: usize) {
         }),
         bench(
             "(d) ring open_within, own buffer [reference, repeated]",
-            || {
-                ring_buf2.clear();
-                ring_buf2.extend_from_slice(black_box(&ring_ct));
-                let pt = ring_key
-                    .open_in_place(
-                        Nonce::assume_unique_for_key([0; 12]),
-                        Aad::from(ad),
-                        &mut ring_buf2,
-                    )
-                    .expect("opens");
-                black_box(pt);
-            },
+            ring_open_reused(&ring_key, &ring_ct, ad, &mut ring_buf2),
         ),
     ];
     run_group("AES-256-GCM decrypt", size, decrypt);
@@ -361,30 +237,18 @@ fn all_primitives(size: usize) {
     let (mut n1, mut n2, mut n3) = (0u64, 0u64, 0u64);
     let (mut b1, mut b2, mut b3) = (pt.clone(), pt.clone(), pt.clone());
     let mut seal_cases = vec![
-        bench("ring AES-256-GCM seal in place [reference]", || {
-            let _ = black_box(
-                ring_aes
-                    .seal_in_place_separate_tag(counter_nonce(&mut n1), Aad::from(ad), &mut b1)
-                    .expect("seals"),
-            );
-        }),
+        bench(
+            "ring AES-256-GCM seal in place [reference]",
+            ring_seal_in_place(&ring_aes, &mut n1, ad, &mut b1),
+        ),
         bench(
             "ring AES-256-GCM seal in place [reference, repeated]",
-            || {
-                let _ = black_box(
-                    ring_aes
-                        .seal_in_place_separate_tag(counter_nonce(&mut n3), Aad::from(ad), &mut b3)
-                        .expect("seals"),
-                );
-            },
+            ring_seal_in_place(&ring_aes, &mut n3, ad, &mut b3),
         ),
-        bench("ring ChaCha20-Poly1305 seal in place", || {
-            let _ = black_box(
-                ring_chacha
-                    .seal_in_place_separate_tag(counter_nonce(&mut n2), Aad::from(ad), &mut b2)
-                    .expect("seals"),
-            );
-        }),
+        bench(
+            "ring ChaCha20-Poly1305 seal in place",
+            ring_seal_in_place(&ring_chacha, &mut n2, ad, &mut b2),
+        ),
     ];
     for ((name, p), out) in prims.iter().zip(outs.iter_mut()) {
         let pt = &pt;
@@ -396,48 +260,16 @@ fn all_primitives(size: usize) {
     }
     run_group("Encrypt, every key type", size, seal_cases);
 
-    let mut ring_ct = pt.clone();
-    let tag = ring_aes
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key([0; 12]),
-            Aad::from(ad),
-            &mut ring_ct,
-        )
-        .expect("seals");
-    ring_ct.extend_from_slice(tag.as_ref());
+    let ring_ct = ring_seal_zero_nonce(&ring_aes, &pt, ad);
     let mut ring_buf = Vec::with_capacity(ring_ct.len());
     let mut ring_buf_rep = Vec::with_capacity(ring_ct.len());
     let mut open_cases = vec![bench(
         "ring AES-256-GCM open_within, ct copied into reused buffer [reference]",
-        || {
-            ring_buf.clear();
-            ring_buf.extend_from_slice(black_box(&ring_ct));
-            black_box(
-                ring_aes
-                    .open_in_place(
-                        Nonce::assume_unique_for_key([0; 12]),
-                        Aad::from(ad),
-                        &mut ring_buf,
-                    )
-                    .expect("opens"),
-            );
-        },
+        ring_open_reused(&ring_aes, &ring_ct, ad, &mut ring_buf),
     )];
     open_cases.push(bench(
         "ring AES-256-GCM open_within, own buffer [reference, repeated]",
-        || {
-            ring_buf_rep.clear();
-            ring_buf_rep.extend_from_slice(black_box(&ring_ct));
-            black_box(
-                ring_aes
-                    .open_in_place(
-                        Nonce::assume_unique_for_key([0; 12]),
-                        Aad::from(ad),
-                        &mut ring_buf_rep,
-                    )
-                    .expect("opens"),
-            );
-        },
+        ring_open_reused(&ring_aes, &ring_ct, ad, &mut ring_buf_rep),
     ));
     for (((name, p), ct), buf) in prims.iter().zip(&cts).zip(bufs.iter_mut()) {
         open_cases.push(bench(format!("{name} open_in_place"), move || {

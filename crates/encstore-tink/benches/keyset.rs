@@ -4,96 +4,42 @@
 //!
 //! Run: `cargo bench -p encstore-tink --bench keyset` (or `just bench`).
 //!
-//! Same method as `benches/aead.rs` (the primitives benchmark): the cases
-//! of a group run in interleaved rounds, each case reports the median of
-//! `ROUNDS` samples and its throughput ratio to the group's first case
-//! (the reference), measured in the same run.
+//! Same method and harness (`benches/harness/mod.rs`) as `benches/aead.rs`
+//! (the primitives benchmark): the cases of a group run in interleaved
+//! rounds, each case reports the median of `ROUNDS` samples and its
+//! throughput ratio to the group's first case (the reference), measured in
+//! the same run.
 
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use encstore_core::Aead;
 use encstore_tink::{Keyset, KeysetAead, templates};
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, UnboundKey};
+
+mod harness;
+
+use harness::{
+    Harness, bench, counter_nonce, ring_open_owned_copy, ring_open_reused, ring_seal_in_place,
+    ring_seal_zero_nonce,
+};
 
 /// Samples per case; the median is reported.
 const ROUNDS: usize = 15;
 /// Target wall time of one sample.
 const SAMPLE_TIME: Duration = Duration::from_millis(4);
 
-/// One benchmark case: a name and one operation to time.
-struct Case<'a> {
-    name: String,
-    op: Box<dyn FnMut() + 'a>,
-}
-
-fn bench<'a>(name: impl Into<String>, op: impl FnMut() + 'a) -> Case<'a> {
-    Case {
-        name: name.into(),
-        op: Box::new(op),
-    }
-}
-
-/// How many iterations make one sample last about `SAMPLE_TIME`.
-fn calibrate(op: &mut dyn FnMut()) -> u64 {
-    let mut iters = 1u64;
-    loop {
-        let start = Instant::now();
-        for _ in 0..iters {
-            op();
-        }
-        let elapsed = start.elapsed();
-        if elapsed >= SAMPLE_TIME / 4 || iters >= 1 << 30 {
-            let per = elapsed.as_secs_f64() / iters as f64;
-            return ((SAMPLE_TIME.as_secs_f64() / per) as u64).max(1);
-        }
-        iters *= 4;
-    }
-}
-
 /// Runs `cases` interleaved; prints median ns/op, GB/s, the throughput
 /// ratio to the first case and the difference in ns/op.
-fn run_group(title: &str, bytes: usize, mut cases: Vec<Case<'_>>, rounds: usize) {
-    let iters: Vec<u64> = cases.iter_mut().map(|c| calibrate(&mut *c.op)).collect();
-    let mut samples = vec![Vec::with_capacity(rounds); cases.len()];
-    for _ in 0..rounds {
-        for (i, case) in cases.iter_mut().enumerate() {
-            let start = Instant::now();
-            for _ in 0..iters[i] {
-                (case.op)();
-            }
-            samples[i].push(start.elapsed().as_secs_f64() * 1e9 / iters[i] as f64);
-        }
+fn run_group(title: &str, bytes: usize, cases: Vec<harness::Case<'_>>, rounds: usize) {
+    Harness {
+        rounds,
+        sample_time: SAMPLE_TIME,
+        min_column: false,
     }
-    let medians: Vec<f64> = samples
-        .iter_mut()
-        .map(|s| {
-            s.sort_by(f64::total_cmp);
-            s[s.len() / 2]
-        })
-        .collect();
-    println!("\n### {title}, {}\n", human(bytes));
-    println!("| case | ns/op (median of {rounds}) | GB/s | vs reference | Δ ns/op |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    for (case, &ns) in cases.iter().zip(&medians) {
-        println!(
-            "| {} | {ns:.0} | {:.2} | {:.2} | {:+.0} |",
-            case.name,
-            bytes as f64 / ns,
-            medians[0] / ns,
-            ns - medians[0]
-        );
-    }
-}
-
-fn human(bytes: usize) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
-        b => format!("{b} B"),
-    }
+    .run_group(title, bytes, cases);
 }
 
 fn template() -> encstore_tink::KeyTemplate {
@@ -107,14 +53,6 @@ fn keyset_with(n: usize) -> Keyset {
         ks.rotate(&template()).expect("rotate");
     }
     ks
-}
-
-/// A counter nonce for the raw-ring reference (pure cipher cost).
-fn counter_nonce(n: &mut u64) -> Nonce {
-    *n += 1;
-    let mut bytes = [0u8; 12];
-    bytes[4..].copy_from_slice(&n.to_be_bytes());
-    Nonce::assume_unique_for_key(bytes)
 }
 
 const AD: &[u8] = b"certmagic/acme/example.com.key";
@@ -132,12 +70,10 @@ fn keyset_vs_ring(size: usize, aead: &KeysetAead, rounds: usize) {
     ours_in_place.extend_from_slice(&pt);
 
     let encrypt = vec![
-        bench("ring seal in place, reused buffer [reference]", || {
-            let tag = ring_key
-                .seal_in_place_separate_tag(counter_nonce(&mut n1), Aad::from(AD), &mut in_place)
-                .expect("seals");
-            let _ = black_box(tag);
-        }),
+        bench(
+            "ring seal in place, reused buffer [reference]",
+            ring_seal_in_place(&ring_key, &mut n1, AD, &mut in_place),
+        ),
         bench("ring seal in place, reused buffer, OS-random nonce", || {
             let mut nonce = [0u8; 12];
             getrandom::fill(&mut nonce).expect("random");
@@ -181,15 +117,7 @@ fn keyset_vs_ring(size: usize, aead: &KeysetAead, rounds: usize) {
         rounds,
     );
 
-    let mut ring_ct = pt.clone();
-    let tag = ring_key
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key([0; 12]),
-            Aad::from(AD),
-            &mut ring_ct,
-        )
-        .expect("seals");
-    ring_ct.extend_from_slice(tag.as_ref());
+    let ring_ct = ring_seal_zero_nonce(&ring_key, &pt, AD);
     let mut ring_buf = Vec::with_capacity(ring_ct.len());
     let ct = aead.encrypt(&pt, AD).expect("encrypts");
     let mut owned_buf = Vec::with_capacity(ct.len());
@@ -197,30 +125,11 @@ fn keyset_vs_ring(size: usize, aead: &KeysetAead, rounds: usize) {
     let decrypt = vec![
         bench(
             "ring open, ct copied into reused buffer [reference]",
-            || {
-                ring_buf.clear();
-                ring_buf.extend_from_slice(black_box(&ring_ct));
-                let pt = ring_key
-                    .open_in_place(
-                        Nonce::assume_unique_for_key([0; 12]),
-                        Aad::from(AD),
-                        &mut ring_buf,
-                    )
-                    .expect("opens");
-                black_box(pt);
-            },
+            ring_open_reused(&ring_key, &ring_ct, AD, &mut ring_buf),
         ),
         bench(
             "ring open of a new Vec copy (to_vec + open + truncate)",
-            || {
-                let mut v = black_box(&ring_ct).to_vec();
-                let len = ring_key
-                    .open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(AD), &mut v)
-                    .expect("opens")
-                    .len();
-                v.truncate(len);
-                black_box(v);
-            },
+            ring_open_owned_copy(&ring_key, &ring_ct, AD),
         ),
         bench(
             "encstore KeysetAead::decrypt (borrowed ct, new Vec)",

@@ -62,7 +62,7 @@ fn read_entry(v: &Vectors, entry: &Value) -> Result<Keyset, KeysetError> {
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let json = str_of(&entry["format"]) == "json";
     let encrypted = entry["encrypted"].as_bool().unwrap_or(false);
-    if encrypted {
+    let (r, detected) = if encrypted {
         let master = &v.masters[str_of(&entry["master_keyset"])];
         let kek = master.aead().expect("master aead");
         let ad = hex_of(&entry["keyset_associated_data_hex"]);
@@ -71,52 +71,34 @@ fn read_entry(v: &Vectors, entry: &Value) -> Result<Keyset, KeysetError> {
         } else {
             Keyset::read_encrypted_binary(&bytes, &kek, &ad)
         };
-        // Format detection must reach the same verdict (or refuse a file
-        // it cannot classify, for malformed input).
-        let detected = Keyset::read(&bytes, Some((&kek, &ad)));
-        if let (Ok(a), Ok(b)) = (&r, &detected) {
-            assert_eq!(a.info(), b.info(), "{}: read() disagrees", path.display());
-        }
-        if r.is_ok() {
-            assert!(
-                detected.is_ok(),
-                "{}: read() refused a good file: {detected:?}",
-                path.display()
-            );
-        }
-        if r.is_err() {
-            assert!(
-                detected.is_err(),
-                "{}: read() accepted a bad file",
-                path.display()
-            );
-        }
-        r
+        (r, Keyset::read(&bytes, Some((&kek, &ad))))
     } else {
         let r = if json {
             Keyset::from_json_insecure(&bytes)
         } else {
             Keyset::from_binary_insecure(&bytes)
         };
-        let detected = Keyset::read(&bytes, None);
-        if let (Ok(a), Ok(b)) = (&r, &detected) {
-            assert_eq!(a.info(), b.info(), "{}: read() disagrees", path.display());
-        }
-        if r.is_ok() {
-            assert!(
-                detected.is_ok(),
-                "{}: read() refused a good file: {detected:?}",
-                path.display()
-            );
-        } else {
-            assert!(
-                detected.is_err(),
-                "{}: read() accepted a bad file",
-                path.display()
-            );
-        }
-        r
+        (r, Keyset::read(&bytes, None))
+    };
+    // Format detection must reach the same verdict (or refuse a file it
+    // cannot classify, for malformed input).
+    if let (Ok(a), Ok(b)) = (&r, &detected) {
+        assert_eq!(a.info(), b.info(), "{}: read() disagrees", path.display());
     }
+    if r.is_ok() {
+        assert!(
+            detected.is_ok(),
+            "{}: read() refused a good file: {detected:?}",
+            path.display()
+        );
+    } else {
+        assert!(
+            detected.is_err(),
+            "{}: read() accepted a bad file",
+            path.display()
+        );
+    }
+    r
 }
 
 fn status_name(s: KeyStatus) -> &'static str {

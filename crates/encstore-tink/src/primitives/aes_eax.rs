@@ -17,12 +17,12 @@
 
 use encstore_core::AeadError;
 use tink_proto::{AesEaxKey, AesEaxKeyFormat, AesEaxParams};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::aes_util::{Aes, AesCmac};
 use super::{
-    KeyParams, RawAead, TAG_SIZE, check_aes_key_size, check_version, ct_eq, decode, encode_key,
-    fill_random, random_key, size, take_key,
+    KeyParams, RawAead, TAG_SIZE, check_aes_key_size, ct_eq, decode, decode_key, encode_new_key,
+    fill_random, size,
 };
 use crate::error::KeyError;
 
@@ -127,10 +127,7 @@ fn check_iv_size(params: Option<&AesEaxParams>) -> Result<usize, KeyError> {
 }
 
 pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
-    let mut proto: AesEaxKey = decode(KEY_TYPE, value)?;
-    let key = take_key(&mut proto.key_value);
-    check_version(KEY_TYPE, proto.version)?;
-    check_aes_key_size(KEY_TYPE, key.len())?;
+    let (proto, key) = decode_key::<AesEaxKey>(KEY_TYPE, value, check_aes_key_size)?;
     let iv_size = check_iv_size(proto.params.as_ref())?;
     let wrong = || KeyError::WrongKeySize {
         key_type: KEY_TYPE,
@@ -153,17 +150,13 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
     let format: AesEaxKeyFormat = decode(KEY_TYPE, key_format)?;
     check_aes_key_size(KEY_TYPE, size(format.key_size))?;
     let iv_size = check_iv_size(format.params.as_ref())?;
-    let key_value = random_key(size(format.key_size))?;
-    let mut proto = AesEaxKey {
+    encode_new_key(size(format.key_size), |key_value| AesEaxKey {
         version: 0,
         params: Some(AesEaxParams {
             iv_size: iv_size as u32,
         }),
-        key_value: key_value.to_vec(),
-    };
-    let encoded = encode_key(&proto);
-    proto.key_value.zeroize();
-    Ok(encoded)
+        key_value,
+    })
 }
 
 #[cfg(test)]

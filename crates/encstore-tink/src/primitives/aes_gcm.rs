@@ -3,56 +3,20 @@
 //! Tink 1.16 (C++ `AesGcmKeyManager`): key version 0, key 16 or 32 bytes.
 //! Raw ciphertext: `iv(12) ‖ ct ‖ tag(16)`.
 
-use encstore_core::AeadError;
 use tink_proto::{AesGcmKey, AesGcmKeyFormat};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use super::ring_aead::RingAead;
+use super::ring_aead::{RingAead, RingPrimitive};
 use super::{
-    KeyParams, RawAead, TAG_SIZE, check_aes_key_size, check_version, decode, encode_key,
-    random_key, size, take_key,
+    KeyParams, RawAead, check_aes_key_size, check_version, decode, decode_key, encode_new_key, size,
 };
 use crate::error::KeyError;
 
 const KEY_TYPE: &str = "AesGcmKey";
-const IV_SIZE: usize = 12;
 
-/// An AES-GCM key.
-struct AesGcm {
-    /// ring's AES-GCM key (128 or 256).
-    inner: RingAead,
-}
-
-impl std::fmt::Debug for AesGcm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AesGcm")
-    }
-}
-
-impl RawAead for AesGcm {
-    fn seal_append(&self, pt: &[u8], ad: &[u8], out: &mut Vec<u8>) -> Result<(), AeadError> {
-        self.inner.seal_append(pt, ad, out)
-    }
-
-    fn open_in_place(&self, buf: &mut Vec<u8>, start: usize, ad: &[u8]) -> Result<(), AeadError> {
-        self.inner.open_in_place(buf, start, ad)
-    }
-
-    fn overhead(&self) -> usize {
-        IV_SIZE + TAG_SIZE
-    }
-
-    fn header_len(&self) -> usize {
-        IV_SIZE
-    }
-
-    fn seal_in_place(&self, buf: &mut Vec<u8>, start: usize, ad: &[u8]) -> Result<(), AeadError> {
-        self.inner.seal_in_place(buf, start, ad)
-    }
-}
-
-/// Builds the primitive from raw key bytes (already validated).
-fn build(key: &[u8]) -> Result<AesGcm, KeyError> {
+/// Builds the primitive from raw key bytes (already validated): ring's
+/// AES-GCM key (128 or 256), shown by `Debug` as `AesGcm`.
+fn build(key: &[u8]) -> Result<RingPrimitive, KeyError> {
     let algorithm = match key.len() {
         16 => &ring::aead::AES_128_GCM,
         _ => &ring::aead::AES_256_GCM,
@@ -62,14 +26,11 @@ fn build(key: &[u8]) -> Result<AesGcm, KeyError> {
         size: key.len(),
         allowed: "16 or 32 bytes",
     })?;
-    Ok(AesGcm { inner })
+    Ok(RingPrimitive::new("AesGcm", inner))
 }
 
 pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
-    let mut proto: AesGcmKey = decode(KEY_TYPE, value)?;
-    let key = take_key(&mut proto.key_value);
-    check_version(KEY_TYPE, proto.version)?;
-    check_aes_key_size(KEY_TYPE, key.len())?;
+    let (_, key) = decode_key::<AesGcmKey>(KEY_TYPE, value, check_aes_key_size)?;
     let params = KeyParams::AesGcm {
         key_size: key.len(),
     };
@@ -80,14 +41,10 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
     let format: AesGcmKeyFormat = decode(KEY_TYPE, key_format)?;
     check_version(KEY_TYPE, format.version)?;
     check_aes_key_size(KEY_TYPE, size(format.key_size))?;
-    let key_value = random_key(size(format.key_size))?;
-    let mut proto = AesGcmKey {
+    encode_new_key(size(format.key_size), |key_value| AesGcmKey {
         version: 0,
-        key_value: key_value.to_vec(),
-    };
-    let encoded = encode_key(&proto);
-    proto.key_value.zeroize();
-    Ok(encoded)
+        key_value,
+    })
 }
 
 #[cfg(test)]

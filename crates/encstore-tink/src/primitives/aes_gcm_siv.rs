@@ -8,11 +8,11 @@ use aes_gcm_siv::aead::{AeadInOut, KeyInit};
 use aes_gcm_siv::{Aes128GcmSiv, Aes256GcmSiv, Nonce, Tag};
 use encstore_core::AeadError;
 use tink_proto::{AesGcmSivKey, AesGcmSivKeyFormat};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::{
-    KeyParams, RawAead, TAG_SIZE, check_aes_key_size, check_version, decode, encode_key,
-    fill_random, random_key, size, take_key,
+    KeyParams, RawAead, TAG_SIZE, check_aes_key_size, check_version, decode, decode_key,
+    encode_new_key, fill_random, size,
 };
 use crate::error::KeyError;
 
@@ -98,10 +98,7 @@ impl RawAead for AesGcmSiv {
 }
 
 pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
-    let mut proto: AesGcmSivKey = decode(KEY_TYPE, value)?;
-    let key = take_key(&mut proto.key_value);
-    check_version(KEY_TYPE, proto.version)?;
-    check_aes_key_size(KEY_TYPE, key.len())?;
+    let (_, key) = decode_key::<AesGcmSivKey>(KEY_TYPE, value, check_aes_key_size)?;
     let wrong = |_| KeyError::WrongKeySize {
         key_type: KEY_TYPE,
         size: key.len(),
@@ -123,14 +120,10 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
     let format: AesGcmSivKeyFormat = decode(KEY_TYPE, key_format)?;
     check_version(KEY_TYPE, format.version)?;
     check_aes_key_size(KEY_TYPE, size(format.key_size))?;
-    let key_value = random_key(size(format.key_size))?;
-    let mut proto = AesGcmSivKey {
+    encode_new_key(size(format.key_size), |key_value| AesGcmSivKey {
         version: 0,
-        key_value: key_value.to_vec(),
-    };
-    let encoded = encode_key(&proto);
-    proto.key_value.zeroize();
-    Ok(encoded)
+        key_value,
+    })
 }
 
 #[cfg(test)]

@@ -4,71 +4,18 @@
 //! Tink 1.16 (Java/Go `ChaCha20Poly1305KeyManager`): key version 0, key 32
 //! bytes; the key format is empty. Raw ciphertext: `nonce(12) ‖ ct ‖ tag(16)`.
 
-use encstore_core::AeadError;
 use tink_proto::{ChaCha20Poly1305Key, ChaCha20Poly1305KeyFormat};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use super::ring_aead::RingAead;
-use super::{
-    KeyParams, RawAead, TAG_SIZE, check_version, decode, encode_key, random_key, take_key,
-};
+use super::ring_aead::{RingAead, RingPrimitive};
+use super::{KeyParams, RawAead, check_32_byte_key_size, decode, decode_key, encode_new_key};
 use crate::error::KeyError;
 
 const KEY_TYPE: &str = "ChaCha20Poly1305Key";
 const KEY_SIZE: usize = 32;
-const NONCE_SIZE: usize = 12;
-
-/// A ChaCha20-Poly1305 key.
-struct ChaCha20Poly1305 {
-    /// ring's ChaCha20-Poly1305 key.
-    inner: RingAead,
-}
-
-impl std::fmt::Debug for ChaCha20Poly1305 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ChaCha20Poly1305")
-    }
-}
-
-impl RawAead for ChaCha20Poly1305 {
-    fn seal_append(&self, pt: &[u8], ad: &[u8], out: &mut Vec<u8>) -> Result<(), AeadError> {
-        self.inner.seal_append(pt, ad, out)
-    }
-
-    fn open_in_place(&self, buf: &mut Vec<u8>, start: usize, ad: &[u8]) -> Result<(), AeadError> {
-        self.inner.open_in_place(buf, start, ad)
-    }
-
-    fn overhead(&self) -> usize {
-        NONCE_SIZE + TAG_SIZE
-    }
-
-    fn header_len(&self) -> usize {
-        NONCE_SIZE
-    }
-
-    fn seal_in_place(&self, buf: &mut Vec<u8>, start: usize, ad: &[u8]) -> Result<(), AeadError> {
-        self.inner.seal_in_place(buf, start, ad)
-    }
-}
-
-/// Checks the key size (shared with XChaCha20-Poly1305).
-pub(super) fn check_key_size(key_type: &'static str, size: usize) -> Result<(), KeyError> {
-    if size != KEY_SIZE {
-        return Err(KeyError::WrongKeySize {
-            key_type,
-            size,
-            allowed: "32 bytes",
-        });
-    }
-    Ok(())
-}
 
 pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
-    let mut proto: ChaCha20Poly1305Key = decode(KEY_TYPE, value)?;
-    let key = take_key(&mut proto.key_value);
-    check_version(KEY_TYPE, proto.version)?;
-    check_key_size(KEY_TYPE, key.len())?;
+    let (_, key) = decode_key::<ChaCha20Poly1305Key>(KEY_TYPE, value, check_32_byte_key_size)?;
     let inner = RingAead::new(&ring::aead::CHACHA20_POLY1305, &key).map_err(|_| {
         KeyError::WrongKeySize {
             key_type: KEY_TYPE,
@@ -78,20 +25,16 @@ pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), Ke
     })?;
     Ok((
         KeyParams::ChaCha20Poly1305,
-        Box::new(ChaCha20Poly1305 { inner }),
+        Box::new(RingPrimitive::new("ChaCha20Poly1305", inner)),
     ))
 }
 
 pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let _format: ChaCha20Poly1305KeyFormat = decode(KEY_TYPE, key_format)?;
-    let key_value = random_key(KEY_SIZE)?;
-    let mut proto = ChaCha20Poly1305Key {
+    encode_new_key(KEY_SIZE, |key_value| ChaCha20Poly1305Key {
         version: 0,
-        key_value: key_value.to_vec(),
-    };
-    let encoded = encode_key(&proto);
-    proto.key_value.zeroize();
-    Ok(encoded)
+        key_value,
+    })
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@
 //! a `Debug` that shows key bytes.
 
 use encstore_core::AeadError;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::KeyError;
 
@@ -307,6 +307,67 @@ fn take_key(bytes: &mut Vec<u8>) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(std::mem::take(bytes))
 }
 
+/// A key proto with Tink's `version` and `key_value` fields.
+trait KeyProto: prost::Message + Default {
+    /// The key's version.
+    fn version(&self) -> u32;
+    /// The key bytes.
+    fn key_value_mut(&mut self) -> &mut Vec<u8>;
+}
+
+macro_rules! impl_key_proto {
+    ($($proto:ty),* $(,)?) => {$(
+        impl KeyProto for $proto {
+            fn version(&self) -> u32 {
+                self.version
+            }
+
+            fn key_value_mut(&mut self) -> &mut Vec<u8> {
+                &mut self.key_value
+            }
+        }
+    )*};
+}
+
+impl_key_proto!(
+    tink_proto::AesEaxKey,
+    tink_proto::AesGcmKey,
+    tink_proto::AesGcmSivKey,
+    tink_proto::ChaCha20Poly1305Key,
+    tink_proto::XChaCha20Poly1305Key,
+    x_aes_gcm::XAesGcmKey,
+);
+
+/// The common start of `from_key`: decodes the key proto, moves its key
+/// bytes into zeroizing storage ([`take_key`]), then refuses any version
+/// but 0 and checks the key size with the key type's `check_size`, in that
+/// order. Returns the proto (key bytes taken) and the key bytes.
+fn decode_key<M: KeyProto>(
+    key_type: &'static str,
+    value: &[u8],
+    check_size: fn(&'static str, usize) -> Result<(), KeyError>,
+) -> Result<(M, Zeroizing<Vec<u8>>), KeyError> {
+    let mut proto: M = decode(key_type, value)?;
+    let key = take_key(proto.key_value_mut());
+    check_version(key_type, proto.version())?;
+    check_size(key_type, key.len())?;
+    Ok((proto, key))
+}
+
+/// The common end of `new_key`: `len` fresh random key bytes, put in the
+/// proto `make` builds from them, serialized into zeroizing storage; the
+/// proto's copy of the key is wiped.
+fn encode_new_key<M: KeyProto>(
+    len: usize,
+    make: impl FnOnce(Vec<u8>) -> M,
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let key_value = random_key(len)?;
+    let mut proto = make(key_value.to_vec());
+    let encoded = encode_key(&proto);
+    proto.key_value_mut().zeroize();
+    Ok(encoded)
+}
+
 /// Checks that an AES key size is 16 or 32 bytes (Tink's C++
 /// `ValidateAesKeySize`, which refuses 24).
 fn check_aes_key_size(key_type: &'static str, size: usize) -> Result<(), KeyError> {
@@ -315,6 +376,19 @@ fn check_aes_key_size(key_type: &'static str, size: usize) -> Result<(), KeyErro
             key_type,
             size,
             allowed: "16 or 32 bytes",
+        });
+    }
+    Ok(())
+}
+
+/// Checks that a key is 32 bytes (ChaCha20-Poly1305, XChaCha20-Poly1305,
+/// XAES-256-GCM).
+fn check_32_byte_key_size(key_type: &'static str, size: usize) -> Result<(), KeyError> {
+    if size != 32 {
+        return Err(KeyError::WrongKeySize {
+            key_type,
+            size,
+            allowed: "32 bytes",
         });
     }
     Ok(())

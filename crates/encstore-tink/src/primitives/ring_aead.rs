@@ -5,7 +5,7 @@
 use encstore_core::AeadError;
 use ring::aead::{Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
-use super::{TAG_SIZE, fill_random};
+use super::{RawAead, TAG_SIZE, fill_random};
 
 /// A ring AEAD key with a 12-byte nonce and a 16-byte tag.
 pub(super) struct RingAead {
@@ -61,16 +61,7 @@ impl RingAead {
         out.reserve(plaintext.len() + TAG_SIZE);
         let ct_start = out.len();
         out.extend_from_slice(plaintext);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(associated_data),
-                &mut out[ct_start..],
-            )
-            .map_err(|_| AeadError::TooLarge)?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(())
+        self.seal_tail(nonce, associated_data, out, ct_start)
     }
 
     /// Encrypts `buf[start + NONCE_LEN..]` in place with a fresh random
@@ -88,6 +79,17 @@ impl RingAead {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
         buf[start..payload].copy_from_slice(&nonce);
+        self.seal_tail(nonce, associated_data, buf, payload)
+    }
+
+    /// Encrypts `buf[payload..]` in place under `nonce` and appends the tag.
+    fn seal_tail(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        associated_data: &[u8],
+        buf: &mut Vec<u8>,
+        payload: usize,
+    ) -> Result<(), AeadError> {
         let tag = self
             .key
             .seal_in_place_separate_tag(
@@ -140,5 +142,50 @@ impl RingAead {
             .len();
         buf.truncate(plaintext_len);
         Ok(())
+    }
+}
+
+/// A Tink primitive that is one ring AEAD key in the `nonce(12) ‖ ct ‖
+/// tag(16)` layout (`AesGcmKey`, `ChaCha20Poly1305Key`). Its `Debug` shows
+/// only the primitive's name.
+pub(super) struct RingPrimitive {
+    /// The name `Debug` shows.
+    name: &'static str,
+    /// ring's key.
+    inner: RingAead,
+}
+
+impl RingPrimitive {
+    /// Wraps a ring key as the primitive `name`.
+    pub(super) fn new(name: &'static str, inner: RingAead) -> Self {
+        Self { name, inner }
+    }
+}
+
+impl std::fmt::Debug for RingPrimitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl RawAead for RingPrimitive {
+    fn seal_append(&self, pt: &[u8], ad: &[u8], out: &mut Vec<u8>) -> Result<(), AeadError> {
+        self.inner.seal_append(pt, ad, out)
+    }
+
+    fn open_in_place(&self, buf: &mut Vec<u8>, start: usize, ad: &[u8]) -> Result<(), AeadError> {
+        self.inner.open_in_place(buf, start, ad)
+    }
+
+    fn overhead(&self) -> usize {
+        NONCE_LEN + TAG_SIZE
+    }
+
+    fn header_len(&self) -> usize {
+        NONCE_LEN
+    }
+
+    fn seal_in_place(&self, buf: &mut Vec<u8>, start: usize, ad: &[u8]) -> Result<(), AeadError> {
+        self.inner.seal_in_place(buf, start, ad)
     }
 }

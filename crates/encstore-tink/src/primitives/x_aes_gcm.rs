@@ -22,13 +22,13 @@
 
 use encstore_core::AeadError;
 use ring::aead::{AES_256_GCM, NONCE_LEN};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::aes_util::AesCmac;
 use super::ring_aead::RingAead;
 use super::{
-    KeyParams, RawAead, TAG_SIZE, check_version, decode, encode_key, fill_random, random_key, size,
-    take_key,
+    KeyParams, RawAead, TAG_SIZE, check_32_byte_key_size, check_version, decode, decode_key,
+    encode_new_key, fill_random, size,
 };
 use crate::error::KeyError;
 
@@ -158,16 +158,7 @@ fn check_params(params: Option<&XAesGcmParams>) -> Result<usize, KeyError> {
 }
 
 pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
-    let mut proto: XAesGcmKey = decode(KEY_TYPE, value)?;
-    let key = take_key(&mut proto.key_value);
-    check_version(KEY_TYPE, proto.version)?;
-    if key.len() != KEY_SIZE {
-        return Err(KeyError::WrongKeySize {
-            key_type: KEY_TYPE,
-            size: key.len(),
-            allowed: "32 bytes",
-        });
-    }
+    let (proto, key) = decode_key::<XAesGcmKey>(KEY_TYPE, value, check_32_byte_key_size)?;
     let salt_size = check_params(proto.params.as_ref())?;
     let cmac = AesCmac::new(&key).ok_or(KeyError::WrongKeySize {
         key_type: KEY_TYPE,
@@ -184,15 +175,11 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
     let format: XAesGcmKeyFormat = decode(KEY_TYPE, key_format)?;
     check_version(KEY_TYPE, format.version)?;
     check_params(format.params.as_ref())?;
-    let key_value = random_key(KEY_SIZE)?;
-    let mut proto = XAesGcmKey {
+    encode_new_key(KEY_SIZE, |key_value| XAesGcmKey {
         version: 0,
         params: format.params,
-        key_value: key_value.to_vec(),
-    };
-    let encoded = encode_key(&proto);
-    proto.key_value.zeroize();
-    Ok(encoded)
+        key_value,
+    })
 }
 
 #[cfg(test)]

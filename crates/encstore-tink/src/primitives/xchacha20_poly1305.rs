@@ -12,13 +12,12 @@
 use encstore_core::AeadError;
 use ring::aead::NONCE_LEN;
 use tink_proto::{XChaCha20Poly1305Key, XChaCha20Poly1305KeyFormat};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use super::chacha20_poly1305::check_key_size;
 use super::ring_aead::RingAead;
 use super::{
-    KeyParams, RawAead, TAG_SIZE, check_version, decode, encode_key, fill_random, random_key,
-    take_key,
+    KeyParams, RawAead, TAG_SIZE, check_32_byte_key_size, check_version, decode, decode_key,
+    encode_new_key, fill_random,
 };
 use crate::error::KeyError;
 
@@ -122,10 +121,8 @@ impl RawAead for XChaCha20Poly1305 {
 }
 
 pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
-    let mut proto: XChaCha20Poly1305Key = decode(KEY_TYPE, value)?;
-    let key_bytes = take_key(&mut proto.key_value);
-    check_version(KEY_TYPE, proto.version)?;
-    check_key_size(KEY_TYPE, key_bytes.len())?;
+    let (_, key_bytes) =
+        decode_key::<XChaCha20Poly1305Key>(KEY_TYPE, value, check_32_byte_key_size)?;
     let mut key = Zeroizing::new([0u8; KEY_SIZE]);
     key.copy_from_slice(&key_bytes);
     Ok((
@@ -137,14 +134,10 @@ pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), Ke
 pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let format: XChaCha20Poly1305KeyFormat = decode(KEY_TYPE, key_format)?;
     check_version(KEY_TYPE, format.version)?;
-    let key_value = random_key(KEY_SIZE)?;
-    let mut proto = XChaCha20Poly1305Key {
+    encode_new_key(KEY_SIZE, |key_value| XChaCha20Poly1305Key {
         version: 0,
-        key_value: key_value.to_vec(),
-    };
-    let encoded = encode_key(&proto);
-    proto.key_value.zeroize();
-    Ok(encoded)
+        key_value,
+    })
 }
 
 #[cfg(test)]
