@@ -361,6 +361,21 @@ pub struct KeysetOut {
     pub out_format: Format,
 }
 
+/// `--in`/`--in-format`, `--out`/`--out-format` and the master key: the
+/// options of every command that reads a keyset and writes it back.
+#[derive(Debug, Clone, Args)]
+pub struct KeysetInOut {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub input: KeysetIn,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub out: KeysetOut,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub master: MasterKeyArgs,
+}
+
 /// `create-keyset`.
 #[derive(Debug, Clone, Args)]
 pub struct CreateKeyset {
@@ -383,13 +398,7 @@ pub struct KeyTemplateCommand {
     pub key_template: String,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub input: KeysetIn,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub out: KeysetOut,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub master: MasterKeyArgs,
+    pub keyset: KeysetInOut,
 }
 
 /// `promote-key`, `disable-key`, `enable-key`, `destroy-key`, `delete-key`.
@@ -400,13 +409,7 @@ pub struct KeyIdCommand {
     pub key_id: u32,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub input: KeysetIn,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub out: KeysetOut,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub master: MasterKeyArgs,
+    pub keyset: KeysetInOut,
 }
 
 /// `list-keyset`.
@@ -428,13 +431,7 @@ pub struct ListKeyset {
 pub struct ConvertKeyset {
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub input: KeysetIn,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub out: KeysetOut,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub master: MasterKeyArgs,
+    pub keyset: KeysetInOut,
     /// Encrypt the output with this cleartext master keyset. Without
     /// --new-master-keyset or --new-master-key-uri the output is cleartext.
     #[arg(long, value_name = "PATH", conflicts_with = "new_master_key_uri")]

@@ -63,10 +63,10 @@ pub(crate) fn note(msg: &str) {
 async fn read_keyset(input: &KeysetIn, master: &MasterKeyArgs) -> Result<(Keyset, Option<Master>)> {
     let master = keysets::open_master(master).await?;
     let bytes = zeroize::Zeroizing::new(io::read_input(input.input.as_deref(), "keyset")?);
-    let what = match &input.input {
-        Some(p) if p.as_os_str() != "-" => format!("keyset {}", p.display()),
-        _ => "the keyset on stdin".to_owned(),
-    };
+    let what = io::file_name(input.input.as_deref()).map_or_else(
+        || "the keyset on stdin".to_owned(),
+        |p| format!("keyset {p}"),
+    );
     let keyset = keysets::load(
         &bytes,
         input.in_format,
@@ -103,7 +103,7 @@ async fn create_keyset(c: &CreateKeyset) -> Result<()> {
 
 async fn add_key(c: &KeyTemplateCommand, rotate: bool) -> Result<()> {
     let template = keysets::template(&c.key_template)?;
-    let (mut keyset, master) = read_keyset(&c.input, &c.master).await?;
+    let (mut keyset, master) = read_keyset(&c.keyset.input, &c.keyset.master).await?;
     let old_primary = keyset.primary_key_id();
     let id = if rotate {
         keyset.rotate(&template)
@@ -111,7 +111,7 @@ async fn add_key(c: &KeyTemplateCommand, rotate: bool) -> Result<()> {
         keyset.add_key(&template)
     }
     .with_context(|| format!("cannot add a key from template {}", c.key_template))?;
-    write_keyset(&keyset, &c.out, master.as_ref()).await?;
+    write_keyset(&keyset, &c.keyset.out, master.as_ref()).await?;
     if rotate {
         note(&format!(
             "warning: rotate-keyset added key {id} ({tmpl}) and made it the primary at once.
@@ -159,7 +159,7 @@ impl Op {
 }
 
 async fn manage(c: &KeyIdCommand, retire: Option<&RetireKeyCommand>, op: Op) -> Result<()> {
-    let (mut keyset, master) = read_keyset(&c.input, &c.master).await?;
+    let (mut keyset, master) = read_keyset(&c.keyset.input, &c.keyset.master).await?;
     let id = c.key_id;
     let checked = match retire {
         Some(r) => match &r.store {
@@ -179,7 +179,7 @@ async fn manage(c: &KeyIdCommand, retire: Option<&RetireKeyCommand>, op: Op) -> 
         Op::Delete => keyset.delete(id),
     }
     .map_err(|e| anyhow!("{e}"))?;
-    write_keyset(&keyset, &c.out, master.as_ref()).await?;
+    write_keyset(&keyset, &c.keyset.out, master.as_ref()).await?;
     let consequence = match op {
         Op::Promote => {
             note(&format!(
@@ -323,7 +323,7 @@ fn describe_params(p: &KeyParams) -> String {
 }
 
 async fn convert_keyset(c: &ConvertKeyset) -> Result<()> {
-    let (keyset, old_master) = read_keyset(&c.input, &c.master).await?;
+    let (keyset, old_master) = read_keyset(&c.keyset.input, &c.keyset.master).await?;
     let new_ad_given =
         c.new_keyset_associated_data.is_some() || c.new_keyset_associated_data_hex.is_some();
     let new_ad = if new_ad_given {
@@ -335,8 +335,8 @@ async fn convert_keyset(c: &ConvertKeyset) -> Result<()> {
     } else {
         // By default the keyset stays bound to the same associated data.
         io::text_or_hex(
-            c.master.keyset_associated_data.as_deref(),
-            c.master.keyset_associated_data_hex.as_deref(),
+            c.keyset.master.keyset_associated_data.as_deref(),
+            c.keyset.master.keyset_associated_data_hex.as_deref(),
             "--keyset-associated-data-hex",
         )?
     };
@@ -354,7 +354,7 @@ async fn convert_keyset(c: &ConvertKeyset) -> Result<()> {
             "warning: writing the keyset in cleartext (no --new-master-keyset or --new-master-key-uri): its key material is unprotected",
         );
     }
-    write_keyset(&keyset, &c.out, new_master.as_ref()).await
+    write_keyset(&keyset, &c.keyset.out, new_master.as_ref()).await
 }
 
 fn list_key_templates() -> Result<()> {
@@ -367,16 +367,7 @@ fn list_key_templates() -> Result<()> {
 }
 
 async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
-    let master = keysets::open_master(&c.master).await?;
-    let bytes = zeroize::Zeroizing::new(io::read_input(Some(&c.keyset), "keyset")?);
-    let keyset = keysets::load(
-        &bytes,
-        c.keyset_format,
-        master.as_ref(),
-        &format!("keyset {}", c.keyset.display()),
-        "--keyset-format",
-    )
-    .await?;
+    let keyset = keysets::load_file(&c.keyset, Some(c.keyset_format), &c.master).await?;
     let aead = keyset
         .aead()
         .map_err(|e| anyhow!("keyset {}: {e}", c.keyset.display()))?;
@@ -386,10 +377,7 @@ async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
         "--associated-data-hex",
     )?;
     let input = io::read_input(c.input.as_deref(), "input")?;
-    let what = match &c.input {
-        Some(p) if p.as_os_str() != "-" => p.display().to_string(),
-        _ => "stdin".to_owned(),
-    };
+    let what = io::file_name(c.input.as_deref()).unwrap_or_else(|| "stdin".to_owned());
     // The whole result is computed in memory before anything is written.
     let output = zeroize::Zeroizing::new(if encrypt {
         aead.encrypt(&input, &ad)

@@ -24,6 +24,15 @@ pub fn read_input(path: Option<&Path>, what: &str) -> Result<Vec<u8>> {
     }
 }
 
+/// The name of `path` for messages, when it names a file: `None` when it is
+/// absent or `-` (stdin/stdout).
+pub fn file_name(path: Option<&Path>) -> Option<String> {
+    match path {
+        Some(p) if p.as_os_str() != "-" => Some(p.display().to_string()),
+        _ => None,
+    }
+}
+
 /// Writes `data` to `path` atomically, or to stdout when `path` is `None`
 /// or `-`.
 ///

@@ -134,6 +134,29 @@ pub async fn open_kek(
     }))
 }
 
+/// Reads the `--keyset` file `path` and opens its master key: in `format`,
+/// or in the format detected from its content when `format` is `None`.
+pub async fn load_file(
+    path: &Path,
+    format: Option<Format>,
+    master: &MasterKeyArgs,
+) -> Result<Keyset> {
+    let master = open_master(master).await?;
+    let bytes = Zeroizing::new(io::read_input(Some(path), "keyset")?);
+    let format = format.unwrap_or(match detect_format(&bytes) {
+        KeysetFormat::Json | KeysetFormat::EncryptedJson => Format::Json,
+        _ => Format::Binary,
+    });
+    load(
+        &bytes,
+        format,
+        master.as_ref(),
+        &format!("keyset {}", path.display()),
+        "--keyset-format",
+    )
+    .await
+}
+
 /// Reads a keyset from `bytes` (named `what` in messages) in `format`,
 /// unwrapping it with `master` when one is given (through the async KEK
 /// path). `format_flag` names the flag that sets `format`, for hints.

@@ -17,7 +17,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use encstore_tink::keyset::Keyset;
 
-use crate::cli::{Cli, Command, Quickstart};
+use crate::cli::{Cli, Command, Quickstart, StoreKeysetArgs};
+use crate::store::sh as shell_word;
 
 /// The secrets the tour stores: (key, value).
 const SECRETS: &[(&str, &str)] = &[
@@ -62,17 +63,6 @@ async fn run_cmd(args: &[String]) -> Result<()> {
     Box::pin(crate::commands::run(cli.command)).await
 }
 
-fn shell_word(w: &str) -> String {
-    if !w.is_empty()
-        && w.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-:=,@+%".contains(&b))
-    {
-        w.to_owned()
-    } else {
-        format!("'{}'", w.replace('\'', r"'\''"))
-    }
-}
-
 fn s(p: &Path) -> String {
     p.display().to_string()
 }
@@ -86,6 +76,18 @@ fn read_keyset(path: &Path) -> Result<Keyset> {
         std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
     );
     Keyset::from_json_insecure(&bytes).map_err(|e| anyhow!("keyset {}: {e}", path.display()))
+}
+
+/// Prints the `store put` command that stores `value` under `key` (its value
+/// through stdin, as in real use) and stores it.
+async fn put_secret(st: &str, keyset: &StoreKeysetArgs, key: &str, value: &str) -> Result<()> {
+    println!(
+        "$ printf %s {} | encstore store put --store {} --keyset {} {key}",
+        shell_word(value),
+        shell_word(st),
+        shell_word(&s(&keyset.keyset))
+    );
+    crate::store::put_bytes(st, keyset, key, value.as_bytes().to_vec()).await
 }
 
 /// Runs the tour.
@@ -137,20 +139,14 @@ pub async fn run(c: &Quickstart) -> Result<()> {
         "store a handful of secrets",
         "Each value is encrypted with the primary key; its key name is the associated\ndata, so an object copied to another name does not decrypt.",
     );
-    let store_args = crate::cli::StoreKeysetArgs {
+    let store_args = StoreKeysetArgs {
         keyset: keyset.clone(),
         keyset_format: None,
         master: crate::cli::MasterKeyArgs::default(),
         policy: None,
     };
     for (key, value) in SECRETS {
-        println!(
-            "$ printf %s {} | encstore store put --store {} --keyset {} {key}",
-            shell_word(value),
-            shell_word(&st),
-            shell_word(&k)
-        );
-        crate::store::put_bytes(&st, &store_args, key, value.as_bytes().to_vec()).await?;
+        put_secret(&st, &store_args, key, value).await?;
     }
     run_cmd(&args(&["store", "ls", "--store", &st, "--recursive"])).await?;
     run_cmd(&args(&[
@@ -209,13 +205,7 @@ pub async fn run(c: &Quickstart) -> Result<()> {
         "quickstart/certs/new.example.com.key",
         "written after the rotation",
     );
-    println!(
-        "$ printf %s {} | encstore store put --store {} --keyset {} {extra_key}",
-        shell_word(extra_value),
-        shell_word(&st),
-        shell_word(&k)
-    );
-    crate::store::put_bytes(&st, &store_args, extra_key, extra_value.as_bytes().to_vec()).await?;
+    put_secret(&st, &store_args, extra_key, extra_value).await?;
     run_cmd(&args(&["store", "status", "--store", &st, "--keyset", &k])).await?;
 
     step(

@@ -20,16 +20,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
-use encstore::{EncryptedStorage, Options, Policy, ReloadableKeyset, RewrapOutcome};
-use encstore_core::{Error, Storage};
+use encstore::{Census, EncryptedStorage, Options, Policy, ReloadableKeyset, RewrapOutcome};
+use encstore_core::{Error, KeyInfo, Storage};
 use encstore_fs::FsStorage;
-use encstore_tink::keyset::{Keyset, KeysetFormat, detect_format};
+use encstore_tink::keyset::Keyset;
 use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::cli::{
-    Format, KeyIdCommand, StoreCommand, StoreGet, StoreKeysetArgs, StoreLs, StorePut, StoreRewrap,
-    StoreRm, StoreStat, StoreStatus, StoreVerify,
+    KeyIdCommand, MasterKeyArgs, StoreCommand, StoreGet, StoreKeysetArgs, StoreLs, StorePut,
+    StoreRewrap, StoreRm, StoreStat, StoreStatus, StoreVerify,
 };
 use crate::commands::note;
 use crate::{io, keysets};
@@ -144,20 +144,7 @@ fn policy(arg: Option<&str>) -> Result<Policy> {
 /// Reads the keyset a store command names, unwraps it (master keyset or
 /// HSM) and checks it against the policy.
 pub async fn open_keyset(args: &StoreKeysetArgs) -> Result<Keyset> {
-    let master = keysets::open_master(&args.master).await?;
-    let bytes = zeroize::Zeroizing::new(io::read_input(Some(&args.keyset), "keyset")?);
-    let format = args.keyset_format.unwrap_or(match detect_format(&bytes) {
-        KeysetFormat::Json | KeysetFormat::EncryptedJson => Format::Json,
-        _ => Format::Binary,
-    });
-    keysets::load(
-        &bytes,
-        format,
-        master.as_ref(),
-        &format!("keyset {}", args.keyset.display()),
-        "--keyset-format",
-    )
-    .await
+    keysets::load_file(&args.keyset, args.keyset_format, &args.master).await
 }
 
 async fn open_store(
@@ -179,6 +166,23 @@ async fn open_store(
             allow_plaintext,
         },
     ))
+}
+
+/// The census of `store` (at `location`) under `prefix`.
+async fn census(store: &EncryptedStorage, prefix: &str, location: &str) -> Result<Census> {
+    store
+        .census(prefix)
+        .await
+        .map_err(|e| anyhow!("cannot take the census of {location}: {e}"))
+}
+
+/// Every key in `store` (at `location`).
+async fn list_all(store: &EncryptedStorage, location: &str) -> Result<Vec<String>> {
+    store
+        .inner()
+        .list("", true)
+        .await
+        .map_err(|e| anyhow!("cannot list {location}: {e}"))
 }
 
 /// One line for a storage error on `key`, distinguishing "not found" and
@@ -237,12 +241,18 @@ async fn ls(c: &StoreLs) -> Result<()> {
     io::write_output(None, out.as_bytes(), "the listing")
 }
 
-async fn rm(c: &StoreRm) -> Result<()> {
-    let backend = open_backend(&c.store.store, false)?;
+/// Opens the store at `location` and stats `key` in it.
+async fn open_and_stat(location: &str, key: &str) -> Result<(Arc<dyn Storage>, KeyInfo)> {
+    let backend = open_backend(location, false)?;
     let info = backend
-        .stat(&c.key)
+        .stat(key)
         .await
-        .map_err(|e| object_error(&c.key, &c.store.store, &e))?;
+        .map_err(|e| object_error(key, location, &e))?;
+    Ok((backend, info))
+}
+
+async fn rm(c: &StoreRm) -> Result<()> {
+    let (backend, info) = open_and_stat(&c.store.store, &c.key).await?;
     if !info.terminal && !c.recursive {
         bail!(
             "{:?} is a prefix with keys under it; add --recursive to delete them all",
@@ -264,11 +274,7 @@ fn prefix_key_id(head: &[u8]) -> Option<u32> {
 }
 
 async fn stat(c: &StoreStat) -> Result<()> {
-    let backend = open_backend(&c.store.store, false)?;
-    let info = backend
-        .stat(&c.key)
-        .await
-        .map_err(|e| object_error(&c.key, &c.store.store, &e))?;
+    let (backend, info) = open_and_stat(&c.store.store, &c.key).await?;
     let key_id = if info.terminal {
         match backend.load_head(&c.key, 5).await {
             Ok(head) => prefix_key_id(&head),
@@ -338,10 +344,7 @@ fn rfc3339(t: SystemTime) -> String {
 
 async fn status(c: &StoreStatus) -> Result<()> {
     let store = open_store(&c.store.store, &c.keyset, false, false).await?;
-    let census = store
-        .census(&c.prefix)
-        .await
-        .map_err(|e| anyhow!("cannot take the census of {}: {e}", c.store.store))?;
+    let census = census(&store, &c.prefix, &c.store.store).await?;
     let info = store.keyset().info();
     let text = if c.json {
         let keys: Vec<serde_json::Value> = info
@@ -444,7 +447,7 @@ fn table(header: &[&str; 3], rows: &[[String; 3]]) -> String {
 }
 
 /// Quotes a shell word when needed.
-fn sh(word: &str) -> String {
+pub(crate) fn sh(word: &str) -> String {
     if !word.is_empty()
         && word
             .bytes()
@@ -458,16 +461,7 @@ fn sh(word: &str) -> String {
 
 /// The `encstore store rewrap ...` command for this store and keyset.
 fn rewrap_command(location: &str, k: &StoreKeysetArgs) -> String {
-    let mut words = vec![
-        "encstore".to_owned(),
-        "store".into(),
-        "rewrap".into(),
-        "--store".into(),
-        sh(location),
-        "--keyset".into(),
-        sh(&k.keyset.display().to_string()),
-    ];
-    push_master_words(&mut words, &k.master);
+    let mut words = rewrap_words(location, &k.keyset.display().to_string(), &k.master);
     if let Some(p) = &k.policy {
         words.push("--policy".into());
         words.push(sh(p));
@@ -475,7 +469,18 @@ fn rewrap_command(location: &str, k: &StoreKeysetArgs) -> String {
     words.join(" ")
 }
 
-fn push_master_words(words: &mut Vec<String>, m: &crate::cli::MasterKeyArgs) {
+/// The words of `encstore store rewrap --store LOCATION --keyset KEYSET`
+/// and the master key options.
+fn rewrap_words(location: &str, keyset: &str, m: &MasterKeyArgs) -> Vec<String> {
+    let mut words = vec![
+        "encstore".to_owned(),
+        "store".into(),
+        "rewrap".into(),
+        "--store".into(),
+        sh(location),
+        "--keyset".into(),
+        sh(keyset),
+    ];
     if let Some(p) = &m.master_keyset {
         words.push("--master-keyset".into());
         words.push(sh(&p.display().to_string()));
@@ -492,6 +497,7 @@ fn push_master_words(words: &mut Vec<String>, m: &crate::cli::MasterKeyArgs) {
         words.push("--keyset-associated-data-hex".into());
         words.push(sh(a));
     }
+    words
 }
 
 // ---------------------------------------------------------------------------
@@ -516,10 +522,7 @@ pub async fn check_retire(
         .map_err(|e| anyhow!("cannot check the store with this keyset: {e}"))?;
     let backend = open_backend(location, false)?;
     let store = EncryptedStorage::new(backend, Arc::new(keys));
-    let census = store
-        .census("")
-        .await
-        .map_err(|e| anyhow!("cannot take the census of {location}: {e}"))?;
+    let census = census(&store, "", location).await?;
     let n = census.by_key_id.get(&key_id).copied().unwrap_or(0);
     if n == 0 {
         note(&format!(
@@ -528,21 +531,9 @@ pub async fn check_retire(
         ));
         return Ok(());
     }
-    let keyset_path = match &c.input.input {
-        Some(p) if p.as_os_str() != "-" => p.display().to_string(),
-        _ => "KEYSET".to_owned(),
-    };
-    let mut words = vec![
-        "encstore".to_owned(),
-        "store".into(),
-        "rewrap".into(),
-        "--store".into(),
-        sh(location),
-        "--keyset".into(),
-        sh(&keyset_path),
-    ];
-    push_master_words(&mut words, &c.master);
-    let cmd = words.join(" ");
+    let keyset_path =
+        io::file_name(c.keyset.input.input.as_deref()).unwrap_or_else(|| "KEYSET".to_owned());
+    let cmd = rewrap_words(location, &keyset_path, &c.keyset.master).join(" ");
     if force {
         note(&format!(
             "warning: --force: {n} object(s) in {location} are still under key {key_id}; after this they will not decrypt (re-encrypt them first with: {cmd})"
@@ -741,11 +732,7 @@ async fn rewrap_locked(
     lease: &encstore_core::Lease,
 ) -> Result<Summary> {
     let location = &c.store.store;
-    let keys = store
-        .inner()
-        .list("", true)
-        .await
-        .map_err(|e| anyhow!("cannot list {location}: {e}"))?;
+    let keys = list_all(store, location).await?;
     let mut summary = Summary {
         objects: keys.len() as u64,
         ..Summary::default()
@@ -800,11 +787,7 @@ async fn rewrap_locked(
 fn print_summary(c: &StoreRewrap, store: &EncryptedStorage, s: &Summary) -> Result<()> {
     let primary = store.keyset().snapshot().primary_key_id();
     let text = if c.json {
-        let failed: Vec<serde_json::Value> = s
-            .failed
-            .iter()
-            .map(|(k, m)| json!({"key": k, "error": m}))
-            .collect();
+        let failed = failures_json(&s.failed);
         format!(
             "{}\n",
             json!({
@@ -836,12 +819,17 @@ fn print_summary(c: &StoreRewrap, store: &EncryptedStorage, s: &Summary) -> Resu
     Ok(())
 }
 
+/// The `failed` list of a JSON summary: `{"key": ..., "error": ...}` each.
+fn failures_json(failed: &[(String, String)]) -> Vec<serde_json::Value> {
+    failed
+        .iter()
+        .map(|(k, m)| json!({"key": k, "error": m}))
+        .collect()
+}
+
 async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()> {
     let location = &c.store.store;
-    let census = store
-        .census("")
-        .await
-        .map_err(|e| anyhow!("cannot take the census of {location}: {e}"))?;
+    let census = census(store, "", location).await?;
     let primary = census.primary_key_id;
     let by_key: BTreeMap<u32, u64> = census
         .by_key_id
@@ -916,11 +904,7 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
 async fn verify(c: &StoreVerify) -> Result<()> {
     let location = &c.store.store;
     let store = open_store(location, &c.keyset, c.allow_plaintext, false).await?;
-    let keys = store
-        .inner()
-        .list("", true)
-        .await
-        .map_err(|e| anyhow!("cannot list {location}: {e}"))?;
+    let keys = list_all(&store, location).await?;
     let total = keys.len() as u64;
     let mut progress = Progress::new(total, "verify");
     let mut set: JoinSet<(String, std::result::Result<Option<u32>, String>)> = JoinSet::new();
@@ -957,10 +941,7 @@ async fn verify(c: &StoreVerify) -> Result<()> {
     progress.finish();
     failed.sort();
     let text = if c.json {
-        let f: Vec<serde_json::Value> = failed
-            .iter()
-            .map(|(k, m)| json!({"key": k, "error": m}))
-            .collect();
+        let f = failures_json(&failed);
         format!(
             "{}\n",
             json!({"objects": total, "ok": ok, "plaintext": plaintext, "deleted": deleted, "failed": f})

@@ -143,6 +143,22 @@ impl Hsm {
         out.stdout
     }
 
+    /// Creates the keyset `k.json` (one AES256_GCM key) wrapped by the
+    /// master key `kek`; returns its path.
+    fn wrapped_keyset(&self, kek: &str) -> String {
+        let k = self.dir.s("k.json");
+        self.ok(&[
+            "create-keyset",
+            "--key-template",
+            "AES256_GCM",
+            "--out",
+            &k,
+            "--master-key-uri",
+            kek,
+        ]);
+        k
+    }
+
     /// Fails with exit 1 and exactly one stderr line, the error.
     fn fails(&self, args: &[&str], needle: &str) -> String {
         let out = self.run(args);
@@ -183,16 +199,7 @@ fn hsm_create_master_key_keyset_rotate_encrypt_decrypt() {
         "already exists",
     );
 
-    let k = h.dir.s("k.json");
-    h.ok(&[
-        "create-keyset",
-        "--key-template",
-        "AES256_GCM",
-        "--out",
-        &k,
-        "--master-key-uri",
-        &kek,
-    ]);
+    let k = h.wrapped_keyset(&kek);
     is_wrapped(&k);
     h.fails(&["list-keyset", "--in", &k], "encrypted keyset");
     h.ok(&[
@@ -357,16 +364,7 @@ fn hsm_store_put_get_status_rewrap() {
     let Some(h) = Hsm::new() else { return };
     let kek = h.uri("kek-store");
     h.ok(&["create-master-key", "--master-key-uri", &kek]);
-    let k = h.dir.s("k.json");
-    h.ok(&[
-        "create-keyset",
-        "--key-template",
-        "AES256_GCM",
-        "--out",
-        &k,
-        "--master-key-uri",
-        &kek,
-    ]);
+    let k = h.wrapped_keyset(&kek);
     let st = h.dir.s("store");
     std::fs::write(h.dir.p("v"), b"stored under an HSM-wrapped keyset").unwrap();
     let m = ["--keyset", &k, "--master-key-uri", &kek];
@@ -408,16 +406,7 @@ fn hsm_errors_are_one_line_without_the_pin() {
     let Some(h) = Hsm::new() else { return };
     let kek = h.uri("kek-1");
     h.ok(&["create-master-key", "--master-key-uri", &kek]);
-    let k = h.dir.s("k.json");
-    h.ok(&[
-        "create-keyset",
-        "--key-template",
-        "AES256_GCM",
-        "--out",
-        &k,
-        "--master-key-uri",
-        &kek,
-    ]);
+    let k = h.wrapped_keyset(&kek);
     let module = h.module.display().to_string();
     let pin = h.pin_file.display().to_string();
     let wrong = h.dir.s("wrong-pin");
@@ -467,16 +456,7 @@ fn hsm_failed_wrap_leaves_the_old_keyset_byte_identical() {
     let Some(h) = Hsm::new() else { return };
     let kek = h.uri("kek-1");
     h.ok(&["create-master-key", "--master-key-uri", &kek]);
-    let k = h.dir.s("k.json");
-    h.ok(&[
-        "create-keyset",
-        "--key-template",
-        "AES256_GCM",
-        "--out",
-        &k,
-        "--master-key-uri",
-        &kek,
-    ]);
+    let k = h.wrapped_keyset(&kek);
     let before = std::fs::read(&k).unwrap();
     let missing = h.uri("missing");
     let wrong_pin = kek.replace(&h.pin_file.display().to_string(), &h.dir.s("wrong-pin"));

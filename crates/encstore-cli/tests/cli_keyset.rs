@@ -1,69 +1,15 @@
 //! The `encstore` keyset commands and `encrypt`/`decrypt`: success and
 //! failure paths, run as a user runs them (assert_cmd).
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
 
-fn es() -> Command {
-    Command::cargo_bin("encstore").expect("the encstore binary is built")
-}
-
-/// A temp dir with helpers.
-struct Dir(tempfile::TempDir);
-
-impl Dir {
-    fn new() -> Dir {
-        Dir(tempfile::tempdir().expect("tempdir"))
-    }
-    fn p(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-    fn s(&self, name: &str) -> String {
-        self.p(name).display().to_string()
-    }
-}
-
-/// Runs a command that must succeed; returns stdout.
-fn ok(args: &[&str]) -> Vec<u8> {
-    let out = es().args(args).output().expect("run");
-    assert!(
-        out.status.success(),
-        "encstore {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// Runs a command that must fail with exit code `code` and a one-line
-/// `encstore: error: ...` message containing `needle`; returns stderr.
-fn fails(args: &[&str], code: i32, needle: &str) -> String {
-    let out = es().args(args).output().expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "encstore {args:?}: stderr {stderr}"
-    );
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("encstore: error: "))
-        .collect();
-    assert_eq!(
-        errors.len(),
-        1,
-        "encstore {args:?}: want one error line, got {stderr:?}"
-    );
-    assert!(
-        errors[0].contains(needle),
-        "encstore {args:?}: error {:?} does not mention {needle:?}",
-        errors[0]
-    );
-    stderr
-}
+use common::{Dir, es, fails, key_args, keyset, ok};
 
 fn info(args: &[&str]) -> Value {
     let mut a = vec!["list-keyset", "--json"];
@@ -107,8 +53,7 @@ fn mode(_: &Path) -> u32 {
 
 /// A keyset with two keys: (path, primary, other).
 fn two_key_keyset(d: &Dir) -> (String, u64, u64) {
-    let k = d.s("k.json");
-    ok(&["create-keyset", "--key-template", "AES256_GCM", "--out", &k]);
+    let k = keyset(d, "k.json");
     ok(&[
         "add-key",
         "--key-template",
@@ -253,8 +198,7 @@ fn missing_required_flag_is_a_one_line_usage_error() {
 #[test]
 fn add_key_adds_without_promoting_and_out_may_be_in() {
     let d = Dir::new();
-    let k = d.s("k.json");
-    ok(&["create-keyset", "--key-template", "AES256_GCM", "--out", &k]);
+    let k = keyset(&d, "k.json");
     let before = primary(&info(&["--in", &k]));
     es().args([
         "add-key",
@@ -283,8 +227,7 @@ fn add_key_adds_without_promoting_and_out_may_be_in() {
 #[test]
 fn add_key_unknown_template_leaves_the_keyset_alone() {
     let d = Dir::new();
-    let k = d.s("k.json");
-    ok(&["create-keyset", "--key-template", "AES256_GCM", "--out", &k]);
+    let k = keyset(&d, "k.json");
     let before = fs::read(d.p("k.json")).expect("read");
     fails(
         &["add-key", "--key-template", "NOPE", "--in", &k, "--out", &k],
@@ -297,8 +240,7 @@ fn add_key_unknown_template_leaves_the_keyset_alone() {
 #[test]
 fn rotate_keyset_promotes_and_warns_about_the_rollout() {
     let d = Dir::new();
-    let k = d.s("k.json");
-    ok(&["create-keyset", "--key-template", "AES256_GCM", "--out", &k]);
+    let k = keyset(&d, "k.json");
     let old = primary(&info(&["--in", &k]));
     let out = es()
         .args([
@@ -340,15 +282,7 @@ fn rotate_keyset_promotes_and_warns_about_the_rollout() {
 fn promote_key_and_its_failures() {
     let d = Dir::new();
     let (k, p, other) = two_key_keyset(&d);
-    ok(&[
-        "promote-key",
-        "--key-id",
-        &other.to_string(),
-        "--in",
-        &k,
-        "--out",
-        &k,
-    ]);
+    ok(&key_args("promote-key", &other.to_string(), &k));
     assert_eq!(primary(&info(&["--in", &k])), other);
     // Unknown ID, non-numeric ID, negative ID, too large.
     fails(
@@ -368,25 +302,9 @@ fn promote_key_and_its_failures() {
         "--key-id",
     );
     // A disabled key cannot be promoted.
-    ok(&[
-        "disable-key",
-        "--key-id",
-        &p.to_string(),
-        "--in",
-        &k,
-        "--out",
-        &k,
-    ]);
+    ok(&key_args("disable-key", &p.to_string(), &k));
     fails(
-        &[
-            "promote-key",
-            "--key-id",
-            &p.to_string(),
-            "--in",
-            &k,
-            "--out",
-            &k,
-        ],
+        &key_args("promote-key", &p.to_string(), &k),
         1,
         "not ENABLED",
     );
@@ -401,7 +319,7 @@ fn primary_cannot_be_disabled_destroyed_or_deleted() {
     let before = fs::read(&k).expect("read");
     for cmd in ["disable-key", "destroy-key", "delete-key"] {
         fails(
-            &[cmd, "--key-id", &p.to_string(), "--in", &k, "--out", &k],
+            &key_args(cmd, &p.to_string(), &k),
             1,
             "it is the primary key",
         );
@@ -424,10 +342,7 @@ fn disable_enable_destroy_delete_with_store_warnings() {
         ("destroy-key", "DESTROYED"),
         ("delete-key", "ABSENT"),
     ] {
-        let out = es()
-            .args([cmd, "--key-id", &id, "--in", &k, "--out", &k])
-            .output()
-            .expect("run");
+        let out = es().args(key_args(cmd, &id, &k)).output().expect("run");
         assert!(
             out.status.success(),
             "{cmd}: {}",
@@ -453,15 +368,7 @@ fn disable_enable_destroy_delete_with_store_warnings() {
 fn destroyed_key_cannot_be_enabled() {
     let d = Dir::new();
     let (k, _, other) = two_key_keyset(&d);
-    ok(&[
-        "destroy-key",
-        "--key-id",
-        &other.to_string(),
-        "--in",
-        &k,
-        "--out",
-        &k,
-    ]);
+    ok(&key_args("destroy-key", &other.to_string(), &k));
     fails(
         &["enable-key", "--key-id", &other.to_string(), "--in", &k],
         1,
@@ -572,9 +479,7 @@ fn malformed_keyset_files_are_refused_with_one_line() {
 // ------------------------------------------------- master keys, convert
 
 fn master(d: &Dir) -> String {
-    let m = d.s("master.json");
-    ok(&["create-keyset", "--key-template", "AES256_GCM", "--out", &m]);
-    m
+    keyset(d, "master.json")
 }
 
 #[test]

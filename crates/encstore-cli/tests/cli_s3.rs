@@ -40,28 +40,9 @@ fn store_commands_and_rewrap_over_s3() {
     let k = keyset(&d, "k.json");
     for i in 0..30 {
         let value = format!("secret number {i}");
-        es().args([
-            "store",
-            "put",
-            "--store",
-            &store,
-            "--keyset",
-            &k,
-            &format!("certs/{i:02}.pem"),
-        ])
-        .write_stdin(value)
-        .assert()
-        .success();
+        put(&store, &k, &format!("certs/{i:02}.pem"), value.as_bytes());
     }
-    let got = ok(&[
-        "store",
-        "get",
-        "--store",
-        &store,
-        "--keyset",
-        &k,
-        "certs/07.pem",
-    ]);
+    let got = get(&store, &k, "certs/07.pem");
     assert_eq!(got, b"secret number 7");
     fails(
         &[
@@ -85,16 +66,7 @@ fn store_commands_and_rewrap_over_s3() {
     assert_eq!(before["by_key_id"][old.to_string()], 30);
     assert_eq!(before["primary_key_id"], new);
 
-    let out = ok(&[
-        "store",
-        "rewrap",
-        "--store",
-        &store,
-        "--keyset",
-        &k,
-        "--concurrency",
-        "8",
-    ]);
+    let out = ok(&rewrap_args(&store, &k, &["--concurrency", "8"]));
     let summary = String::from_utf8_lossy(&out);
     assert!(summary.contains("30"), "{summary}");
 
@@ -105,15 +77,7 @@ fn store_commands_and_rewrap_over_s3() {
     assert_eq!(after["unknown_key"], 0);
     ok(&["store", "verify", "--store", &store, "--keyset", &k]);
     for i in [0, 13, 29] {
-        let got = ok(&[
-            "store",
-            "get",
-            "--store",
-            &store,
-            "--keyset",
-            &k,
-            &format!("certs/{i:02}.pem"),
-        ]);
+        let got = get(&store, &k, &format!("certs/{i:02}.pem"));
         assert_eq!(got, format!("secret number {i}").as_bytes());
     }
     // The old key can be disabled now: the census finds nothing under it.

@@ -27,23 +27,6 @@ fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Child {
     c.spawn().unwrap()
 }
 
-fn put(store: &str, k: &str, key: &str, value: &[u8]) {
-    let out = es()
-        .args(["store", "put", "--store", store, "--keyset", k, key])
-        .write_stdin(value.to_vec())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "put {key}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn get(store: &str, k: &str, key: &str) -> Vec<u8> {
-    ok(&["store", "get", "--store", store, "--keyset", k, key])
-}
-
 #[test]
 fn put_get_is_binary_safe_via_stdin_stdout_and_files() {
     let d = Dir::new();
@@ -427,7 +410,7 @@ fn rewrap_moves_everything_to_the_primary_and_migrates_plaintext() {
     put(&st, &k, "fresh", b"already new");
 
     // Without --allow-plaintext the plaintext object fails (and stays).
-    let args = ["store", "rewrap", "--store", &st, "--keyset", &k];
+    let args = rewrap_args(&st, &k, &[]);
     let err = fails(&args, 1, "could not be re-encrypted");
     assert!(err.contains("legacy"), "{err}");
     assert_eq!(
@@ -439,16 +422,7 @@ fn rewrap_moves_everything_to_the_primary_and_migrates_plaintext() {
     assert!(v["by_key_id"].get(old.to_string()).is_none_or(|n| n == 0));
     assert_eq!(v["plaintext"], 1);
 
-    let out = ok(&[
-        "store",
-        "rewrap",
-        "--store",
-        &st,
-        "--keyset",
-        &k,
-        "--allow-plaintext",
-        "--json",
-    ]);
+    let out = ok(&rewrap_args(&st, &k, &["--allow-plaintext", "--json"]));
     let s: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(s["rewrapped"], 1);
     assert_eq!(s["already_current"], 21);
@@ -483,30 +457,15 @@ fn rewrap_dry_run_changes_nothing() {
     std::fs::write(d.p("store/legacy"), b"plaintext").unwrap();
     let (old, _) = add_and_promote(&k);
     let before = snapshot_files(&d.p("store"));
-    let out = String::from_utf8(ok(&[
-        "store",
-        "rewrap",
-        "--store",
-        &st,
-        "--keyset",
-        &k,
-        "--dry-run",
-    ]))
-    .unwrap();
+    let out = String::from_utf8(ok(&rewrap_args(&st, &k, &["--dry-run"]))).unwrap();
     assert!(out.contains("would re-encrypt 10"), "{out}");
     assert!(out.contains(&format!("10 under key {old}")), "{out}");
     assert!(out.contains("--allow-plaintext"), "{out}");
-    let v: serde_json::Value = serde_json::from_slice(&ok(&[
-        "store",
-        "rewrap",
-        "--store",
+    let v: serde_json::Value = serde_json::from_slice(&ok(&rewrap_args(
         &st,
-        "--keyset",
         &k,
-        "--dry-run",
-        "--json",
-        "--allow-plaintext",
-    ]))
+        &["--dry-run", "--json", "--allow-plaintext"],
+    )))
     .unwrap();
     assert_eq!(v["would_rewrap"], 11);
     assert_eq!(
@@ -532,20 +491,12 @@ fn two_rewraps_never_run_at_once() {
     let before = snapshot_files(&d.p("store"));
 
     fails(
-        &[
-            "store",
-            "rewrap",
-            "--store",
-            &st,
-            "--keyset",
-            &k,
-            "--no-wait",
-        ],
+        &rewrap_args(&st, &k, &["--no-wait"]),
         1,
         "another rewrap is running",
     );
     // Without --no-wait it waits, saying so, and does nothing meanwhile.
-    let mut child = spawn(&["store", "rewrap", "--store", &st, "--keyset", &k], &[]);
+    let mut child = spawn(&rewrap_args(&st, &k, &[]), &[]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -598,17 +549,7 @@ fn rewrap_with_a_concurrent_writer_keeps_every_last_write() {
         }
         (last, round)
     });
-    let out = run(&[
-        "store",
-        "rewrap",
-        "--store",
-        &st,
-        "--keyset",
-        &k,
-        "--json",
-        "--concurrency",
-        "8",
-    ]);
+    let out = run(&rewrap_args(&st, &k, &["--json", "--concurrency", "8"]));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (last, rounds) = writer.join().unwrap();
     assert!(
@@ -662,7 +603,7 @@ fn rewrap_survives_sigkill_at_random_moments() {
     let (_, new) = add_and_promote(&k);
     // A killed rewrap's lock expires after 1 s instead of 60 s.
     let env = [("ENCSTORE_LOCK_LEASE_SECS", "1")];
-    let args = ["store", "rewrap", "--store", &st, "--keyset", &k];
+    let args = rewrap_args(&st, &k, &[]);
     // Pseudo-random kill delays from the clock, spread over the run.
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -757,10 +698,10 @@ fn disable_destroy_delete_refuse_while_objects_remain() {
         err.contains("warning") && err.contains("3 object(s)"),
         "{err}"
     );
-    ok(&["enable-key", "--key-id", &id, "--in", &k, "--out", &k]);
+    ok(&key_args("enable-key", &id, &k));
 
     // After the rewrap the check passes.
-    ok(&["store", "rewrap", "--store", &st, "--keyset", &k]);
+    ok(&rewrap_args(&st, &k, &[]));
     let out = run(&retire_args("disable-key", &id, &k, &st));
     assert!(
         out.status.success(),
@@ -867,7 +808,7 @@ fn rewrap_interrupted_by_sigint_releases_its_lock() {
         format!("v{i}").into_bytes()
     });
     let (_, new) = add_and_promote(&k);
-    let args = ["store", "rewrap", "--store", &st, "--keyset", &k];
+    let args = rewrap_args(&st, &k, &[]);
     let child = spawn(&args, &[("ENCSTORE_LOCK_LEASE_SECS", "60")]);
     std::thread::sleep(Duration::from_millis(400));
     let status = std::process::Command::new("kill")

@@ -180,6 +180,37 @@ pub fn status_json(store: &str, k: &str) -> serde_json::Value {
     .expect("status --json prints JSON")
 }
 
+/// `store put` of `value` (through stdin), which must succeed.
+pub fn put(store: &str, k: &str, key: &str, value: &[u8]) {
+    let out = es()
+        .args(["store", "put", "--store", store, "--keyset", k, key])
+        .write_stdin(value.to_vec())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "put {key}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `store rewrap --store STORE --keyset K`, then `extra`.
+pub fn rewrap_args<'a>(store: &'a str, k: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["store", "rewrap", "--store", store, "--keyset", k];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `CMD --key-id ID --in K --out K`: a key command that rewrites keyset `k`.
+pub fn key_args<'a>(cmd: &'a str, id: &'a str, k: &'a str) -> Vec<&'a str> {
+    vec![cmd, "--key-id", id, "--in", k, "--out", k]
+}
+
+/// `store get`, which must succeed; returns the value.
+pub fn get(store: &str, k: &str, key: &str) -> Vec<u8> {
+    ok(&["store", "get", "--store", store, "--keyset", k, key])
+}
+
 /// Every file under `root`, with its bytes, sorted (lock files included).
 pub fn snapshot_files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
