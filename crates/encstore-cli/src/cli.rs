@@ -382,6 +382,11 @@ pub struct CreateKeyset {
     /// Key template name (see list-key-templates), such as AES256_GCM.
     #[arg(long, value_name = "NAME")]
     pub key_template: String,
+    /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
+    /// Keys outside it are refused. Default: tink (every key type Tink
+    /// supports).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub policy: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub out: KeysetOut,
@@ -396,6 +401,11 @@ pub struct KeyTemplateCommand {
     /// Key template name (see list-key-templates), such as AES256_GCM.
     #[arg(long, value_name = "NAME")]
     pub key_template: String,
+    /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
+    /// Keys outside it are refused. Default: tink (every key type Tink
+    /// supports).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub policy: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub keyset: KeysetInOut,
@@ -466,6 +476,11 @@ pub struct Crypt {
     /// The keyset file.
     #[arg(long, value_name = "PATH")]
     pub keyset: PathBuf,
+    /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
+    /// Keys outside it are refused. Default: tink (every key type Tink
+    /// supports).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub policy: Option<String>,
     /// Format of the keyset file.
     #[arg(long, value_enum, default_value_t = Format::Json, value_name = "FORMAT")]
     pub keyset_format: Format,

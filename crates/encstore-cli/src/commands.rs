@@ -87,11 +87,38 @@ async fn write_keyset(
     io::write_output(out.output.as_deref(), &bytes, "the keyset")
 }
 
+/// Refuses a key made from `template` that the `--policy` does not allow,
+/// before anything is written.
+fn check_new_key(keyset: &Keyset, key_id: u32, template: &str, policy: Option<&str>) -> Result<()> {
+    let policy = crate::store::policy(policy)?;
+    let params = keyset
+        .info()
+        .keys
+        .into_iter()
+        .find(|k| k.key_id == key_id)
+        .and_then(|k| k.params);
+    match params {
+        Some(p) if policy.allows(&p) => Ok(()),
+        Some(p) => Err(anyhow!(
+            "template {template} ({}) is not allowed by policy {:?}; nothing was written",
+            encstore::policy::describe(&p),
+            policy.name
+        )),
+        None => Err(anyhow!("template {template} made a key without parameters")),
+    }
+}
+
 async fn create_keyset(c: &CreateKeyset) -> Result<()> {
     let template = keysets::template(&c.key_template)?;
     let master = keysets::open_master(&c.master).await?;
     let keyset = Keyset::generate(&template)
         .with_context(|| format!("cannot create a key from template {}", c.key_template))?;
+    check_new_key(
+        &keyset,
+        keyset.primary_key_id(),
+        &c.key_template,
+        c.policy.as_deref(),
+    )?;
     write_keyset(&keyset, &c.out, master.as_ref()).await?;
     note(&format!(
         "created keyset with key {} ({}) as primary",
@@ -111,6 +138,7 @@ async fn add_key(c: &KeyTemplateCommand, rotate: bool) -> Result<()> {
         keyset.add_key(&template)
     }
     .with_context(|| format!("cannot add a key from template {}", c.key_template))?;
+    check_new_key(&keyset, id, &c.key_template, c.policy.as_deref())?;
     write_keyset(&keyset, &c.keyset.out, master.as_ref()).await?;
     if rotate {
         note(&format!(
@@ -368,6 +396,11 @@ fn list_key_templates() -> Result<()> {
 
 async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
     let keyset = keysets::load_file(&c.keyset, Some(c.keyset_format), &c.master).await?;
+    if c.policy.is_some() {
+        // The same check a server makes when it loads the keyset.
+        encstore::ReloadableKeyset::new(&keyset, crate::store::policy(c.policy.as_deref())?)
+            .map_err(|e| anyhow!("keyset {}: {e}", c.keyset.display()))?;
+    }
     let aead = keyset
         .aead()
         .map_err(|e| anyhow!("keyset {}: {e}", c.keyset.display()))?;

@@ -129,7 +129,7 @@ fn lease_override() -> Result<Option<Duration>> {
 }
 
 /// Parses `--policy NAME|PATH`.
-fn policy(arg: Option<&str>) -> Result<Policy> {
+pub(crate) fn policy(arg: Option<&str>) -> Result<Policy> {
     let Some(p) = arg else {
         return Ok(Policy::default());
     };

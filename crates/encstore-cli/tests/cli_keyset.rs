@@ -1108,3 +1108,121 @@ fn decrypts_what_python_tink_wrote() {
     }
     assert_eq!(n, 8);
 }
+
+/// `--policy` refuses templates outside it when keys are created or
+/// rotated, and keysets outside it at encryption; nothing is written.
+#[test]
+fn policy_refuses_templates_and_keysets_outside_it() {
+    let d = Dir::new();
+    let k = d.s("k.json");
+    fails(
+        &[
+            "create-keyset",
+            "--key-template",
+            "CHACHA20_POLY1305",
+            "--policy",
+            "fips",
+            "--out",
+            &k,
+        ],
+        1,
+        "not allowed by policy \"fips\"",
+    );
+    assert!(!d.p("k.json").exists(), "nothing written");
+    ok(&[
+        "create-keyset",
+        "--key-template",
+        "AES256_GCM",
+        "--policy",
+        "fips",
+        "--out",
+        &k,
+    ]);
+    let before = std::fs::read(&k).unwrap();
+    for cmd in ["add-key", "rotate-keyset"] {
+        let err = fails(
+            &[
+                cmd,
+                "--key-template",
+                "XCHACHA20_POLY1305",
+                "--policy",
+                "fips",
+                "--in",
+                &k,
+                "--out",
+                &k,
+            ],
+            1,
+            "XChaCha20Poly1305Key",
+        );
+        assert!(err.contains("fips"), "{err}");
+        assert_eq!(
+            std::fs::read(&k).unwrap(),
+            before,
+            "{cmd} changed the keyset"
+        );
+    }
+    ok(&[
+        "add-key",
+        "--key-template",
+        "AES128_GCM",
+        "--policy",
+        "fips",
+        "--in",
+        &k,
+        "--out",
+        &k,
+    ]);
+    // A keyset with a key outside the policy is refused at encryption.
+    let chacha = d.s("c.json");
+    ok(&[
+        "create-keyset",
+        "--key-template",
+        "CHACHA20_POLY1305",
+        "--out",
+        &chacha,
+    ]);
+    let input = d.p("pt");
+    std::fs::write(&input, b"x").unwrap();
+    let out = d.s("ct");
+    fails(
+        &[
+            "encrypt",
+            "--keyset",
+            &chacha,
+            "--policy",
+            "fips",
+            "--in",
+            input.to_str().unwrap(),
+            "--out",
+            &out,
+        ],
+        1,
+        "refused by policy",
+    );
+    assert!(!d.p("ct").exists());
+    ok(&[
+        "encrypt",
+        "--keyset",
+        &k,
+        "--policy",
+        "fips",
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        &out,
+    ]);
+    fails(
+        &[
+            "create-keyset",
+            "--key-template",
+            "AES256_GCM",
+            "--policy",
+            "nope",
+            "--out",
+            &d.s("n.json"),
+        ],
+        1,
+        "unknown policy preset",
+    );
+}
