@@ -270,12 +270,25 @@ impl Lease {
     /// A new lease on `name`, owned by `token`, valid for `lease` from now.
     /// For backend implementors; call [`Lease::start_renewal`] next.
     pub fn new(name: impl Into<String>, token: impl Into<String>, lease: Duration) -> Self {
+        Self::acquired_at(name, token, lease, Instant::now())
+    }
+
+    /// A new lease valid for `lease` from `started`: the moment the backend
+    /// began the write that took the lock. Backends whose lock record's
+    /// expiry is computed before a slow write (a network request) use this,
+    /// so that [`Lease::is_held`] never outlives the record.
+    pub fn acquired_at(
+        name: impl Into<String>,
+        token: impl Into<String>,
+        lease: Duration,
+        started: Instant,
+    ) -> Self {
         Lease {
             name: name.into(),
             token: token.into(),
             lease,
             shared: Arc::new(LeaseShared {
-                valid_until: Mutex::new(Instant::now() + lease),
+                valid_until: Mutex::new(started + lease),
                 lost: AtomicBool::new(false),
             }),
             renewal: None,

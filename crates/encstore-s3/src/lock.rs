@@ -196,40 +196,50 @@ pub(crate) async fn try_lock(store: &S3Storage, name: &str) -> Result<Lease> {
     // operator, say) sends us round again; more than a few rounds means
     // something keeps churning it, and we report it held.
     for _ in 0..3 {
+        // The record's expiry counts from before the request; so does the
+        // holder's own view of the lease.
+        let started = tokio::time::Instant::now();
         let body = store.record(&token, lease)?;
         if let Some(v) = store.put_lock(&path, body, PutMode::Create).await? {
-            return Ok(leased(store, name, token, v));
+            return Ok(leased(store, name, token, v, started));
         }
         let Some((rec, current)) = store.read_lock(name, &path).await? else {
             continue;
         };
         if rec.token == token {
             // Our create landed (and was retried): it is ours.
-            return Ok(leased(store, name, token, current));
+            return Ok(leased(store, name, token, current, started));
         }
         if !rec.is_free(now_ms()) {
             return Err(held());
         }
         // Expired or released: take it over, on the condition that nobody
         // else did since we read it.
+        let started = tokio::time::Instant::now();
         let body = store.record(&token, lease)?;
         return match store
             .replace_own(name, &path, &token, current, body)
             .await?
         {
-            Some(v) => Ok(leased(store, name, token, v)),
+            Some(v) => Ok(leased(store, name, token, v, started)),
             None => Err(held()),
         };
     }
     Err(held())
 }
 
-fn leased(store: &S3Storage, name: &str, token: String, version: Version) -> Lease {
+fn leased(
+    store: &S3Storage,
+    name: &str,
+    token: String,
+    version: Version,
+    started: tokio::time::Instant,
+) -> Lease {
     let lease_duration = store.inner.lease;
     let state = Arc::new(LockState {
         version: Mutex::new(version),
     });
-    let mut lease = Lease::new(name, token.clone(), lease_duration)
+    let mut lease = Lease::acquired_at(name, token.clone(), lease_duration, started)
         .with_state(Arc::clone(&state) as Arc<dyn std::any::Any + Send + Sync>);
     let store = store.clone();
     let name = name.to_owned();
