@@ -168,17 +168,23 @@ fn write_keyset(path: &std::path::Path, k: &Keyset) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-#[tokio::test]
-async fn reload_swaps_keysets_and_keeps_the_old_one_on_failure() {
+/// A cleartext AES256_GCM keyset in a temp dir's `keyset.json`, opened as
+/// a reloadable keyset.
+async fn keyset_file() -> (tempfile::TempDir, Keyset, Arc<ReloadableKeyset>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keyset.json");
     let k0 = keyset("AES256_GCM");
     write_keyset(&path, &k0);
-    let keys = Arc::new(
-        ReloadableKeyset::open(KeysetSource::cleartext(&path), Policy::default())
-            .await
-            .unwrap(),
-    );
+    let keys = ReloadableKeyset::open(KeysetSource::cleartext(&path), Policy::default())
+        .await
+        .unwrap();
+    (dir, k0, Arc::new(keys))
+}
+
+#[tokio::test]
+async fn reload_swaps_keysets_and_keeps_the_old_one_on_failure() {
+    let (dir, k0, keys) = keyset_file().await;
+    let path = dir.path().join("keyset.json");
     let enc = EncryptedStorage::new(Arc::new(MemoryStorage::new()), Arc::clone(&keys));
     enc.store("before", Bytes::from_static(b"1")).await.unwrap();
 
@@ -222,15 +228,8 @@ async fn reload_swaps_keysets_and_keeps_the_old_one_on_failure() {
 
 #[tokio::test]
 async fn watcher_reloads_when_the_file_changes() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, k0, keys) = keyset_file().await;
     let path = dir.path().join("keyset.json");
-    let k0 = keyset("AES256_GCM");
-    write_keyset(&path, &k0);
-    let keys = Arc::new(
-        ReloadableKeyset::open(KeysetSource::cleartext(&path), Policy::default())
-            .await
-            .unwrap(),
-    );
     let _watch = keys.watch(Duration::from_millis(50));
     let mut k1 = k0.clone();
     let new_id = k1.rotate(&by_name("CHACHA20_POLY1305").unwrap()).unwrap();
