@@ -50,6 +50,24 @@ async fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8
     (status, resp[split + 4..].to_vec())
 }
 
+/// Waits (up to 10 s) until a write through the server lands under key `id`.
+async fn wait_for_primary(addr: &str, data: &std::path::Path, id: u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, _) = http(addr, "PUT", "/secrets/probe/primary", b"probe").await;
+        assert_eq!(st, 200, "PUT probe");
+        let raw = std::fs::read(data.join("probe/primary")).unwrap();
+        if raw[1..5] == id.to_be_bytes() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not reload key {id} after SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn hup(child: &Child) {
     let ok = Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
@@ -128,6 +146,10 @@ async fn rotating_keys_under_load_loses_nothing() {
         keyset.promote(id).unwrap();
         write_keyset(&keyset_path, &keyset);
         hup(&server.0);
+        // The reload happens when the server handles the signal: wait until
+        // new writes are under the promoted key before touching the file
+        // again.
+        wait_for_primary(&addr, &data, id).await;
         key_ids.push(id);
     }
     // A broken keyset on SIGHUP is refused; the server keeps serving.
