@@ -175,7 +175,7 @@ impl EncryptedStorage {
         } else {
             None
         };
-        match snap.decrypt_owned(owned, &ad) {
+        match snap.decrypt_owned(owned, &ad, class) {
             Ok((pt, key_id)) => {
                 if let Some(id) = key_id {
                     self.metrics().decrypted(id);

@@ -1,10 +1,11 @@
 //! A loaded keyset, as [`EncryptedStorage`](crate::EncryptedStorage) uses it.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use encstore_core::{Aead, AeadError, PolicyRefusal};
-use encstore_tink::{KeyStatus, Keyset, KeysetAead, KeysetError, KeysetInfo, OutputPrefix};
+use encstore_tink::{
+    CiphertextKey, KeyStatus, Keyset, KeysetAead, KeysetError, KeysetInfo, OutputPrefix,
+};
 
 use crate::policy::{Policy, describe};
 
@@ -44,9 +45,8 @@ pub struct KeysetSnapshot {
     /// For a RAW primary, an AEAD of the primary alone, to tell whether an
     /// object is already under it (a prefix cannot).
     primary_only: Option<KeysetAead>,
-    /// 5-byte Tink prefix → (key ID, status).
-    by_prefix: HashMap<[u8; 5], (u32, KeyStatus)>,
-    primary_prefix: Option<[u8; 5]>,
+    /// The primary's output prefix; empty for a RAW primary.
+    primary_prefix: Vec<u8>,
     has_raw_keys: bool,
     generation: u64,
 }
@@ -93,15 +93,6 @@ pub enum LoadError {
     NoSource,
 }
 
-fn tink_prefix(prefix: OutputPrefix, id: u32) -> Option<[u8; 5]> {
-    let b = id.to_be_bytes();
-    match prefix {
-        OutputPrefix::Tink => Some([0x01, b[0], b[1], b[2], b[3]]),
-        OutputPrefix::Legacy | OutputPrefix::Crunchy => Some([0x00, b[0], b[1], b[2], b[3]]),
-        _ => None,
-    }
-}
-
 /// Checks every key that still has key material against `policy`.
 pub(crate) fn check_policy(info: &KeysetInfo, policy: &Policy) -> Result<(), PolicyRefusal> {
     for k in &info.keys {
@@ -129,21 +120,17 @@ impl KeysetSnapshot {
             refusal,
         })?;
         let aead = keyset.aead()?;
-        let mut by_prefix = HashMap::new();
-        let mut has_raw_keys = false;
-        let mut primary_prefix = None;
-        for k in &info.keys {
-            match tink_prefix(k.output_prefix, k.key_id) {
-                Some(p) => {
-                    by_prefix.insert(p, (k.key_id, k.status));
-                    if k.primary {
-                        primary_prefix = Some(p);
-                    }
-                }
-                None => has_raw_keys |= k.status == KeyStatus::Enabled,
-            }
-        }
-        let primary_only = if primary_prefix.is_none() {
+        let primary_prefix = info
+            .keys
+            .iter()
+            .find(|k| k.primary)
+            .map(|k| k.output_prefix.prefix_bytes(k.key_id))
+            .unwrap_or_default();
+        let has_raw_keys = info
+            .keys
+            .iter()
+            .any(|k| k.output_prefix == OutputPrefix::Raw && k.status == KeyStatus::Enabled);
+        let primary_only = if primary_prefix.is_empty() {
             let mut only = keyset.clone();
             let others: Vec<u32> = info
                 .keys
@@ -162,7 +149,6 @@ impl KeysetSnapshot {
             info,
             aead,
             primary_only,
-            by_prefix,
             primary_prefix,
             has_raw_keys,
             generation,
@@ -194,24 +180,17 @@ impl KeysetSnapshot {
         &self.aead
     }
 
-    /// Classifies a stored object by its first five bytes.
+    /// Classifies a stored object by its first five bytes (the keyset
+    /// AEAD's own prefix lookup).
     pub fn classify(&self, head: &[u8]) -> HeadClass {
-        let Some(p) = head.get(..5) else {
-            return HeadClass::NoPrefix;
-        };
-        if p[0] != 0x00 && p[0] != 0x01 {
-            return HeadClass::NoPrefix;
-        }
-        let mut prefix = [0u8; 5];
-        prefix.copy_from_slice(p);
-        match self.by_prefix.get(&prefix) {
-            Some((key_id, status)) => HeadClass::Known {
-                key_id: *key_id,
-                status: *status,
-            },
-            None => HeadClass::UnknownId {
-                key_id: u32::from_be_bytes([p[1], p[2], p[3], p[4]]),
-            },
+        match self.aead.classify(head) {
+            CiphertextKey::Prefixed {
+                key_id,
+                status: Some(status),
+                ..
+            } => HeadClass::Known { key_id, status },
+            CiphertextKey::Prefixed { key_id, .. } => HeadClass::UnknownId { key_id },
+            _ => HeadClass::NoPrefix,
         }
     }
 
@@ -219,7 +198,7 @@ impl KeysetSnapshot {
     /// is the primary's (for a RAW primary, always false: see
     /// [`KeysetSnapshot::decrypts_with_primary`]).
     pub fn is_under_primary(&self, ciphertext: &[u8]) -> bool {
-        matches!(self.primary_prefix, Some(p) if ciphertext.starts_with(&p))
+        !self.primary_prefix.is_empty() && ciphertext.starts_with(&self.primary_prefix)
     }
 
     /// For a RAW primary: whether the primary alone decrypts `ciphertext`.
@@ -242,14 +221,16 @@ impl KeysetSnapshot {
         Ok((ct, self.info.primary_key_id))
     }
 
-    /// Decrypts an owned ciphertext; returns the plaintext and, when the
-    /// ciphertext's prefix names it, the key ID that decrypted it.
+    /// Decrypts an owned ciphertext whose head was classified as `class`;
+    /// returns the plaintext and, when the prefix names it, the key ID that
+    /// decrypted it.
     pub(crate) fn decrypt_owned(
         &self,
         ciphertext: Vec<u8>,
         ad: &[u8],
+        class: HeadClass,
     ) -> Result<(Vec<u8>, Option<u32>), AeadError> {
-        let key_id = match self.classify(&ciphertext) {
+        let key_id = match class {
             HeadClass::Known { key_id, .. } => Some(key_id),
             _ => None,
         };
