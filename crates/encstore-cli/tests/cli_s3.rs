@@ -2,6 +2,7 @@
 //! `scripts/seaweedfs.sh`), through `--store s3://bucket/prefix` and the
 //! standard AWS_* environment. Skipped with a notice without a server,
 //! unless `ENCSTORE_REQUIRE_SERVICES=1`.
+#![cfg(feature = "s3")]
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,23 +11,7 @@ use common::*;
 
 /// `s3://bucket/unique-prefix`, or `None` after printing why.
 fn location(test: &str) -> Option<String> {
-    let endpoint = std::env::var("ENCSTORE_S3_ENDPOINT")
-        .ok()
-        .filter(|s| !s.is_empty());
-    if endpoint.is_none() {
-        if std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!(
-                "{test}: ENCSTORE_REQUIRE_SERVICES=1 but no S3 server (scripts/seaweedfs.sh start)"
-            );
-        }
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {test}: needs an S3 server: eval \"$(bash scripts/seaweedfs.sh start)\""
-        );
-        return None;
-    }
-    let bucket = std::env::var("ENCSTORE_S3_BUCKET").unwrap_or_else(|_| "encstore-test".into());
+    let (_, bucket) = encstore_s3::testing::server(test)?;
     let tag = encstore_core::new_lease_token().unwrap();
     Some(format!("s3://{bucket}/cli-tests/{test}-{}", &tag[..12]))
 }

@@ -59,6 +59,8 @@ mod config;
 mod error;
 mod lock;
 mod storage;
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEASE, DEFAULT_OPERATION_TIMEOUT, DEFAULT_REGION,

@@ -22,29 +22,7 @@ use encstore_s3::{S3Storage, S3StorageBuilder};
 /// The bucket and endpoint, or `None` (after printing why) when the server
 /// is not configured.
 fn server(test: &str) -> Option<(String, String)> {
-    let endpoint = std::env::var("ENCSTORE_S3_ENDPOINT")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let bucket = std::env::var("ENCSTORE_S3_BUCKET").unwrap_or_else(|_| "encstore-test".to_owned());
-    match endpoint {
-        Some(e) => Some((e, bucket)),
-        None if std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() == Ok("1") => panic!(
-            "{test}: ENCSTORE_REQUIRE_SERVICES=1 but ENCSTORE_S3_ENDPOINT is unset; \
-             start the server with: eval \"$(bash scripts/seaweedfs.sh start)\""
-        ),
-        None => {
-            // Written to stderr directly rather than with eprintln!, which
-            // the test harness captures: the notice shows in a plain
-            // `cargo test`.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: {test}: needs an S3 server; ENCSTORE_S3_ENDPOINT and the AWS_* \
-                 credentials are set by: eval \"$(bash scripts/seaweedfs.sh start)\""
-            );
-            None
-        }
-    }
+    encstore_s3::testing::server(test)
 }
 
 fn unique_prefix(test: &str) -> String {

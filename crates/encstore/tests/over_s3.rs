@@ -15,23 +15,7 @@ use encstore_tink::Keyset;
 use encstore_tink::templates::by_name;
 
 fn s3(test: &str) -> Option<S3Storage> {
-    let endpoint = std::env::var("ENCSTORE_S3_ENDPOINT")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let bucket = std::env::var("ENCSTORE_S3_BUCKET").unwrap_or_else(|_| "encstore-test".into());
-    let Some(endpoint) = endpoint else {
-        if std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!(
-                "{test}: ENCSTORE_REQUIRE_SERVICES=1 but no S3 server (scripts/seaweedfs.sh start)"
-            );
-        }
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {test}: needs an S3 server: eval \"$(bash scripts/seaweedfs.sh start)\""
-        );
-        return None;
-    };
+    let (endpoint, bucket) = encstore_s3::testing::server(test)?;
     let prefix = format!(
         "encstore-tests/{test}-{}",
         &new_lease_token().unwrap()[..12]
