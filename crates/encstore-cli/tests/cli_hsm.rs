@@ -18,21 +18,6 @@ use common::{Dir, check_fails};
 const PIN: &str = "CLI-PIN-SENTINEL-5521";
 const WRONG_PIN: &str = "WRONG-PIN-SENTINEL-0000";
 
-fn find_module() -> Option<PathBuf> {
-    let arch = std::env::consts::ARCH;
-    std::env::var("ENCSTORE_PKCS11_MODULE")
-        .ok()
-        .into_iter()
-        .chain([
-            "/usr/lib/softhsm/libsofthsm2.so".to_owned(),
-            format!("/usr/lib/{arch}-linux-gnu/softhsm/libsofthsm2.so"),
-            "/usr/lib64/softhsm/libsofthsm2.so".to_owned(),
-            "/usr/local/lib/softhsm/libsofthsm2.so".to_owned(),
-        ])
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-}
-
 /// One test's token.
 struct Hsm {
     dir: Dir,
@@ -45,57 +30,9 @@ impl Hsm {
     /// A fresh token labelled "encstore", or `None` (after printing
     /// SKIPPED) when SoftHSM2 is not installed.
     fn new() -> Option<Hsm> {
-        let util = std::process::Command::new("softhsm2-util")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        let (Some(module), true) = (find_module(), util) else {
-            let msg = "SoftHSM2 (softhsm2-util and libsofthsm2.so) is not installed; run `scripts/softhsm.sh install`";
-            assert!(
-                std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "ENCSTORE_REQUIRE_SERVICES=1 but {msg}"
-            );
-            // Straight to stderr, past libtest's capture, once per binary.
-            static NOTICE: std::sync::Once = std::sync::Once::new();
-            NOTICE.call_once(|| {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: encstore-cli SoftHSM2 tests: {msg}"
-                );
-            });
-            return None;
-        };
+        let module = encstore_pkcs11::testing::softhsm_or_skip("encstore-cli")?;
         let dir = Dir::new();
-        std::fs::create_dir(dir.p("tokens")).unwrap();
-        let conf = dir.p("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                dir.p("tokens").display()
-            ),
-        )
-        .unwrap();
-        let out = std::process::Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                "encstore",
-                "--so-pin",
-                "SO-1234",
-                "--pin",
-                PIN,
-            ])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let conf = encstore_pkcs11::testing::init_token(dir.0.path(), "encstore", "SO-1234", PIN);
         let pin_file = dir.p("pin");
         std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
         std::fs::write(dir.p("wrong-pin"), format!("{WRONG_PIN}\n")).unwrap();

@@ -38,6 +38,8 @@
 
 mod error;
 mod kek;
+#[doc(hidden)]
+pub mod testing;
 mod uri;
 
 pub use error::Pkcs11Error;

@@ -89,25 +89,7 @@ fn set_mode_600(p: &Path) {
 
 /// The SoftHSM2 module, if installed.
 pub fn find_module() -> Option<PathBuf> {
-    let arch = std::env::consts::ARCH;
-    let from_env = std::env::var("ENCSTORE_PKCS11_MODULE").ok();
-    from_env
-        .into_iter()
-        .chain([
-            "/usr/lib/softhsm/libsofthsm2.so".to_owned(),
-            format!("/usr/lib/{arch}-linux-gnu/softhsm/libsofthsm2.so"),
-            "/usr/lib64/softhsm/libsofthsm2.so".to_owned(),
-            "/usr/local/lib/softhsm/libsofthsm2.so".to_owned(),
-        ])
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-}
-
-fn have_softhsm2_util() -> bool {
-    Command::new("softhsm2-util")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    encstore_pkcs11::testing::find_module()
 }
 
 /// Runs `body` against a fresh token in a child process (see module docs).
@@ -134,22 +116,7 @@ where
         return;
     }
 
-    let module = find_module();
-    let util = have_softhsm2_util();
-    let (Some(module), true) = (module, util) else {
-        let msg = "SoftHSM2 (softhsm2-util and libsofthsm2.so) is not installed; run `scripts/softhsm.sh install`";
-        if std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("ENCSTORE_REQUIRE_SERVICES=1 but {msg}");
-        }
-        // Straight to stderr, past libtest's capture, once per test binary.
-        static NOTICE: std::sync::Once = std::sync::Once::new();
-        NOTICE.call_once(|| {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: encstore-pkcs11 SoftHSM2 tests: {msg}"
-            );
-        });
+    let Some(module) = encstore_pkcs11::testing::softhsm_or_skip("encstore-pkcs11") else {
         return;
     };
 
@@ -158,35 +125,7 @@ where
         .tempdir()
         .unwrap();
     let dir = tmp.path().to_owned();
-    std::fs::create_dir(dir.join("tokens")).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-            dir.join("tokens").display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            TOKEN,
-            "--so-pin",
-            SO_PIN,
-            "--pin",
-            PIN,
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "softhsm2-util --init-token failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let conf = encstore_pkcs11::testing::init_token(&dir, TOKEN, SO_PIN, PIN);
     let pin_file = dir.join("pin");
     std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
     set_mode_600(&pin_file);
