@@ -222,10 +222,8 @@ impl EncryptedStorage {
             if snap.decrypts_with_primary(&loaded.value, &self.associated_data(key)) {
                 return Ok(RewrapOutcome::AlreadyCurrent);
             }
+            // Not under the primary (checked above): decrypt and re-encrypt.
             let (plaintext, from) = self.decrypt(&snap, key, loaded.value)?;
-            if from == Some(primary) {
-                return Ok(RewrapOutcome::AlreadyCurrent);
-            }
             let ct = self.encrypt(&snap, key, &plaintext)?;
             match self
                 .inner
