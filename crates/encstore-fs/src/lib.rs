@@ -1227,8 +1227,15 @@ impl Inner {
         })
     }
 
-    fn renew(&self, name: &str, token: &str) -> Result<Renewal> {
-        let op = "renew lock";
+    /// Under the lock's guard, runs `f` on the lock file if it still carries
+    /// `token`; `Ok(None)`, touching nothing, if it does not.
+    fn if_holder<T>(
+        &self,
+        op: &'static str,
+        name: &str,
+        token: &str,
+        f: impl FnOnce(&Path) -> io::Result<T>,
+    ) -> Result<Option<T>> {
         let (path, guard_path) = self.lock_paths(name);
         let Some(_guard) =
             acquire_guard(&guard_path, self.lock_guard_wait()).map_err(|e| backend(op, e))?
@@ -1239,30 +1246,27 @@ impl Inner {
             });
         };
         if !self.holds(&path, token).map_err(|e| backend(op, e))? {
-            return Ok(Renewal::Lost);
+            return Ok(None);
         }
-        self.write_lock(&path, token, name, false)
-            .map_err(|e| backend(op, e))?;
-        Ok(Renewal::Renewed)
+        f(&path).map(Some).map_err(|e| backend(op, e))
+    }
+
+    fn renew(&self, name: &str, token: &str) -> Result<Renewal> {
+        let renewed = self.if_holder("renew lock", name, token, |path| {
+            self.write_lock(path, token, name, false)
+        })?;
+        Ok(match renewed {
+            Some(()) => Renewal::Renewed,
+            None => Renewal::Lost,
+        })
     }
 
     /// Removes the lock file if it carries `token`; false otherwise.
     fn unlock(&self, name: &str, token: &str) -> Result<bool> {
-        let op = "unlock";
-        let (path, guard_path) = self.lock_paths(name);
-        let Some(_guard) =
-            acquire_guard(&guard_path, self.lock_guard_wait()).map_err(|e| backend(op, e))?
-        else {
-            return Err(Error::Timeout {
-                backend: BACKEND,
-                op,
-            });
-        };
-        if !self.holds(&path, token).map_err(|e| backend(op, e))? {
-            return Ok(false);
-        }
-        fs::remove_file(&path).map_err(|e| backend(op, ctx(&path, e)))?;
-        Ok(true)
+        let removed = self.if_holder("unlock", name, token, |path| {
+            fs::remove_file(path).map_err(|e| ctx(path, e))
+        })?;
+        Ok(removed.is_some())
     }
 }
 
