@@ -57,6 +57,17 @@ pub enum KeyFamily {
 }
 
 impl KeyFamily {
+    /// Every family: every AEAD key type Google's Tink 1.16 supports.
+    pub const ALL: [KeyFamily; 7] = [
+        KeyFamily::AesGcmKey,
+        KeyFamily::AesGcmSivKey,
+        KeyFamily::AesEaxKey,
+        KeyFamily::AesCtrHmacAeadKey,
+        KeyFamily::ChaCha20Poly1305Key,
+        KeyFamily::XChaCha20Poly1305Key,
+        KeyFamily::XAesGcmKey,
+    ];
+
     /// The family of a key.
     pub fn of(params: &KeyParams) -> Option<KeyFamily> {
         Some(match params {
@@ -161,21 +172,9 @@ impl fmt::Debug for Policy {
 impl Policy {
     /// Everything Google's Tink 1.16 accepts as an AEAD key. The default.
     pub fn tink() -> Policy {
-        use KeyFamily::*;
         Policy {
             name: "tink".into(),
-            allow: [
-                AesGcmKey,
-                AesGcmSivKey,
-                AesEaxKey,
-                AesCtrHmacAeadKey,
-                ChaCha20Poly1305Key,
-                XChaCha20Poly1305Key,
-                XAesGcmKey,
-            ]
-            .into_iter()
-            .map(Rule::any)
-            .collect(),
+            allow: KeyFamily::ALL.into_iter().map(Rule::any).collect(),
         }
     }
 
