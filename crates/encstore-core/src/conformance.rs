@@ -12,7 +12,7 @@
 //! # use std::sync::Arc;
 //! # use encstore_core::{MemoryStorage, Storage};
 //! # async fn t() {
-//! let store: Arc<dyn Storage> = Arc::new(MemoryStorage::with_lease(std::time::Duration::from_secs(1)));
+//! let store: Arc<dyn Storage> = Arc::new(MemoryStorage::with_lease(std::time::Duration::from_secs(1)).expect("a lease in bounds"));
 //! encstore_core::conformance::run_all(store).await;
 //! # }
 //! ```

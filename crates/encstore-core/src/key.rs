@@ -15,9 +15,20 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// The longest single segment, in bytes (a filesystem's `NAME_MAX`).
 pub const MAX_SEGMENT_LEN: usize = 255;
 
-/// Segments that begin with this are reserved for encstore's own files
-/// (temporary files, lock files, metadata) and are refused as keys.
+/// Segments that begin with this, in any letter case (`.EncStore-x` too),
+/// are reserved for encstore's own files (temporary files, lock files,
+/// metadata) and are refused as keys. Case does not matter so that no key
+/// can reach those files on a case-insensitive filesystem.
 pub const RESERVED_PREFIX: &str = ".encstore";
+
+/// True when a key segment starts with [`RESERVED_PREFIX`], ignoring ASCII
+/// case.
+pub fn is_reserved_segment(segment: &str) -> bool {
+    segment
+        .as_bytes()
+        .get(..RESERVED_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes()))
+}
 
 /// Why a key name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +56,8 @@ pub enum InvalidKeyReason {
     Backslash,
     /// An ASCII control character (other than NUL).
     ControlCharacter,
-    /// A segment starting with `.encstore`, reserved for encstore's own files.
+    /// A segment starting with `.encstore` (in any letter case), reserved for
+    /// encstore's own files.
     Reserved,
 }
 
@@ -63,7 +75,9 @@ impl fmt::Display for InvalidKeyReason {
             InvalidKeyReason::Nul => "key contains a NUL byte",
             InvalidKeyReason::Backslash => "key contains a backslash",
             InvalidKeyReason::ControlCharacter => "key contains a control character",
-            InvalidKeyReason::Reserved => "segments starting with '.encstore' are reserved",
+            InvalidKeyReason::Reserved => {
+                "segments starting with '.encstore' (in any letter case) are reserved"
+            }
         };
         f.write_str(s)
     }
@@ -96,7 +110,7 @@ fn check(key: &str) -> Result<(), InvalidKeyReason> {
             "." => return Err(InvalidKeyReason::DotSegment),
             ".." => return Err(InvalidKeyReason::DotDotSegment),
             s if s.len() > MAX_SEGMENT_LEN => return Err(InvalidKeyReason::SegmentTooLong),
-            s if s.starts_with(RESERVED_PREFIX) => return Err(InvalidKeyReason::Reserved),
+            s if is_reserved_segment(s) => return Err(InvalidKeyReason::Reserved),
             _ => {}
         }
     }
@@ -195,6 +209,9 @@ mod tests {
             (&long_key, InvalidKeyReason::TooLong),
             (".encstore-locks/x", InvalidKeyReason::Reserved),
             ("a/.encstore-tmp.123", InvalidKeyReason::Reserved),
+            (".ENCSTORE-locks/x", InvalidKeyReason::Reserved),
+            ("a/.EncStore-tmp.1", InvalidKeyReason::Reserved),
+            (".encSTORE", InvalidKeyReason::Reserved),
         ];
         for (key, want) in cases {
             match validate_key(key) {

@@ -35,19 +35,23 @@
 
 pub mod aead;
 mod error;
+mod host;
 pub mod kek;
 pub mod key;
+pub mod lease;
 mod memory;
 mod storage;
 
-#[cfg(feature = "conformance")]
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
 pub use aead::{Aead, AeadError, PolicyRefusal};
 pub use bytes::Bytes;
 pub use error::{BoxError, Error, ErrorKind, Result};
+pub use host::hostname;
 pub use kek::{AeadKek, Kek, KekError};
-pub use key::{InvalidKeyReason, validate_key, validate_prefix};
+pub use key::{InvalidKeyReason, is_reserved_segment, validate_key, validate_prefix};
+pub use lease::{LeaseError, check_lease};
 pub use memory::{DEFAULT_LEASE, MemoryStorage};
 pub use storage::{
     KeyInfo, Lease, LockBackoff, Renewal, Storage, Version, Versioned, WriteCondition,

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::key::{child_of, is_under, validate_key, validate_prefix};
+use crate::lease::{LeaseError, check_lease};
 use crate::storage::{
     KeyInfo, Lease, Renewal, Storage, Version, Versioned, WriteCondition, new_lease_token,
 };
@@ -58,16 +59,24 @@ impl Default for MemoryStorage {
 impl MemoryStorage {
     /// An empty store with the default lease ([`DEFAULT_LEASE`]).
     pub fn new() -> Self {
-        Self::with_lease(DEFAULT_LEASE)
-    }
-
-    /// An empty store whose locks last `lease` without renewal.
-    pub fn with_lease(lease: Duration) -> Self {
         MemoryStorage {
             inner: Arc::new(Mutex::new(Inner::default())),
             counter: Arc::new(AtomicU64::new(1)),
-            lease,
+            lease: DEFAULT_LEASE,
         }
+    }
+
+    /// An empty store whose locks last `lease` without renewal.
+    ///
+    /// # Errors
+    /// When `lease` is outside [`MIN_LEASE`](crate::lease::MIN_LEASE) to
+    /// [`MAX_LEASE`](crate::lease::MAX_LEASE).
+    pub fn with_lease(lease: Duration) -> Result<Self, LeaseError> {
+        let lease = check_lease(lease)?;
+        Ok(MemoryStorage {
+            lease,
+            ..Self::new()
+        })
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -255,5 +264,30 @@ impl Storage for MemoryStorage {
 
     fn lease_duration(&self) -> Duration {
         self.lease
+    }
+}
+
+#[cfg(test)]
+mod conformance_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::MemoryStorage;
+    use crate::Storage;
+
+    /// `cargo test -p encstore-core` runs the whole conformance suite
+    /// against the in-memory backend.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_storage_conforms() {
+        let store: Arc<dyn Storage> = Arc::new(
+            MemoryStorage::with_lease(Duration::from_secs(1)).expect("a lease in bounds"),
+        );
+        crate::conformance::run_all(store).await;
+    }
+
+    #[test]
+    fn out_of_bounds_leases_are_refused() {
+        assert!(MemoryStorage::with_lease(Duration::ZERO).is_err());
+        assert!(MemoryStorage::with_lease(Duration::from_secs(90_000)).is_err());
     }
 }

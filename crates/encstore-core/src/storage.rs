@@ -288,7 +288,7 @@ impl Lease {
             token: token.into(),
             lease,
             shared: Arc::new(LeaseShared {
-                valid_until: Mutex::new(started + lease),
+                valid_until: Mutex::new(valid_until(started, lease)),
                 lost: AtomicBool::new(false),
             }),
             renewal: None,
@@ -328,7 +328,7 @@ impl Lease {
                 match renew().await {
                     Ok(Renewal::Renewed) => {
                         if let Ok(mut v) = shared.valid_until.lock() {
-                            *v = started + lease;
+                            *v = valid_until(started, lease);
                         }
                     }
                     Ok(Renewal::Lost) => {
@@ -387,6 +387,13 @@ impl Lease {
     pub fn mark_lost(&self) {
         self.shared.lost.store(true, Ordering::SeqCst);
     }
+}
+
+/// `started + lease`, or `started` itself (already expired: the safe side)
+/// if the sum does not fit. Backends bound their leases with
+/// [`check_lease`](crate::check_lease), so this never happens for them.
+fn valid_until(started: Instant, lease: Duration) -> Instant {
+    started.checked_add(lease).unwrap_or(started)
 }
 
 fn tracing_lost(name: &str) {

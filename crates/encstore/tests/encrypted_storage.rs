@@ -27,7 +27,7 @@ fn handle(k: &Keyset) -> Arc<ReloadableKeyset> {
 }
 
 fn over_memory(k: &Keyset) -> (Arc<MemoryStorage>, EncryptedStorage) {
-    let inner = Arc::new(MemoryStorage::with_lease(Duration::from_secs(1)));
+    let inner = Arc::new(MemoryStorage::with_lease(Duration::from_secs(1)).unwrap());
     let enc = EncryptedStorage::new(inner.clone(), handle(k));
     (inner, enc)
 }
