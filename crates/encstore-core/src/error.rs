@@ -102,6 +102,34 @@ pub enum Error {
         op: &'static str,
     },
 
+    /// The backend cannot be reached (connection refused, DNS failure, no
+    /// answer after bounded retries). Callers running long operations stop
+    /// on it instead of retrying for minutes.
+    #[error("cannot reach the {backend} backend at {address}: {source}")]
+    Unreachable {
+        /// The backend's short name.
+        backend: &'static str,
+        /// The address that did not answer (host and port, or URL without
+        /// credentials).
+        address: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The backend does not provide a guarantee that this operation needs,
+    /// for example an S3-compatible server that ignores conditional-write
+    /// headers. Nothing was written.
+    #[error("{backend} backend cannot {op}: {reason}")]
+    Unsupported {
+        /// The backend's short name.
+        backend: &'static str,
+        /// The operation refused, such as `conditional write` or `lock`.
+        op: &'static str,
+        /// What the backend lacks and what to do about it.
+        reason: String,
+    },
+
     /// The backend failed: I/O, network, permissions, corrupt metadata.
     #[error("{backend} backend failed to {op}: {source}")]
     Backend {
@@ -157,6 +185,8 @@ impl Error {
             Error::UnknownKeyId { .. } => ErrorKind::UnknownKeyId,
             Error::Crypto { .. } => ErrorKind::Crypto,
             Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Unreachable { .. } => ErrorKind::Unreachable,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Backend { .. } => ErrorKind::Backend,
         }
     }
@@ -184,6 +214,10 @@ pub enum ErrorKind {
     Crypto,
     /// See [`Error::Timeout`].
     Timeout,
+    /// See [`Error::Unreachable`].
+    Unreachable,
+    /// See [`Error::Unsupported`].
+    Unsupported,
     /// See [`Error::Backend`].
     Backend,
 }
@@ -201,6 +235,8 @@ impl ErrorKind {
             ErrorKind::UnknownKeyId => "unknown_key_id",
             ErrorKind::Crypto => "crypto",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Unsupported => "unsupported",
             ErrorKind::Backend => "backend",
         }
     }

@@ -279,9 +279,8 @@ mod conformance_tests {
     /// against the in-memory backend.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn memory_storage_conforms() {
-        let store: Arc<dyn Storage> = Arc::new(
-            MemoryStorage::with_lease(Duration::from_secs(1)).expect("a lease in bounds"),
-        );
+        let store: Arc<dyn Storage> =
+            Arc::new(MemoryStorage::with_lease(Duration::from_secs(1)).expect("a lease in bounds"));
         crate::conformance::run_all(store).await;
     }
 
