@@ -20,10 +20,11 @@
 //! before it gives out a byte (a zero generation is the kernel's "invalid"
 //! value, never a current one).
 //! The same counter moves when the kernel RNG reseeds, which includes a VM
-//! snapshot being restored or cloned (vmgenid), so even a cloned VM does not
-//! repeat nonces — a protection a user-space generator could not give.
-//! One 12-byte nonce costs about 45–55 ns this way instead of 350–650 ns
-//! for the system call on the project's VM (see `docs/performance.md`).
+//! snapshot being restored or cloned when the hypervisor exposes a VM
+//! generation ID (Linux's vmgenid driver): a protection that a user-space
+//! generator, even on a wipe-on-fork page, could not give.
+//! One 12-byte nonce costs 51–60 ns this way, against 380–390 ns for the
+//! system call, on the project's VM (`docs/performance.md`).
 //!
 //! Everywhere else (other kernels and architectures, or a sandbox that
 //! refuses the `prctl(PR_GET_AUXV)`/`mmap` the setup needs) each nonce is one
@@ -43,19 +44,30 @@
 //! - `pthread_atfork`: only reachable through `unsafe` FFI (rand 0.8 had a
 //!   hook, applied only when its next block was generated; rand 0.9 removed
 //!   it), and it misses `_Fork` and raw `clone`;
-//! - a `getpid` per nonce: a system call too (about 150 ns here), and a
+//! - a `getpid` per nonce: a system call too (about 140 ns here), and a
 //!   grandchild can get its grandparent's recycled pid.
+//!
+//! A well-kept crate with a fork-safe generator exists (aws-lc-rs, whose
+//! DRBG uses `MADV_WIPEONFORK`), but its `rand::fill` measured about 900 ns
+//! per 12-byte nonce on the same machine, slower than the system call, on
+//! top of a C build.
 //!
 //! The kernel's vDSO generator is the wipe-on-fork design done by the kernel,
 //! with VM-clone detection on top, so encstore uses it and owns no state.
 //!
 //! # Limits
-//! - The `vdso-rng` pool that hands states to threads uses a lock only when
-//!   it grows (a new thread when all states are taken). A child forked while
-//!   another thread of the parent held that lock would block the first time
-//!   one of the child's *new* threads draws a nonce; threads that already
-//!   had a state (including the forking thread) are not affected. Any lock
-//!   held across `fork` has this property (the standard library's too).
+//! - `vdso-rng` (0.3) is a small crate (about 950 lines) with one
+//!   maintainer; its `unsafe` was read for this choice. One flaw found: it
+//!   checks a raw `mmap` for `-1` where the kernel returns `-errno`, so if
+//!   the pool cannot map a new page (out of memory) the process crashes
+//!   instead of falling back. A crash, never a repeated nonce.
+//! - The pool that hands states to threads is touched (a lock when it
+//!   grows, a lock-free queue otherwise) only when a thread draws its first
+//!   nonce or exits. A child forked while another thread of the parent was
+//!   in the middle of that could hang the first time one of the child's
+//!   threads does the same; drawing with a state a thread already has never
+//!   touches the pool. Any lock held across `fork` has this property (the
+//!   standard library's too).
 //! - A signal handler that encrypts while its thread is drawing a nonce
 //!   gets the system-call path (the thread's state is busy), never a
 //!   repeated nonce.
