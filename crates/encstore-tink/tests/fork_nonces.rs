@@ -305,16 +305,17 @@ mod unix {
     }
 
     pub fn main() {
+        // Like libtest: `--list` lists, other bare arguments filter by name.
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+        let wanted =
+            |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
         // A hung child must not hang `cargo test`.
         std::thread::spawn(|| {
             std::thread::sleep(Duration::from_secs(120));
             eprintln!("fork_nonces: timed out after 120 s");
             std::process::exit(2);
         });
-        println!(
-            "fork_nonces: encstore nonce source here: {:?}",
-            primitives::nonce_source()
-        );
         let tests: [(&str, fn()); 3] = [
             (
                 "encstore_parent_child_grandchild_never_repeat",
@@ -329,8 +330,18 @@ mod unix {
                 control_rand_thread_rng_repeats_after_fork,
             ),
         ];
+        if args.iter().any(|a| a == "--list") {
+            for (name, _) in tests.iter().filter(|(n, _)| wanted(n)) {
+                println!("{name}: test");
+            }
+            return;
+        }
+        println!(
+            "fork_nonces: encstore nonce source here: {:?}",
+            primitives::nonce_source()
+        );
         let (mut passed, mut failed) = (0, 0);
-        for (name, test) in tests {
+        for (name, test) in tests.into_iter().filter(|(n, _)| wanted(n)) {
             if catch_unwind(test).is_ok() {
                 println!("test {name} ... ok");
                 passed += 1;

@@ -26,6 +26,10 @@
 //! One 12-byte nonce costs 51–60 ns this way, against 380–390 ns for the
 //! system call, on the project's VM (`docs/performance.md`).
 //!
+//! `vfork` and `posix_spawn` children (`CLONE_VM`) share the parent's memory,
+//! state included, while the parent waits: a nonce drawn there advances the
+//! shared state, so the parent does not repeat it either.
+//!
 //! Everywhere else (other kernels and architectures, or a sandbox that
 //! refuses the `prctl(PR_GET_AUXV)`/`mmap` the setup needs) each nonce is one
 //! `getrandom` call, through the `getrandom` crate, exactly as before. On
