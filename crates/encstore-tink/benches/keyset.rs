@@ -1,6 +1,13 @@
 //! Keyset AEAD throughput: encstore's `KeysetAead` (Tink prefix + primary
-//! key, prefix lookup on decrypt) against raw ring AES-256-GCM, and
-//! decryption with 1 key against 1,000 keys in the keyset.
+//! key, prefix lookup on decrypt) against raw ring AES-256-GCM and
+//! tink-rust 0.3, and decryption with 1 key against 1,000 keys in the
+//! keyset.
+//!
+//! Encryption needs a fresh nonce per message, so the reference is ring
+//! with a nonce from a user-space CSPRNG (`rand::rng()`, ChaCha12 in
+//! thread-local memory: fast, but not fork-safe), next to ring with no
+//! randomness at all (a counter) and ring with one `getrandom` system call
+//! per nonce. The nonce sources alone are measured first.
 //!
 //! Run: `cargo bench -p encstore-tink --bench keyset` (or `just bench`).
 //!
@@ -16,13 +23,15 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use encstore_core::Aead;
-use encstore_tink::{Keyset, KeysetAead, templates};
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, UnboundKey};
+use encstore_tink::primitives::testing::fill_nonce;
+use encstore_tink::{Keyset, KeysetAead, primitives, templates};
+use rand::Rng;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 mod harness;
 
 use harness::{
-    Harness, bench, counter_nonce, ring_open_owned_copy, ring_open_reused, ring_seal_in_place,
+    Harness, bench, ring_open_owned_copy, ring_open_reused, ring_seal_in_place,
     ring_seal_zero_nonce,
 };
 
@@ -57,61 +66,115 @@ fn keyset_with(n: usize) -> Keyset {
 
 const AD: &[u8] = b"certmagic/acme/example.com.key";
 
-/// Keyset AEAD vs raw ring AES-256-GCM, encrypt and decrypt.
-fn keyset_vs_ring(size: usize, aead: &KeysetAead, rounds: usize) {
+/// A 12-byte nonce from the user-space CSPRNG (`rand::rng()`).
+fn user_space_nonce() -> Nonce {
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    Nonce::assume_unique_for_key(nonce)
+}
+
+/// A 12-byte nonce from one `getrandom` system call.
+fn os_nonce() -> Nonce {
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).expect("random");
+    Nonce::assume_unique_for_key(nonce)
+}
+
+/// ring sealing `buf` in place under `nonce()`.
+fn ring_seal_with<'a>(
+    key: &'a LessSafeKey,
+    nonce: fn() -> Nonce,
+    buf: &'a mut [u8],
+) -> impl FnMut() + 'a {
+    move || {
+        let tag = key
+            .seal_in_place_separate_tag(nonce(), Aad::from(AD), black_box(&mut *buf))
+            .expect("seals");
+        let _ = black_box(tag);
+    }
+}
+
+/// The nonce sources alone: 12 bytes each.
+fn nonce_sources(rounds: usize) {
+    let cases = vec![
+        bench("rand::rng() (user-space ChaCha12) [reference]", || {
+            black_box(user_space_nonce());
+        }),
+        bench(
+            format!("encstore nonce ({:?})", primitives::nonce_source()),
+            || {
+                let mut nonce = [0u8; 12];
+                fill_nonce(&mut nonce).expect("random");
+                black_box(nonce);
+            },
+        ),
+        bench("getrandom system call", || {
+            black_box(os_nonce());
+        }),
+        bench(
+            "getpid system call (what a fork check per nonce costs)",
+            || {
+                black_box(std::process::id());
+            },
+        ),
+    ];
+    run_group("12-byte nonce alone", 12, cases, rounds);
+}
+
+/// Keyset AEAD vs raw ring AES-256-GCM and tink-rust, encrypt and decrypt.
+fn keyset_vs_ring(size: usize, aead: &KeysetAead, tink: &dyn tink_core::Aead, rounds: usize) {
     let ring_key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[0x42; 32]).expect("key"));
     let pt = vec![0x5au8; size];
     let mut n1 = 0u64;
-    let mut n2 = 0u64;
-    let mut in_place = pt.clone();
-    let mut in_place_random = pt.clone();
+    let mut in_place_user = pt.clone();
+    let mut in_place_counter = pt.clone();
+    let mut in_place_os = pt.clone();
     let headroom = aead.encrypt_headroom();
     let mut ours_in_place = vec![0u8; headroom];
     ours_in_place.extend_from_slice(&pt);
 
     let encrypt = vec![
         bench(
-            "ring seal in place, reused buffer [reference]",
-            ring_seal_in_place(&ring_key, &mut n1, AD, &mut in_place),
+            "ring in place, user-space random nonce [reference]",
+            ring_seal_with(&ring_key, user_space_nonce, &mut in_place_user),
         ),
-        bench("ring seal in place, reused buffer, OS-random nonce", || {
-            let mut nonce = [0u8; 12];
-            getrandom::fill(&mut nonce).expect("random");
-            let tag = ring_key
-                .seal_in_place_separate_tag(
-                    ring::aead::Nonce::assume_unique_for_key(nonce),
-                    Aad::from(AD),
-                    &mut in_place_random,
-                )
-                .expect("seals");
-            let _ = black_box(tag);
-        }),
         bench(
-            "encstore KeysetAead::encrypt_in_place (reused buffer, random nonce)",
+            "ring in place, counter nonce (no randomness)",
+            ring_seal_in_place(&ring_key, &mut n1, AD, &mut in_place_counter),
+        ),
+        bench(
+            "ring in place, OS nonce (getrandom call) per message",
+            ring_seal_with(&ring_key, os_nonce, &mut in_place_os),
+        ),
+        bench(
+            "encstore KeysetAead::encrypt_in_place (reused buffer)",
             || {
                 ours_in_place.truncate(headroom + size);
                 aead.encrypt_in_place(black_box(&mut ours_in_place), AD)
                     .expect("encrypts");
             },
         ),
-        bench("ring seal into a new Vec (copy + seal + tag)", || {
-            let mut v = Vec::with_capacity(size + 16);
-            v.extend_from_slice(black_box(&pt));
-            let tag = ring_key
-                .seal_in_place_separate_tag(counter_nonce(&mut n2), Aad::from(AD), &mut v)
-                .expect("seals");
-            v.extend_from_slice(tag.as_ref());
-            black_box(v);
-        }),
         bench(
-            "encstore KeysetAead::encrypt (new Vec, random nonce)",
+            "ring into a new Vec (copy + seal + tag), user-space nonce",
             || {
-                black_box(aead.encrypt(black_box(&pt), AD).expect("encrypts"));
+                let mut v = Vec::with_capacity(size + 16);
+                v.extend_from_slice(black_box(&pt));
+                let tag = ring_key
+                    .seal_in_place_separate_tag(user_space_nonce(), Aad::from(AD), &mut v)
+                    .expect("seals");
+                v.extend_from_slice(tag.as_ref());
+                black_box(v);
             },
         ),
+        bench("encstore KeysetAead::encrypt (new Vec)", || {
+            black_box(aead.encrypt(black_box(&pt), AD).expect("encrypts"));
+        }),
+        bench("tink-rust 0.3 Aead::encrypt (new Vec)", || {
+            black_box(tink.encrypt(black_box(&pt), AD).expect("encrypts"));
+        }),
     ];
     run_group(
-        "AES-256-GCM encrypt: keyset AEAD vs ring",
+        "AES-256-GCM encrypt: keyset AEAD vs ring and tink-rust",
         size,
         encrypt,
         rounds,
@@ -209,14 +272,21 @@ fn main() {
     }
     let thousand = big.aead().expect("aead");
 
+    // tink-rust 0.3: its global registry, then an AES256_GCM (TINK) keyset.
+    tink_aead::init();
+    let tink_handle =
+        tink_core::keyset::Handle::new(&tink_aead::aes256_gcm_key_template()).expect("tink keyset");
+    let tink = tink_aead::new(&tink_handle).expect("tink aead");
+
     println!("# encstore-tink keyset AEAD benchmark (one core, medians, interleaved rounds)");
     let sizes: &[usize] = if quick {
         &[64]
     } else {
         &[64, 1 << 10, 16 << 10, 1 << 20]
     };
+    nonce_sources(rounds);
     for &size in sizes {
-        keyset_vs_ring(size, &one, rounds);
+        keyset_vs_ring(size, &one, &*tink, rounds);
     }
     one_vs_thousand(64, &one, &thousand, &olds, rounds);
     if quick {

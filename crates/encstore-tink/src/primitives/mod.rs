@@ -19,11 +19,11 @@
 //! | `XChaCha20Poly1305Key` | HChaCha20 (here) + ring | `nonce(24) ‖ ct ‖ tag(16)` |
 //! | `XAesGcmKey` | RustCrypto `cmac` (key derivation) + ring | `salt ‖ iv(12) ‖ ct ‖ tag(16)` |
 //!
-//! Every nonce, IV and salt comes from the OS CSPRNG (`getrandom`) on each
-//! message, so a forked process can never repeat one. On glibc before 2.41
-//! that is one system call per message (about 0.5 µs on the project's VM,
-//! the dominant cost of sealing a small message); glibc 2.41 and later
-//! answer it from the vDSO.
+//! Every nonce, IV and salt is fresh from the kernel CSPRNG on each message
+//! ([`nonce_source`]): through the kernel's vDSO generator where the kernel
+//! has one (Linux 6.11+, about 50 ns), else one `getrandom` system call. A
+//! forked child never repeats its parent's nonces either way; the `nonce`
+//! module says why encstore keeps no random pool of its own.
 //!
 //! Key bytes live in `Zeroizing` buffers and are wiped when dropped, as
 //! are the RustCrypto key schedules and MAC states (their `zeroize`
@@ -41,12 +41,15 @@ mod aes_gcm;
 mod aes_gcm_siv;
 mod aes_util;
 mod chacha20_poly1305;
+mod nonce;
 mod ring_aead;
 mod x_aes_gcm;
 mod xchacha20_poly1305;
 
 #[cfg(test)]
 mod test_util;
+
+pub use nonce::{NonceSource, nonce_source};
 
 /// Type URL prefix shared by every Tink key type.
 pub const TYPE_URL_PREFIX: &str = "type.googleapis.com/google.crypto.tink.";
@@ -55,7 +58,7 @@ pub const TYPE_URL_PREFIX: &str = "type.googleapis.com/google.crypto.tink.";
 /// of the Tink primitive for that key type, without the output prefix).
 pub(crate) trait RawAead: Send + Sync {
     /// Appends the raw ciphertext of `plaintext` to `out` (which may already
-    /// hold an output prefix). Uses fresh randomness from the OS CSPRNG.
+    /// hold an output prefix). Uses a fresh nonce from the kernel CSPRNG.
     fn seal_append(
         &self,
         plaintext: &[u8],
@@ -401,9 +404,11 @@ fn random_key(len: usize) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     Ok(key)
 }
 
-/// Fills a nonce, IV or salt from the OS CSPRNG.
+/// Fills a nonce, IV or salt with fresh bytes from the kernel CSPRNG
+/// (vDSO or system call; see the `nonce` module). Key material does not
+/// come from here but from [`random_key`].
 fn fill_random(buf: &mut [u8]) -> Result<(), AeadError> {
-    getrandom::fill(buf).map_err(|_| AeadError::Randomness)
+    nonce::fill_nonce(buf)
 }
 
 /// Serializes a freshly made key proto into zeroizing storage.
@@ -502,6 +507,11 @@ pub mod testing {
         pub fn overhead(&self) -> usize {
             self.inner.overhead()
         }
+    }
+
+    /// The nonce source the primitives use (for the benchmark).
+    pub fn fill_nonce(buf: &mut [u8]) -> Result<(), AeadError> {
+        super::nonce::fill_nonce(buf)
     }
 
     /// See `new_key_data_value`.
