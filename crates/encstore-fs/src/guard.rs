@@ -27,16 +27,7 @@ pub(crate) fn acquire_guard(
     wait: Duration,
     owner: Owner,
 ) -> io::Result<Option<Guard>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .custom_flags(open_flags())
-        .open(path)
-        .map_err(|e| open_error(path, e))?;
-    owner.give_file(&file, path)?;
+    let file = open_guard(path, owner)?;
     let deadline = Instant::now() + wait;
     let mut pause = Duration::from_micros(200);
     loop {
@@ -51,6 +42,29 @@ pub(crate) fn acquire_guard(
             }
             Err(fs::TryLockError::Error(e)) => return Err(ctx(path, e)),
         }
+    }
+}
+
+/// Opens the guard file at `path`: normally it exists (one open call);
+/// otherwise creates it 0600 and gives it to `owner`.
+fn open_guard(path: &Path, owner: Owner) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).custom_flags(open_flags());
+    match o.open(path) {
+        Ok(f) => return Ok(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(open_error(path, e)),
+    }
+    match o.clone().create_new(true).mode(FILE_MODE).open(path) {
+        Ok(f) => {
+            owner.give_file(&f, path)?;
+            Ok(f)
+        }
+        // Created by someone else meanwhile.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            o.open(path).map_err(|e| open_error(path, e))
+        }
+        Err(e) => Err(open_error(path, e)),
     }
 }
 

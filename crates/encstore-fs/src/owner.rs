@@ -128,7 +128,10 @@ impl Attrs {
     /// that owner or group (`EPERM`), fails with a
     /// [`PermissionDenied`](io::ErrorKind::PermissionDenied) error that says
     /// why; the caller removes the temporary file, so nothing changes.
-    pub(crate) fn apply(&self, file: &File, temp: &Path, target: &Path) -> io::Result<()> {
+    ///
+    /// Returns the file's metadata from before the change (its inode
+    /// number is what matters to the caller).
+    pub(crate) fn apply(&self, file: &File, temp: &Path, target: &Path) -> io::Result<Metadata> {
         let m = file.metadata().map_err(|e| ctx(temp, e))?;
         let uid = self.uid.filter(|u| *u != m.uid());
         let gid = self.gid.filter(|g| *g != m.gid());
@@ -144,7 +147,7 @@ impl Attrs {
             file.set_permissions(fs::Permissions::from_mode(self.mode))
                 .map_err(|e| ctx(temp, e))?;
         }
-        Ok(())
+        Ok(m)
     }
 
     fn refusal(&self, target: &Path, created: &Metadata) -> io::Error {

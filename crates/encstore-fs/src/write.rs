@@ -101,12 +101,11 @@ impl Inner {
             .mode(FILE_MODE)
             .open(&temp)
             .map_err(|e| ctx(&temp, e))?;
-        let written = attrs.apply(&file, &temp, &target).and_then(|()| {
+        let written = attrs.apply(&file, &temp, &target).and_then(|m| {
             (|| {
-                let ino = file.metadata()?.ino();
                 file.write_all(value)?;
                 file.sync_all()?;
-                Ok(ino)
+                Ok(m.ino())
             })()
             .map_err(|e| ctx(&temp, e))
         });
