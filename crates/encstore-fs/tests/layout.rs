@@ -258,6 +258,13 @@ struct LockRecord {
     host: String,
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 fn read_record(p: &Path) -> LockRecord {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
@@ -387,4 +394,39 @@ async fn fs_storage_is_a_shareable_storage() {
         store.root(),
         std::fs::canonicalize(dir.path()).unwrap().as_path()
     );
+}
+
+/// The lease is bounded (100 ms..24 h) when the store opens: a zero, too
+/// short, too long or absurd lease is a clear `open` error, never a panic or
+/// an overflowed expiry later. At the bounds, the lock record's expiry is
+/// exactly a lease ahead of the clock.
+#[tokio::test]
+async fn lease_is_bounded_at_build_and_expiry_is_checked() {
+    use encstore_core::lease::{MAX_LEASE, MIN_LEASE};
+    let dir = tempfile::tempdir().unwrap();
+    for (lease, words) in [
+        (Duration::ZERO, "too short"),
+        (Duration::from_millis(99), "too short"),
+        (MAX_LEASE + Duration::from_millis(1), "too long"),
+        (Duration::from_secs(u64::MAX / 1000), "too long"),
+        (Duration::MAX, "too long"),
+    ] {
+        let r = FsStorage::builder(dir.path()).lease(lease).build();
+        expect_backend(r, "open", std::io::ErrorKind::InvalidInput, words);
+    }
+    for lease in [MIN_LEASE, MAX_LEASE] {
+        let store = FsStorage::builder(dir.path()).lease(lease).build().unwrap();
+        assert_eq!(store.lease_duration(), lease);
+        let before = now_ms();
+        let held = store.try_lock("bounded").await.unwrap();
+        let after = now_ms();
+        let rec = read_record(&store.lock_file_path("bounded").unwrap());
+        let ms = lease.as_millis() as u64;
+        assert!(
+            rec.expires_unix_ms >= before + ms && rec.expires_unix_ms <= after + ms,
+            "{lease:?}: expiry {} not a lease after [{before}, {after}]",
+            rec.expires_unix_ms
+        );
+        store.unlock(held).await.unwrap();
+    }
 }

@@ -221,6 +221,7 @@ fn child_process_entry() {
             "lock-counter" => child_lock_counter(&store).await,
             "cas-counter" => child_cas_counter(&store).await,
             "holder" => child_holder(&store, deadline).await,
+            "quiet-holder" => child_quiet_holder(&store, deadline).await,
             other => panic!("unknown child role {other:?}"),
         }
     });
@@ -315,6 +316,16 @@ async fn child_holder(store: &FsStorage, deadline: Instant) {
         Err(Error::LockNotHeld { .. }) => println!("UNLOCK=LockNotHeld"),
         Err(e) => println!("UNLOCK=error {e}"),
     }
+}
+
+/// Takes `clock-lock`, reports it, and keeps it (renewing) until killed.
+async fn child_quiet_holder(store: &FsStorage, deadline: Instant) {
+    let lease = store.try_lock("clock-lock").await.unwrap();
+    println!("ACQUIRED");
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(lease);
 }
 
 // ---------------------------------------------------------------------------
@@ -610,4 +621,127 @@ fn paused_holder_does_not_break_its_successors_lock() {
     assert!(!lock_file.exists());
     let lease = rt.block_on(third.try_lock("stop-lock")).unwrap();
     rt.block_on(third.unlock(lease)).unwrap();
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The lock record's expiry, and its file's inode.
+fn record_expiry(lock_file: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(lock_file).unwrap();
+    let ino = file.metadata().unwrap().ino();
+    let json: serde_json::Value = serde_json::from_reader(file).unwrap();
+    (json["expires_unix_ms"].as_u64().unwrap(), ino)
+}
+
+/// A past expiry with as many digits as `expiry` (so the record keeps its
+/// length): 10^(digits-1) ms, in 2001 for today's 13-digit values.
+fn forged_expiry(expiry: u64) -> u64 {
+    10u64.pow(expiry.to_string().len() as u32 - 1)
+}
+
+/// Rewrites the expiry in the lock record to one long past, in place (same
+/// inode, same length, no truncation), as a contender whose clock jumped far
+/// ahead would see it. Returns the forged record's inode.
+fn forge_expiry(lock_file: &Path) -> u64 {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(lock_file)
+        .unwrap();
+    let bytes = std::fs::read(lock_file).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let expiry = json["expires_unix_ms"].as_u64().unwrap();
+    let forged = text.replace(
+        &format!("\"expires_unix_ms\":{expiry}"),
+        &format!("\"expires_unix_ms\":{}", forged_expiry(expiry)),
+    );
+    assert_eq!(forged.len(), text.len());
+    file.write_all_at(forged.as_bytes(), 0).unwrap();
+    file.metadata().unwrap().ino()
+}
+
+/// A live holder keeps its lock whatever the record's wall-clock expiry
+/// says. A holder in another process takes a lock with a 2 s lease; for 1.5
+/// leases the parent keeps rewriting the expiry in the holder's current
+/// record to a moment in 2001 (what a contender whose clock jumped ahead by
+/// decades would see) and tries to take the lock: LockHeld every time, since
+/// the holder's kernel lock is held. Then the holder is SIGKILLed right
+/// after a genuine renewal: the lock is still refused while that record's
+/// expiry lies ahead, and taken over once it has passed.
+#[test]
+fn live_holder_keeps_its_lock_whatever_the_record_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let lease = Duration::from_millis(2000);
+    let rt = runtime();
+    let acquirer = FsStorage::builder(&root).lease(lease).build().unwrap();
+    let lock_file = acquirer.lock_file_path("clock-lock").unwrap();
+    let mut holder = ChildProc::spawn(
+        "quiet-holder",
+        &root,
+        &[("LEASE_MS", lease.as_millis().to_string())],
+    );
+    holder.expect_line("ACQUIRED");
+
+    let started = Instant::now();
+    let (mut attempts, mut refused_forged) = (0, 0);
+    while started.elapsed() < lease * 3 / 2 {
+        let forged_ino = forge_expiry(&lock_file);
+        attempts += 1;
+        match rt.block_on(acquirer.try_lock("clock-lock")) {
+            Err(Error::LockHeld { .. }) => {}
+            Ok(_) => panic!(
+                "attempt {attempts}: took a live holder's lock because its record's expiry had passed"
+            ),
+            Err(e) => panic!("{e}"),
+        }
+        // Count the attempts that saw the forged record (no renewal between).
+        let (expiry, ino) = record_expiry(&lock_file);
+        if ino == forged_ino && expiry < now_ms() {
+            refused_forged += 1;
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    eprintln!("{attempts} attempts, {refused_forged} of them on a forged, expired record");
+    assert!(
+        refused_forged >= 5,
+        "too few attempts saw the forged record: {refused_forged} of {attempts}"
+    );
+
+    // Wait for a genuine renewal, then kill the holder at once.
+    let (expiry, _) = loop {
+        let (expiry, ino) = record_expiry(&lock_file);
+        if expiry > now_ms() {
+            break (expiry, ino);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    holder.child.kill().unwrap();
+    assert!(!holder.child.wait().unwrap().success());
+    assert!(now_ms() < expiry, "the genuine record expired already");
+    assert!(
+        matches!(
+            rt.block_on(acquirer.try_lock("clock-lock")),
+            Err(Error::LockHeld { .. })
+        ),
+        "a dead holder's lock is still held until its record expires"
+    );
+    let lease = rt.block_on(acquirer.lock("clock-lock")).unwrap();
+    let taken_at = now_ms();
+    assert!(
+        taken_at >= expiry,
+        "taken over at {taken_at}, before the dead holder's expiry {expiry}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&lock_file).unwrap()).unwrap();
+    assert_eq!(json["token"].as_str().unwrap(), lease.token());
+    rt.block_on(acquirer.unlock(lease)).unwrap();
 }
