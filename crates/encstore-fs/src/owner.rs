@@ -7,8 +7,9 @@
 //! - A new object gets ROOT's owner and group when the process creates
 //!   files as root (otherwise the process's own, which is unavoidable), and
 //!   ROOT's permission bits without the execute bits (0700 → 0600,
-//!   0750 → 0640, 0755 → 0644). A new directory gets ROOT's permission bits
-//!   (and its set-group-ID bit). A ROOT the store creates itself is 0700.
+//!   0750 → 0640, 0755 → 0644), and never writable by others. A new
+//!   directory gets ROOT's permission bits (and its set-group-ID bit),
+//!   also never writable by others. A ROOT the store creates itself is 0700.
 //! - The private area (`.encstore-locks`) stays 0700, its files 0600, given
 //!   to ROOT's owner like new objects.
 
@@ -75,7 +76,9 @@ impl Conventions {
             (FILE_MODE, DIR_MODE)
         } else {
             let mode = root.mode();
-            (mode & 0o666, mode & 0o2777)
+            // Never world-writable, whatever ROOT allows: a store under a
+            // 1777 directory must not let every user replace objects.
+            (mode & 0o664, mode & 0o2775)
         };
         Conventions {
             owner: Owner(as_root.then(|| (root.uid(), root.gid()))),
@@ -194,7 +197,8 @@ mod tests {
             (0o750, 0o640, 0o750),
             (0o755, 0o644, 0o755),
             (0o2770, 0o660, 0o2770),
-            (0o1777, 0o666, 0o777),
+            (0o1777, 0o664, 0o775),
+            (0o777, 0o664, 0o775),
         ] {
             fs::set_permissions(dir.path(), fs::Permissions::from_mode(root_mode)).unwrap();
             let m = fs::metadata(dir.path()).unwrap();
