@@ -37,6 +37,10 @@ step "cargo test (workspace)"
 export ENCSTORE_REQUIRE_SERVICES=1
 cargo test --workspace
 
+step "encstore-tink with feature tink-rust (TinkRustAead adapter)"
+cargo clippy -p encstore-tink --all-targets --all-features -- -D warnings
+cargo test -p encstore-tink --features tink-rust
+
 step "interop: Google's Tink reads what encstore wrote"
 bash tests/interop/reverse.sh "$ROOT/target/debug/encstore"
 
