@@ -38,13 +38,20 @@ pub enum AwsKmsError {
         /// What the network said.
         reason: String,
     },
-    /// No answer within the operation timeout (retries included).
-    #[error("{service} did not answer within {} s", .after.as_secs_f64())]
+    /// No answer in time: an attempt or the whole call (retries included)
+    /// hit its timeout.
+    #[error(
+        "{service} did not answer in time (each attempt may take {} s, the whole call {} s)",
+        .attempt_timeout.as_secs_f64(),
+        .operation_timeout.as_secs_f64()
+    )]
     Timeout {
         /// Region and endpoint.
         service: String,
-        /// The timeout that expired.
-        after: Duration,
+        /// The bound on one attempt.
+        attempt_timeout: Duration,
+        /// The bound on the whole call.
+        operation_timeout: Duration,
     },
     /// KMS refused the credentials themselves: a wrong secret (invalid
     /// signature), an unknown access key ID, an expired session token.

@@ -37,6 +37,7 @@ pub struct AwsKmsKek {
     service: String,
     /// The endpoint, if overridden (config or environment).
     endpoint: Option<String>,
+    attempt_timeout: std::time::Duration,
     operation_timeout: std::time::Duration,
     connect_timeout: std::time::Duration,
 }
@@ -192,6 +193,7 @@ impl AwsKmsKek {
             uri,
             service,
             endpoint,
+            attempt_timeout: config.attempt_timeout,
             operation_timeout: config.operation_timeout,
             connect_timeout: config.connect_timeout,
         };
@@ -265,7 +267,8 @@ impl AwsKmsKek {
             SdkError::TimeoutError(_) => {
                 return AwsKmsError::Timeout {
                     service,
-                    after: self.operation_timeout,
+                    attempt_timeout: self.attempt_timeout,
+                    operation_timeout: self.operation_timeout,
                 };
             }
             SdkError::DispatchFailure(d) => {

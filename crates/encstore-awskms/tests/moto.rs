@@ -375,14 +375,14 @@ async fn unreachable_endpoints_fail_within_the_timeouts() {
     let e = open_err(&t.key_uri, config).await;
     let took = start.elapsed();
     assert!(took < Duration::from_secs(8), "{took:?}");
-    assert!(took >= Duration::from_millis(2900), "{took:?}");
-    assert!(
-        matches!(e, AwsKmsError::Timeout { after, .. } if after == Duration::from_secs(3)),
-        "{e:?}"
-    );
+    // At least one attempt timed out.
+    assert!(took >= Duration::from_millis(750), "{took:?}");
+    assert!(matches!(e, AwsKmsError::Timeout { .. }), "{e:?}");
     assert_eq!(
         e.to_string(),
-        format!("AWS KMS (us-east-1, endpoint http://127.0.0.1:{port}) did not answer within 3 s")
+        format!(
+            "AWS KMS (us-east-1, endpoint http://127.0.0.1:{port}) did not answer in time (each attempt may take 0.8 s, the whole call 3 s)"
+        )
     );
     drop(silent);
 }
