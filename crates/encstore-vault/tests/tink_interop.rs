@@ -1,0 +1,175 @@
+//! Google's Tink (Python, `tink[hcvault]==1.16.1` with hvac) and encstore
+//! read each other's Vault-wrapped keysets, against a real OpenBao:
+//! `tests/interop/kms_interop.py` does Tink's side.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use encstore_core::{Aead, Kek};
+use encstore_tink::keyset::Keyset;
+use encstore_vault::testing::{self, unique_name};
+use encstore_vault::{VaultKek, ciphertext_key_version};
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/kms_interop.py")
+}
+
+/// Whether Python Tink with its Vault extra is importable; prints the skip
+/// notice (or panics under `ENCSTORE_REQUIRE_SERVICES=1`) when not.
+fn python_tink(test: &str) -> bool {
+    let ok = Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.metadata as m, tink, hvac; from tink.integration import hcvault; v = m.version('tink'); assert v == '1.16.1', v",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let msg = "Python Tink 1.16.1 with hvac is not installed: python3 -m pip install 'tink[hcvault,awskms]==1.16.1' hvac boto3";
+        assert!(
+            std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "{test}: ENCSTORE_REQUIRE_SERVICES=1 but {msg}"
+        );
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {msg}");
+    }
+    ok
+}
+
+/// Runs Tink's side; `checks` is how many checks the manifest holds (all
+/// must pass).
+fn run_tink(manifest: &serde_json::Value, dir: &Path, token: &str, checks: usize) {
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(manifest).unwrap()).unwrap();
+    let out = Command::new("python3")
+        .arg(script())
+        .arg(&path)
+        .env("ENCSTORE_INTEROP_VAULT_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Tink's checks failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = format!("{checks}/{checks} checks passed");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&summary),
+        "expected {summary}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `encryptedKeyset` field of an encrypted JSON keyset, decoded.
+fn wrapped_of(json: &[u8]) -> Vec<u8> {
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    B64.decode(v["encryptedKeyset"].as_str().unwrap()).unwrap()
+}
+
+/// The same encrypted JSON keyset with `encryptedKeyset` replaced.
+fn with_wrapped(json: &[u8], wrapped: &[u8]) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    v["encryptedKeyset"] = B64.encode(wrapped).into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test]
+async fn tink_and_encstore_read_each_others_vault_wrapped_keysets() {
+    let test = "tink_and_encstore_read_each_others_vault_wrapped_keysets";
+    let Some(v) = testing::server(test) else {
+        return;
+    };
+    if !python_tink(test) {
+        return;
+    }
+    let name = unique_name("tink");
+    let kek = VaultKek::create_master_key_with(&v.uri(&name), v.config())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_str().unwrap().to_owned();
+    let template = encstore_tink::templates::by_name("AES256_GCM").unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+
+    // encstore wraps a keyset under key version 1 and encrypts with it.
+    let ks1 = Keyset::generate(&template).unwrap();
+    let json1 = ks1.to_encrypted_json_with_kek(&kek, b"").await.unwrap();
+    assert_eq!(ciphertext_key_version(&wrapped_of(&json1)).unwrap(), 1);
+    std::fs::write(d("ks1.json"), &json1).unwrap();
+    let ct1 = ks1
+        .aead()
+        .unwrap()
+        .encrypt(b"object one", b"name/one")
+        .unwrap();
+    std::fs::write(d("ct1"), &ct1).unwrap();
+    // The master key rotates; the old wrapping is rewrapped to version 2.
+    v.bao_ok(&["write", "-f", &format!("transit/keys/{name}/rotate")]);
+    let re = kek
+        .rewrap_ciphertext(&wrapped_of(&json1), b"")
+        .await
+        .unwrap();
+    assert_eq!(ciphertext_key_version(&re).unwrap(), 2);
+    std::fs::write(d("ks1-rewrapped.json"), with_wrapped(&json1, &re)).unwrap();
+    // A keyset wrapped after the rotation.
+    let ks2 = Keyset::generate(&template).unwrap();
+    let json2 = ks2.to_encrypted_json_with_kek(&kek, b"").await.unwrap();
+    assert_eq!(ciphertext_key_version(&wrapped_of(&json2)).unwrap(), 2);
+    std::fs::write(d("ks2.json"), &json2).unwrap();
+    let ct2 = ks2.aead().unwrap().encrypt(b"object two", b"").unwrap();
+    std::fs::write(d("ct2"), &ct2).unwrap();
+    // The KEK alone, empty associated data.
+    std::fs::write(d("raw"), kek.wrap(b"raw keyset bytes", b"").await.unwrap()).unwrap();
+
+    let primary = |ks: &Keyset| ks.info().primary_key_id;
+    let manifest = serde_json::json!({
+        "kms": "hcvault",
+        "hcvault": {
+            "address": format!("https://{}", v.host_port),
+            "cacert": v.ca_cert,
+            "key_path": format!("transit/keys/{name}"),
+        },
+        "read": [
+            {"keyset": d("ks1.json"), "keyset_ad_hex": "", "ciphertext": d("ct1"),
+             "ad_hex": hex(b"name/one"), "plaintext_hex": hex(b"object one"), "primary_key_id": primary(&ks1)},
+            {"keyset": d("ks1-rewrapped.json"), "keyset_ad_hex": "", "ciphertext": d("ct1"),
+             "ad_hex": hex(b"name/one"), "plaintext_hex": hex(b"object one"), "primary_key_id": primary(&ks1)},
+            {"keyset": d("ks2.json"), "keyset_ad_hex": "", "ciphertext": d("ct2"),
+             "ad_hex": "", "plaintext_hex": hex(b"object two"), "primary_key_id": primary(&ks2)},
+        ],
+        "write": [
+            {"keyset_out": d("tink.json"), "keyset_ad_hex": "", "ciphertext_out": d("tink-ct"),
+             "ad_hex": hex(b"tink name"), "plaintext_hex": hex(b"written by tink")},
+        ],
+        "raw_decrypt": [
+            {"ciphertext": d("raw"), "ad_hex": "", "plaintext_hex": hex(b"raw keyset bytes")},
+        ],
+        "raw_encrypt": [
+            {"out": d("tink-raw"), "ad_hex": "", "plaintext_hex": hex(b"tink raw")},
+        ],
+        // Python Tink's Vault AEAD only takes empty associated data.
+        "refused": [{"ad_hex": hex(b"keyset ad")}],
+    });
+    run_tink(&manifest, dir.path(), &v.token, 7);
+
+    // What Tink wrote, encstore reads: the keyset, then its ciphertext.
+    let tink_json = std::fs::read(d("tink.json")).unwrap();
+    let wrapped = wrapped_of(&tink_json);
+    assert!(
+        wrapped.starts_with(b"vault:v2:"),
+        "{:?}",
+        String::from_utf8_lossy(&wrapped)
+    );
+    let ks = Keyset::read_with_kek(&tink_json, &kek, b"").await.unwrap();
+    let pt = ks
+        .aead()
+        .unwrap()
+        .decrypt(&std::fs::read(d("tink-ct")).unwrap(), b"tink name")
+        .unwrap();
+    assert_eq!(pt, b"written by tink");
+    let raw = std::fs::read(d("tink-raw")).unwrap();
+    assert_eq!(kek.unwrap(&raw, b"").await.unwrap(), b"tink raw");
+}
