@@ -1124,6 +1124,47 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "gcs")]
+    #[test]
+    fn gcs_locations_open_through_object_store() {
+        let s = UrlStorageBuilder::new("gs://my-bucket/tls/prod/")
+            .build()
+            .unwrap();
+        assert_eq!(s.backend(), "gcs");
+        assert_eq!(s.bucket(), Some("my-bucket"));
+        assert_eq!(s.prefix(), "tls/prod");
+        assert_eq!(s.address(), "https://storage.googleapis.com");
+        assert_eq!(
+            s.object_store().to_string(),
+            "GoogleCloudStorage(my-bucket)"
+        );
+    }
+
+    #[cfg(feature = "azure")]
+    #[test]
+    fn azure_locations_open_through_object_store() {
+        let s = UrlStorageBuilder::new("az://my-container/tls")
+            .option("azure_storage_account_name", "myaccount")
+            .option("azure_storage_account_key", "c2VjcmV0LWtleQ==")
+            .build()
+            .unwrap();
+        assert_eq!(s.backend(), "azure");
+        assert_eq!(s.bucket(), Some("my-container"));
+        assert_eq!(s.prefix(), "tls");
+        assert_eq!(s.address(), "https://myaccount.blob.core.windows.net");
+        assert!(!format!("{s:?}").contains("c2VjcmV0LWtleQ"));
+        let s = UrlStorageBuilder::new("az://c/p")
+            .option("azure_storage_use_emulator", "true")
+            .build()
+            .unwrap();
+        assert_eq!(s.address(), "http://127.0.0.1:10000");
+        // An unknown option is refused, not ignored.
+        let r = UrlStorageBuilder::new("az://c/p")
+            .option("azure_no_such_option", "x")
+            .build();
+        assert!(r.is_err(), "{r:?}");
+    }
+
     #[cfg(not(feature = "gcs"))]
     #[test]
     fn gcs_without_its_feature_is_unsupported() {
