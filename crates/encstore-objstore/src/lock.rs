@@ -179,7 +179,7 @@ impl ObjectStorage {
         let stored = match serde_json::from_slice::<LockRecord>(&body) {
             Ok(rec) => Stored::Record(rec),
             Err(e) => {
-                tracing::warn!(
+                tracing::debug!(
                     store = %self.inner.location,
                     lock = name,
                     error = %e,
@@ -262,6 +262,14 @@ pub(crate) async fn try_lock(store: &ObjectStorage, name: &str) -> Result<Lease>
         }
         if !stored.is_free(lease) {
             return Err(held());
+        }
+        if let Stored::Unparsable(modified) = &stored {
+            tracing::warn!(
+                store = %store.inner.location,
+                lock = name,
+                modified = ?modified,
+                "taking over a stale lock object that is not an encstore lock record"
+            );
         }
         // Expired or released: take it over, on the condition that nobody
         // else did since we read it.
