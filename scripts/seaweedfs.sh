@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local SeaweedFS S3 server for encstore-s3's tests and benchmarks.
+# A local SeaweedFS S3 server for encstore-objstore's tests and benchmarks.
 #
 #   bash scripts/seaweedfs.sh start   # install if needed, start, wait until S3 answers
 #   bash scripts/seaweedfs.sh env     # print the export lines again
@@ -8,8 +8,11 @@
 #
 # The server listens on 127.0.0.1 only (S3 on :8333 by default) and checks
 # SigV4 signatures against one identity whose secret is generated at start,
-# so a request signed with any other secret is refused. `start` is
-# idempotent: if the server is already up it only prints the variables.
+# so a request signed with any other secret is refused. Like AWS S3, it
+# does not create a bucket on upload (`-s3.autoCreateBucket=false`), so a
+# missing bucket stays missing and the tests can check that it is named.
+# `start` is idempotent: if the server is already up it only prints the
+# variables.
 # Progress goes to stderr; stdout carries only `export` lines.
 #
 # Environment (all optional):
@@ -100,7 +103,7 @@ EOF
   setsid "$WEED" mini -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3.port="$PORT" -s3.config="$DIR/s3.json" -bucket="$BUCKET" \
     -master.telemetry=false -webdav=false -admin.ui=false \
-    -s3.port.iceberg=0 -s3.port.lance=0 \
+    -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false \
     </dev/null >"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   local i

@@ -99,9 +99,16 @@ pub fn open_backend(location: &str, create: bool) -> Result<Arc<dyn Storage>> {
 
 #[cfg(feature = "s3")]
 fn open_s3(location: &str, _rest: &str) -> Result<Arc<dyn Storage>> {
-    let s3 = encstore_s3::S3Storage::from_url(location)
+    let mut builder = encstore_objstore::ObjectStorage::url_builder(location);
+    if let Some(lease) = encstore_core::lease::lease_from_env()
+        .map_err(|e| anyhow!("{}: {e}", encstore_core::lease::ENV_LOCK_LEASE))?
+    {
+        builder = builder.lease_duration(lease);
+    }
+    let store = builder
+        .build()
         .map_err(|e| anyhow!("cannot open store {location}: {e}"))?;
-    Ok(Arc::new(s3))
+    Ok(Arc::new(store))
 }
 
 #[cfg(not(feature = "s3"))]

@@ -11,7 +11,7 @@ use common::*;
 
 /// `s3://bucket/unique-prefix`, or `None` after printing why.
 fn location(test: &str) -> Option<String> {
-    let (_, bucket) = encstore_s3::testing::server(test)?;
+    let (_, bucket) = encstore_objstore::testing::server(test)?;
     let tag = encstore_core::new_lease_token().unwrap();
     Some(format!("s3://{bucket}/cli-tests/{test}-{}", &tag[..12]))
 }

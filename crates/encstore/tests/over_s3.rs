@@ -10,12 +10,12 @@ use bytes::Bytes;
 use encstore::{EncryptedStorage, Policy, ReloadableKeyset, RewrapOutcome};
 use encstore_core::conformance::{SuiteOptions, run_all_with};
 use encstore_core::{Error, Storage, new_lease_token};
-use encstore_s3::{S3Storage, S3StorageBuilder};
+use encstore_objstore::{S3Storage, S3StorageBuilder};
 use encstore_tink::Keyset;
 use encstore_tink::templates::by_name;
 
 fn s3(test: &str) -> Option<S3Storage> {
-    let (endpoint, bucket) = encstore_s3::testing::server(test)?;
+    let (endpoint, bucket) = encstore_objstore::testing::server(test)?;
     let prefix = format!(
         "encstore-tests/{test}-{}",
         &new_lease_token().unwrap()[..12]

@@ -1,5 +1,6 @@
-//! encstore-s3 against a real S3 server (SeaweedFS on loopback, started by
-//! `scripts/seaweedfs.sh`), plus the timeout tests, which need no server.
+//! encstore-objstore against a real S3 server (SeaweedFS on loopback,
+//! started by `scripts/seaweedfs.sh`), plus the timeout, unreachable and
+//! credential tests, which need no server.
 //!
 //! Without `ENCSTORE_S3_ENDPOINT` the server tests print `SKIPPED` and pass,
 //! unless `ENCSTORE_REQUIRE_SERVICES=1` (the full test command), where they
@@ -9,6 +10,8 @@
 //! tests, `#[ignore]`d so that they only run when asked for by name).
 #![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
 
+mod proxy;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -16,13 +19,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use encstore_core::{Error, Storage, WriteCondition, new_lease_token};
-use encstore_s3::object_store::{BackoffConfig, RetryConfig};
-use encstore_s3::{S3Storage, S3StorageBuilder};
+use encstore_objstore::object_store::{BackoffConfig, RetryConfig};
+use encstore_objstore::{S3Storage, S3StorageBuilder};
 
 /// The bucket and endpoint, or `None` (after printing why) when the server
 /// is not configured.
 fn server(test: &str) -> Option<(String, String)> {
-    encstore_s3::testing::server(test)
+    encstore_objstore::testing::server(test)
 }
 
 fn unique_prefix(test: &str) -> String {
@@ -72,7 +75,8 @@ async fn from_url_reads_the_environment() {
     // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ALLOW_HTTP.
     let prefix = unique_prefix("from-url");
     let store = S3Storage::from_url(&format!("s3://{bucket}/{prefix}/")).unwrap();
-    assert_eq!(store.bucket(), bucket);
+    assert_eq!(store.bucket(), Some(bucket.as_str()));
+    assert_eq!(store.backend(), "s3");
     assert_eq!(store.prefix(), prefix);
     store.store("k", b("via url")).await.unwrap();
     assert_eq!(store.load("k").await.unwrap(), b("via url"));
@@ -479,7 +483,7 @@ async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
 }
 
 fn silent_store(endpoint: &str) -> S3StorageBuilder {
-    S3Storage::builder("bucket")
+    S3StorageBuilder::new("bucket")
         .endpoint(endpoint)
         .allow_http(true)
         .credentials("id", "secret", None)
@@ -551,26 +555,184 @@ async fn silent_server_hits_the_operation_deadline() {
     task.abort();
 }
 
-/// A refused connection (nothing listening) is an error after the retries,
-/// not a hang.
+/// A refused connection (nothing listening) is `Unreachable`, naming the
+/// endpoint, after the default bounded retries: within seconds, not the
+/// minutes of object_store's own default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_connection_is_a_backend_error() {
+async fn refused_connection_is_unreachable_within_seconds() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let addr = listener.local_addr().unwrap();
+    let endpoint = format!("http://{addr}");
     drop(listener);
-    let store = silent_store(&endpoint)
-        .retry(RetryConfig {
-            max_retries: 1,
-            ..RetryConfig::default()
-        })
+    // Default retries (encstore_objstore::default_retry).
+    let store = silent_store(&endpoint).build().unwrap();
+    for op in ["load", "store", "list", "try_lock"] {
+        let call = async {
+            match op {
+                "load" => store.load("k").await.map(|_| ()),
+                "store" => store.store("k", b("v")).await,
+                "list" => store.list("", true).await.map(|_| ()),
+                _ => store.try_lock("l").await.map(|_| ()),
+            }
+        };
+        let r = tokio::time::timeout(Duration::from_secs(15), call)
+            .await
+            .unwrap_or_else(|_| panic!("{op}: still retrying after 15 s"));
+        match r {
+            Err(
+                ref e @ Error::Unreachable {
+                    backend: "s3",
+                    ref address,
+                    ..
+                },
+            ) => {
+                assert_eq!(address, &endpoint, "{op}");
+                let msg = e.to_string();
+                assert!(msg.contains(&addr.to_string()), "{op}: {msg}");
+                assert!(!msg.contains("secret"), "{op}: {msg}");
+            }
+            other => panic!("{op}: expected Unreachable, got {other:?}"),
+        }
+    }
+}
+
+/// The server dies under a running client (the proxy in front of
+/// SeaweedFS is stopped: open connections are cut, new ones refused).
+/// Operations fail as `Unreachable` naming the address, within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_server_is_unreachable_within_seconds() {
+    let Some((endpoint, bucket)) = server("stopped_server") else {
+        return;
+    };
+    let proxy = proxy::Proxy::start(&endpoint, false).await;
+    let store = builder(&proxy.endpoint, &bucket, &unique_prefix("stopped"))
+        .lease_duration(Duration::from_secs(2))
         .build()
         .unwrap();
-    let started = Instant::now();
-    match store.load("k").await {
-        Err(Error::Backend { backend: "s3", .. }) => {}
-        other => panic!("expected Backend, got {other:?}"),
+    store.store("k", b("v")).await.unwrap();
+    let lease = store.try_lock("l").await.unwrap();
+    assert_eq!(store.load("k").await.unwrap(), b("v"));
+    proxy.stop();
+    for op in ["load", "store", "list", "unlock"] {
+        let started = Instant::now();
+        let call = async {
+            match op {
+                "load" => store.load("k").await.map(|_| ()),
+                "store" => store.store("k", b("w")).await,
+                "list" => store.list("", true).await.map(|_| ()),
+                _ => store.unlock(store.try_lock("m").await?).await,
+            }
+        };
+        let r = tokio::time::timeout(Duration::from_secs(15), call)
+            .await
+            .unwrap_or_else(|_| panic!("{op}: still retrying after 15 s"));
+        match r {
+            Err(Error::Unreachable { address, .. }) => {
+                assert_eq!(address, proxy.endpoint, "{op}");
+            }
+            other => panic!("{op}: expected Unreachable, got {other:?}"),
+        }
+        eprintln!("{op}: unreachable after {:?}", started.elapsed());
     }
-    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(lease);
+}
+
+/// With no credentials configured, an S3 store at a custom endpoint is
+/// refused when built, and one on AWS (which would fall back to the EC2
+/// instance-metadata service) fails its first request; both say that no
+/// credentials are set and name the variables, instead of reporting the
+/// metadata address as unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_credentials_name_the_variables() {
+    let msg = S3StorageBuilder::new("bucket")
+        .endpoint("http://127.0.0.1:9")
+        .allow_http(true)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("no S3 credentials"), "{msg}");
+    assert!(
+        msg.contains("AWS_ACCESS_KEY_ID") && msg.contains("AWS_SECRET_ACCESS_KEY"),
+        "{msg}"
+    );
+
+    // AWS (no endpoint): the metadata service is a closed local port here.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metadata = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let store = S3StorageBuilder::new("bucket")
+        .option("aws_metadata_endpoint", metadata)
+        .build()
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(30), store.load("k"))
+        .await
+        .expect("gives up on the metadata service within seconds");
+    match r {
+        Err(e @ Error::Backend { backend: "s3", .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("s3 backend failed to load: no S3 credentials: set "),
+                "{msg}"
+            );
+            assert!(msg.contains("AWS_ACCESS_KEY_ID"), "{msg}");
+            assert!(msg.contains("AWS_SECRET_ACCESS_KEY"), "{msg}");
+        }
+        other => panic!("expected a Backend error naming the variables, got {other:?}"),
+    }
+}
+
+/// A bucket that does not exist is a backend error naming it, on every
+/// operation: never `NotFound` for the key, never `LockHeld`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_bucket_is_named_on_every_operation() {
+    let Some((endpoint, _)) = server("missing_bucket") else {
+        return;
+    };
+    let bucket = format!("encstore-missing-{}", &new_lease_token().unwrap()[..8]);
+    let store = builder(&endpoint, &bucket, "p").build().unwrap();
+    let v = encstore_core::Version::new("\"0123\"");
+    let results: Vec<(&str, Result<(), Error>)> = vec![
+        ("store", store.store("k", b("v")).await),
+        (
+            "store_if absent",
+            store
+                .store_if("k", b("v"), &WriteCondition::Absent)
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "store_if matches",
+            store
+                .store_if("k", b("v"), &WriteCondition::Matches(v))
+                .await
+                .map(|_| ()),
+        ),
+        ("load", store.load("k").await.map(|_| ())),
+        (
+            "load_versioned",
+            store.load_versioned("k").await.map(|_| ()),
+        ),
+        ("load_head", store.load_head("k", 4).await.map(|_| ())),
+        ("load_head 0", store.load_head("k", 0).await.map(|_| ())),
+        ("stat", store.stat("k").await.map(|_| ())),
+        ("exists", store.exists("k").await.map(|_| ())),
+        ("list", store.list("", true).await.map(|_| ())),
+        ("list children", store.list("", false).await.map(|_| ())),
+        ("delete", store.delete("k").await),
+        ("try_lock", store.try_lock("l").await.map(|_| ())),
+    ];
+    for (op, r) in results {
+        match r {
+            Err(e @ Error::Backend { backend: "s3", .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("bucket {bucket:?} does not exist")),
+                    "{op}: {msg}"
+                );
+            }
+            other => panic!("{op}: expected a Backend error naming the bucket, got {other:?}"),
+        }
+    }
 }
 
 /// S3 versions are ETags, which for a single-part upload are the MD5 of
@@ -638,15 +800,20 @@ async fn load_head_edge_cases() {
 /// back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_recovers_from_a_lost_response() {
-    use encstore_s3::object_store::path::Path;
-    use encstore_s3::object_store::{ObjectStoreExt, PutPayload};
+    use encstore_objstore::object_store::path::Path;
+    use encstore_objstore::object_store::{ObjectStoreExt, PutPayload};
 
     let lease_len = Duration::from_secs(2);
     let Some(store) = store_for("lost-response", lease_len) else {
         return;
     };
     let os = store.object_store();
-    let path = Path::parse(format!("{}/{}/l", store.prefix(), encstore_s3::LOCK_DIR)).unwrap();
+    let path = Path::parse(format!(
+        "{}/{}/l",
+        store.prefix(),
+        encstore_objstore::LOCK_DIR
+    ))
+    .unwrap();
     let rewrite = |token: String| {
         let os = os.clone();
         let path = path.clone();
@@ -686,16 +853,46 @@ async fn lock_recovers_from_a_lost_response() {
         Err(Error::LockHeld { .. })
     ));
 
-    // A lock object that is not a lock record is reported, not ignored.
+    os.delete(&path).await.unwrap();
+}
+
+/// A lock object that is not a lock record (damaged, foreign) is held
+/// until it is one lease old by the server's modification time, then stale
+/// and taken over, as the filesystem backend does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparsable_lock_object_is_stale_after_one_lease() {
+    use encstore_objstore::object_store::path::Path;
+    use encstore_objstore::object_store::{ObjectStoreExt, PutPayload};
+
+    let lease_len = Duration::from_secs(2);
+    let Some(store) = store_for("unparsable-lock", lease_len) else {
+        return;
+    };
+    let os = store.object_store();
+    let path = Path::parse(format!(
+        "{}/{}/l",
+        store.prefix(),
+        encstore_objstore::LOCK_DIR
+    ))
+    .unwrap();
     os.put(&path, PutPayload::from_static(b"garbage"))
         .await
         .unwrap();
-    match store.try_lock("l").await {
-        Err(Error::Backend { source, .. }) => assert!(
-            source.to_string().contains("not an encstore lock record"),
-            "{source}"
-        ),
-        other => panic!("expected Backend, got {other:?}"),
-    }
+    let written = Instant::now();
+    assert!(matches!(
+        store.try_lock("l").await,
+        Err(Error::LockHeld { .. })
+    ));
+    let lease = tokio::time::timeout(lease_len * 4, store.lock("l"))
+        .await
+        .expect("an unparsable lock object goes stale after a lease")
+        .unwrap();
+    // Server times have second granularity: allow one second of rounding.
+    assert!(
+        written.elapsed() + Duration::from_secs(1) >= lease_len,
+        "taken over after {:?}",
+        written.elapsed()
+    );
+    store.unlock(lease).await.unwrap();
     os.delete(&path).await.unwrap();
 }

@@ -1,4 +1,5 @@
-//! For tests against a real S3 server (any crate's): where the server is,
+//! Test helpers (cargo feature `test-util`; enable it in dev-dependencies
+//! only). For tests against a real S3 server (any crate's): where the server is,
 //! or a printed notice that the test is skipped.
 
 /// The test server's `(endpoint, bucket)` from `ENCSTORE_S3_ENDPOINT` and

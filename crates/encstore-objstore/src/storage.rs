@@ -1,4 +1,4 @@
-//! [`S3Storage`]: the [`Storage`] implementation.
+//! [`ObjectStorage`]: the [`Storage`] implementation.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -8,48 +8,59 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use encstore_core::key::RESERVED_PREFIX;
 use encstore_core::{
-    Error, KeyInfo, Lease, Result, Storage, Version, Versioned, WriteCondition, validate_key,
-    validate_prefix,
+    Error, KeyInfo, Lease, Result, Storage, Version, Versioned, WriteCondition,
+    is_reserved_segment, validate_key, validate_prefix,
 };
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
     UpdateVersion,
 };
 
-use crate::config::{S3StorageBuilder, parse_url};
-use crate::error::{BACKEND, Kind, map};
+use crate::config::{ObjectStorageBuilder, S3StorageBuilder, UrlStorageBuilder};
+use crate::error::{Class, Kind, classify};
+use crate::probe::Conditional;
 
-/// A [`Storage`] on an S3 bucket (AWS S3, MinIO, SeaweedFS, Cloudflare R2,
-/// and other S3-compatible services), through `object_store`'s S3 client.
+/// A [`Storage`] over any `object_store` [`ObjectStore`]: S3 and
+/// S3-compatible servers, Google Cloud Storage, Azure Blob Storage, the
+/// in-memory store, or one you built.
 ///
-/// Keys live at `prefix/key` in the bucket. Lock objects live at
-/// `prefix/.encstore-locks/<name>`, outside the key namespace. Cloning is
-/// cheap and shares the HTTP connection pool.
+/// Keys live at `prefix/key` in the store. encstore's own objects live
+/// under the reserved `.encstore` names of the prefix, outside the key
+/// namespace: lock objects at `prefix/.encstore-locks/<name>`, and the
+/// conditional-write probe at `prefix/.encstore/conditional-write-probe`.
+/// Cloning is cheap and shares the client, its connection pool and the
+/// probe's result.
 ///
-/// Build one with [`S3Storage::builder`], [`S3Storage::from_env`] or
-/// [`S3Storage::from_url`].
+/// Build one with [`ObjectStorage::from_url`] (`s3://`, `gs://`, `az://`,
+/// `memory://`), [`ObjectStorage::url_builder`],
+/// [`ObjectStorage::builder`] (any `Arc<dyn ObjectStore>`), or
+/// [`S3StorageBuilder`].
 #[derive(Clone)]
-pub struct S3Storage {
+pub struct ObjectStorage {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// The S3 backend's former name: an [`ObjectStorage`] on an S3 bucket.
+pub type S3Storage = ObjectStorage;
+
 pub(crate) struct Inner {
-    /// The S3 client (connection pool, signer, retries).
-    pub(crate) store: Arc<AmazonS3>,
-    /// For `Debug` and error messages.
-    pub(crate) bucket: String,
+    /// The client (connection pool, signer, retries).
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// The backend's short name in errors: `s3`, `gcs`, `azure`, `memory`.
+    pub(crate) backend: &'static str,
+    /// What the store is, for `Debug`: `s3://bucket`, ...
+    pub(crate) location: String,
+    /// Where requests go (an endpoint URL without credentials), for
+    /// `Debug`, unreachable-backend and probe errors.
+    pub(crate) address: String,
+    /// The bucket or container, for missing-bucket errors.
+    pub(crate) bucket: Option<String>,
     /// Keys live at `prefix/key`; empty for the bucket's root.
     pub(crate) prefix: String,
-    /// For `Debug`.
-    pub(crate) endpoint: Option<String>,
-    /// For `Debug`.
-    pub(crate) region: String,
-    /// The lock lease.
+    /// The lock lease, within the bounds of `check_lease`.
     pub(crate) lease: Duration,
     /// The deadline of one storage operation.
     pub(crate) operation_timeout: Duration,
@@ -57,29 +68,92 @@ pub(crate) struct Inner {
     pub(crate) host: String,
     /// Written into lock records, to tell operators who holds a lock.
     pub(crate) pid: u32,
+    /// Whether the store honours conditional writes: probed once, before
+    /// the first conditional write or lock of this handle (and its clones).
+    pub(crate) conditional: tokio::sync::OnceCell<Conditional>,
 }
 
-impl fmt::Debug for S3Storage {
+impl Inner {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        backend: &'static str,
+        location: String,
+        address: String,
+        bucket: Option<String>,
+        prefix: String,
+        lease: Duration,
+        operation_timeout: Duration,
+    ) -> Self {
+        Inner {
+            store,
+            backend,
+            location,
+            address,
+            bucket,
+            prefix,
+            lease,
+            operation_timeout,
+            host: encstore_core::hostname(),
+            pid: std::process::id(),
+            conditional: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+impl fmt::Debug for ObjectStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
-        f.debug_struct("S3Storage")
-            .field("bucket", &i.bucket)
+        f.debug_struct("ObjectStorage")
+            .field("location", &i.location)
             .field("prefix", &i.prefix)
-            .field("endpoint", &i.endpoint)
-            .field("region", &i.region)
+            .field("address", &i.address)
             .field("lease", &i.lease)
             .finish_non_exhaustive()
     }
 }
 
-impl S3Storage {
-    /// A builder for a store in `bucket`.
-    pub fn builder(bucket: impl Into<String>) -> S3StorageBuilder {
-        S3StorageBuilder::new(bucket)
+impl ObjectStorage {
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        ObjectStorage {
+            inner: Arc::new(inner),
+        }
     }
 
-    /// A store in `bucket` under `prefix`, configured from the standard
-    /// `AWS_*` environment variables (see [`S3StorageBuilder::from_env`]).
+    /// A builder over `store`, any `object_store` implementation.
+    pub fn builder(store: Arc<dyn ObjectStore>) -> ObjectStorageBuilder {
+        ObjectStorageBuilder::new(store)
+    }
+
+    /// A store over `store`, keys under `prefix`, with the default lease
+    /// and deadline.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for an invalid prefix.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Self> {
+        ObjectStorageBuilder::new(store).prefix(prefix).build()
+    }
+
+    /// A store for a location URL (the CLI's `--store` value):
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
+    /// or `memory:///prefix`, configured from the standard environment
+    /// variables (see [`UrlStorageBuilder`]).
+    ///
+    /// # Errors
+    /// See [`UrlStorageBuilder::build`].
+    pub fn from_url(url: &str) -> Result<Self> {
+        UrlStorageBuilder::new(url).build()
+    }
+
+    /// A builder for a location URL, to set timeouts, retries or the lease
+    /// before building.
+    pub fn url_builder(url: &str) -> UrlStorageBuilder {
+        UrlStorageBuilder::new(url)
+    }
+
+    /// A store in the S3 bucket `bucket` under `prefix`, configured from
+    /// the standard `AWS_*` environment variables (see
+    /// [`S3StorageBuilder::from_env`]).
     ///
     /// # Errors
     /// See [`S3StorageBuilder::build`].
@@ -87,20 +161,20 @@ impl S3Storage {
         S3StorageBuilder::from_env(bucket, prefix).build()
     }
 
-    /// A store for `s3://bucket/prefix` (the CLI's `--store` value), with
-    /// everything else from the environment as in [`S3Storage::from_env`].
-    ///
-    /// # Errors
-    /// [`Error::Backend`] for a malformed URL; see also
-    /// [`S3StorageBuilder::build`].
-    pub fn from_url(url: &str) -> Result<Self> {
-        let (bucket, prefix) = parse_url(url)?;
-        Self::from_env(bucket, prefix)
+    /// The backend's short name: `s3`, `gcs`, `azure`, `memory`, or what
+    /// [`ObjectStorageBuilder::backend_name`] set.
+    pub fn backend(&self) -> &'static str {
+        self.inner.backend
     }
 
-    /// The bucket.
-    pub fn bucket(&self) -> &str {
-        &self.inner.bucket
+    /// The bucket or container, when known.
+    pub fn bucket(&self) -> Option<&str> {
+        self.inner.bucket.as_deref()
+    }
+
+    /// Where requests go: the endpoint URL, without credentials.
+    pub fn address(&self) -> &str {
+        &self.inner.address
     }
 
     /// The prefix under which keys live (empty for the bucket's root).
@@ -108,13 +182,13 @@ impl S3Storage {
         &self.inner.prefix
     }
 
-    /// The underlying `object_store` client, for callers that need S3
+    /// The underlying `object_store` client, for callers that need
     /// operations this trait does not offer (and for benchmarks).
-    pub fn object_store(&self) -> Arc<AmazonS3> {
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         Arc::clone(&self.inner.store)
     }
 
-    /// The S3 object path of `key` (which must be valid): `prefix/key`.
+    /// The object path of `key` (which must be valid): `prefix/key`.
     ///
     /// # Errors
     /// [`Error::InvalidKey`] for an invalid key.
@@ -133,12 +207,13 @@ impl S3Storage {
         } else {
             format!("{}/{rel}", self.inner.prefix)
         };
-        Path::parse(&full).map_err(|e| Error::backend(BACKEND, "map key to object path", e))
+        Path::parse(&full)
+            .map_err(|e| Error::backend(self.inner.backend, "map key to object path", e))
     }
 
     /// The key of an object path under our prefix, or `None` for objects
-    /// outside the key namespace (lock objects, names that are not valid
-    /// keys).
+    /// outside the key namespace (encstore's reserved objects, names that
+    /// are not valid keys).
     fn key_of(&self, location: &Path) -> Option<String> {
         let s = location.as_ref();
         let rel = if self.inner.prefix.is_empty() {
@@ -147,18 +222,29 @@ impl S3Storage {
             s.strip_prefix(self.inner.prefix.as_str())?
                 .strip_prefix('/')?
         };
-        if rel.split('/').any(|seg| seg.starts_with(RESERVED_PREFIX)) {
+        if rel.split('/').any(is_reserved_segment) {
             return None;
         }
         if validate_key(rel).is_err() {
             tracing::warn!(
-                bucket = %self.inner.bucket,
+                store = %self.inner.location,
                 object = s,
                 "skipping an object whose name is not a valid encstore key"
             );
             return None;
         }
         Some(rel.to_owned())
+    }
+
+    /// Maps an `object_store` error (see `error.rs`).
+    pub(crate) fn map(
+        &self,
+        op: &'static str,
+        key: &str,
+        kind: Kind,
+        e: object_store::Error,
+    ) -> Error {
+        self.inner.map(op, key, kind, e)
     }
 
     /// Runs `fut` under the operation deadline.
@@ -170,9 +256,20 @@ impl S3Storage {
         match tokio::time::timeout(self.inner.operation_timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
-                backend: BACKEND,
+                backend: self.inner.backend,
                 op,
             }),
+        }
+    }
+
+    /// A HEAD answers 404 without a body, for a missing key and a missing
+    /// bucket alike. After one, this tells them apart with a listing (whose
+    /// error names a missing bucket): `Ok` when the bucket exists.
+    async fn check_bucket(&self, op: &'static str) -> Result<()> {
+        let probe = self.path(crate::lock::LOCK_DIR)?;
+        match self.inner.store.list_with_delimiter(Some(&probe)).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.map(op, "", Kind::Other, e)),
         }
     }
 
@@ -185,7 +282,7 @@ impl S3Storage {
             .list(base.as_ref())
             .try_collect()
             .await
-            .map_err(|e| map("list", prefix, Kind::Other, e))?;
+            .map_err(|e| self.map("list", prefix, Kind::Other, e))?;
         let mut keys: Vec<String> = metas
             .iter()
             .filter_map(|m| self.key_of(&m.location))
@@ -218,29 +315,36 @@ impl S3Storage {
             .store
             .put_opts(path, PutPayload::from(value), PutOptions::from(mode))
             .await
-            .map_err(|e| map(op, key, Kind::Conditional, e))?;
-        version_of(r.e_tag, r.version, op)
+            .map_err(|e| self.map(op, key, Kind::Conditional, e))?;
+        self.version_of(r.e_tag, r.version, op)
+    }
+
+    /// Encodes an ETag (and the object version, on versioned buckets and
+    /// GCS generations) as a [`Version`].
+    pub(crate) fn version_of(
+        &self,
+        e_tag: Option<String>,
+        version: Option<String>,
+        op: &'static str,
+    ) -> Result<Version> {
+        version_of(e_tag, version).ok_or_else(|| {
+            Error::backend(
+                self.inner.backend,
+                op,
+                "the server returned no ETag, which conditional writes need",
+            )
+        })
     }
 }
 
 /// The separator between the ETag and the object version in a [`Version`].
 const VERSION_SEP: &str = ";version=";
 
-/// Encodes an ETag (and the object version, on versioned buckets) as a
-/// [`Version`].
-pub(crate) fn version_of(
-    e_tag: Option<String>,
-    version: Option<String>,
-    op: &'static str,
-) -> Result<Version> {
-    let e_tag = e_tag.ok_or_else(|| {
-        Error::backend(
-            BACKEND,
-            op,
-            "the server returned no ETag, which conditional writes need",
-        )
-    })?;
-    Ok(match version {
+/// Encodes an ETag (and the object version) as a [`Version`]; `None`
+/// without an ETag.
+pub(crate) fn version_of(e_tag: Option<String>, version: Option<String>) -> Option<Version> {
+    let e_tag = e_tag?;
+    Some(match version {
         Some(v) => Version::new(format!("{e_tag}{VERSION_SEP}{v}")),
         None => Version::new(e_tag),
     })
@@ -270,7 +374,7 @@ pub(crate) fn update_version(v: &Version) -> UpdateVersion {
 }
 
 #[async_trait]
-impl Storage for S3Storage {
+impl Storage for ObjectStorage {
     async fn store(&self, key: &str, value: Bytes) -> Result<()> {
         validate_key(key)?;
         let path = self.path(key)?;
@@ -279,7 +383,7 @@ impl Storage for S3Storage {
                 .store
                 .put(&path, PutPayload::from(value))
                 .await
-                .map_err(|e| map("store", key, Kind::Other, e))?;
+                .map_err(|e| self.map("store", key, Kind::Other, e))?;
             Ok(())
         })
         .await
@@ -298,16 +402,18 @@ impl Storage for S3Storage {
             WriteCondition::Matches(v) => PutMode::Update(update_version(v)),
             _ => {
                 return Err(Error::backend(
-                    BACKEND,
+                    self.inner.backend,
                     "store_if",
                     "unsupported write condition",
                 ));
             }
         };
-        self.deadline(
-            "store_if",
-            self.put_conditional("store_if", key, &path, value, mode),
-        )
+        self.deadline("store_if", async {
+            self.require_conditional_writes("write conditionally")
+                .await?;
+            self.put_conditional("store_if", key, &path, value, mode)
+                .await
+        })
         .await
     }
 
@@ -320,12 +426,12 @@ impl Storage for S3Storage {
                 .store
                 .get(&path)
                 .await
-                .map_err(|e| map("load", key, Kind::Read, e))?;
-            let version = version_of(r.meta.e_tag.clone(), r.meta.version.clone(), "load")?;
+                .map_err(|e| self.map("load", key, Kind::Read, e))?;
+            let version = self.version_of(r.meta.e_tag.clone(), r.meta.version.clone(), "load")?;
             let value = r
                 .bytes()
                 .await
-                .map_err(|e| map("load", key, Kind::Read, e))?;
+                .map_err(|e| self.map("load", key, Kind::Read, e))?;
             Ok(Versioned { value, version })
         })
         .await
@@ -340,8 +446,10 @@ impl Storage for S3Storage {
                 .store
                 .get(&path)
                 .await
-                .map_err(|e| map("load", key, Kind::Read, e))?;
-            r.bytes().await.map_err(|e| map("load", key, Kind::Read, e))
+                .map_err(|e| self.map("load", key, Kind::Read, e))?;
+            r.bytes()
+                .await
+                .map_err(|e| self.map("load", key, Kind::Read, e))
         })
         .await
     }
@@ -353,12 +461,14 @@ impl Storage for S3Storage {
             if len == 0 {
                 // A zero-length range is not a valid HTTP range; check that
                 // the key exists instead.
-                self.inner
-                    .store
-                    .head(&path)
-                    .await
-                    .map_err(|e| map("load", key, Kind::Read, e))?;
-                return Ok(Bytes::new());
+                return match self.inner.store.head(&path).await {
+                    Ok(_) => Ok(Bytes::new()),
+                    Err(e) if classify(&e) == Class::NotFound => {
+                        self.check_bucket("load").await?;
+                        Err(Error::not_found(key))
+                    }
+                    Err(e) => Err(self.map("load", key, Kind::Read, e)),
+                };
             }
             let opts = GetOptions {
                 range: Some(GetRange::Bounded(0..len as u64)),
@@ -369,19 +479,20 @@ impl Storage for S3Storage {
                     let mut b = r
                         .bytes()
                         .await
-                        .map_err(|e| map("load", key, Kind::Read, e))?;
+                        .map_err(|e| self.map("load", key, Kind::Read, e))?;
                     b.truncate(len);
                     Ok(b)
                 }
-                Err(object_store::Error::NotFound { .. }) => Err(Error::not_found(key)),
-                Err(e) => {
+                Err(e) if classify(&e) == Class::NotFound => Err(Error::not_found(key)),
+                Err(e) if classify(&e) == Class::Other => {
                     // An empty object has no byte 0, so servers refuse any
                     // range on it (416); its first `len` bytes are empty.
                     match self.inner.store.head(&path).await {
                         Ok(meta) if meta.size == 0 => Ok(Bytes::new()),
-                        _ => Err(map("load", key, Kind::Read, e)),
+                        _ => Err(self.map("load", key, Kind::Read, e)),
                     }
                 }
+                Err(e) => Err(self.map("load", key, Kind::Read, e)),
             }
         })
         .await
@@ -392,12 +503,14 @@ impl Storage for S3Storage {
         let path = self.path(key)?;
         self.deadline("delete", async {
             match self.inner.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(map("delete", key, Kind::Other, e)),
+                Ok(()) => {}
+                Err(e) if classify(&e) == Class::NotFound => {}
+                Err(e) => return Err(self.map("delete", key, Kind::Other, e)),
             }
             // Everything under the key, as a prefix. The listing is of
             // object paths, so it includes names that are not valid keys:
-            // deleting a prefix deletes all of it.
+            // deleting a prefix deletes all of it. (It also fails, naming
+            // the bucket, when the bucket is missing.)
             let under: Vec<Path> = self
                 .inner
                 .store
@@ -405,7 +518,7 @@ impl Storage for S3Storage {
                 .map_ok(|m| m.location)
                 .try_collect()
                 .await
-                .map_err(|e| map("delete", key, Kind::Other, e))?;
+                .map_err(|e| self.map("delete", key, Kind::Other, e))?;
             if under.is_empty() {
                 return Ok(());
             }
@@ -413,8 +526,9 @@ impl Storage for S3Storage {
             let mut results = self.inner.store.delete_stream(stream);
             while let Some(r) = results.next().await {
                 match r {
-                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(map("delete", key, Kind::Other, e)),
+                    Ok(_) => {}
+                    Err(e) if classify(&e) == Class::NotFound => {}
+                    Err(e) => return Err(self.map("delete", key, Kind::Other, e)),
                 }
             }
             Ok(())
@@ -434,7 +548,7 @@ impl Storage for S3Storage {
                 .store
                 .list_with_delimiter(base.as_ref())
                 .await
-                .map_err(|e| map("list", prefix, Kind::Other, e))?;
+                .map_err(|e| self.map("list", prefix, Kind::Other, e))?;
             let children: BTreeSet<String> = r
                 .objects
                 .iter()
@@ -461,21 +575,22 @@ impl Storage for S3Storage {
                         terminal: true,
                     });
                 }
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(map("stat", key, Kind::Read, e)),
+                Err(e) if classify(&e) == Class::NotFound => {}
+                Err(e) => return Err(self.map("stat", key, Kind::Read, e)),
             }
             // Not an object: a prefix if anything lies under it. Only the
-            // first page is fetched.
+            // first page is fetched. (A missing bucket fails here, named.)
             let mut under = self.inner.store.list(Some(&path));
             match under.next().await {
                 Some(Ok(meta)) => Ok(KeyInfo {
                     key: key.to_owned(),
-                    // The first object's time; S3 has no directory times.
+                    // The first object's time; object stores have no
+                    // directory times.
                     modified: Some(SystemTime::from(meta.last_modified)),
                     size: 0,
                     terminal: false,
                 }),
-                Some(Err(e)) => Err(map("stat", key, Kind::Other, e)),
+                Some(Err(e)) => Err(self.map("stat", key, Kind::Other, e)),
                 None => Err(Error::not_found(key)),
             }
         })
@@ -484,8 +599,11 @@ impl Storage for S3Storage {
 
     async fn try_lock(&self, name: &str) -> Result<Lease> {
         validate_key(name)?;
-        self.deadline("lock", crate::lock::try_lock(self, name))
-            .await
+        self.deadline("lock", async {
+            self.require_conditional_writes("take a lock").await?;
+            crate::lock::try_lock(self, name).await
+        })
+        .await
     }
 
     async fn unlock(&self, lease: Lease) -> Result<()> {
@@ -504,35 +622,35 @@ mod tests {
 
     #[test]
     fn versions_round_trip() {
-        let v = version_of(Some("\"abc\"".into()), None, "t").unwrap();
+        let v = version_of(Some("\"abc\"".into()), None).unwrap();
         assert_eq!(v.as_str(), "\"abc\"");
         let u = update_version(&v);
         assert_eq!(u.e_tag.as_deref(), Some("\"abc\""));
         assert_eq!(u.version, None);
 
-        let v = version_of(Some("\"a;version=b\"".into()), Some("v1.2".into()), "t").unwrap();
+        let v = version_of(Some("\"a;version=b\"".into()), Some("v1.2".into())).unwrap();
         let u = update_version(&v);
         assert_eq!(u.e_tag.as_deref(), Some("\"a;version=b\""));
         assert_eq!(u.version.as_deref(), Some("v1.2"));
 
-        let v = version_of(Some("unquoted".into()), Some("7".into()), "t").unwrap();
+        let v = version_of(Some("unquoted".into()), Some("7".into())).unwrap();
         let u = update_version(&v);
         assert_eq!(u.e_tag.as_deref(), Some("unquoted"));
         assert_eq!(u.version.as_deref(), Some("7"));
 
-        assert!(version_of(None, None, "t").is_err());
+        assert!(version_of(None, None).is_none());
     }
 
     fn assert_send_sync<T: Send + Sync + 'static>() {}
 
     #[test]
     fn storage_is_send_sync() {
-        assert_send_sync::<S3Storage>();
+        assert_send_sync::<ObjectStorage>();
     }
 
     #[test]
     fn debug_shows_no_secrets() {
-        let s = S3Storage::builder("bucket")
+        let s = S3StorageBuilder::new("bucket")
             .prefix("/tls/prod/")
             .endpoint("http://127.0.0.1:8333")
             .allow_http(true)
@@ -542,28 +660,39 @@ mod tests {
         let dbg = format!("{s:?}");
         assert_eq!(
             dbg,
-            "S3Storage { bucket: \"bucket\", prefix: \"tls/prod\", \
-             endpoint: Some(\"http://127.0.0.1:8333\"), region: \"us-east-1\", lease: 60s, .. }"
+            "ObjectStorage { location: \"s3://bucket\", prefix: \"tls/prod\", \
+             address: \"http://127.0.0.1:8333\", lease: 60s, .. }"
         );
         assert!(!dbg.contains("wJalrXUtnFEMI-secret"));
         assert!(!dbg.contains("AKIDEXAMPLE"));
+        // object_store's own Debug of the client redacts the secret too.
+        let inner = format!("{:?}", s.object_store());
+        assert!(!inner.contains("wJalrXUtnFEMI-secret"), "{inner}");
+        assert!(!inner.contains("\"tok\""), "{inner}");
     }
 
     #[test]
     fn keys_map_to_prefixed_paths_and_back() {
-        let s = S3Storage::builder("b").prefix("p/q").build().unwrap();
+        let creds = |b: S3StorageBuilder| b.credentials("id", "secret", None);
+        let s = creds(S3StorageBuilder::new("b").prefix("p/q"))
+            .build()
+            .unwrap();
         let path = s.object_path("a/b c/%d#e").unwrap();
         assert_eq!(path.as_ref(), "p/q/a/b c/%d#e");
         assert_eq!(s.key_of(&path).as_deref(), Some("a/b c/%d#e"));
         let lock = s.path(".encstore-locks/n").unwrap();
         assert_eq!(s.key_of(&lock), None, "lock objects are not keys");
+        let probe = s.path(".encstore/conditional-write-probe").unwrap();
+        assert_eq!(s.key_of(&probe), None, "the probe object is not a key");
+        let upper = s.path(".ENCSTORE-LOCKS/n").unwrap();
+        assert_eq!(s.key_of(&upper), None, "reserved in any letter case");
         assert_eq!(s.key_of(&Path::parse("p/qq/x").unwrap()), None);
         assert!(matches!(
             s.object_path("a/../b"),
             Err(Error::InvalidKey { .. })
         ));
 
-        let root = S3Storage::builder("b").build().unwrap();
+        let root = creds(S3StorageBuilder::new("b")).build().unwrap();
         assert_eq!(root.object_path("x/y").unwrap().as_ref(), "x/y");
         assert_eq!(
             root.key_of(&Path::parse(".encstore-locks/x").unwrap()),

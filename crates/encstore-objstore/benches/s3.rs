@@ -8,8 +8,8 @@
 //! direct `object_store` baseline's (1.00 = no overhead).
 //!
 //! ```text
-//! cargo bench -p encstore-s3 --bench s3
-//! ENCSTORE_BENCH_ROUNDS=41 cargo bench -p encstore-s3 --bench s3   # default 21
+//! cargo bench -p encstore-objstore --bench s3
+//! ENCSTORE_BENCH_ROUNDS=41 cargo bench -p encstore-objstore --bench s3   # default 21
 //! ```
 //!
 //! Without `ENCSTORE_S3_ENDPOINT` it prints a notice and exits.
@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use encstore_core::{Storage, new_lease_token};
-use encstore_s3::object_store::path::Path;
-use encstore_s3::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use encstore_s3::{S3Storage, S3StorageBuilder};
+use encstore_objstore::object_store::path::Path;
+use encstore_objstore::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use encstore_objstore::{S3Storage, S3StorageBuilder};
 
 const VALUE_LEN: usize = 4096;
 /// Keys read by the `get` benchmark (written once, before timing).
@@ -98,7 +98,7 @@ async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
     // and must stay quick.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("s3 bench: run with `cargo bench -p encstore-s3 --bench s3`");
+        println!("s3 bench: run with `cargo bench -p encstore-objstore --bench s3`");
         return;
     }
     let Some(endpoint) = std::env::var("ENCSTORE_S3_ENDPOINT")

@@ -1,4 +1,5 @@
-//! Leased locks on S3 conditional writes.
+//! Leased locks on conditional writes (S3's `If-None-Match` / `If-Match`,
+//! GCS generations, Azure ETags: `object_store`'s `PutMode`).
 //!
 //! A lock `name` is the object `prefix/.encstore-locks/<name>`, holding a
 //! JSON [`LockRecord`]: the owner's random token, the expiry as wall-clock
@@ -30,22 +31,33 @@
 //! if it carries our token, the write was ours, and we carry on from its
 //! ETag.
 //!
+//! A lock object that is not a lock record (damaged, or written by
+//! something else) is treated as held until it is one lease old by the
+//! store's modification time, and as stale after that, as the filesystem
+//! backend does; it is then taken over like an expired lock.
+//!
 //! Clocks: expiry is judged by the contender's wall clock against the
-//! holder's wall-clock expiry. Hosts must keep their clocks within a small
-//! fraction of the lease (NTP); a host whose clock runs ahead by `d` can
-//! take a lock `d` early.
+//! holder's wall-clock expiry (and, for unreadable records, the store's
+//! modification time). Hosts must keep their clocks within a small fraction
+//! of the lease (NTP); a host whose clock runs ahead by `d` can take a lock
+//! `d` early.
+//!
+//! The lease is bounded by [`encstore_core::check_lease`] when the store is
+//! built, and expiries are computed with checked arithmetic
+//! ([`encstore_core::lease::expiry_unix_ms`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use encstore_core::lease::expiry_unix_ms;
 use encstore_core::{Error, Lease, Renewal, Result, Version, new_lease_token};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{BACKEND, Kind, is_precondition, map};
-use crate::storage::{S3Storage, update_version, version_of};
+use crate::error::{Class, Kind, classify};
+use crate::storage::{ObjectStorage, update_version};
 
 /// The directory (under the store's prefix) that holds lock objects.
 pub const LOCK_DIR: &str = ".encstore-locks";
@@ -95,51 +107,89 @@ impl LockState {
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
         .unwrap_or(0)
 }
 
-impl S3Storage {
+/// What a lock object holds.
+#[derive(Debug)]
+enum Stored {
+    /// A lock record.
+    Record(LockRecord),
+    /// Something that is not a lock record, last modified at this time.
+    Unparsable(SystemTime),
+}
+
+impl Stored {
+    /// Whether a contender may take the lock over.
+    fn is_free(&self, lease: Duration) -> bool {
+        match self {
+            Stored::Record(rec) => rec.is_free(now_ms()),
+            Stored::Unparsable(modified) => SystemTime::now()
+                .duration_since(*modified)
+                .is_ok_and(|age| age >= lease),
+        }
+    }
+
+    fn token(&self) -> Option<&str> {
+        match self {
+            Stored::Record(rec) => Some(&rec.token),
+            Stored::Unparsable(_) => None,
+        }
+    }
+}
+
+impl ObjectStorage {
     fn lock_path(&self, name: &str) -> Result<Path> {
         self.path(&format!("{LOCK_DIR}/{name}"))
     }
 
+    /// A lock record for `token` (empty: released), expiring `lease` from
+    /// now.
     fn record(&self, token: &str, lease: Duration) -> Result<Bytes> {
         let rec = LockRecord {
             token: token.to_owned(),
             expires_unix_ms: if token.is_empty() {
                 0
             } else {
-                now_ms() + lease.as_millis() as u64
+                expiry_unix_ms(SystemTime::now(), lease)?
             },
             host: self.inner.host.clone(),
             pid: self.inner.pid,
         };
         serde_json::to_vec(&rec)
             .map(Bytes::from)
-            .map_err(|e| Error::backend(BACKEND, "lock", e))
+            .map_err(|e| Error::backend(self.inner.backend, "lock", e))
     }
 
-    /// Reads the lock record and its version, or `None` when there is none.
-    async fn read_lock(&self, name: &str, path: &Path) -> Result<Option<(LockRecord, Version)>> {
+    /// Reads the lock object and its version, or `None` when there is none.
+    async fn read_lock(&self, name: &str, path: &Path) -> Result<Option<(Stored, Version)>> {
         let r = match self.inner.store.get(path).await {
             Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(map("read lock", name, Kind::Other, e)),
+            Err(e) if classify(&e) == Class::NotFound => return Ok(None),
+            Err(e) => return Err(self.map("read lock", name, Kind::Other, e)),
         };
-        let version = version_of(r.meta.e_tag.clone(), r.meta.version.clone(), "read lock")?;
+        let version = self.version_of(r.meta.e_tag.clone(), r.meta.version.clone(), "read lock")?;
+        let modified = SystemTime::from(r.meta.last_modified);
         let body = r
             .bytes()
             .await
-            .map_err(|e| map("read lock", name, Kind::Other, e))?;
-        let rec: LockRecord = serde_json::from_slice(&body).map_err(|e| {
-            Error::backend(
-                BACKEND,
-                "read lock",
-                format!("lock object for {name:?} is not an encstore lock record: {e}"),
-            )
-        })?;
-        Ok(Some((rec, version)))
+            .map_err(|e| self.map("read lock", name, Kind::Other, e))?;
+        let stored = match serde_json::from_slice::<LockRecord>(&body) {
+            Ok(rec) => Stored::Record(rec),
+            Err(e) => {
+                tracing::debug!(
+                    store = %self.inner.location,
+                    lock = name,
+                    error = %e,
+                    "the lock object is not an encstore lock record; it counts as held until \
+                     it is one lease old"
+                );
+                Stored::Unparsable(modified)
+            }
+        };
+        Ok(Some((stored, version)))
     }
 
     /// One conditional write of the lock object. `Ok(None)` when the
@@ -151,9 +201,9 @@ impl S3Storage {
             .put_opts(path, body.into(), mode.into())
             .await
         {
-            Ok(r) => Ok(Some(version_of(r.e_tag, r.version, "lock")?)),
-            Err(e) if is_precondition(&e) => Ok(None),
-            Err(e) => Err(map("lock", path.as_ref(), Kind::Other, e)),
+            Ok(r) => Ok(Some(self.version_of(r.e_tag, r.version, "lock")?)),
+            Err(e) if matches!(classify(&e), Class::Precondition | Class::NotFound) => Ok(None),
+            Err(e) => Err(self.map("lock", path.as_ref(), Kind::Other, e)),
         }
     }
 
@@ -174,7 +224,7 @@ impl S3Storage {
             return Ok(Some(v));
         }
         match self.read_lock(name, path).await? {
-            Some((rec, current)) if rec.token == token && current != expected => {
+            Some((stored, current)) if stored.token() == Some(token) && current != expected => {
                 let mode = PutMode::Update(update_version(&current));
                 self.put_lock(path, body, mode).await
             }
@@ -184,7 +234,7 @@ impl S3Storage {
 }
 
 /// See the module documentation.
-pub(crate) async fn try_lock(store: &S3Storage, name: &str) -> Result<Lease> {
+pub(crate) async fn try_lock(store: &ObjectStorage, name: &str) -> Result<Lease> {
     let path = store.lock_path(name)?;
     let token = new_lease_token()?;
     let lease = store.inner.lease;
@@ -203,15 +253,23 @@ pub(crate) async fn try_lock(store: &S3Storage, name: &str) -> Result<Lease> {
         if let Some(v) = store.put_lock(&path, body, PutMode::Create).await? {
             return Ok(leased(store, name, token, v, started));
         }
-        let Some((rec, current)) = store.read_lock(name, &path).await? else {
+        let Some((stored, current)) = store.read_lock(name, &path).await? else {
             continue;
         };
-        if rec.token == token {
+        if stored.token() == Some(token.as_str()) {
             // Our create landed (and was retried): it is ours.
             return Ok(leased(store, name, token, current, started));
         }
-        if !rec.is_free(now_ms()) {
+        if !stored.is_free(lease) {
             return Err(held());
+        }
+        if let Stored::Unparsable(modified) = &stored {
+            tracing::warn!(
+                store = %store.inner.location,
+                lock = name,
+                modified = ?modified,
+                "taking over a stale lock object that is not an encstore lock record"
+            );
         }
         // Expired or released: take it over, on the condition that nobody
         // else did since we read it.
@@ -229,7 +287,7 @@ pub(crate) async fn try_lock(store: &S3Storage, name: &str) -> Result<Lease> {
 }
 
 fn leased(
-    store: &S3Storage,
+    store: &ObjectStorage,
     name: &str,
     token: String,
     version: Version,
@@ -255,7 +313,7 @@ fn leased(
             match tokio::time::timeout(budget, renew(&store, &name, &token, &state)).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::Timeout {
-                    backend: BACKEND,
+                    backend: store.inner.backend,
                     op: "renew lock",
                 }),
             }
@@ -264,7 +322,12 @@ fn leased(
     lease
 }
 
-async fn renew(store: &S3Storage, name: &str, token: &str, state: &LockState) -> Result<Renewal> {
+async fn renew(
+    store: &ObjectStorage,
+    name: &str,
+    token: &str,
+    state: &LockState,
+) -> Result<Renewal> {
     let path = store.lock_path(name)?;
     let body = store.record(token, store.inner.lease)?;
     match store
@@ -280,7 +343,7 @@ async fn renew(store: &S3Storage, name: &str, token: &str, state: &LockState) ->
 }
 
 /// See the module documentation.
-pub(crate) async fn unlock(store: &S3Storage, mut lease: Lease) -> Result<()> {
+pub(crate) async fn unlock(store: &ObjectStorage, mut lease: Lease) -> Result<()> {
     lease.stop_renewal();
     let not_held = |lease: &Lease| {
         lease.mark_lost();
