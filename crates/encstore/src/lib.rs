@@ -17,6 +17,9 @@
 //! - [`EncryptedStorage::census`] counts objects by key ID, and
 //!   [`EncryptedStorage::rewrap_one`] re-encrypts one object under the
 //!   primary key without ever overwriting a concurrent write.
+//! - [`keyfile`] rewrites keyset files safely: an exclusive lock, a
+//!   compare-before-rename, owner/group/mode kept, symlinks written
+//!   through.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -35,6 +38,7 @@
 
 mod census;
 mod encrypted;
+pub mod keyfile;
 mod keys;
 mod metrics;
 pub mod policy;
