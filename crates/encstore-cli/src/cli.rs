@@ -31,12 +31,12 @@ pub enum Command {
     /// warning it prints: prefer add-key, deploy, then promote-key).
     RotateKeyset(KeyTemplateCommand),
     /// Make an ENABLED key the primary.
-    PromoteKey(KeyIdCommand),
+    PromoteKey(KeyIdForceCommand),
     /// Disable a key (it no longer decrypts). The primary cannot be disabled.
     /// With --store, refuses while objects are still under the key.
     DisableKey(RetireKeyCommand),
     /// Enable a disabled key.
-    EnableKey(KeyIdCommand),
+    EnableKey(KeyIdForceCommand),
     /// Destroy a key's material, keeping its ID. The primary cannot be destroyed.
     /// With --store, refuses while objects are still under the key.
     DestroyKey(RetireKeyCommand),
@@ -79,7 +79,21 @@ pub struct RetireKeyCommand {
     #[arg(long, value_name = "LOCATION", env = "ENCSTORE_STORE")]
     pub store: Option<String>,
     /// Go ahead even though the store still has objects under the key
-    /// (they will no longer decrypt).
+    /// (they will no longer decrypt). It does not allow replacing an
+    /// existing --out file: that is --overwrite.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `promote-key`, `enable-key`: a key ID command whose --force replaces an
+/// existing --out file.
+#[derive(Debug, Clone, Args)]
+pub struct KeyIdForceCommand {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub key: KeyIdCommand,
+    /// Replace the --out file if it exists and is not the --in file (same
+    /// as --overwrite).
     #[arg(long)]
     pub force: bool,
 }
@@ -352,10 +366,17 @@ pub struct KeysetIn {
 /// `--out`/`--out-format`: where a keyset is written to.
 #[derive(Debug, Clone, Args)]
 pub struct KeysetOut {
-    /// Where to write the keyset (default: stdout). May name the --in file;
-    /// the write is atomic and the file gets mode 0600.
+    /// Where to write the keyset (default: stdout). May name the --in file:
+    /// then the file is locked for the whole command and replaced only if
+    /// nobody changed it meanwhile. Writes are atomic; a replaced file keeps
+    /// its owner, group and mode, a new one gets mode 0600; a symbolic link
+    /// is written through to its target.
     #[arg(long = "out", value_name = "PATH")]
     pub output: Option<PathBuf>,
+    /// Replace the --out file if it exists and is not the --in file
+    /// (otherwise refused, so that no keyset is overwritten by mistake).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Format of the output keyset.
     #[arg(long, value_enum, default_value_t = Format::Json, value_name = "FORMAT")]
     pub out_format: Format,
@@ -393,6 +414,9 @@ pub struct CreateKeyset {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub master: MasterKeyArgs,
+    /// Replace the --out file if it exists (same as --overwrite).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `add-key`, `rotate-keyset`.
@@ -409,6 +433,10 @@ pub struct KeyTemplateCommand {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub keyset: KeysetInOut,
+    /// Replace the --out file if it exists and is not the --in file (same
+    /// as --overwrite).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `promote-key`, `disable-key`, `enable-key`, `destroy-key`, `delete-key`.
@@ -468,6 +496,10 @@ pub struct ConvertKeyset {
     /// Associated data for the output keyset, in hex.
     #[arg(long, value_name = "HEX")]
     pub new_keyset_associated_data_hex: Option<String>,
+    /// Replace the --out file if it exists and is not the --in file (same
+    /// as --overwrite).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `encrypt`, `decrypt`.

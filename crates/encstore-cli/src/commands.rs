@@ -1,13 +1,17 @@
 //! The keyset commands (Tinkey-compatible) and `encrypt`/`decrypt`.
 
-use anyhow::{Context, Result, anyhow};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use encstore::keyfile::{self, KeyfileError, KeysetFile};
 use encstore_core::Aead;
 use encstore_tink::keyset::{KeyInfo, Keyset, KeysetInfo};
 use encstore_tink::primitives::KeyParams;
+use zeroize::Zeroizing;
 
 use crate::cli::{
     Command, ConvertKeyset, CreateKeyset, CreateMasterKey, Crypt, KeyIdCommand, KeyTemplateCommand,
-    KeysetIn, ListKeyset, MasterKeyArgs, RetireKeyCommand,
+    KeysetIn, KeysetInOut, KeysetOut, ListKeyset, MasterKeyArgs, RetireKeyCommand,
 };
 use crate::io;
 use crate::keysets::{self, Master};
@@ -18,11 +22,11 @@ pub async fn run(command: Command) -> Result<()> {
         Command::CreateKeyset(c) => create_keyset(&c).await,
         Command::AddKey(c) => add_key(&c, false).await,
         Command::RotateKeyset(c) => add_key(&c, true).await,
-        Command::PromoteKey(c) => manage(&c, None, Op::Promote).await,
-        Command::DisableKey(c) => manage(&c.key, Some(&c), Op::Disable).await,
-        Command::EnableKey(c) => manage(&c, None, Op::Enable).await,
-        Command::DestroyKey(c) => manage(&c.key, Some(&c), Op::Destroy).await,
-        Command::DeleteKey(c) => manage(&c.key, Some(&c), Op::Delete).await,
+        Command::PromoteKey(c) => manage(&c.key, None, c.force, Op::Promote).await,
+        Command::DisableKey(c) => manage(&c.key, Some(&c), false, Op::Disable).await,
+        Command::EnableKey(c) => manage(&c.key, None, c.force, Op::Enable).await,
+        Command::DestroyKey(c) => manage(&c.key, Some(&c), false, Op::Destroy).await,
+        Command::DeleteKey(c) => manage(&c.key, Some(&c), false, Op::Delete).await,
         Command::ListKeyset(c) => list_keyset(&c).await,
         Command::ConvertKeyset(c) => convert_keyset(&c).await,
         Command::ListKeyTemplates => list_key_templates(),
@@ -59,13 +63,102 @@ pub(crate) fn note(msg: &str) {
     }
 }
 
-/// Reads the `--in` keyset with its master key.
-async fn read_keyset(input: &KeysetIn, master: &MasterKeyArgs) -> Result<(Keyset, Option<Master>)> {
+/// Where a command writes its keyset.
+enum Dest {
+    /// `--out` is the `--in` file: it stays locked for the whole command and
+    /// is replaced only if it still holds the bytes that were read.
+    InPlace(KeysetFile),
+    /// Another file: replaced only with `overwrite` (`flag` says how).
+    File {
+        path: PathBuf,
+        overwrite: bool,
+        flag: &'static str,
+    },
+    /// Standard output.
+    Stdout,
+}
+
+/// The `--out` destination of `out`; an existing file that is not the
+/// `--in` file is refused now, before any work, unless `overwrite`.
+fn dest_other(out: &KeysetOut, overwrite: bool, flag: &'static str) -> Result<Dest> {
+    let Some(path) = io::file_name(out.output.as_deref()).map(PathBuf::from) else {
+        return Ok(Dest::Stdout);
+    };
+    let overwrite = overwrite || out.overwrite;
+    if !overwrite && std::fs::symlink_metadata(&path).is_ok() {
+        let target = keyfile::resolve(&path).unwrap_or_else(|_| path.clone());
+        if std::fs::symlink_metadata(&target).is_ok() {
+            bail!(exists_message(&path, flag));
+        }
+    }
+    Ok(Dest::File {
+        path,
+        overwrite,
+        flag,
+    })
+}
+
+fn exists_message(path: &Path, flag: &str) -> String {
+    format!(
+        "{} already exists; nothing was written (pass {flag} to replace it)",
+        path.display()
+    )
+}
+
+fn waiting_note(path: &Path) -> impl FnMut() + Send + 'static {
+    let shown = path.display().to_string();
+    move || {
+        note(&format!(
+            "waiting for another command that is rewriting keyset {shown} (it holds the file's lock)"
+        ));
+    }
+}
+
+/// Opens and locks `path` on a blocking thread (the wait may be long).
+async fn lock_keyset(path: &Path) -> Result<KeysetFile> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut wait = waiting_note(&owned);
+        KeysetFile::open_locked(&owned, &mut wait)
+    })
+    .await
+    .map_err(|e| anyhow!("the keyset lock task failed: {e}"))?
+    .map_err(|e| anyhow!("keyset {}: {e}", path.display()))
+}
+
+/// Reads the `--in` keyset with its master key. With `out`, also decides
+/// where the result goes: when `--out` is the `--in` file, that file is
+/// locked before it is read and stays locked until the command ends.
+/// `overwrite` allows replacing another existing `--out` file (`flag` is
+/// how the user says so).
+async fn read_keyset(
+    input: &KeysetIn,
+    master: &MasterKeyArgs,
+    out: Option<(&KeysetOut, bool, &'static str)>,
+) -> Result<(Keyset, Option<Master>, Dest)> {
+    let in_path = io::file_name(input.input.as_deref()).map(PathBuf::from);
+    let out_path = out.and_then(|(o, _, _)| io::file_name(o.output.as_deref()).map(PathBuf::from));
     let master = keysets::open_master(master).await?;
-    let bytes = zeroize::Zeroizing::new(io::read_input(input.input.as_deref(), "keyset")?);
-    let what = io::file_name(input.input.as_deref()).map_or_else(
+    let (bytes, dest) = match (&in_path, &out_path, out) {
+        (Some(i), Some(o), Some(_)) if keyfile::same_file(i, o) => {
+            let locked = lock_keyset(i).await?;
+            (
+                Zeroizing::new(locked.bytes().to_vec()),
+                Dest::InPlace(locked),
+            )
+        }
+        _ => {
+            let dest = match out {
+                Some((o, overwrite, flag)) => dest_other(o, overwrite, flag)?,
+                None => Dest::Stdout,
+            };
+            let bytes = io::read_input_secret(input.input.as_deref(), "keyset")?;
+            (bytes, dest)
+        }
+    };
+    let what = in_path.as_ref().map_or_else(
         || "the keyset on stdin".to_owned(),
-        |p| format!("keyset {p}"),
+        |p| format!("keyset {}", p.display()),
     );
     let keyset = keysets::load(
         &bytes,
@@ -75,16 +168,48 @@ async fn read_keyset(input: &KeysetIn, master: &MasterKeyArgs) -> Result<(Keyset
         "--in-format",
     )
     .await?;
-    Ok((keyset, master))
+    Ok((keyset, master, dest))
+}
+
+/// Reads the keyset of a command that rewrites it (`--in`, `--out`).
+async fn read_for_update(
+    k: &KeysetInOut,
+    overwrite: bool,
+    flag: &'static str,
+) -> Result<(Keyset, Option<Master>, Dest)> {
+    read_keyset(&k.input, &k.master, Some((&k.out, overwrite, flag))).await
 }
 
 async fn write_keyset(
     keyset: &Keyset,
-    out: &crate::cli::KeysetOut,
+    format: crate::cli::Format,
+    dest: Dest,
     master: Option<&Master>,
 ) -> Result<()> {
-    let bytes = keysets::serialize(keyset, out.out_format, master).await?;
-    io::write_output(out.output.as_deref(), &bytes, "the keyset")
+    let bytes = keysets::serialize(keyset, format, master).await?;
+    match dest {
+        Dest::Stdout => io::write_output(None, &bytes, "the keyset"),
+        Dest::InPlace(locked) => locked
+            .replace(&bytes)
+            .map_err(|e| anyhow!("cannot write the keyset: {e}")),
+        Dest::File {
+            path,
+            overwrite,
+            flag,
+        } => {
+            let shown = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut wait = waiting_note(&path);
+                keyfile::write_new(&path, &bytes, overwrite, &mut wait)
+            })
+            .await
+            .map_err(|e| anyhow!("the keyset write task failed: {e}"))?
+            .map_err(|e| match e {
+                KeyfileError::Exists { .. } => anyhow!(exists_message(&shown, flag)),
+                e => anyhow!("cannot write the keyset to {}: {e}", shown.display()),
+            })
+        }
+    }
 }
 
 /// Refuses a key made from `template` that the `--policy` does not allow,
@@ -110,6 +235,7 @@ fn check_new_key(keyset: &Keyset, key_id: u32, template: &str, policy: Option<&s
 
 async fn create_keyset(c: &CreateKeyset) -> Result<()> {
     let template = keysets::template(&c.key_template)?;
+    let dest = dest_other(&c.out, c.force, "--force")?;
     let master = keysets::open_master(&c.master).await?;
     let keyset = Keyset::generate(&template)
         .with_context(|| format!("cannot create a key from template {}", c.key_template))?;
@@ -119,7 +245,7 @@ async fn create_keyset(c: &CreateKeyset) -> Result<()> {
         &c.key_template,
         c.policy.as_deref(),
     )?;
-    write_keyset(&keyset, &c.out, master.as_ref()).await?;
+    write_keyset(&keyset, c.out.out_format, dest, master.as_ref()).await?;
     note(&format!(
         "created keyset with key {} ({}) as primary",
         keyset.primary_key_id(),
@@ -130,7 +256,7 @@ async fn create_keyset(c: &CreateKeyset) -> Result<()> {
 
 async fn add_key(c: &KeyTemplateCommand, rotate: bool) -> Result<()> {
     let template = keysets::template(&c.key_template)?;
-    let (mut keyset, master) = read_keyset(&c.keyset.input, &c.keyset.master).await?;
+    let (mut keyset, master, dest) = read_for_update(&c.keyset, c.force, "--force").await?;
     let old_primary = keyset.primary_key_id();
     let id = if rotate {
         keyset.rotate(&template)
@@ -139,7 +265,7 @@ async fn add_key(c: &KeyTemplateCommand, rotate: bool) -> Result<()> {
     }
     .with_context(|| format!("cannot add a key from template {}", c.key_template))?;
     check_new_key(&keyset, id, &c.key_template, c.policy.as_deref())?;
-    write_keyset(&keyset, &c.keyset.out, master.as_ref()).await?;
+    write_keyset(&keyset, c.keyset.out.out_format, dest, master.as_ref()).await?;
     if rotate {
         note(&format!(
             "warning: rotate-keyset added key {id} ({tmpl}) and made it the primary at once.
@@ -186,8 +312,20 @@ impl Op {
     }
 }
 
-async fn manage(c: &KeyIdCommand, retire: Option<&RetireKeyCommand>, op: Op) -> Result<()> {
-    let (mut keyset, master) = read_keyset(&c.keyset.input, &c.keyset.master).await?;
+async fn manage(
+    c: &KeyIdCommand,
+    retire: Option<&RetireKeyCommand>,
+    force: bool,
+    op: Op,
+) -> Result<()> {
+    // The retire commands' --force overrides the store check; for them,
+    // replacing another existing --out file takes --overwrite.
+    let flag = if retire.is_some() {
+        "--overwrite"
+    } else {
+        "--force"
+    };
+    let (mut keyset, master, dest) = read_for_update(&c.keyset, force, flag).await?;
     let id = c.key_id;
     let checked = match retire {
         Some(r) => match &r.store {
@@ -207,7 +345,7 @@ async fn manage(c: &KeyIdCommand, retire: Option<&RetireKeyCommand>, op: Op) -> 
         Op::Delete => keyset.delete(id),
     }
     .map_err(|e| anyhow!("{e}"))?;
-    write_keyset(&keyset, &c.keyset.out, master.as_ref()).await?;
+    write_keyset(&keyset, c.keyset.out.out_format, dest, master.as_ref()).await?;
     let consequence = match op {
         Op::Promote => {
             note(&format!(
@@ -236,7 +374,7 @@ warning: the store cannot be checked for such data without --store LOCATION; mak
 }
 
 async fn list_keyset(c: &ListKeyset) -> Result<()> {
-    let (keyset, _) = read_keyset(&c.input, &c.master).await?;
+    let (keyset, _, _) = read_keyset(&c.input, &c.master, None).await?;
     let info = keyset.info();
     let text = if c.json {
         info_json(&info)
@@ -351,7 +489,7 @@ fn describe_params(p: &KeyParams) -> String {
 }
 
 async fn convert_keyset(c: &ConvertKeyset) -> Result<()> {
-    let (keyset, old_master) = read_keyset(&c.keyset.input, &c.keyset.master).await?;
+    let (keyset, old_master, dest) = read_for_update(&c.keyset, c.force, "--force").await?;
     let new_ad_given =
         c.new_keyset_associated_data.is_some() || c.new_keyset_associated_data_hex.is_some();
     let new_ad = if new_ad_given {
@@ -382,7 +520,7 @@ async fn convert_keyset(c: &ConvertKeyset) -> Result<()> {
             "warning: writing the keyset in cleartext (no --new-master-keyset or --new-master-key-uri): its key material is unprotected",
         );
     }
-    write_keyset(&keyset, &c.keyset.out, new_master.as_ref()).await
+    write_keyset(&keyset, c.keyset.out.out_format, dest, new_master.as_ref()).await
 }
 
 fn list_key_templates() -> Result<()> {
@@ -409,19 +547,20 @@ async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
         c.associated_data_hex.as_deref(),
         "--associated-data-hex",
     )?;
-    let input = io::read_input(c.input.as_deref(), "input")?;
+    let mut input = io::read_input_secret(c.input.as_deref(), "input")?;
     let what = io::file_name(c.input.as_deref()).unwrap_or_else(|| "stdin".to_owned());
     // The whole result is computed in memory before anything is written.
     let output = zeroize::Zeroizing::new(if encrypt {
         aead.encrypt(&input, &ad)
             .map_err(|e| anyhow!("cannot encrypt {what}: {e}"))?
     } else {
-        aead.decrypt_owned(input, &ad).map_err(|e| {
-            anyhow!(
-                "cannot decrypt {what} with keyset {}: {e}",
-                c.keyset.display()
-            )
-        })?
+        aead.decrypt_owned(std::mem::take(&mut *input), &ad)
+            .map_err(|e| {
+                anyhow!(
+                    "cannot decrypt {what} with keyset {}: {e}",
+                    c.keyset.display()
+                )
+            })?
     });
     io::write_output(
         c.output.as_deref(),

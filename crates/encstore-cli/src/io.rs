@@ -6,20 +6,51 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use zeroize::Zeroizing;
 
-/// Reads all of `path`, or stdin when `path` is `None` or `-`.
-pub fn read_input(path: Option<&Path>, what: &str) -> Result<Vec<u8>> {
+/// Reads all of `path`, or stdin when `path` is `None` or `-`, into a
+/// buffer that is wiped when dropped, for secrets (keysets, values to
+/// store, plaintext): unlike `read_to_end`, growing the buffer never leaves
+/// an unwiped copy of the bytes read so far behind.
+pub fn read_input_secret(path: Option<&Path>, what: &str) -> Result<Zeroizing<Vec<u8>>> {
     match path {
         Some(p) if p != Path::new("-") => {
-            fs::read(p).with_context(|| format!("cannot read {what} {}", p.display()))
+            let mut f =
+                fs::File::open(p).with_context(|| format!("cannot read {what} {}", p.display()))?;
+            let hint = f.metadata().map_or(0, |m| m.len());
+            read_secret(&mut f, hint).with_context(|| format!("cannot read {what} {}", p.display()))
         }
-        _ => {
-            let mut buf = Vec::new();
-            io::stdin()
-                .lock()
-                .read_to_end(&mut buf)
-                .with_context(|| format!("cannot read {what} from stdin"))?;
-            Ok(buf)
+        _ => read_secret(&mut io::stdin().lock(), 0)
+            .with_context(|| format!("cannot read {what} from stdin")),
+    }
+}
+
+/// Reads all of `r`; `hint` is the expected length (a file's size).
+fn read_secret(r: &mut impl Read, hint: u64) -> io::Result<Zeroizing<Vec<u8>>> {
+    const CHUNK: usize = 64 * 1024;
+    let first = usize::try_from(hint)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1)
+        .max(CHUNK);
+    let mut buf = Zeroizing::new(Vec::with_capacity(first));
+    loop {
+        if buf.len() == buf.capacity() {
+            // Grow by moving into a new buffer; the old one is wiped.
+            let mut bigger = Zeroizing::new(Vec::with_capacity(buf.capacity().saturating_mul(2)));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        let start = buf.len();
+        let n = (buf.capacity() - start).min(CHUNK);
+        buf.resize(start + n, 0);
+        match r.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                return Ok(buf);
+            }
+            Ok(got) => buf.truncate(start + got),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -115,5 +146,33 @@ pub fn text_or_hex(text: Option<&str>, hex_value: Option<&str>, hex_flag: &str) 
         (Some(t), _) => Ok(t.as_bytes().to_vec()),
         (None, Some(h)) => parse_hex(hex_flag, h),
         (None, None) => Ok(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A reader that returns at most 1000 bytes per call, like a pipe.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(out.len()).min(1000);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn read_secret_reads_everything_whatever_the_hint() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for hint in [0, 10, 299_999, 300_000, 1 << 20] {
+            let got = read_secret(&mut Trickle(&data), hint).unwrap();
+            assert_eq!(got.as_slice(), data.as_slice(), "hint {hint}");
+        }
+        assert!(read_secret(&mut Trickle(b""), 0).unwrap().is_empty());
     }
 }

@@ -101,7 +101,7 @@ pub async fn open_kek(
         }
         return Ok(None);
     };
-    let bytes = Zeroizing::new(io::read_input(Some(path), "master keyset")?);
+    let bytes = io::read_input_secret(Some(path), "master keyset")?;
     let detected = detect_format(&bytes);
     if detected.is_encrypted() {
         bail!(
@@ -142,7 +142,7 @@ pub async fn load_file(
     master: &MasterKeyArgs,
 ) -> Result<Keyset> {
     let master = open_master(master).await?;
-    let bytes = Zeroizing::new(io::read_input(Some(path), "keyset")?);
+    let bytes = io::read_input_secret(Some(path), "keyset")?;
     let format = format.unwrap_or(match detect_format(&bytes) {
         KeysetFormat::Json | KeysetFormat::EncryptedJson => Format::Json,
         _ => Format::Binary,

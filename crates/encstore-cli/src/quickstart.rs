@@ -87,7 +87,13 @@ async fn put_secret(st: &str, keyset: &StoreKeysetArgs, key: &str, value: &str) 
         shell_word(st),
         shell_word(&s(&keyset.keyset))
     );
-    crate::store::put_bytes(st, keyset, key, value.as_bytes().to_vec()).await
+    crate::store::put_bytes(
+        st,
+        keyset,
+        key,
+        zeroize::Zeroizing::new(value.as_bytes().to_vec()),
+    )
+    .await
 }
 
 /// Runs the tour.

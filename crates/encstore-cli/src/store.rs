@@ -10,7 +10,12 @@
 //!   with `--no-wait`. A rewrap killed with SIGKILL leaves the lock until its
 //!   lease runs out (60 s on the filesystem backend; `ENCSTORE_LOCK_LEASE_SECS`
 //!   overrides the lease, for tests and impatient operators: every process
-//!   sharing a store must use the same lease).
+//!   sharing a store must use the same lease; it is bounded by
+//!   [`encstore_core::lease`], 0.1 s to 24 h).
+//! - RAW keys: the census attributes prefix-less objects to the RAW key that
+//!   decrypts them (the library's [`EncryptedStorage::census`]); objects
+//!   that no RAW key decrypts while the keyset holds one are reported as
+//!   "prefix-less, no enabled RAW key decrypts it", never as plaintext.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -20,7 +25,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
-use encstore::{Census, EncryptedStorage, Options, Policy, ReloadableKeyset, RewrapOutcome};
+use encstore::{
+    Census, EncryptedStorage, ObjectClass, Options, Policy, ReloadableKeyset, RewrapOutcome,
+};
 use encstore_core::{Error, KeyInfo, Storage};
 use encstore_fs::FsStorage;
 use encstore_tink::keyset::Keyset;
@@ -38,7 +45,7 @@ use crate::{io, keysets};
 pub const REWRAP_LOCK: &str = "encstore-rewrap";
 
 /// Overrides the lock lease of the filesystem backend, in seconds.
-pub const ENV_LOCK_LEASE: &str = "ENCSTORE_LOCK_LEASE_SECS";
+pub const ENV_LOCK_LEASE: &str = encstore_core::lease::ENV_LOCK_LEASE;
 
 /// Runs one `store` subcommand.
 pub async fn run(command: StoreCommand) -> Result<()> {
@@ -118,21 +125,10 @@ fn open_s3(location: &str, _rest: &str) -> Result<Arc<dyn Storage>> {
     )
 }
 
+/// The lease from `ENCSTORE_LOCK_LEASE_SECS`, bounded (0.1 s to 24 h) by
+/// encstore-core; anything else is a clear error.
 fn lease_override() -> Result<Option<Duration>> {
-    match std::env::var(ENV_LOCK_LEASE) {
-        Ok(v) if !v.trim().is_empty() => {
-            let secs: f64 = v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|s: &f64| s.is_finite() && *s > 0.0)
-                .ok_or_else(|| {
-                    anyhow!("{ENV_LOCK_LEASE}={v:?} is not a positive number of seconds")
-                })?;
-            Ok(Some(Duration::from_secs_f64(secs)))
-        }
-        _ => Ok(None),
-    }
+    encstore_core::lease::lease_from_env().map_err(|e| anyhow!("{ENV_LOCK_LEASE}: {e}"))
 }
 
 /// Parses `--policy NAME|PATH`.
@@ -205,32 +201,73 @@ fn object_error(key: &str, location: &str, e: &Error) -> anyhow::Error {
 // put, get, ls, rm, stat.
 
 async fn put(c: &StorePut) -> Result<()> {
-    let value = io::read_input(c.input.as_deref(), "the value")?;
+    let value = io::read_input_secret(c.input.as_deref(), "the value")?;
     put_bytes(&c.store.store, &c.keyset, &c.key, value).await
 }
 
-/// Stores `value` under `key` (also used by `quickstart`).
+/// Stores `value` under `key` (also used by `quickstart`). The value is
+/// wiped once the last reference to it (in the library, or on the blocking
+/// pool) is dropped.
 pub async fn put_bytes(
     location: &str,
     keyset: &StoreKeysetArgs,
     key: &str,
-    value: Vec<u8>,
+    value: zeroize::Zeroizing<Vec<u8>>,
 ) -> Result<()> {
     let store = open_store(location, keyset, false, true).await?;
     store
-        .store(key, Bytes::from(value))
+        .store(key, Bytes::from_owner(value))
         .await
         .map_err(|e| anyhow!("cannot store {key:?} in {location}: {e}"))
 }
 
 async fn get(c: &StoreGet) -> Result<()> {
     let store = open_store(&c.store.store, &c.keyset, c.allow_plaintext, false).await?;
-    let value = store
-        .load(&c.key)
-        .await
-        .map_err(|e| object_error(&c.key, &c.store.store, &e))?;
+    let value = match store.load(&c.key).await {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(match explain_failure(&store, &c.key).await {
+                Some(why) => anyhow!("{:?}: {why}", c.key),
+                None => object_error(&c.key, &c.store.store, &e),
+            });
+        }
+    };
+    // The library hands the plaintext over without a copy; this takes the
+    // buffer back (no copy when it is the only reference) to wipe it.
     let value = zeroize::Zeroizing::new(Vec::from(value));
     io::write_output(c.output.as_deref(), &value, "the value")
+}
+
+/// Why an object that failed to decrypt is not readable, when the census
+/// classification explains it better than the decryption error: an object
+/// without a known key prefix while the keyset holds RAW keys, or one under
+/// a key that is not enabled. `None` otherwise (or when it cannot be read).
+async fn explain_failure(store: &EncryptedStorage, key: &str) -> Option<String> {
+    let object = store.inner().load(key).await.ok()?;
+    let snap = store.keyset().snapshot();
+    let ad = store.associated_data(key);
+    let ids = snap
+        .raw_key_ids()
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match snap.classify_object(&object, &ad) {
+        ObjectClass::PrefixLessUnattributed => Some(format!(
+            "prefix-less, no enabled RAW key decrypts it: it has no Tink prefix, and the keyset holds RAW key(s) {ids}, so it may be a ciphertext under a RAW key that was destroyed or removed; it is never taken as plaintext (not even with --allow-plaintext)"
+        )),
+        ObjectClass::Key {
+            key_id,
+            status,
+            raw: true,
+        } if status != encstore_tink::keyset::KeyStatus::Enabled => Some(format!(
+            "under RAW key {key_id}, which is {status}: enable it (encstore enable-key --key-id {key_id}) to read or re-encrypt it"
+        )),
+        ObjectClass::UnknownKeyId { key_id } if snap.holds_raw_keys() => Some(format!(
+            "its first bytes name key ID {key_id}, which this keyset does not have, and no RAW key decrypts it; with RAW key(s) {ids} in the keyset it is never taken as plaintext (a RAW ciphertext may start like a prefix)"
+        )),
+        _ => None,
+    }
 }
 
 async fn ls(c: &StoreLs) -> Result<()> {
@@ -396,10 +433,15 @@ async fn status(c: &StoreStatus) -> Result<()> {
                 ]
             })
             .collect();
+        // Objects under RAW keys are in their key's row (found by trial
+        // decryption); the rows below are objects under no key of the
+        // keyset.
+        for (id, n) in &census.unknown_key_ids {
+            rows.push([id.to_string(), "unknown key".into(), n.to_string()]);
+        }
         for (label, n) in [
             ("plaintext", census.plaintext),
-            ("unknown key", census.unknown_key),
-            ("raw (no prefix)", census.raw),
+            (PREFIX_LESS, census.prefix_less_unattributed),
         ] {
             if n > 0 {
                 rows.push(["-".into(), label.into(), n.to_string()]);
@@ -412,15 +454,31 @@ async fn status(c: &StoreStatus) -> Result<()> {
             census.not_under_primary(),
             census.primary_key_id
         ));
-        if census.not_under_primary() > 0 {
+        if rewrappable(&census) > 0 {
             s.push_str(&format!(
                 "re-encrypt them with: {}\n",
                 rewrap_command(&c.store.store, &c.keyset)
             ));
         }
+        if census.prefix_less_unattributed > 0 {
+            s.push_str(&format!(
+                "{} object(s) have no Tink prefix and no RAW key of this keyset decrypts them: they may be ciphertexts under a RAW key that was destroyed or removed, so they are never taken as plaintext, and a rewrap cannot re-encrypt them\n",
+                census.prefix_less_unattributed
+            ));
+        }
         s
     };
     io::write_output(None, text.as_bytes(), "the census")
+}
+
+/// The status label of prefix-less objects that no RAW key decrypts while
+/// the keyset holds a RAW key.
+const PREFIX_LESS: &str = "prefix-less, no enabled RAW key decrypts it";
+
+/// Objects a rewrap can move to the primary: those under another key of
+/// the keyset, and plaintext (with --allow-plaintext).
+fn rewrappable(census: &Census) -> u64 {
+    census.not_under_primary() - census.prefix_less_unattributed - census.unknown_key
 }
 
 fn table(header: &[&str; 3], rows: &[[String; 3]]) -> String {
@@ -529,12 +587,17 @@ pub async fn check_retire(
         .map_err(|e| anyhow!("cannot check the store with this keyset: {e}"))?;
     let backend = open_backend(location, false)?;
     let store = EncryptedStorage::new(backend, Arc::new(keys));
-    let census = census(&store, "", location).await?;
-    let n = census.by_key_id.get(&key_id).copied().unwrap_or(0);
+    // RAW keys are checked too: the census tries each RAW key that has key
+    // material on the prefix-less objects.
+    let check = store
+        .objects_under(key_id)
+        .await
+        .map_err(|e| anyhow!("cannot take the census of {location}: {e}"))?;
+    let n = check.objects;
     if n == 0 {
         note(&format!(
             "store {location}: no object is under key {key_id} ({} objects checked)",
-            census.total
+            check.checked
         ));
         return Ok(());
     }
@@ -651,6 +714,18 @@ enum Done {
     Current,
     Deleted,
     Failed(String),
+    /// Failed: no Tink prefix, and no RAW key decrypts it.
+    PrefixLess(String),
+}
+
+/// A failure on `key`, explained when the census classification says more
+/// than the decryption error.
+async fn failed(store: &EncryptedStorage, key: &str, e: &Error) -> Done {
+    match explain_failure(store, key).await {
+        Some(why) if why.starts_with(PREFIX_LESS) => Done::PrefixLess(why),
+        Some(why) => Done::Failed(why),
+        None => Done::Failed(e.to_string()),
+    }
 }
 
 /// Re-encrypts one object and re-checks it: after `rewrap_one`, the stored
@@ -664,6 +739,9 @@ async fn rewrap_and_check(store: &EncryptedStorage, key: &str) -> Done {
             Ok(RewrapOutcome::Deleted) => return Done::Deleted,
             Ok(RewrapOutcome::Rewrapped { .. }) => rewrapped = true,
             Ok(_) => {}
+            Err(e @ (Error::Authentication { .. } | Error::UnknownKeyId { .. })) => {
+                return failed(store, key, &e).await;
+            }
             Err(e) => return Done::Failed(e.to_string()),
         }
         let snap = store.keyset().snapshot();
@@ -693,6 +771,8 @@ struct Summary {
     rewrapped: u64,
     current: u64,
     deleted: u64,
+    /// Of `failed`: prefix-less, no RAW key decrypts them.
+    prefix_less: u64,
     failed: Vec<(String, String)>,
 }
 
@@ -702,6 +782,7 @@ async fn rewrap(c: &StoreRewrap) -> Result<()> {
     if c.dry_run {
         return rewrap_dry_run(c, &store).await;
     }
+    refuse_unsafe_migration(c, &store).await?;
 
     // The store-wide lock: one rewrap at a time.
     let backend = Arc::clone(store.inner());
@@ -784,6 +865,11 @@ async fn rewrap_locked(
                 progress.println(&format!("encstore: rewrap: {key}: {msg}"));
                 summary.failed.push((key, msg));
             }
+            Done::PrefixLess(msg) => {
+                progress.println(&format!("encstore: rewrap: {key}: {msg}"));
+                summary.prefix_less += 1;
+                summary.failed.push((key, msg));
+            }
         }
         progress.inc();
     }
@@ -804,17 +890,25 @@ fn print_summary(c: &StoreRewrap, store: &EncryptedStorage, s: &Summary) -> Resu
                 "deleted": s.deleted,
                 "failed": failed,
                 "primary_key_id": primary,
+                "prefix_less_unattributed": s.prefix_less,
             })
         )
     } else {
-        format!(
+        let mut text = format!(
             "rewrap: {} objects: re-encrypted {}, already current {}, deleted meanwhile {}, failed {} (primary key {primary})\n",
             s.objects,
             s.rewrapped,
             s.current,
             s.deleted,
             s.failed.len()
-        )
+        );
+        if s.prefix_less > 0 {
+            text.push_str(&format!(
+                "of the failures, {} are {PREFIX_LESS} (never taken as plaintext while the keyset holds a RAW key)\n",
+                s.prefix_less
+            ));
+        }
+        text
     };
     io::write_output(None, text.as_bytes(), "the summary")?;
     if !s.failed.is_empty() {
@@ -837,6 +931,7 @@ fn failures_json(failed: &[(String, String)]) -> Vec<serde_json::Value> {
 async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()> {
     let location = &c.store.store;
     let census = census(store, "", location).await?;
+    let holds_raw = store.keyset().snapshot().holds_raw_keys();
     let primary = census.primary_key_id;
     let by_key: BTreeMap<u32, u64> = census
         .by_key_id
@@ -844,18 +939,24 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
         .filter(|(id, _)| **id != primary)
         .map(|(id, n)| (*id, *n))
         .collect();
-    let plaintext_rewrapped = if c.allow_plaintext {
+    // Migration mode takes for plaintext the prefix-less objects, and those
+    // whose first bytes name a key ID the keyset does not have (plaintext
+    // may start with 0x00 or 0x01), but only while the keyset holds no RAW
+    // key (the census then counts no prefix-less object as plaintext).
+    let migrating = c.allow_plaintext && !holds_raw;
+    let plaintext_rewrapped = if migrating {
+        census.plaintext + census.unknown_key
+    } else if c.allow_plaintext {
         census.plaintext
     } else {
         0
     };
-    let would: u64 = by_key.values().sum::<u64>() + plaintext_rewrapped + census.raw;
-    let would_fail = census.unknown_key
-        + if c.allow_plaintext {
-            0
-        } else {
-            census.plaintext
-        };
+    let would: u64 = by_key.values().sum::<u64>() + plaintext_rewrapped;
+    let would_fail = census.total
+        - census.objects_under(primary)
+        - by_key.values().sum::<u64>()
+        - plaintext_rewrapped;
+    let refuses = c.allow_plaintext && holds_raw && census.prefix_less_unattributed > 0;
     let text = if c.json {
         format!(
             "{}\n",
@@ -866,16 +967,20 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
                 "would_rewrap_by_key_id": by_key,
                 "plaintext": census.plaintext,
                 "raw": census.raw,
-                "already_current": census.by_key_id.get(&primary).copied().unwrap_or(0),
+                "already_current": census.objects_under(primary),
                 "would_fail": would_fail,
                 "primary_key_id": primary,
+                "unknown_key": census.unknown_key,
+                "unknown_key_ids": census.unknown_key_ids,
+                "prefix_less_unattributed": census.prefix_less_unattributed,
+                "allow_plaintext_refused": refuses,
             })
         )
     } else {
         let mut s = format!(
             "dry run: {} objects; would re-encrypt {would} under primary key {primary}; {} already current\n",
             census.total,
-            census.by_key_id.get(&primary).copied().unwrap_or(0)
+            census.objects_under(primary)
         );
         for (id, n) in &by_key {
             s.push_str(&format!("  {n} under key {id}\n"));
@@ -890,19 +995,57 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
                 ));
             }
         }
-        if census.raw > 0 {
-            s.push_str(&format!("  {} under a RAW key\n", census.raw));
-        }
         if census.unknown_key > 0 {
+            let ids: Vec<String> = census.unknown_key_ids.keys().map(u32::to_string).collect();
+            if migrating {
+                s.push_str(&format!(
+                    "  {} start with what looks like a Tink prefix of key ID(s) {} that this keyset does not have: taken as plaintext and encrypted (check that this is the right keyset)\n",
+                    census.unknown_key,
+                    ids.join(", ")
+                ));
+            } else {
+                s.push_str(&format!(
+                    "  {} under key IDs this keyset does not have ({}) would fail\n",
+                    census.unknown_key,
+                    ids.join(", ")
+                ));
+            }
+        }
+        if census.prefix_less_unattributed > 0 {
             s.push_str(&format!(
-                "  {} under key IDs this keyset does not have would fail\n",
-                census.unknown_key
+                "  {} {PREFIX_LESS}: would fail (never taken as plaintext while the keyset holds a RAW key)\n",
+                census.prefix_less_unattributed
             ));
+        }
+        if refuses {
+            s.push_str("  --allow-plaintext would refuse to run: the keyset holds a RAW key\n");
         }
         s.push_str("nothing was changed\n");
         s
     };
     io::write_output(None, text.as_bytes(), "the report")
+}
+
+/// `--allow-plaintext` refuses to run while the keyset holds a RAW key and
+/// the store has prefix-less objects that no RAW key decrypts: they may be
+/// ciphertexts, and encrypting them as if they were the secret would bury
+/// them under another layer.
+async fn refuse_unsafe_migration(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()> {
+    let snap = store.keyset().snapshot();
+    if !c.allow_plaintext || !snap.holds_raw_keys() {
+        return Ok(());
+    }
+    let location = &c.store.store;
+    let census = census(store, "", location).await?;
+    if census.prefix_less_unattributed == 0 {
+        return Ok(());
+    }
+    let ids: Vec<String> = snap.raw_key_ids().iter().map(u32::to_string).collect();
+    bail!(
+        "refusing --allow-plaintext: {} object(s) in {location} have no Tink prefix and no enabled RAW key decrypts them, and the keyset holds RAW key(s) {}: they may be ciphertexts under a RAW key that was destroyed or removed, not plaintext, and encrypting them would bury them. Nothing was changed. Run `encstore store status` to see them; restore the RAW key that wrote them, or move them out of the store, before migrating",
+        census.prefix_less_unattributed,
+        ids.join(", ")
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -998,9 +1141,14 @@ async fn verify_one(
     // Not decryptable with the keyset: the library's load says why (and
     // returns plaintext objects in migration mode).
     match store.load(key).await {
-        Ok(_) => Ok(None),
+        Ok(value) => {
+            drop(zeroize::Zeroizing::new(Vec::from(value)));
+            Ok(None)
+        }
         Err(Error::NotFound { .. }) => Err(String::new()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(explain_failure(store, key)
+            .await
+            .unwrap_or_else(|| e.to_string())),
     }
 }
 

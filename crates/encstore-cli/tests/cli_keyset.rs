@@ -546,7 +546,8 @@ fn encrypted_keysets_round_trip_with_master_and_ad() {
         let mut a = vec!["list-keyset"];
         a.extend_from_slice(&common);
         fails(&a, 1, "does not decrypt with master keyset");
-        let wrong = d.s("wrong-master.json");
+        // One per format: create-keyset never overwrites an existing file.
+        let wrong = d.s(&format!("wrong-master-{fmt}.json"));
         ok(&[
             "create-keyset",
             "--key-template",

@@ -1,54 +1,108 @@
-//! The key census: how many objects are under each key ID.
+//! The key census: how many objects are under each key ID, RAW keys
+//! included, and the store check behind retiring a key.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use encstore_core::{Error, Result, Storage};
+use encstore_core::{Error, Result};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::encrypted::EncryptedStorage;
-use crate::keys::HeadClass;
+use crate::encrypted::{EncryptedStorage, off_the_runtime};
+use crate::keys::ObjectClass;
 
 /// How many objects are under each key; what `encstore store status` prints.
+///
+/// Every object is counted once, in exactly one of `by_key_id`, `plaintext`,
+/// `unknown_key` and `prefix_less_unattributed` (`raw` is a part of
+/// `by_key_id`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Census {
     /// Objects counted.
     pub total: u64,
-    /// Objects by the decimal key ID in their Tink prefix, for keys of the
-    /// keyset (whatever their status).
+    /// Objects by key ID, for keys of the keyset (whatever their status):
+    /// the key ID in their Tink prefix or, for an object without one, the
+    /// RAW key (ENABLED or DISABLED) that decrypts it.
     pub by_key_id: BTreeMap<u32, u64>,
     /// The keyset's primary key ID.
     pub primary_key_id: u32,
-    /// Objects with no Tink prefix that no RAW key of the keyset decrypts:
+    /// Objects with no Tink prefix while the keyset holds no RAW key:
     /// plaintext written before encryption was turned on.
     pub plaintext: u64,
-    /// Objects whose prefix names a key ID that the keyset does not have.
+    /// Objects whose prefix names a key ID that the keyset does not have
+    /// (and that no RAW key decrypts).
     pub unknown_key: u64,
-    /// Objects with no prefix that a RAW key of the keyset decrypts.
+    /// Of the objects in `by_key_id`, those under a RAW key (found by trial
+    /// decryption, as they carry no key ID).
     pub raw: u64,
+    /// Objects with no Tink prefix that no RAW key with key material
+    /// decrypts, while the keyset holds a RAW key (in any status): they may
+    /// be ciphertexts under a destroyed or deleted RAW key, so they are
+    /// never counted, read or migrated as plaintext.
+    pub prefix_less_unattributed: u64,
+    /// `unknown_key`, by the key ID their prefix names.
+    pub unknown_key_ids: BTreeMap<u32, u64>,
 }
 
 impl Census {
     /// Objects not under the primary key (what a rewrap would touch).
     pub fn not_under_primary(&self) -> u64 {
-        self.total
-            - self
-                .by_key_id
-                .get(&self.primary_key_id)
-                .copied()
-                .unwrap_or(0)
+        self.total - self.objects_under(self.primary_key_id)
     }
+
+    /// Objects under key `key_id` (by prefix, or by trial decryption for a
+    /// RAW key).
+    pub fn objects_under(&self, key_id: u32) -> u64 {
+        self.by_key_id.get(&key_id).copied().unwrap_or(0)
+    }
+
+    fn count(&mut self, class: ObjectClass) {
+        self.total += 1;
+        match class {
+            ObjectClass::Key { key_id, raw, .. } => {
+                *self.by_key_id.entry(key_id).or_default() += 1;
+                if raw {
+                    self.raw += 1;
+                }
+            }
+            ObjectClass::UnknownKeyId { key_id } => {
+                self.unknown_key += 1;
+                *self.unknown_key_ids.entry(key_id).or_default() += 1;
+            }
+            ObjectClass::PrefixLessUnattributed => self.prefix_less_unattributed += 1,
+            ObjectClass::Plaintext => self.plaintext += 1,
+        }
+    }
+}
+
+/// The store check behind retiring a key: how many objects are under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyObjects {
+    /// The key checked.
+    pub key_id: u32,
+    /// Objects under it.
+    pub objects: u64,
+    /// Objects checked (the whole store).
+    pub checked: u64,
+    /// The census the check was taken from.
+    pub census: Census,
 }
 
 /// Head reads in flight at once.
 const CENSUS_CONCURRENCY: usize = 32;
 
 impl EncryptedStorage {
-    /// Counts the objects under `prefix` (`""` for all) by key ID. It reads
-    /// only the first five bytes of each object (a range read where the
-    /// backend has one), except for prefix-less objects when the keyset has
-    /// RAW keys: those are loaded and tried, to tell RAW from plaintext.
+    /// Counts the objects under `prefix` (`""` for all) by key ID.
+    ///
+    /// It reads only the first five bytes of each object (a range read
+    /// where the backend has one). Only when the keyset has a RAW key with
+    /// key material (ENABLED or DISABLED) does it load the objects that
+    /// have no Tink prefix, or a prefix naming a key ID the keyset does not
+    /// have, and try each such RAW key on them, to attribute them to the
+    /// RAW key that wrote them. Objects whose prefix names a key of the
+    /// keyset are never loaded whole. (A RAW ciphertext whose first five
+    /// bytes happen to equal the prefix of a key of the keyset, a chance of
+    /// 2^-32 per key, is counted under that key.)
     ///
     /// # Errors
     /// Listing or read failures of the backend. Objects deleted during the
@@ -60,51 +114,60 @@ impl EncryptedStorage {
             primary_key_id: snap.primary_key_id(),
             ..Census::default()
         };
-        let inner: Arc<dyn Storage> = Arc::clone(self.inner());
-        let mut set: JoinSet<Result<Option<(String, HeadClass)>>> = JoinSet::new();
+        let mut set: JoinSet<Result<Option<ObjectClass>>> = JoinSet::new();
         let mut iter = keys.into_iter();
         loop {
             while set.len() < CENSUS_CONCURRENCY {
                 let Some(key) = iter.next() else { break };
-                let inner = Arc::clone(&inner);
-                let snap = Arc::clone(&snap);
+                let store = self.clone();
+                let snap = std::sync::Arc::clone(&snap);
                 set.spawn(async move {
-                    match inner.load_head(&key, 5).await {
-                        Ok(head) => {
-                            let class = snap.classify(&head);
-                            Ok(Some((key, class)))
-                        }
-                        Err(Error::NotFound { .. }) => Ok(None),
-                        Err(e) => Err(e),
+                    let head = match store.inner().load_head(&key, 5).await {
+                        Ok(head) => snap.classify(&head),
+                        Err(Error::NotFound { .. }) => return Ok(None),
+                        Err(e) => return Err(e),
+                    };
+                    if !snap.needs_whole_object(head) {
+                        return Ok(Some(snap.class_from_head(head)));
                     }
+                    let object = match store.inner().load(&key).await {
+                        Ok(o) => o,
+                        Err(Error::NotFound { .. }) => return Ok(None),
+                        Err(e) => return Err(e),
+                    };
+                    let ad = store.associated_data(&key);
+                    let len = object.len();
+                    let class =
+                        off_the_runtime(len, move || snap.classify_object(&object, &ad)).await?;
+                    Ok(Some(class))
                 });
             }
             let Some(joined) = set.join_next().await else {
                 break;
             };
             let item = joined.map_err(|e| Error::backend("census", "join", e.to_string()))??;
-            let Some((key, class)) = item else { continue };
-            census.total += 1;
-            match class {
-                HeadClass::Known { key_id, .. } => {
-                    *census.by_key_id.entry(key_id).or_default() += 1
-                }
-                HeadClass::UnknownId { .. } => census.unknown_key += 1,
-                HeadClass::NoPrefix if snap.has_raw_keys() => match self.inner().load(&key).await {
-                    Ok(ct) => {
-                        let ad = self.associated_data(&key);
-                        if snap.aead_decrypts(&ct, &ad) {
-                            census.raw += 1;
-                        } else {
-                            census.plaintext += 1;
-                        }
-                    }
-                    Err(Error::NotFound { .. }) => census.total -= 1,
-                    Err(e) => return Err(e),
-                },
-                HeadClass::NoPrefix => census.plaintext += 1,
+            if let Some(class) = item {
+                census.count(class);
             }
         }
         Ok(census)
+    }
+
+    /// How many objects in the whole store are under key `key_id`: the
+    /// check to make before disabling, destroying or deleting it. RAW keys
+    /// are checked by trial decryption of the prefix-less objects (see
+    /// [`EncryptedStorage::census`]), so a RAW key that still has objects
+    /// is found like a TINK one, in any status that keeps key material.
+    ///
+    /// # Errors
+    /// As [`EncryptedStorage::census`].
+    pub async fn objects_under(&self, key_id: u32) -> Result<KeyObjects> {
+        let census = self.census("").await?;
+        Ok(KeyObjects {
+            key_id,
+            objects: census.objects_under(key_id),
+            checked: census.total,
+            census,
+        })
     }
 }

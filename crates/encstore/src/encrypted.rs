@@ -12,13 +12,54 @@ use encstore_core::{
     validate_key,
 };
 
-use crate::keys::KeysetSnapshot;
+use zeroize::Zeroizing;
+
+use crate::keys::{HeadClass, KeysetSnapshot};
 use crate::metrics::Metrics;
 use crate::reload::ReloadableKeyset;
 
 /// How many times [`EncryptedStorage::rewrap_one`] retries when a writer
 /// changes the object between its read and its conditional write.
 const REWRAP_ATTEMPTS: usize = 8;
+
+/// Values (and stored objects) of at least this many bytes are encrypted
+/// and decrypted on tokio's blocking pool instead of the async worker
+/// thread that runs the operation.
+///
+/// tokio asks tasks to run at most 10 to 100 µs between two yields; AES-GCM
+/// takes about 90 µs for 256 KiB on the (shared, loaded) machine of
+/// `docs/performance.md`, well under that for 64 KiB. Below the threshold
+/// the hand-off to the blocking pool would cost more than it spares
+/// (measured: a 64 KiB store+load takes about twice as long through the
+/// pool on a busy machine); above it, a worker thread held by AEAD work
+/// would delay every other task on it (lock-lease renewal, timers, other
+/// requests). `cargo bench -p encstore --bench blocking` measures the cost
+/// per size. Without a tokio runtime the work runs inline.
+pub const BLOCKING_THRESHOLD: usize = 256 * 1024;
+
+/// Runs `f` (AEAD work on `len` bytes) on tokio's blocking pool when `len`
+/// is at least [`BLOCKING_THRESHOLD`], inline otherwise.
+pub(crate) async fn off_the_runtime<T, F>(len: usize, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    if len < BLOCKING_THRESHOLD {
+        return Ok(f());
+    }
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return Ok(f());
+    };
+    match handle.spawn_blocking(f).await {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::backend(
+            "encstore",
+            "run AEAD work on the blocking pool",
+            e.to_string(),
+        )),
+    }
+}
 
 /// What [`EncryptedStorage::rewrap_one`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +87,10 @@ pub struct Options {
     pub namespace: Option<Vec<u8>>,
     /// Migration mode: `load` returns objects stored before encryption was
     /// turned on (plaintext), with a warning per object. Off by default;
-    /// see `docs/threat-model.md` for the downgrade risk.
+    /// see `docs/threat-model.md` for the downgrade risk. An object is taken
+    /// for plaintext only when it does not decrypt, its first five bytes
+    /// name no key of the keyset, and the keyset holds no RAW key in any
+    /// status (a prefix-less object may then be a RAW ciphertext).
     pub allow_plaintext: bool,
 }
 
@@ -162,16 +206,41 @@ impl EncryptedStorage {
         }
     }
 
-    /// Decrypts `ct` stored at `key`. Returns the plaintext and the key ID
-    /// that decrypted it (`None` for a plaintext object in migration mode or
-    /// a RAW key).
-    fn decrypt(&self, snap: &KeysetSnapshot, key: &str, ct: Bytes) -> Result<(Bytes, Option<u32>)> {
+    /// [`encrypt`](Self::encrypt), on the blocking pool for large values.
+    async fn encrypt_async(
+        &self,
+        snap: Arc<KeysetSnapshot>,
+        key: &str,
+        value: Bytes,
+    ) -> Result<Vec<u8>> {
+        if value.len() < BLOCKING_THRESHOLD {
+            return self.encrypt(&snap, key, &value);
+        }
+        let this = self.clone();
+        let key = key.to_owned();
+        off_the_runtime(value.len(), move || this.encrypt(&snap, &key, &value)).await?
+    }
+
+    /// Decrypts `ct` stored at `key` into a buffer that is wiped when
+    /// dropped. Returns the plaintext and the key ID that decrypted it
+    /// (`None` for a plaintext object in migration mode or a RAW key).
+    ///
+    /// Migration mode takes an object that does not decrypt for plaintext
+    /// only when [`KeysetSnapshot::may_be_plaintext`] allows it: never
+    /// while the keyset holds a RAW key, and never when its prefix names a
+    /// key of the keyset.
+    fn decrypt_secret(
+        &self,
+        snap: &KeysetSnapshot,
+        key: &str,
+        ct: Bytes,
+    ) -> Result<(Zeroizing<Vec<u8>>, Option<u32>)> {
         let ad = self.associated_data(key);
         let class = snap.classify(&ct);
         let owned: Vec<u8> = Vec::from(ct);
         // Keep a copy only when migration mode may need the original bytes.
-        let original = if self.allow_plaintext && class.may_be_plaintext() {
-            Some(owned.clone())
+        let original = if self.allow_plaintext && snap.may_be_plaintext(class) {
+            Some(Zeroizing::new(owned.clone()))
         } else {
             None
         };
@@ -181,7 +250,7 @@ impl EncryptedStorage {
                     self.metrics().decrypted(id);
                 }
                 tracing::trace!(key_id, "decrypted");
-                Ok((Bytes::from(pt), key_id))
+                Ok((Zeroizing::new(pt), key_id))
             }
             Err(e) => {
                 if let Some(original) = original {
@@ -193,11 +262,59 @@ impl EncryptedStorage {
                         key,
                         "returning a plaintext object (migration mode); re-encrypt the store with `encstore store rewrap`"
                     );
-                    return Ok((Bytes::from(original), None));
+                    return Ok((original, None));
+                }
+                if self.allow_plaintext
+                    && snap.holds_raw_keys()
+                    && matches!(class, HeadClass::NoPrefix | HeadClass::UnknownId { .. })
+                {
+                    tracing::warn!(
+                        key,
+                        "not returning an object without a known key prefix as plaintext: the keyset holds a RAW key, so it may be a RAW ciphertext (migration mode)"
+                    );
                 }
                 Err(self.fail(Error::from_aead(key, e)))
             }
         }
+    }
+
+    /// [`decrypt_secret`](Self::decrypt_secret) for a caller that takes the
+    /// plaintext (`load`): it is handed over without a copy.
+    fn decrypt(&self, snap: &KeysetSnapshot, key: &str, ct: Bytes) -> Result<(Bytes, Option<u32>)> {
+        let (mut pt, key_id) = self.decrypt_secret(snap, key, ct)?;
+        Ok((Bytes::from(std::mem::take(&mut *pt)), key_id))
+    }
+
+    /// [`decrypt`](Self::decrypt), on the blocking pool for large objects.
+    async fn decrypt_async(
+        &self,
+        snap: Arc<KeysetSnapshot>,
+        key: &str,
+        ct: Bytes,
+    ) -> Result<(Bytes, Option<u32>)> {
+        if ct.len() < BLOCKING_THRESHOLD {
+            return self.decrypt(&snap, key, ct);
+        }
+        let this = self.clone();
+        let key = key.to_owned();
+        off_the_runtime(ct.len(), move || this.decrypt(&snap, &key, ct)).await?
+    }
+
+    /// The CPU part of a rewrap: `None` when `ct` is already under the
+    /// primary, otherwise the new ciphertext and the key it was under. The
+    /// plaintext is wiped before this returns.
+    fn reencrypt(
+        &self,
+        snap: &KeysetSnapshot,
+        key: &str,
+        ct: Bytes,
+    ) -> Result<Option<(Vec<u8>, Option<u32>)>> {
+        if snap.decrypts_with_primary(&ct, &self.associated_data(key)) {
+            return Ok(None);
+        }
+        let (plaintext, from) = self.decrypt_secret(snap, key, ct)?;
+        let ct = self.encrypt(snap, key, &plaintext)?;
+        Ok(Some((ct, from)))
     }
 
     /// Re-encrypts the object at `key` under the current primary key, with a
@@ -219,12 +336,15 @@ impl EncryptedStorage {
                 Err(e) => return Err(e),
             };
             let primary = snap.primary_key_id();
-            if snap.decrypts_with_primary(&loaded.value, &self.associated_data(key)) {
+            let len = loaded.value.len();
+            let this = self.clone();
+            let owned_key = key.to_owned();
+            let value = loaded.value;
+            let step =
+                off_the_runtime(len, move || this.reencrypt(&snap, &owned_key, value)).await??;
+            let Some((ct, from)) = step else {
                 return Ok(RewrapOutcome::AlreadyCurrent);
-            }
-            // Not under the primary (checked above): decrypt and re-encrypt.
-            let (plaintext, from) = self.decrypt(&snap, key, loaded.value)?;
-            let ct = self.encrypt(&snap, key, &plaintext)?;
+            };
             match self
                 .inner
                 .store_if(
@@ -256,7 +376,7 @@ impl Storage for EncryptedStorage {
     async fn store(&self, key: &str, value: Bytes) -> Result<()> {
         validate_key(key)?;
         let snap = self.keys.snapshot();
-        let ct = self.encrypt(&snap, key, &value)?;
+        let ct = self.encrypt_async(snap, key, value).await?;
         self.inner.store(key, Bytes::from(ct)).await
     }
 
@@ -268,7 +388,7 @@ impl Storage for EncryptedStorage {
     ) -> Result<Version> {
         validate_key(key)?;
         let snap = self.keys.snapshot();
-        let ct = self.encrypt(&snap, key, &value)?;
+        let ct = self.encrypt_async(snap, key, value).await?;
         self.inner.store_if(key, Bytes::from(ct), condition).await
     }
 
@@ -276,14 +396,14 @@ impl Storage for EncryptedStorage {
         validate_key(key)?;
         let ct = self.inner.load(key).await?;
         let snap = self.keys.snapshot();
-        Ok(self.decrypt(&snap, key, ct)?.0)
+        Ok(self.decrypt_async(snap, key, ct).await?.0)
     }
 
     async fn load_versioned(&self, key: &str) -> Result<Versioned> {
         validate_key(key)?;
         let v = self.inner.load_versioned(key).await?;
         let snap = self.keys.snapshot();
-        let (value, _) = self.decrypt(&snap, key, v.value)?;
+        let (value, _) = self.decrypt_async(snap, key, v.value).await?;
         // The version is the stored object's: decryption never hides a
         // change, because any write (re-encryption included) changes it.
         Ok(Versioned {

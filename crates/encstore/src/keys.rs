@@ -6,6 +6,7 @@ use encstore_core::{Aead, AeadError, PolicyRefusal};
 use encstore_tink::{
     CiphertextKey, KeyStatus, Keyset, KeysetAead, KeysetError, KeysetInfo, OutputPrefix,
 };
+use zeroize::Zeroizing;
 
 use crate::policy::{Policy, describe};
 
@@ -30,10 +31,52 @@ pub enum HeadClass {
 }
 
 impl HeadClass {
-    /// True when the object may be a plaintext one (migration mode).
+    /// True when the object has no Tink prefix. Whether migration mode may
+    /// take such an object for plaintext also depends on the keyset: see
+    /// [`KeysetSnapshot::may_be_plaintext`].
     pub fn may_be_plaintext(&self) -> bool {
         matches!(self, HeadClass::NoPrefix)
     }
+}
+
+/// Which key a whole stored object is under, as the census and the store
+/// check of key retirement see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ObjectClass {
+    /// Under key `key_id` of this keyset: named by the object's Tink
+    /// prefix, or (for a RAW key) the key that decrypts it.
+    Key {
+        /// The key ID.
+        key_id: u32,
+        /// That key's status in the keyset.
+        status: KeyStatus,
+        /// True when a RAW key was found by trial decryption.
+        raw: bool,
+    },
+    /// The object's first five bytes look like a Tink prefix naming a key
+    /// ID this keyset does not have, and no RAW key decrypts it.
+    UnknownKeyId {
+        /// The key ID in the prefix.
+        key_id: u32,
+    },
+    /// No Tink prefix, and the keyset holds a RAW key (in any status), but
+    /// no RAW key that still has key material decrypts it: it may be a
+    /// ciphertext under a RAW key that was destroyed or deleted, so it is
+    /// never taken for plaintext.
+    PrefixLessUnattributed,
+    /// No Tink prefix and the keyset holds no RAW key: plaintext written
+    /// before encryption was turned on (or data from elsewhere).
+    Plaintext,
+}
+
+/// A RAW key that still has key material (ENABLED or DISABLED), with an
+/// AEAD that tries that key alone: RAW ciphertexts carry no key ID, so
+/// finding their key takes a trial decryption.
+struct RawKey {
+    key_id: u32,
+    status: KeyStatus,
+    aead: KeysetAead,
 }
 
 /// An immutable, validated keyset with its AEAD, ready for concurrent use.
@@ -47,7 +90,13 @@ pub struct KeysetSnapshot {
     primary_only: Option<KeysetAead>,
     /// The primary's output prefix; empty for a RAW primary.
     primary_prefix: Vec<u8>,
+    /// Whether the keyset has an ENABLED RAW key.
     has_raw_keys: bool,
+    /// Whether the keyset holds a RAW key in any status (destroyed
+    /// included): then no prefix-less object is ever taken for plaintext.
+    holds_raw_keys: bool,
+    /// Every RAW key with key material, in keyset order.
+    raw_keys: Vec<RawKey>,
     generation: u64,
 }
 
@@ -130,18 +179,22 @@ impl KeysetSnapshot {
             .keys
             .iter()
             .any(|k| k.output_prefix == OutputPrefix::Raw && k.status == KeyStatus::Enabled);
-        let primary_only = if primary_prefix.is_empty() {
-            let mut only = keyset.clone();
-            let others: Vec<u32> = info
-                .keys
-                .iter()
-                .filter(|k| !k.primary)
-                .map(|k| k.key_id)
-                .collect();
-            for id in others {
-                only.delete(id)?;
+        let holds_raw_keys = info
+            .keys
+            .iter()
+            .any(|k| k.output_prefix == OutputPrefix::Raw);
+        let mut raw_keys = Vec::new();
+        for k in &info.keys {
+            if k.output_prefix == OutputPrefix::Raw && k.params.is_some() {
+                raw_keys.push(RawKey {
+                    key_id: k.key_id,
+                    status: k.status,
+                    aead: single_key_aead(keyset, k.key_id)?,
+                });
             }
-            Some(only.aead()?)
+        }
+        let primary_only = if primary_prefix.is_empty() {
+            Some(single_key_aead(keyset, info.primary_key_id)?)
         } else {
             None
         };
@@ -151,6 +204,8 @@ impl KeysetSnapshot {
             primary_only,
             primary_prefix,
             has_raw_keys,
+            holds_raw_keys,
+            raw_keys,
             generation,
         })
     }
@@ -173,6 +228,98 @@ impl KeysetSnapshot {
     /// Whether an enabled RAW key may have written prefix-less objects.
     pub fn has_raw_keys(&self) -> bool {
         self.has_raw_keys
+    }
+
+    /// Whether the keyset holds a RAW key in any status (ENABLED, DISABLED
+    /// or DESTROYED). While it does, a prefix-less object may be a RAW
+    /// ciphertext, so migration mode never takes one for plaintext.
+    pub fn holds_raw_keys(&self) -> bool {
+        self.holds_raw_keys
+    }
+
+    /// The IDs of the keyset's RAW keys, in any status, in keyset order.
+    pub fn raw_key_ids(&self) -> Vec<u32> {
+        self.info
+            .keys
+            .iter()
+            .filter(|k| k.output_prefix == OutputPrefix::Raw)
+            .map(|k| k.key_id)
+            .collect()
+    }
+
+    /// Whether trial decryption can attribute prefix-less objects: the
+    /// keyset has a RAW key with key material (ENABLED or DISABLED).
+    pub fn can_attribute_raw(&self) -> bool {
+        !self.raw_keys.is_empty()
+    }
+
+    /// The RAW key (ENABLED or DISABLED, in keyset order) that decrypts
+    /// `ciphertext` with `associated_data`, with its status. The trial
+    /// plaintext is wiped.
+    pub fn raw_key_for(
+        &self,
+        ciphertext: &[u8],
+        associated_data: &[u8],
+    ) -> Option<(u32, KeyStatus)> {
+        self.raw_keys.iter().find_map(|k| {
+            k.aead
+                .decrypt(ciphertext, associated_data)
+                .map(Zeroizing::new)
+                .ok()
+                .map(|_| (k.key_id, k.status))
+        })
+    }
+
+    /// Whether migration mode may take an object with this head for
+    /// plaintext (when it does not decrypt): only when the keyset holds no
+    /// RAW key, and the object has no prefix or a prefix naming a key ID
+    /// the keyset does not have (a plaintext value may start with 0x00 or
+    /// 0x01; a prefix of a key the keyset has is taken as ciphertext).
+    pub fn may_be_plaintext(&self, head: HeadClass) -> bool {
+        !self.holds_raw_keys && matches!(head, HeadClass::NoPrefix | HeadClass::UnknownId { .. })
+    }
+
+    /// Whether the class of an object with this head depends on more than
+    /// its first five bytes: prefix-less objects, and objects naming an
+    /// unknown key ID (a RAW ciphertext's random nonce starts with 0x00 or
+    /// 0x01 one time in 128), when a RAW key can be tried.
+    pub fn needs_whole_object(&self, head: HeadClass) -> bool {
+        self.can_attribute_raw()
+            && matches!(head, HeadClass::NoPrefix | HeadClass::UnknownId { .. })
+    }
+
+    /// The class of an object from its head alone: exact when
+    /// [`needs_whole_object`](KeysetSnapshot::needs_whole_object) is false
+    /// for that head.
+    pub fn class_from_head(&self, head: HeadClass) -> ObjectClass {
+        match head {
+            HeadClass::Known { key_id, status } => ObjectClass::Key {
+                key_id,
+                status,
+                raw: false,
+            },
+            HeadClass::UnknownId { key_id } => ObjectClass::UnknownKeyId { key_id },
+            HeadClass::NoPrefix if self.holds_raw_keys => ObjectClass::PrefixLessUnattributed,
+            HeadClass::NoPrefix => ObjectClass::Plaintext,
+        }
+    }
+
+    /// Classifies a whole stored object (with the associated data of its
+    /// key name): by its prefix when it names a key of the keyset,
+    /// otherwise by trial decryption with each RAW key that has key
+    /// material.
+    pub fn classify_object(&self, object: &[u8], associated_data: &[u8]) -> ObjectClass {
+        let head = self.classify(object);
+        if self.needs_whole_object(head)
+            && let Some((key_id, status)) = self.raw_key_for(object, associated_data)
+        {
+            return ObjectClass::Key {
+                key_id,
+                status,
+                raw: true,
+            };
+        }
+        self.class_from_head(head)
     }
 
     /// The keyset AEAD.
@@ -201,17 +348,25 @@ impl KeysetSnapshot {
         !self.primary_prefix.is_empty() && ciphertext.starts_with(&self.primary_prefix)
     }
 
-    /// For a RAW primary: whether the primary alone decrypts `ciphertext`.
+    /// For a RAW primary: whether the primary alone decrypts `ciphertext`
+    /// (the trial plaintext is wiped).
     pub fn decrypts_with_primary(&self, ciphertext: &[u8], associated_data: &[u8]) -> bool {
         match &self.primary_only {
-            Some(a) => a.decrypt(ciphertext, associated_data).is_ok(),
+            Some(a) => a
+                .decrypt(ciphertext, associated_data)
+                .map(Zeroizing::new)
+                .is_ok(),
             None => self.is_under_primary(ciphertext),
         }
     }
 
-    /// Whether the keyset decrypts `ciphertext` with `associated_data`.
+    /// Whether the keyset decrypts `ciphertext` with `associated_data` (the
+    /// trial plaintext is wiped).
     pub fn aead_decrypts(&self, ciphertext: &[u8], associated_data: &[u8]) -> bool {
-        self.aead.decrypt(ciphertext, associated_data).is_ok()
+        self.aead
+            .decrypt(ciphertext, associated_data)
+            .map(Zeroizing::new)
+            .is_ok()
     }
 
     /// Encrypts with the primary key; returns the ciphertext and the
@@ -237,4 +392,25 @@ impl KeysetSnapshot {
         let pt = self.aead.decrypt_owned(ciphertext, ad)?;
         Ok((pt, key_id))
     }
+}
+
+/// An AEAD of key `key_id` of `keyset` alone (enabled and primary in a
+/// copy of the keyset): it decrypts what that key wrote and nothing else.
+/// The copy shares the keys' primitives; no key material is duplicated
+/// beyond the keyset's own clone.
+fn single_key_aead(keyset: &Keyset, key_id: u32) -> Result<KeysetAead, KeysetError> {
+    let mut one = keyset.clone();
+    one.enable(key_id)?;
+    one.promote(key_id)?;
+    let others: Vec<u32> = one
+        .info()
+        .keys
+        .iter()
+        .map(|k| k.key_id)
+        .filter(|id| *id != key_id)
+        .collect();
+    for id in others {
+        one.delete(id)?;
+    }
+    one.aead()
 }

@@ -14,9 +14,14 @@
 //! - [`ReloadableKeyset`] holds the keyset and swaps in a new one while the
 //!   server runs (on demand, on SIGHUP, or when the file changes).
 //! - [`Policy`] restricts which key types a deployment accepts.
-//! - [`EncryptedStorage::census`] counts objects by key ID, and
+//! - [`EncryptedStorage::census`] counts objects by key ID (RAW keys
+//!   included, by trial decryption), [`EncryptedStorage::objects_under`]
+//!   is the check before retiring a key, and
 //!   [`EncryptedStorage::rewrap_one`] re-encrypts one object under the
 //!   primary key without ever overwriting a concurrent write.
+//! - [`keyfile`] rewrites keyset files safely: an exclusive lock, a
+//!   compare-before-rename, owner/group/mode kept, symlinks written
+//!   through.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -35,14 +40,15 @@
 
 mod census;
 mod encrypted;
+pub mod keyfile;
 mod keys;
 mod metrics;
 pub mod policy;
 mod reload;
 
-pub use census::Census;
-pub use encrypted::{EncryptedStorage, Options, RewrapOutcome};
-pub use keys::{HeadClass, KeysetSnapshot, LoadError};
+pub use census::{Census, KeyObjects};
+pub use encrypted::{BLOCKING_THRESHOLD, EncryptedStorage, Options, RewrapOutcome};
+pub use keys::{HeadClass, KeysetSnapshot, LoadError, ObjectClass};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use policy::{Policy, PolicyError};
 pub use reload::{KeysetSource, ReloadReport, ReloadableKeyset, WatchHandle};

@@ -2,9 +2,9 @@
 //! detection.
 
 use prost::Message;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use super::{Keyset, KeysetInfo, WipeOnDrop};
+use super::{Keyset, KeysetInfo, WipeOnDrop, merge_or_wipe, wipe_key_proto};
 use crate::error::KeysetError;
 
 /// The four forms a keyset file can take.
@@ -91,15 +91,15 @@ fn looks_encrypted_binary(bytes: &[u8]) -> bool {
                     return false;
                 }
                 if field == 2 {
-                    match tink_proto::keyset::Key::decode(&buf[..len]) {
-                        Ok(mut k) => {
-                            if let Some(d) = &mut k.key_data {
-                                d.value.zeroize();
-                                saw_key = true;
-                            } else if k.key_id != 0 || k.status != 0 {
-                                saw_key = true;
-                            }
-                        }
+                    // Decoded key bytes are wiped whether or not the
+                    // decode succeeds.
+                    let mut k = tink_proto::keyset::Key::default();
+                    let decoded = merge_or_wipe(&mut k, &buf[..len], wipe_key_proto);
+                    let has_data = k.key_data.is_some();
+                    wipe_key_proto(&mut k);
+                    match decoded {
+                        Ok(()) if has_data || k.key_id != 0 || k.status != 0 => saw_key = true,
+                        Ok(()) => {}
                         Err(_) => return true,
                     }
                 }
@@ -113,11 +113,15 @@ fn looks_encrypted_binary(bytes: &[u8]) -> bool {
     !saw_key && !bytes.is_empty()
 }
 
-/// Decodes a binary `Keyset`.
+/// Decodes a binary `Keyset`. The message is wiping from the start: when
+/// the decode fails part-way, the key bytes decoded so far are wiped too.
 pub(crate) fn parse_keyset(bytes: &[u8]) -> Result<WipeOnDrop, KeysetError> {
-    tink_proto::Keyset::decode(bytes)
-        .map(WipeOnDrop)
-        .map_err(|_| KeysetError::MalformedProtobuf { message: "Keyset" })
+    let mut proto = WipeOnDrop(tink_proto::Keyset::default());
+    proto
+        .0
+        .merge(bytes)
+        .map_err(|_| KeysetError::MalformedProtobuf { message: "Keyset" })?;
+    Ok(proto)
 }
 
 /// Decodes a binary `EncryptedKeyset`, returning the ciphertext. Refuses a

@@ -220,7 +220,19 @@ fn check_hmac_key_size(size: usize) -> Result<(), KeyError> {
 }
 
 pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
-    let mut proto: AesCtrHmacAeadKey = decode(KEY_TYPE, value)?;
+    let mut proto = AesCtrHmacAeadKey::default();
+    crate::keyset::merge_or_wipe(&mut proto, value, |p| {
+        for k in [
+            p.aes_ctr_key.as_mut().map(|k| &mut k.key_value),
+            p.hmac_key.as_mut().map(|k| &mut k.key_value),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            k.zeroize();
+        }
+    })
+    .map_err(|_| KeyError::MalformedKey { key_type: KEY_TYPE })?;
     let mut aes_ctr = proto.aes_ctr_key.take().unwrap_or_default();
     let mut hmac = proto.hmac_key.take().unwrap_or_default();
     let aes_key = Zeroizing::new(std::mem::take(&mut aes_ctr.key_value));

@@ -350,7 +350,9 @@ fn decode_key<M: KeyProto>(
     value: &[u8],
     check_size: fn(&'static str, usize) -> Result<(), KeyError>,
 ) -> Result<(M, Zeroizing<Vec<u8>>), KeyError> {
-    let mut proto: M = decode(key_type, value)?;
+    let mut proto = M::default();
+    crate::keyset::merge_or_wipe(&mut proto, value, |m| m.key_value_mut().zeroize())
+        .map_err(|_| KeyError::MalformedKey { key_type })?;
     let key = take_key(proto.key_value_mut());
     check_version(key_type, proto.version())?;
     check_size(key_type, key.len())?;
