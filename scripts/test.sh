@@ -2,9 +2,10 @@
 # The complete test suite: what `.ci/run` runs, and what a developer runs
 # before sending a change. It installs what the tests need (Python Tink as
 # the interop oracle, SoftHSM2 as the PKCS#11 module, SeaweedFS as the S3
-# server), starts the servers, runs the lints, every test, the reverse
-# interop check and a short fuzz smoke run, and stops what it started, even
-# on failure.
+# server, OpenBao as the Vault transit server, moto as the AWS KMS emulator,
+# a FUSE FAT filesystem for the case-folding test), starts the servers, runs
+# the lints, every test, the reverse interop check and a short fuzz smoke
+# run, and stops what it started, even on failure.
 #
 # Usage: bash scripts/test.sh
 set -euo pipefail
@@ -14,17 +15,29 @@ ROOT=$(pwd)
 step() { printf '\n==> %s\n' "$*"; }
 
 cleanup() {
-  if [ -f scripts/seaweedfs.sh ]; then bash scripts/seaweedfs.sh stop >/dev/null 2>&1 || true; fi
+  bash scripts/seaweedfs.sh stop >/dev/null 2>&1 || true
+  bash scripts/openbao.sh stop >/dev/null 2>&1 || true
+  bash scripts/moto.sh stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
 step "installing test dependencies"
-python3 -m pip install --quiet --disable-pip-version-check 'tink==1.16.1' cryptography
+python3 -m pip install --quiet --disable-pip-version-check \
+  'tink[hcvault,awskms]==1.16.1' cryptography hvac boto3
 bash scripts/softhsm.sh install
-if [ -f scripts/seaweedfs.sh ]; then
-  step "starting SeaweedFS (S3 on 127.0.0.1)"
-  eval "$(bash scripts/seaweedfs.sh start)"
+# A real case-folding filesystem (FAT through FUSE) for encstore-fs's test.
+if ! command -v fusefat >/dev/null || ! command -v mkfs.vfat >/dev/null; then
+  apt-get install -y -qq dosfstools fusefat fuse3 >/dev/null \
+    || { apt-get update -qq && apt-get install -y -qq dosfstools fusefat fuse3 >/dev/null; }
 fi
+export ENCSTORE_REQUIRE_FUSEFAT=1
+
+step "starting SeaweedFS (S3 on 127.0.0.1)"
+eval "$(bash scripts/seaweedfs.sh start)"
+step "starting OpenBao (Vault transit over TLS on 127.0.0.1)"
+eval "$(bash scripts/openbao.sh start)"
+step "starting moto (AWS KMS emulator, signatures checked, on 127.0.0.1)"
+eval "$(bash scripts/moto.sh start)"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
