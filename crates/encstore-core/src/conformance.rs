@@ -18,15 +18,19 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::mpsc;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::key::InvalidKeyReason;
 use crate::storage::{Storage, WriteCondition};
+use crate::stream::{ByteStream, Stream, from_chunks};
 
 /// A fresh, random namespace for one test, so runs never collide.
 pub fn scratch_prefix(test: &str) -> String {
@@ -71,6 +75,13 @@ pub async fn run_all_with(store: Arc<dyn Storage>, options: SuiteOptions) {
     invalid_keys(&*store).await;
     conditional_writes(&*store).await;
     load_head(&*store).await;
+    ranges(&*store).await;
+    stream_writes(&*store).await;
+    stream_write_errors(&*store).await;
+    stream_write_cancellation(&*store).await;
+    conditional_stream_writes(&*store).await;
+    stream_reads(&*store).await;
+    versioned_stream_rewrap(&*store).await;
     try_lock_excludes(&*store).await;
     lock_mutual_exclusion(Arc::clone(&store)).await;
     lock_cancellation(&*store).await;
@@ -447,6 +458,658 @@ pub async fn load_head(store: &dyn Storage) {
     store.store(&key, b("0123456789")).await.unwrap();
     assert_eq!(store.load_head(&key, 5).await.unwrap(), b("01234"));
     assert_eq!(store.load_head(&key, 100).await.unwrap(), b("0123456789"));
+    store.delete(&p).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Ranges and streams.
+
+/// `len` bytes that differ with `seed` and position.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u32).wrapping_mul(2654435761) >> 13) as u8 ^ seed)
+        .collect()
+}
+
+/// `value` cut into chunks of the sizes in `sizes`, cycled (0 gives an
+/// empty chunk).
+fn chunked(value: &[u8], sizes: &[usize]) -> ByteStream {
+    let mut chunks = Vec::new();
+    let (mut at, mut i) = (0, 0);
+    while at < value.len() {
+        let n = sizes[i % sizes.len()].min(value.len() - at);
+        chunks.push(Bytes::copy_from_slice(&value[at..at + n]));
+        at += n;
+        i += 1;
+    }
+    from_chunks(chunks)
+}
+
+/// A body fed through a channel: it waits for the sender, and ends when the
+/// sender is dropped.
+struct ChannelBody(mpsc::Receiver<Result<Bytes>>);
+
+impl Stream for ChannelBody {
+    type Item = Result<Bytes>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+fn channel_body() -> (mpsc::Sender<Result<Bytes>>, ByteStream) {
+    let (tx, rx) = mpsc::channel(16);
+    (tx, Box::pin(ChannelBody(rx)))
+}
+
+/// A body with every byte of `inner` XORed with `mask`.
+struct XorBody(ByteStream, u8);
+
+impl Stream for XorBody {
+    type Item = Result<Bytes>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mask = self.1;
+        self.0.as_mut().poll_next(cx).map(|item| {
+            item.map(|chunk| chunk.map(|c| c.iter().map(|b| b ^ mask).collect::<Bytes>()))
+        })
+    }
+}
+
+/// Reads `body` to its end: the bytes, and the error it ended with, if any.
+/// Checks that nothing follows an error.
+async fn drain(mut body: ByteStream) -> (Vec<u8>, Option<Error>) {
+    let mut out = Vec::new();
+    while let Some(item) = crate::stream::next(&mut body).await {
+        match item {
+            Ok(c) => out.extend_from_slice(&c),
+            Err(e) => {
+                assert!(
+                    crate::stream::next(&mut body).await.is_none(),
+                    "a stream yields nothing after its error"
+                );
+                return (out, Some(e));
+            }
+        }
+    }
+    (out, None)
+}
+
+/// The error a failing test body ends with: recognisable when it comes back.
+fn body_error() -> Error {
+    Error::Timeout {
+        backend: "conformance-body",
+        op: "produce the body",
+    }
+}
+
+fn is_body_error(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Timeout {
+            backend: "conformance-body",
+            ..
+        }
+    )
+}
+
+/// The keys under `p`, listed recursively: what a failed write must leave
+/// unchanged (no temporary file or partial object may show up).
+async fn keys_under(store: &dyn Storage, p: &str) -> Vec<String> {
+    store.list(p, true).await.unwrap()
+}
+
+/// `load_range` at every boundary: empty ranges, a start equal to the size,
+/// an end beyond it (clamped), a start beyond it
+/// ([`Error::RangeNotSatisfiable`]), a start after the end
+/// ([`Error::InvalidRange`]), the full range, the single first and last
+/// bytes, an empty object, ranges across the backends' chunk sizes of a
+/// larger value; missing and invalid keys. `load_head` agrees.
+pub async fn ranges(store: &dyn Storage) {
+    let p = scratch_prefix("range");
+    let key = format!("{p}/k");
+    store.store(&key, b("0123456789")).await.unwrap();
+    let range = |r: std::ops::Range<u64>| {
+        let key = key.clone();
+        async move { store.load_range(&key, r).await }
+    };
+    for (r, want) in [
+        (0..0, ""),
+        (4..4, ""),
+        (10..10, ""),
+        (10..20, ""),
+        (10..u64::MAX, ""),
+        (3..7, "3456"),
+        (5..100, "56789"),
+        (0..10, "0123456789"),
+        (0..u64::MAX, "0123456789"),
+        (0..1, "0"),
+        (9..10, "9"),
+        (9..11, "9"),
+    ] {
+        let got = range(r.clone()).await.unwrap();
+        assert_eq!(got.bytes, b(want), "load_range {r:?}");
+        assert_eq!(got.size, 10, "load_range {r:?} reports the whole size");
+    }
+    for r in [11..12, 11..11, 11..u64::MAX, u64::MAX..u64::MAX] {
+        match range(r.clone()).await {
+            Err(Error::RangeNotSatisfiable {
+                key: k,
+                start,
+                size,
+            }) => {
+                assert_eq!((k.as_str(), start, size), (key.as_str(), r.start, 10));
+            }
+            other => {
+                panic!("load_range {r:?} of 10 bytes: expected RangeNotSatisfiable, got {other:?}")
+            }
+        }
+    }
+    #[allow(clippy::reversed_empty_ranges)]
+    for r in [5..3, 11..5, u64::MAX..0] {
+        match range(r.clone()).await {
+            Err(Error::InvalidRange { start, end, .. }) => {
+                assert_eq!((start, end), (r.start, r.end))
+            }
+            other => panic!("load_range {r:?}: expected InvalidRange, got {other:?}"),
+        }
+    }
+
+    let empty = format!("{p}/empty");
+    store.store(&empty, Bytes::new()).await.unwrap();
+    for r in [0..0, 0..5] {
+        let got = store.load_range(&empty, r.clone()).await.unwrap();
+        assert_eq!(
+            (got.bytes.len(), got.size),
+            (0, 0),
+            "{r:?} of an empty value"
+        );
+    }
+    assert!(matches!(
+        store.load_range(&empty, 1..2).await,
+        Err(Error::RangeNotSatisfiable { size: 0, .. })
+    ));
+
+    let big = pattern((1 << 20) + 3, 0x11);
+    let bigkey = format!("{p}/big");
+    store
+        .store(&bigkey, Bytes::from(big.clone()))
+        .await
+        .unwrap();
+    let n = big.len() as u64;
+    for r in [
+        0..1,
+        (64 << 10) - 1..(64 << 10) + 1,
+        (256 << 10) - 5..(256 << 10) + 5,
+        1000..500_000,
+        n - 1..n,
+        n - 5..n + 5,
+        0..n,
+        n..n,
+    ] {
+        let got = store.load_range(&bigkey, r.clone()).await.unwrap();
+        let want = &big[r.start as usize..(r.end.min(n)) as usize];
+        assert!(got.bytes == want, "load_range {r:?} of {n} bytes");
+        assert_eq!(got.size, n);
+    }
+    assert_eq!(&store.load_head(&bigkey, 7).await.unwrap()[..], &big[..7]);
+
+    let missing = format!("{p}/missing");
+    assert!(matches!(
+        store.load_range(&missing, 0..1).await,
+        Err(Error::NotFound { .. })
+    ));
+    #[allow(clippy::reversed_empty_ranges)]
+    let backwards = 2..1;
+    assert!(
+        matches!(
+            store.load_range(&missing, backwards).await,
+            Err(Error::InvalidRange { .. })
+        ),
+        "an invalid range is refused before the key is looked up"
+    );
+    assert!(matches!(
+        store.load_range("a/../b", 0..1).await,
+        Err(Error::InvalidKey { .. })
+    ));
+    store.delete(&p).await.unwrap();
+}
+
+/// `store_stream` stores exactly the concatenation of its body: many
+/// chunks of varied sizes (empty ones included), one chunk, an empty body;
+/// it overwrites a longer value without leaving a tail, and creates missing
+/// parents. Invalid keys are refused.
+pub async fn stream_writes(store: &dyn Storage) {
+    let p = scratch_prefix("stream-write");
+    let key = format!("{p}/deep/er/k");
+    let value = pattern(3 * 1024 * 1024 + 17, 0x5a);
+    store
+        .store_stream(&key, chunked(&value, &[1, 0, 7, 4096, 65_536, 0, 300_001]))
+        .await
+        .unwrap();
+    assert!(
+        store.load(&key).await.unwrap() == value,
+        "many chunks store their concatenation"
+    );
+
+    store
+        .store_stream(&key, chunked(b"short", &[2]))
+        .await
+        .unwrap();
+    assert_eq!(store.load(&key).await.unwrap(), b("short"), "no tail left");
+
+    store
+        .store_stream(&key, from_chunks(Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(store.load(&key).await.unwrap().len(), 0, "an empty body");
+    let empties = format!("{p}/empties");
+    store
+        .store_stream(&empties, from_chunks(vec![Bytes::new(), Bytes::new()]))
+        .await
+        .unwrap();
+    assert_eq!(store.load(&empties).await.unwrap().len(), 0);
+
+    let one = format!("{p}/one");
+    store
+        .store_stream(&one, crate::stream::once(b("x")))
+        .await
+        .unwrap();
+    assert_eq!(store.load(&one).await.unwrap(), b("x"));
+
+    for bad in ["", "a/../b", "a//b", "x/.encstore-tmp.1"] {
+        assert!(
+            matches!(
+                store.store_stream(bad, crate::stream::once(b("x"))).await,
+                Err(Error::InvalidKey { .. })
+            ),
+            "store_stream({bad:?})"
+        );
+        assert!(
+            matches!(
+                store
+                    .store_stream_if(bad, crate::stream::once(b("x")), &WriteCondition::Absent)
+                    .await,
+                Err(Error::InvalidKey { .. })
+            ),
+            "store_stream_if({bad:?})"
+        );
+    }
+    store.delete(&p).await.unwrap();
+}
+
+/// A body that fails midway: `store_stream` and `store_stream_if` return the
+/// body's own error and write nothing. An existing key keeps its value and
+/// its version, a new key stays absent, and the listing is unchanged.
+pub async fn stream_write_errors(store: &dyn Storage) {
+    let p = scratch_prefix("stream-error");
+    let key = format!("{p}/k");
+    let old = pattern(100_000, 1);
+    store.store(&key, Bytes::from(old.clone())).await.unwrap();
+    let version = store.load_versioned(&key).await.unwrap().version;
+    let failing = || {
+        let mut items: Vec<Result<Bytes>> = (0..8)
+            .map(|i| Ok(Bytes::from(pattern(64 << 10, i))))
+            .collect();
+        items.push(Err(body_error()));
+        items.push(Ok(b("never read")));
+        let s: ByteStream = Box::pin(IterBody(items.into_iter()));
+        s
+    };
+    let new = format!("{p}/new/k");
+
+    match store.store_stream(&key, failing()).await {
+        Err(e) if is_body_error(&e) => {}
+        other => panic!("store_stream with a failing body: expected its error, got {other:?}"),
+    }
+    match store.store_stream(&new, failing()).await {
+        Err(e) if is_body_error(&e) => {}
+        other => panic!("store_stream with a failing body: expected its error, got {other:?}"),
+    }
+    for cond in [
+        WriteCondition::Matches(version.clone()),
+        WriteCondition::Absent,
+    ] {
+        let target = if cond == WriteCondition::Absent {
+            &new
+        } else {
+            &key
+        };
+        match store.store_stream_if(target, failing(), &cond).await {
+            Err(e) if is_body_error(&e) => {}
+            other => panic!(
+                "store_stream_if({cond:?}) with a failing body: expected its error, got {other:?}"
+            ),
+        }
+    }
+    let now = store.load_versioned(&key).await.unwrap();
+    assert!(
+        now.value == old,
+        "a failed streamed write changed the value"
+    );
+    assert_eq!(
+        now.version, version,
+        "a failed streamed write changed the version"
+    );
+    assert!(
+        !store.exists(&new).await.unwrap(),
+        "a failed streamed write created the key"
+    );
+    assert_eq!(keys_under(store, &p).await, vec![key.clone()]);
+    store.delete(&p).await.unwrap();
+}
+
+/// A body from a list of items.
+struct IterBody<I>(I);
+
+impl<I: Iterator<Item = Result<Bytes>> + Unpin> Stream for IterBody<I> {
+    type Item = Result<Bytes>;
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(self.0.next())
+    }
+}
+
+/// A streamed write whose future is dropped while its body is still
+/// pending (after some chunks) writes nothing: an existing key keeps its
+/// value and version, a new key stays absent, the listing is unchanged, and
+/// the key can be written normally afterwards.
+pub async fn stream_write_cancellation(store: &dyn Storage) {
+    let p = scratch_prefix("stream-cancel");
+    let key = format!("{p}/k");
+    store.store(&key, b("old")).await.unwrap();
+    let version = store.load_versioned(&key).await.unwrap().version;
+    let new = format!("{p}/sub/new");
+    for (target, cond) in [
+        (&key, None),
+        (&new, None),
+        (&key, Some(WriteCondition::Matches(version.clone()))),
+        (&new, Some(WriteCondition::Absent)),
+    ] {
+        let (tx, body) = channel_body();
+        for i in 0..4 {
+            tx.send(Ok(Bytes::from(pattern(64 << 10, i))))
+                .await
+                .unwrap();
+        }
+        let write = async {
+            match &cond {
+                None => store.store_stream(target, body).await.map(|_| ()),
+                Some(c) => store.store_stream_if(target, body, c).await.map(|_| ()),
+            }
+        };
+        let r = tokio::time::timeout(Duration::from_millis(300), write).await;
+        assert!(r.is_err(), "the write must wait for its body: {r:?}");
+        drop(tx);
+        let now = store.load_versioned(&key).await.unwrap();
+        assert_eq!(
+            now.value,
+            b("old"),
+            "a dropped streamed write changed the value"
+        );
+        assert_eq!(
+            now.version, version,
+            "a dropped streamed write changed the version"
+        );
+        assert!(
+            !store.exists(&new).await.unwrap(),
+            "a dropped streamed write created a key"
+        );
+        assert_eq!(keys_under(store, &p).await, vec![key.clone()]);
+    }
+    store
+        .store_stream(&new, chunked(b"after", &[1]))
+        .await
+        .unwrap();
+    assert_eq!(store.load(&new).await.unwrap(), b("after"));
+    store.delete(&p).await.unwrap();
+}
+
+/// `store_stream_if`: `Absent` creates once; `Matches` writes only at the
+/// current version and returns the version `load_versioned` then reports;
+/// a stale version fails with [`Error::PreconditionFailed`] and writes
+/// nothing. The condition is checked when the write commits: a plain write
+/// (or a creation) that lands while the body is still being consumed makes
+/// it fail. Of 8 racing streamed writes from one version, exactly one wins
+/// and its body is the value.
+pub async fn conditional_stream_writes(store: &dyn Storage) {
+    let p = scratch_prefix("stream-cas");
+    let key = format!("{p}/k");
+    let v1 = store
+        .store_stream_if(&key, chunked(b"version one", &[3]), &WriteCondition::Absent)
+        .await
+        .unwrap();
+    assert_eq!(store.load_versioned(&key).await.unwrap().version, v1);
+    match store
+        .store_stream_if(&key, chunked(b"again", &[2]), &WriteCondition::Absent)
+        .await
+    {
+        Err(Error::PreconditionFailed { .. }) => {}
+        other => panic!("Absent on an existing key: expected PreconditionFailed, got {other:?}"),
+    }
+    let v2 = store
+        .store_stream_if(
+            &key,
+            chunked(b"version two", &[4]),
+            &WriteCondition::Matches(v1.clone()),
+        )
+        .await
+        .unwrap();
+    assert_ne!(v1, v2, "a streamed write changes the version");
+    let loaded = store.load_versioned(&key).await.unwrap();
+    assert_eq!(
+        (loaded.value, loaded.version),
+        (b("version two"), v2.clone())
+    );
+    match store
+        .store_stream_if(&key, chunked(b"stale", &[1]), &WriteCondition::Matches(v1))
+        .await
+    {
+        Err(Error::PreconditionFailed { .. }) => {}
+        other => panic!("stale version: expected PreconditionFailed, got {other:?}"),
+    }
+    assert_eq!(store.load(&key).await.unwrap(), b("version two"));
+
+    // A plain write while the body is being consumed: the CAS fails.
+    let (tx, body) = channel_body();
+    let cond = WriteCondition::Matches(v2);
+    let write = store.store_stream_if(&key, body, &cond);
+    let meddle = async {
+        tx.send(Ok(b("rewrap part 1, "))).await.unwrap();
+        store.store(&key, b("server wrote this")).await.unwrap();
+        tx.send(Ok(b("part 2"))).await.unwrap();
+        drop(tx);
+    };
+    let (r, ()) = tokio::join!(write, meddle);
+    match r {
+        Err(Error::PreconditionFailed { .. }) => {}
+        other => {
+            panic!("a write landed during the body: expected PreconditionFailed, got {other:?}")
+        }
+    }
+    assert_eq!(store.load(&key).await.unwrap(), b("server wrote this"));
+
+    // A creation while an Absent write consumes its body: it fails too.
+    let fresh = format!("{p}/fresh");
+    let (tx, body) = channel_body();
+    let cond = WriteCondition::Absent;
+    let write = store.store_stream_if(&fresh, body, &cond);
+    let meddle = async {
+        tx.send(Ok(b("mine, "))).await.unwrap();
+        store.store(&fresh, b("theirs")).await.unwrap();
+        tx.send(Ok(b("the end"))).await.unwrap();
+        drop(tx);
+    };
+    let (r, ()) = tokio::join!(write, meddle);
+    match r {
+        Err(Error::PreconditionFailed { .. }) => {}
+        other => {
+            panic!("a creation landed during the body: expected PreconditionFailed, got {other:?}")
+        }
+    }
+    assert_eq!(store.load(&fresh).await.unwrap(), b("theirs"));
+
+    // Matches on a deleted key fails and creates nothing.
+    let vf = store.load_versioned(&fresh).await.unwrap().version;
+    store.delete(&fresh).await.unwrap();
+    match store
+        .store_stream_if(&fresh, chunked(b"y", &[1]), &WriteCondition::Matches(vf))
+        .await
+    {
+        Err(Error::PreconditionFailed { .. }) => {}
+        other => panic!("Matches on a deleted key: expected PreconditionFailed, got {other:?}"),
+    }
+    assert!(!store.exists(&fresh).await.unwrap());
+
+    // Racing streamed compare-and-swaps from one version: exactly one wins.
+    let race = format!("{p}/race");
+    store.store(&race, b("0")).await.unwrap();
+    let base = WriteCondition::Matches(store.load_versioned(&race).await.unwrap().version);
+    let bodies: Vec<Vec<u8>> = (0..8).map(|i| pattern(40_000, i)).collect();
+    let attempts = bodies.iter().map(|v| {
+        let (race, base) = (race.clone(), base.clone());
+        async move {
+            store
+                .store_stream_if(&race, chunked(v, &[10_000]), &base)
+                .await
+        }
+    });
+    let results = futures_join_all(attempts).await;
+    let winners: Vec<usize> = (0..8).filter(|&i| results[i].is_ok()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one of 8 racing store_stream_if calls wins: {results:?}"
+    );
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, Error::PreconditionFailed { .. }),
+                "losers fail with PreconditionFailed: {e:?}"
+            );
+        }
+    }
+    let now = store.load_versioned(&race).await.unwrap();
+    assert!(
+        now.value == bodies[winners[0]],
+        "the value is the winner's body"
+    );
+    assert_eq!(&now.version, results[winners[0]].as_ref().unwrap());
+    store.delete(&p).await.unwrap();
+}
+
+/// `load_stream` yields chunks that concatenate to the value, exactly
+/// `size` bytes (a multi-MiB value, a small one, an empty one). A stream
+/// opened before the key is overwritten yields the old value whole, or
+/// fails; never a mix. Missing keys give [`Error::NotFound`] from the call
+/// itself; invalid keys [`Error::InvalidKey`].
+pub async fn stream_reads(store: &dyn Storage) {
+    let p = scratch_prefix("stream-read");
+    let key = format!("{p}/k");
+    for value in [
+        pattern(3 * 1024 * 1024 + 5, 3),
+        b"small".to_vec(),
+        Vec::new(),
+    ] {
+        store.store(&key, Bytes::from(value.clone())).await.unwrap();
+        for versioned in [false, true] {
+            let s = if versioned {
+                store.load_stream_versioned(&key).await.unwrap().stream
+            } else {
+                store.load_stream(&key).await.unwrap()
+            };
+            assert_eq!(s.size, value.len() as u64, "load_stream reports the size");
+            let (bytes, err) = drain(s.body).await;
+            assert!(err.is_none(), "load_stream failed: {err:?}");
+            assert!(
+                bytes == value,
+                "load_stream yields the value ({} bytes)",
+                value.len()
+            );
+        }
+    }
+
+    // A stream opened before an overwrite.
+    let old = pattern(1024 * 1024, 7);
+    store.store(&key, Bytes::from(old.clone())).await.unwrap();
+    let s = store.load_stream(&key).await.unwrap();
+    store
+        .store(&key, Bytes::from(pattern(700_000, 8)))
+        .await
+        .unwrap();
+    let (bytes, err) = drain(s.body).await;
+    assert!(
+        err.is_some() || bytes == old,
+        "a stream opened before an overwrite yields the old value whole, or fails"
+    );
+
+    let missing = format!("{p}/missing");
+    assert!(matches!(
+        store.load_stream(&missing).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.load_stream_versioned(&missing).await,
+        Err(Error::NotFound { .. })
+    ));
+    for bad in ["", "a/../b", "/abs"] {
+        assert!(matches!(
+            store.load_stream(bad).await,
+            Err(Error::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            store.load_stream_versioned(bad).await,
+            Err(Error::InvalidKey { .. })
+        ));
+    }
+    store.delete(&p).await.unwrap();
+}
+
+/// The constant-memory read-modify-write of a rewrap: a versioned stream
+/// reports the version `load_versioned` reports; piping it, transformed,
+/// into `store_stream_if` with `Matches` of that version writes the
+/// transformed value and returns its new version. A plain write between the
+/// versioned load and the conditional write makes the write fail with
+/// [`Error::PreconditionFailed`], keeping the plain write's value.
+pub async fn versioned_stream_rewrap(store: &dyn Storage) {
+    let p = scratch_prefix("stream-rewrap");
+    let key = format!("{p}/k");
+    let value = pattern(2 * 1024 * 1024 + 9, 9);
+    store.store(&key, Bytes::from(value.clone())).await.unwrap();
+    let v1 = store.load_versioned(&key).await.unwrap().version;
+
+    let vs = store.load_stream_versioned(&key).await.unwrap();
+    assert_eq!(
+        vs.version, v1,
+        "load_stream_versioned reports the current version"
+    );
+    assert_eq!(vs.stream.size, value.len() as u64);
+    let body: ByteStream = Box::pin(XorBody(vs.stream.body, 0xff));
+    let v2 = store
+        .store_stream_if(&key, body, &WriteCondition::Matches(vs.version))
+        .await
+        .unwrap();
+    let now = store.load_versioned(&key).await.unwrap();
+    let flipped: Vec<u8> = value.iter().map(|b| b ^ 0xff).collect();
+    assert!(
+        now.value == flipped,
+        "the rewrapped value is the transformed stream"
+    );
+    assert_eq!(now.version, v2, "store_stream_if returns the new version");
+    assert_ne!(v1, v2);
+
+    // A plain write after the versioned load: the conditional write fails.
+    let vs = store.load_stream_versioned(&key).await.unwrap();
+    assert_eq!(vs.version, v2);
+    store.store(&key, b("server wrote this")).await.unwrap();
+    let body: ByteStream = Box::pin(XorBody(vs.stream.body, 0xff));
+    match store
+        .store_stream_if(&key, body, &WriteCondition::Matches(vs.version))
+        .await
+    {
+        Err(Error::PreconditionFailed { .. }) => {}
+        other => {
+            panic!("a write after the versioned load: expected PreconditionFailed, got {other:?}")
+        }
+    }
+    assert_eq!(store.load(&key).await.unwrap(), b("server wrote this"));
     store.delete(&p).await.unwrap();
 }
 
