@@ -246,8 +246,10 @@ mod owner;
 mod paths;
 mod probe;
 mod read;
+mod stream;
 mod write;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -255,8 +257,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use encstore_core::key::{validate_key, validate_prefix};
+use encstore_core::stream::validate_range;
 use encstore_core::{
-    Error, KeyInfo, Lease, Result, Storage, Version, Versioned, WriteCondition, new_lease_token,
+    ByteStream, Error, KeyInfo, Lease, ObjectStream, RangeRead, Result, Storage, Version,
+    Versioned, VersionedStream, WriteCondition, new_lease_token,
 };
 
 pub use builder::FsStorageBuilder;
@@ -356,6 +360,17 @@ impl FsStorage {
     }
 }
 
+/// The version a conditional write computed (always `Some` for those).
+fn written_version(op: &'static str, v: Option<Version>) -> Result<Version> {
+    v.ok_or_else(|| {
+        Error::backend(
+            BACKEND,
+            op,
+            std::io::Error::other("internal error: no version computed"),
+        )
+    })
+}
+
 /// Runs blocking filesystem work off the async executor.
 async fn blocking<T, F>(op: &'static str, f: F) -> Result<T>
 where
@@ -377,6 +392,53 @@ impl Storage for FsStorage {
         blocking("store", move || inner.store(&key, &value, None).map(|_| ())).await
     }
 
+    async fn store_stream(&self, key: &str, body: ByteStream) -> Result<()> {
+        validate_key(key)?;
+        stream::store_stream(Arc::clone(&self.inner), key.to_owned(), body, None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn store_stream_if(
+        &self,
+        key: &str,
+        body: ByteStream,
+        condition: &WriteCondition,
+    ) -> Result<Version> {
+        validate_key(key)?;
+        let v = stream::store_stream(
+            Arc::clone(&self.inner),
+            key.to_owned(),
+            body,
+            Some(condition.clone()),
+        )
+        .await?;
+        written_version("store_stream_if", v)
+    }
+
+    async fn load_stream(&self, key: &str) -> Result<ObjectStream> {
+        validate_key(key)?;
+        let (s, _) = stream::load_stream(Arc::clone(&self.inner), key.to_owned(), false).await?;
+        Ok(s)
+    }
+
+    async fn load_stream_versioned(&self, key: &str) -> Result<VersionedStream> {
+        validate_key(key)?;
+        let (stream, version) =
+            stream::load_stream(Arc::clone(&self.inner), key.to_owned(), true).await?;
+        Ok(VersionedStream {
+            stream,
+            version: written_version("load_stream_versioned", version)?,
+        })
+    }
+
+    async fn load_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead> {
+        validate_key(key)?;
+        validate_range(key, &range)?;
+        let (inner, key) = (Arc::clone(&self.inner), key.to_owned());
+        blocking("load_range", move || inner.load_range(&key, range)).await
+    }
+
     async fn store_if(
         &self,
         key: &str,
@@ -385,7 +447,8 @@ impl Storage for FsStorage {
     ) -> Result<Version> {
         validate_key(key)?;
         let (inner, key, cond) = (Arc::clone(&self.inner), key.to_owned(), condition.clone());
-        blocking("store_if", move || inner.store(&key, &value, Some(&cond))).await
+        let v = blocking("store_if", move || inner.store(&key, &value, Some(&cond))).await?;
+        written_version("store_if", v)
     }
 
     async fn load(&self, key: &str) -> Result<Bytes> {
