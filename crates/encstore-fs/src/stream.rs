@@ -204,11 +204,18 @@ impl Reader {
     }
 
     /// Checks that the file was not modified in place while it was read:
-    /// the same size, mtime and ctime as when it was opened, and for a
-    /// versioned read, the same content hash as the version's.
+    /// the same size and mtime as when it was opened, and the same ctime
+    /// while it is still linked as it was (replacing an object by rename,
+    /// as every write does, unlinks the old file, which changes its ctime
+    /// but not its content, so a replaced file's ctime is not compared);
+    /// and for a versioned read, the same content hash as the version's,
+    /// which detects any change.
     fn finish(&mut self) -> io::Result<()> {
         let now = self.file.metadata().map_err(|e| ctx(&self.path, e))?;
-        if content_stamp(&now) != content_stamp(&self.before) {
+        let (b, n) = (&self.before, &now);
+        let same = (b.size(), b.mtime(), b.mtime_nsec()) == (n.size(), n.mtime(), n.mtime_nsec())
+            && (n.nlink() != b.nlink() || content_stamp(n) == content_stamp(b));
+        if !same {
             return Err(self.changed("its size or times changed"));
         }
         if let Some((h, want)) = &self.verify
