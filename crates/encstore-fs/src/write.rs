@@ -52,7 +52,7 @@ pub(crate) enum Check {
     Absent,
     /// The key must still be the file that was hashed (before the guard)
     /// and found at the expected version.
-    Unchanged(Hashed),
+    Unchanged(Box<Hashed>),
 }
 
 fn precondition_failed(key: &str) -> Error {
@@ -180,7 +180,7 @@ impl Inner {
             }
             Some(WriteCondition::Matches(want)) => {
                 match self.hash_object(key).map_err(|e| backend(op, e))? {
-                    Some(h) if h.version == *want => Ok(Check::Unchanged(h)),
+                    Some(h) if h.version == *want => Ok(Check::Unchanged(Box::new(h))),
                     _ => Err(precondition_failed(key)),
                 }
             }
