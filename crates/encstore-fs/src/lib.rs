@@ -130,7 +130,9 @@
 //! check under the guard decides. If the body yields an error, the write
 //! fails, or its future is dropped before the body ends, the temporary file
 //! is removed (it removes itself when dropped) before the error is returned
-//! or the drop completes, and nothing changes; only a process that dies
+//! or the drop completes (or, when the drop interrupts the blocking step
+//! that creates it, as soon as that step ends), and nothing changes; only
+//! a process that dies
 //! mid-write leaves one behind, swept once stale like any other. A body
 //! stalled for longer than the stale age may see its temporary file swept
 //! by a `list`; the write then fails at the rename, writing nothing.
