@@ -93,6 +93,31 @@ pub enum Error {
         source: AeadError,
     },
 
+    /// A ranged read ([`Storage::load_range`](crate::Storage::load_range))
+    /// asked for a range that starts beyond the end of the value. A start
+    /// equal to the size is not an error: it gives no bytes.
+    #[error("range starting at byte {start} is beyond the end of {key:?} ({size} bytes)")]
+    RangeNotSatisfiable {
+        /// The key that was read.
+        key: String,
+        /// The start of the range asked for.
+        start: u64,
+        /// The size of the value.
+        size: u64,
+    },
+
+    /// A ranged read was given a range whose start is after its end.
+    /// Refused before any I/O.
+    #[error("invalid range {start}..{end} for {key:?}: the start is after the end")]
+    InvalidRange {
+        /// The key that was to be read.
+        key: String,
+        /// The start of the range.
+        start: u64,
+        /// The end of the range.
+        end: u64,
+    },
+
     /// An operation did not finish within its deadline.
     #[error("{backend} {op} timed out")]
     Timeout {
@@ -184,6 +209,8 @@ impl Error {
             Error::Authentication { .. } => ErrorKind::Authentication,
             Error::UnknownKeyId { .. } => ErrorKind::UnknownKeyId,
             Error::Crypto { .. } => ErrorKind::Crypto,
+            Error::RangeNotSatisfiable { .. } => ErrorKind::RangeNotSatisfiable,
+            Error::InvalidRange { .. } => ErrorKind::InvalidRange,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Unreachable { .. } => ErrorKind::Unreachable,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
@@ -212,6 +239,10 @@ pub enum ErrorKind {
     UnknownKeyId,
     /// See [`Error::Crypto`].
     Crypto,
+    /// See [`Error::RangeNotSatisfiable`].
+    RangeNotSatisfiable,
+    /// See [`Error::InvalidRange`].
+    InvalidRange,
     /// See [`Error::Timeout`].
     Timeout,
     /// See [`Error::Unreachable`].
@@ -234,6 +265,8 @@ impl ErrorKind {
             ErrorKind::Authentication => "authentication",
             ErrorKind::UnknownKeyId => "unknown_key_id",
             ErrorKind::Crypto => "crypto",
+            ErrorKind::RangeNotSatisfiable => "range_not_satisfiable",
+            ErrorKind::InvalidRange => "invalid_range",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Unreachable => "unreachable",
             ErrorKind::Unsupported => "unsupported",

@@ -10,6 +10,8 @@
 //!   [`stat`](Storage::stat), leased locks, and the conditional write
 //!   [`store_if`](Storage::store_if) that lets a background re-encryption
 //!   never overwrite a value a server wrote meanwhile.
+//!   Large values stream ([`Storage::store_stream`],
+//!   [`Storage::load_stream`], [`Storage::load_range`]; see [`stream`]).
 //! - [`Aead`]: the synchronous, object-safe AEAD trait that keysets
 //!   implement.
 //! - [`Error`]: one typed, `#[non_exhaustive]` error enum.
@@ -41,6 +43,7 @@ pub mod key;
 pub mod lease;
 mod memory;
 mod storage;
+pub mod stream;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -57,3 +60,4 @@ pub use storage::{
     KeyInfo, Lease, LockBackoff, Renewal, Storage, Version, Versioned, WriteCondition,
     new_lease_token,
 };
+pub use stream::{ByteStream, ObjectStream, RangeRead, VersionedStream};

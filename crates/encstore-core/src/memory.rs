@@ -1,6 +1,7 @@
 //! [`MemoryStorage`]: an in-process backend for tests and embedding.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -15,6 +16,7 @@ use crate::lease::{LeaseError, check_lease};
 use crate::storage::{
     KeyInfo, Lease, Renewal, Storage, Version, Versioned, WriteCondition, new_lease_token,
 };
+use crate::stream::{self, ObjectStream, RangeRead, VersionedStream};
 
 /// The default lock lease of [`MemoryStorage`].
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -85,6 +87,15 @@ impl MemoryStorage {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The entry of `key` (its value is shared, not copied).
+    fn entry(&self, key: &str) -> Result<Entry> {
+        self.inner()
+            .objects
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Error::not_found(key))
+    }
+
     fn next_version(&self) -> u64 {
         self.counter.fetch_add(1, Ordering::Relaxed)
     }
@@ -149,6 +160,30 @@ impl Storage for MemoryStorage {
             .ok_or_else(|| Error::not_found(key))?;
         Ok(Versioned {
             value: e.value.clone(),
+            version: version_of(e.version),
+        })
+    }
+
+    /// A slice of the stored value (no copy).
+    async fn load_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead> {
+        validate_key(key)?;
+        stream::validate_range(key, &range)?;
+        let value = self.entry(key)?.value;
+        stream::slice_range(key, value, range)
+    }
+
+    /// The stored value in slices (no copy): a snapshot, so a later write
+    /// does not change what the stream yields.
+    async fn load_stream(&self, key: &str) -> Result<ObjectStream> {
+        validate_key(key)?;
+        Ok(ObjectStream::from_bytes(self.entry(key)?.value))
+    }
+
+    async fn load_stream_versioned(&self, key: &str) -> Result<VersionedStream> {
+        validate_key(key)?;
+        let e = self.entry(key)?;
+        Ok(VersionedStream {
+            stream: ObjectStream::from_bytes(e.value),
             version: version_of(e.version),
         })
     }

@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -12,6 +13,8 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::key::validate_key;
+use crate::stream::{self, ByteStream, ObjectStream, RangeRead, VersionedStream};
 
 /// An opaque version of a stored object, returned by
 /// [`Storage::load_versioned`] and [`Storage::store_if`], and checked by
@@ -89,6 +92,13 @@ pub struct KeyInfo {
 /// - Locks are leases: they expire if the holder dies, are renewed while
 ///   held, and [`unlock`](Storage::unlock) never releases a successor's lock.
 /// - [`store_if`](Storage::store_if) is a compare-and-swap on the version.
+/// - Large values stream: [`store_stream`](Storage::store_stream) and
+///   [`store_stream_if`](Storage::store_stream_if) write from a
+///   [`ByteStream`], [`load_stream`](Storage::load_stream) and
+///   [`load_stream_versioned`](Storage::load_stream_versioned) read into
+///   one, and [`load_range`](Storage::load_range) reads part of a value.
+///   Their default implementations hold the whole value in memory;
+///   backends that can do better override them (constant memory).
 #[async_trait]
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Creates or overwrites `key` with `value`.
@@ -112,12 +122,86 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Loads the value of `key` with its version.
     async fn load_versioned(&self, key: &str) -> Result<Versioned>;
 
-    /// Loads at most the first `len` bytes of `key`. Backends that can read
-    /// a range override this; the default loads the whole value.
+    /// Loads at most the first `len` bytes of `key`: the range `0..len`
+    /// of [`load_range`](Storage::load_range), which the default calls.
     async fn load_head(&self, key: &str, len: usize) -> Result<Bytes> {
-        let mut v = self.load(key).await?;
-        v.truncate(len);
-        Ok(v)
+        let len = u64::try_from(len).unwrap_or(u64::MAX);
+        Ok(self.load_range(key, 0..len).await?.bytes)
+    }
+
+    /// Loads the bytes `range` of the value of `key`, and the size of the
+    /// whole value.
+    ///
+    /// The end is clamped to the size; a start equal to the size gives no
+    /// bytes. A start beyond the size fails with
+    /// [`Error::RangeNotSatisfiable`] and a start after the end with
+    /// [`Error::InvalidRange`] (checked before any I/O); a missing key
+    /// fails with [`Error::NotFound`]. Backends that can read a range
+    /// override this and read only that range; the default loads the whole
+    /// value and slices it.
+    async fn load_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead> {
+        validate_key(key)?;
+        stream::validate_range(key, &range)?;
+        let value = self.load(key).await?;
+        stream::slice_range(key, value, range)
+    }
+
+    /// Creates or overwrites `key` with the bytes of `body`.
+    ///
+    /// Atomic, like [`store`](Storage::store): if `body` yields an error
+    /// (which is then returned as is), the write fails or the future is
+    /// dropped before the body ends, nothing is written and the key keeps
+    /// its old value; a reader sees the old value or the new one, whole.
+    /// Backends that override this write in constant memory; the default
+    /// collects the body in memory and calls [`store`](Storage::store).
+    async fn store_stream(&self, key: &str, body: ByteStream) -> Result<()> {
+        validate_key(key)?;
+        let value = stream::collect(body).await?;
+        self.store(key, value).await
+    }
+
+    /// [`store_stream`](Storage::store_stream) under a condition, with the
+    /// guarantees of [`store_if`](Storage::store_if): the condition is
+    /// checked when the write commits, after the whole body was consumed,
+    /// so a write by anyone else in the meantime makes it fail with
+    /// [`Error::PreconditionFailed`], writing nothing. A backend may also
+    /// fail before consuming the body, when the condition already does not
+    /// hold. Returns the new version.
+    async fn store_stream_if(
+        &self,
+        key: &str,
+        body: ByteStream,
+        condition: &WriteCondition,
+    ) -> Result<Version> {
+        validate_key(key)?;
+        let value = stream::collect(body).await?;
+        self.store_if(key, value, condition).await
+    }
+
+    /// Streams the value of `key`, or fails with [`Error::NotFound`].
+    ///
+    /// The body yields exactly [`ObjectStream::size`] bytes of one value:
+    /// the one stored when the load started, whole, or it ends with an
+    /// error (never a mix of two values, never a silent prefix). Backends
+    /// that override this hold a bounded number of chunks in memory; the
+    /// default loads the whole value first.
+    async fn load_stream(&self, key: &str) -> Result<ObjectStream> {
+        Ok(ObjectStream::from_bytes(self.load(key).await?))
+    }
+
+    /// [`load_stream`](Storage::load_stream), with the version of the
+    /// value it yields: a later
+    /// [`store_stream_if`](Storage::store_stream_if) with
+    /// [`WriteCondition::Matches`] of it succeeds only if nothing wrote the
+    /// key meanwhile (the constant-memory read-modify-write of a rewrap).
+    /// If the stream ends without error, the bytes it yielded are exactly
+    /// the value at that version.
+    async fn load_stream_versioned(&self, key: &str) -> Result<VersionedStream> {
+        let v = self.load_versioned(key).await?;
+        Ok(VersionedStream {
+            stream: ObjectStream::from_bytes(v.value),
+            version: v.version,
+        })
     }
 
     /// Deletes `key`, or every key under it when it is a prefix. Deleting a

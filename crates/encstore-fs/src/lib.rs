@@ -115,6 +115,51 @@
 //! the hash changes its ctime, and the `store_if` then fails with
 //! [`Error::PreconditionFailed`].
 //!
+//! ## Streams and ranges
+//!
+//! [`store_stream`](Storage::store_stream) and
+//! [`store_stream_if`](Storage::store_stream_if) stage the temporary file
+//! exactly as `store` does (directories, owner and mode first), write the
+//! body into it as it arrives, in batches of at least 256 KiB on the
+//! blocking pool (one batch written while the next is gathered, so memory
+//! is bounded by two batches plus one chunk of the body), `fsync` it, and
+//! commit it under the key's write guard with the same check and rename as
+//! `store_if`, then `fsync` the directories. A `Matches` condition is
+//! hashed before the body is read and an `Absent` one checked then too
+//! (so a write that cannot succeed fails before consuming its body); the
+//! check under the guard decides. If the body yields an error, the write
+//! fails, or its future is dropped before the body ends, the temporary file
+//! is removed (it removes itself when dropped) before the error is returned
+//! or the drop completes (or, when the drop interrupts the blocking step
+//! that creates it, as soon as that step ends), and nothing changes; only
+//! a process that dies
+//! mid-write leaves one behind, swept once stale like any other. A body
+//! stalled for longer than the stale age may see its temporary file swept
+//! by a `list`; the write then fails at the rename, writing nothing.
+//!
+//! [`load_stream`](Storage::load_stream) opens the object and reads it
+//! with `pread`, 256 KiB at a time, one chunk ahead of the consumer, each
+//! chunk in its own short blocking task, so a slow consumer holds an open
+//! file but no thread. Objects are only replaced by `rename`, never written
+//! in place, so a stream whose object is replaced or deleted meanwhile goes
+//! on reading the old file: it yields the old value, whole. Before handing
+//! out its last chunk it checks that the file was not modified in place by
+//! another program: the same size and mtime as when opened, and the same
+//! ctime while the file is still linked (the unlink of a replaced file
+//! changes its ctime, not its content). A file that became shorter or
+//! changed fails the stream with [`Error::Backend`] ("modified in place").
+//! These checks are as fine as the filesystem's timestamps.
+//! [`load_stream_versioned`](Storage::load_stream_versioned) first hashes
+//! the open file (its [`Version`], as `load_versioned` computes it), then
+//! streams the same file, hashing it again: the stream fails unless both
+//! hashes agree, so the bytes it yields are exactly that version's. A
+//! rewrap (versioned stream piped into `store_stream_if`) thus reads the
+//! object three times: the hash, the stream, and the `Matches` check.
+//!
+//! [`load_range`](Storage::load_range) opens the object and reads exactly
+//! the range with one `pread` (no other byte of the file is read);
+//! [`load_head`](Storage::load_head) reads only the head likewise.
+//!
 //! ## Locks
 //!
 //! A lock is a file under `.encstore-locks/`, named by the xxh3-128 hash of
@@ -246,8 +291,10 @@ mod owner;
 mod paths;
 mod probe;
 mod read;
+mod stream;
 mod write;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -255,8 +302,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use encstore_core::key::{validate_key, validate_prefix};
+use encstore_core::stream::validate_range;
 use encstore_core::{
-    Error, KeyInfo, Lease, Result, Storage, Version, Versioned, WriteCondition, new_lease_token,
+    ByteStream, Error, KeyInfo, Lease, ObjectStream, RangeRead, Result, Storage, Version,
+    Versioned, VersionedStream, WriteCondition, new_lease_token,
 };
 
 pub use builder::FsStorageBuilder;
@@ -356,6 +405,17 @@ impl FsStorage {
     }
 }
 
+/// The version a conditional write computed (always `Some` for those).
+fn written_version(op: &'static str, v: Option<Version>) -> Result<Version> {
+    v.ok_or_else(|| {
+        Error::backend(
+            BACKEND,
+            op,
+            std::io::Error::other("internal error: no version computed"),
+        )
+    })
+}
+
 /// Runs blocking filesystem work off the async executor.
 async fn blocking<T, F>(op: &'static str, f: F) -> Result<T>
 where
@@ -377,6 +437,53 @@ impl Storage for FsStorage {
         blocking("store", move || inner.store(&key, &value, None).map(|_| ())).await
     }
 
+    async fn store_stream(&self, key: &str, body: ByteStream) -> Result<()> {
+        validate_key(key)?;
+        stream::store_stream(Arc::clone(&self.inner), key.to_owned(), body, None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn store_stream_if(
+        &self,
+        key: &str,
+        body: ByteStream,
+        condition: &WriteCondition,
+    ) -> Result<Version> {
+        validate_key(key)?;
+        let v = stream::store_stream(
+            Arc::clone(&self.inner),
+            key.to_owned(),
+            body,
+            Some(condition.clone()),
+        )
+        .await?;
+        written_version("store_stream_if", v)
+    }
+
+    async fn load_stream(&self, key: &str) -> Result<ObjectStream> {
+        validate_key(key)?;
+        let (s, _) = stream::load_stream(Arc::clone(&self.inner), key.to_owned(), false).await?;
+        Ok(s)
+    }
+
+    async fn load_stream_versioned(&self, key: &str) -> Result<VersionedStream> {
+        validate_key(key)?;
+        let (stream, version) =
+            stream::load_stream(Arc::clone(&self.inner), key.to_owned(), true).await?;
+        Ok(VersionedStream {
+            stream,
+            version: written_version("load_stream_versioned", version)?,
+        })
+    }
+
+    async fn load_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead> {
+        validate_key(key)?;
+        validate_range(key, &range)?;
+        let (inner, key) = (Arc::clone(&self.inner), key.to_owned());
+        blocking("load_range", move || inner.load_range(&key, range)).await
+    }
+
     async fn store_if(
         &self,
         key: &str,
@@ -385,7 +492,8 @@ impl Storage for FsStorage {
     ) -> Result<Version> {
         validate_key(key)?;
         let (inner, key, cond) = (Arc::clone(&self.inner), key.to_owned(), condition.clone());
-        blocking("store_if", move || inner.store(&key, &value, Some(&cond))).await
+        let v = blocking("store_if", move || inner.store(&key, &value, Some(&cond))).await?;
+        written_version("store_if", v)
     }
 
     async fn load(&self, key: &str) -> Result<Bytes> {

@@ -3,10 +3,12 @@
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, MetadataExt};
 
 use bytes::Bytes;
-use encstore_core::{Error, Result, Version, Versioned};
+use encstore_core::stream::clamp_range;
+use encstore_core::{Error, RangeRead, Result, Version, Versioned};
 use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 
 use crate::Inner;
@@ -18,23 +20,27 @@ pub(crate) fn version_of(hash: u64, ino: u64, size: u64) -> Version {
 }
 
 /// How much [`Inner::hash_object`] reads at a time.
-const HASH_CHUNK: usize = 256 << 10;
+pub(crate) const HASH_CHUNK: usize = 256 << 10;
 
 /// The version of an object, computed from a file that is kept open, with
 /// what is needed to check later, in a few system calls, that the key still
 /// names exactly that content.
 pub(crate) struct Hashed {
     pub(crate) version: Version,
+    /// The content's xxh3-64, the first part of the version.
+    pub(crate) hash: u64,
+    /// How many bytes were hashed.
+    pub(crate) len: u64,
     /// The hashed file, kept open so that its inode cannot be freed and
     /// reused by another file while the check is pending.
-    file: File,
+    pub(crate) file: File,
     /// Its `fstat` before hashing.
-    before: Metadata,
+    pub(crate) before: Metadata,
 }
 
 /// What changes when a file's content changes: size, mtime and ctime (which
 /// no caller can set back; any write updates it).
-fn content_stamp(m: &Metadata) -> (u64, i64, i64, i64, i64) {
+pub(crate) fn content_stamp(m: &Metadata) -> (u64, i64, i64, i64, i64) {
     (
         m.size(),
         m.mtime(),
@@ -133,6 +139,31 @@ impl Inner {
         }
     }
 
+    /// Reads the bytes `range` of `key` with `pread`, and nothing else of
+    /// the file.
+    pub(crate) fn load_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead> {
+        let op = "load_range";
+        let Some((file, meta)) = self.open_object(key).map_err(|e| backend(op, e))? else {
+            return Err(Error::not_found(key));
+        };
+        let size = meta.len();
+        let r = clamp_range(key, range, size)?;
+        let len = usize::try_from(r.end - r.start).map_err(|e| backend(op, io::Error::other(e)))?;
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(len)
+            .map_err(|e| backend(op, io::Error::other(e)))?;
+        buf.resize(len, 0);
+        // Objects are only ever replaced, never shortened in place, so the
+        // range is there; if another program truncated the file, this
+        // fails (UnexpectedEof) rather than returning fewer bytes.
+        file.read_exact_at(&mut buf, r.start)
+            .map_err(|e| backend(op, ctx(&self.key_path(key), e)))?;
+        Ok(RangeRead {
+            bytes: Bytes::from(buf),
+            size,
+        })
+    }
+
     /// Hashes the current object `key` in chunks (no guard held, constant
     /// memory), or `None` if it is not an object.
     pub(crate) fn hash_object(&self, key: &str) -> io::Result<Option<Hashed>> {
@@ -153,8 +184,11 @@ impl Inner {
                 Err(e) => return Err(ctx(&self.key_path(key), e)),
             }
         }
+        let hash = hasher.digest();
         Ok(Some(Hashed {
-            version: version_of(hasher.digest(), before.ino(), len),
+            version: version_of(hash, before.ino(), len),
+            hash,
+            len,
             file,
             before,
         }))

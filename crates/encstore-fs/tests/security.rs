@@ -8,7 +8,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use bytes::Bytes;
-use encstore_core::{Error, InvalidKeyReason, Storage, WriteCondition};
+use encstore_core::{Error, InvalidKeyReason, Storage, WriteCondition, stream};
 use encstore_fs::FsStorage;
 
 struct Fixture {
@@ -94,6 +94,25 @@ async fn every_op_refuses(store: &FsStorage, key: &str) {
     assert_symlink_refused(
         &format!("load_versioned {key}"),
         store.load_versioned(key).await,
+    );
+    assert_symlink_refused(
+        &format!("load_range {key}"),
+        store.load_range(key, 0..3).await,
+    );
+    assert_symlink_refused(&format!("load_stream {key}"), store.load_stream(key).await);
+    assert_symlink_refused(
+        &format!("load_stream_versioned {key}"),
+        store.load_stream_versioned(key).await,
+    );
+    assert_symlink_refused(
+        &format!("store_stream {key}"),
+        store.store_stream(key, stream::once(v.clone())).await,
+    );
+    assert_symlink_refused(
+        &format!("store_stream_if absent {key}"),
+        store
+            .store_stream_if(key, stream::once(v.clone()), &WriteCondition::Absent)
+            .await,
     );
     assert_symlink_refused(&format!("delete {key}"), store.delete(key).await);
     assert_symlink_refused(&format!("exists {key}"), store.exists(key).await);
@@ -199,6 +218,22 @@ async fn malformed_keys_are_refused_by_every_operation() {
         check("load", s.load(key).await.err());
         check("load_head", s.load_head(key, 1).await.err());
         check("load_versioned", s.load_versioned(key).await.err());
+        check("load_range", s.load_range(key, 0..1).await.err());
+        check("load_stream", s.load_stream(key).await.err());
+        check(
+            "load_stream_versioned",
+            s.load_stream_versioned(key).await.err(),
+        );
+        check(
+            "store_stream",
+            s.store_stream(key, stream::once(v())).await.err(),
+        );
+        check(
+            "store_stream_if",
+            s.store_stream_if(key, stream::once(v()), &WriteCondition::Absent)
+                .await
+                .err(),
+        );
         check("delete", s.delete(key).await.err());
         check("exists", s.exists(key).await.err());
         check("stat", s.stat(key).await.err());
@@ -241,6 +276,22 @@ async fn fifos_are_refused_without_blocking() {
             )
         }
         other => panic!("expected a backend error, got {other:?}"),
+    }
+    for (op, r) in [
+        ("load_range", f.store.load_range("fifo", 0..1).await.err()),
+        ("load_stream", f.store.load_stream("fifo").await.err()),
+        (
+            "load_stream_versioned",
+            f.store.load_stream_versioned("fifo").await.err(),
+        ),
+    ] {
+        match r {
+            Some(Error::Backend { source, .. }) => assert!(
+                source.to_string().contains("not a regular file"),
+                "{op}: {source}"
+            ),
+            other => panic!("{op}: expected a backend error, got {other:?}"),
+        }
     }
     assert!(f.store.stat("fifo").await.is_err());
     assert_eq!(f.store.list("", true).await.unwrap(), vec!["real/ok"]);
