@@ -355,17 +355,19 @@ async fn unparsable_lock_file_is_stale_only_after_a_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_lease_cannot_release_the_successor() {
     let dir = tempfile::tempdir().unwrap();
+    // A one-second lease: long enough that the successor's renewals (every
+    // third of it) keep it held on a loaded machine, short for a test.
     let a = FsStorage::builder(dir.path())
-        .lease(Duration::from_millis(300))
+        .lease(Duration::from_secs(1))
         .build()
         .unwrap();
     let b_store = FsStorage::builder(dir.path())
-        .lease(Duration::from_millis(300))
+        .lease(Duration::from_secs(1))
         .build()
         .unwrap();
     let mut old = a.try_lock("l").await.unwrap();
     old.stop_renewal();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert!(!old.is_held());
     let new = b_store.try_lock("l").await.unwrap();
     let path = a.lock_file_path("l").unwrap();
