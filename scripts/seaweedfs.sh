@@ -17,12 +17,19 @@
 #
 # Environment (all optional):
 #   ENCSTORE_SEAWEEDFS_DIR  state and data directory (default /tmp/encstore-seaweedfs)
-#   ENCSTORE_S3_PORT        S3 port (default 8333)
+#   ENCSTORE_S3_PORT        S3 port (default 8333 + the offset below)
+#   ENCSTORE_SEAWEEDFS_PORT_OFFSET  added to every port SeaweedFS opens
+#                           (S3 8333, master 9333, volume 9340, filer 8888,
+#                           and their gRPC ports at +10000), so that two
+#                           servers (say, two checkouts testing at once, with
+#                           different ENCSTORE_SEAWEEDFS_DIR) do not collide
+#                           (default 0)
 #   ENCSTORE_S3_BUCKET      bucket to create (default encstore-test)
 set -euo pipefail
 
 DIR="${ENCSTORE_SEAWEEDFS_DIR:-/tmp/encstore-seaweedfs}"
-PORT="${ENCSTORE_S3_PORT:-8333}"
+OFFSET="${ENCSTORE_SEAWEEDFS_PORT_OFFSET:-0}"
+PORT="${ENCSTORE_S3_PORT:-$((8333 + OFFSET))}"
 BUCKET="${ENCSTORE_S3_BUCKET:-encstore-test}"
 PIDFILE="$DIR/weed.pid"
 ENVFILE="$DIR/env"
@@ -102,6 +109,8 @@ EOF
   # can signal it alone.
   setsid "$WEED" mini -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3.port="$PORT" -s3.config="$DIR/s3.json" -bucket="$BUCKET" \
+    -master.port=$((9333 + OFFSET)) -volume.port=$((9340 + OFFSET)) \
+    -filer.port=$((8888 + OFFSET)) \
     -master.telemetry=false -webdav=false -admin.ui=false \
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false \
     </dev/null >"$LOG" 2>&1 &
