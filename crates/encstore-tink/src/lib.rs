@@ -14,6 +14,11 @@
 //!   `prefix || raw ciphertext`; decryption looks the key up by prefix.
 //! - [`templates`]: key templates under Tinkey's names ([`templates::NAMES`],
 //!   [`templates::by_name`]).
+//! - [`streaming`]: [`KeysetStreamingAead`], the keyset's streaming AEAD
+//!   (Tink's `AesGcmHkdfStreamingKey` and `AesCtrHmacStreamingKey`):
+//!   segment arithmetic ([`SegmentLayout`]), sync encrypt/decrypt cores,
+//!   tokio `AsyncRead`/`AsyncWrite` adapters, and random access to any
+//!   plaintext range over a ranged-read source.
 //! - [`primitives`]: one raw AEAD per Tink key type (no prefix).
 //! - [`error`]: [`KeysetError`] and [`KeyError`].
 //!
@@ -48,12 +53,15 @@ pub mod aead;
 pub mod error;
 pub mod keyset;
 pub mod primitives;
+pub mod streaming;
 pub mod templates;
 
 pub use aead::{CiphertextKey, KeysetAead};
 pub use error::{KeyError, KeysetError};
 pub use keyset::{
-    KeyInfo, KeyStatus, Keyset, KeysetFormat, KeysetInfo, OutputPrefix, detect_format,
+    KeyInfo, KeyStatus, Keyset, KeysetFormat, KeysetInfo, OutputPrefix, PrimitiveKind,
+    detect_format,
 };
 pub use primitives::KeyParams;
+pub use streaming::{KeysetStreamingAead, SegmentLayout, StreamingError};
 pub use templates::KeyTemplate;

@@ -1,0 +1,2 @@
+//! Streaming AEAD benchmark (written next).
+fn main() {}
