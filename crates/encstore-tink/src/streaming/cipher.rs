@@ -14,11 +14,11 @@
 //!                         tag = HMAC(nonce i (16 bytes) ‖ ciphertext)[..tag size]
 //! ```
 
-use aes::cipher::{InnerIvInit, KeyInit, StreamCipher, StreamCipherCoreWrapper};
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use aes::{Aes128, Aes256};
 use hmac::{Hmac, Mac};
 use ring::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::StreamingError;
 use super::layout::SegmentLayout;
@@ -215,7 +215,9 @@ enum AesKey {
     Aes256(Aes256),
 }
 
-type Ctr128Core<C> = ctr::CtrCore<C, ctr::flavors::Ctr128BE>;
+/// Counter blocks encrypted per batch (1 KiB: stays in L1, and is enough
+/// for the AES backends' parallel blocks).
+const CTR_BATCH: usize = 64;
 
 impl AesKey {
     fn new(key: &[u8]) -> Self {
@@ -229,18 +231,35 @@ impl AesKey {
         }
     }
 
-    /// XORs `data` with the keystream starting at counter block `iv`.
+    /// XORs `data` with the AES-CTR keystream starting at counter block
+    /// `iv`, incremented as one 128-bit big-endian integer (as Tink's
+    /// `AES/CTR/NoPadding` and Go's `cipher.NewCTR` do).
     fn apply(&self, iv: &[u8; 16], data: &mut [u8]) {
-        match self {
-            AesKey::Aes128(c) => {
-                let core = Ctr128Core::<Aes128>::inner_iv_init(c.clone(), iv.into());
-                StreamCipherCoreWrapper::from_core(core).apply_keystream(data);
+        let mut counter = u128::from_be_bytes(*iv);
+        let mut blocks = [aes::Block::default(); CTR_BATCH];
+        for chunk in data.chunks_mut(CTR_BATCH * 16) {
+            let n = chunk.len().div_ceil(16);
+            for b in &mut blocks[..n] {
+                b.copy_from_slice(&counter.to_be_bytes());
+                counter = counter.wrapping_add(1);
             }
-            AesKey::Aes256(c) => {
-                let core = Ctr128Core::<Aes256>::inner_iv_init(c.clone(), iv.into());
-                StreamCipherCoreWrapper::from_core(core).apply_keystream(data);
+            match self {
+                AesKey::Aes128(c) => c.encrypt_blocks(&mut blocks[..n]),
+                AesKey::Aes256(c) => c.encrypt_blocks(&mut blocks[..n]),
+            }
+            for (d, k) in chunk.chunks_mut(16).zip(&blocks[..n]) {
+                if let Ok(d) = <&mut [u8; 16]>::try_from(&mut *d) {
+                    let x = u128::from_ne_bytes(*d) ^ u128::from_ne_bytes(k.0);
+                    *d = x.to_ne_bytes();
+                } else {
+                    for (x, y) in d.iter_mut().zip(k.iter()) {
+                        *x ^= y;
+                    }
+                }
             }
         }
+        // The keystream is key-dependent: wipe it.
+        blocks.zeroize();
     }
 }
 
