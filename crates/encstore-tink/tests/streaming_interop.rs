@@ -18,6 +18,7 @@
 //! Needs `python3` with `tink==1.16.1` (or `ENCSTORE_PYTHON`): without
 //! it the test prints `SKIPPED` and passes, unless
 //! `ENCSTORE_REQUIRE_SERVICES=1`, where it fails.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -104,7 +105,7 @@ fn tampered(l: SegmentLayout, ct: &[u8], full: bool) -> Vec<(&'static str, Vec<u
         r.start as usize..r.end as usize
     };
     let last = seg(segments - 1);
-    let tink_ignores_extensions = n % l.ciphertext_segment_size() == 0;
+    let tink_ignores_extensions = n.is_multiple_of(l.ciphertext_segment_size());
     let mut out = Vec::new();
     if segments >= 2 {
         out.push((
