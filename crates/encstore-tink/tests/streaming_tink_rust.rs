@@ -40,8 +40,7 @@ fn tink_encrypt(p: &dyn tink_core::StreamingAead, pt: &[u8], ad: &[u8]) -> Vec<u
     }
     w.close().unwrap();
     drop(w);
-    let v = out.0.lock().unwrap().clone();
-    v
+    std::mem::take(&mut *out.0.lock().unwrap())
 }
 
 fn tink_decrypt(p: &dyn tink_core::StreamingAead, ct: &[u8], ad: &[u8]) -> Result<Vec<u8>, String> {
