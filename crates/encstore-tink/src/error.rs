@@ -230,7 +230,7 @@ pub enum KeysetError {
     /// The keyset's keys are of another primitive than the one asked for
     /// ([`crate::Keyset::aead`] on a streaming keyset, or
     /// [`crate::Keyset::streaming_aead`] on an AEAD keyset).
-    #[error("this is a {found} keyset, not a {wanted} keyset")]
+    #[error("this keyset holds {found} keys, not {wanted} keys")]
     WrongPrimitive {
         /// The primitive asked for.
         wanted: crate::keyset::PrimitiveKind,
@@ -239,7 +239,7 @@ pub enum KeysetError {
     },
     /// The template makes keys of another primitive than the keyset's.
     #[error(
-        "cannot add a {template} key to a {keyset} keyset: a keyset holds the keys of one primitive (Google's Tink refuses a mixed keyset)"
+        "the template makes {template} keys, but this keyset holds {keyset} keys; a keyset holds the keys of one primitive (Google's Tink refuses a mixed keyset)"
     )]
     TemplatePrimitive {
         /// The template's primitive.
