@@ -45,8 +45,10 @@
 //! ## Where encstore is stricter than Tink
 //! Tink checks only ENABLED keys when it reads a keyset. encstore also
 //! refuses duplicate key IDs anywhere in the keyset, a DISABLED key whose
-//! key data is missing or invalid (it could never be enabled), and a live
-//! key whose `keyMaterialType` is not SYMMETRIC.
+//! key data is missing or invalid (it could never be enabled), a live
+//! key whose `keyMaterialType` is not SYMMETRIC, and a keyset whose keys
+//! that are not destroyed mix AEAD and streaming AEAD keys (Tink refuses
+//! the mix among ENABLED keys: "Wrong primitive class").
 #![forbid(unsafe_code)]
 
 pub mod aead;
