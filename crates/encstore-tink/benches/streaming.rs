@@ -138,7 +138,10 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    println!("Streaming AEAD, {} MiB per operation, 1 MiB segments, one core", total / MIB);
+    println!(
+        "Streaming AEAD, {} MiB per operation, 1 MiB segments, one core",
+        total / MIB
+    );
 
     // ---------------------------------------------------- AES-256-GCM-HKDF
     let (ks, s) = streaming("AES256_GCM_HKDF_1MB");
@@ -176,15 +179,20 @@ fn main() {
     let mut scratch = vec![0u8; seg_ct];
 
     let encrypt = vec![
-        bench("ring AES-256-GCM one-shot per 1 MiB segment, in place [reference]", || {
-            for chunk in in_place.chunks_mut(seg_pt) {
-                let tag = ring_key
-                    .seal_in_place_separate_tag(counter_nonce(&mut n1), Aad::from(AD), chunk)
-                    .expect("seal");
-                let _ = black_box(tag);
-            }
+        bench(
+            "ring AES-256-GCM one-shot per 1 MiB segment, in place [reference]",
+            || {
+                for chunk in in_place.chunks_mut(seg_pt) {
+                    let tag = ring_key
+                        .seal_in_place_separate_tag(counter_nonce(&mut n1), Aad::from(AD), chunk)
+                        .expect("seal");
+                    let _ = black_box(tag);
+                }
+            },
+        ),
+        bench("encstore StreamEncryptor (sync core)", || {
+            sync_encrypt(&s, &pt)
         }),
-        bench("encstore StreamEncryptor (sync core)", || sync_encrypt(&s, &pt)),
         bench("encstore EncryptingWriter (async) -> sink", || {
             rt.block_on(async {
                 let mut w = s.encrypting_writer(tokio::io::sink(), AD).expect("writer");
@@ -236,7 +244,9 @@ fn main() {
                 }
             },
         ),
-        bench("encstore StreamDecryptor (sync core)", || sync_decrypt(&s, &ct)),
+        bench("encstore StreamDecryptor (sync core)", || {
+            sync_decrypt(&s, &ct)
+        }),
         bench("encstore DecryptingReader (async) over &[u8]", || {
             rt.block_on(async {
                 let mut r = s.decrypting_reader(&ct[..], AD);
@@ -291,7 +301,9 @@ fn main() {
             }
             w.close().expect("close");
         }),
-        bench("encstore StreamDecryptor (sync core)", || sync_decrypt(&s, &ct)),
+        bench("encstore StreamDecryptor (sync core)", || {
+            sync_decrypt(&s, &ct)
+        }),
         bench("tink-rust 0.3 decrypting reader", || {
             let mut r = theirs
                 .new_decrypting_reader(Box::new(std::io::Cursor::new(ct_bytes.clone())), AD)
@@ -305,5 +317,9 @@ fn main() {
             }
         }),
     ];
-    h.run_group("Encrypt and decrypt, AES256_CTR_HMAC_SHA256_1MB", total, ctr);
+    h.run_group(
+        "Encrypt and decrypt, AES256_CTR_HMAC_SHA256_1MB",
+        total,
+        ctr,
+    );
 }

@@ -19,8 +19,15 @@ fn streaming_keysets_round_trip_every_format() {
         ks.add_key(&tpl(name)).unwrap();
     }
     assert_eq!(ks.primitive(), PrimitiveKind::StreamingAead);
-    let ct = ks.streaming_aead().unwrap().encrypt(b"data", b"ad").unwrap();
-    let kek = Keyset::generate(&tpl("AES256_GCM")).unwrap().aead().unwrap();
+    let ct = ks
+        .streaming_aead()
+        .unwrap()
+        .encrypt(b"data", b"ad")
+        .unwrap();
+    let kek = Keyset::generate(&tpl("AES256_GCM"))
+        .unwrap()
+        .aead()
+        .unwrap();
     let forms = [
         Keyset::from_json_insecure(&ks.to_json_insecure()).unwrap(),
         Keyset::from_binary_insecure(&ks.to_binary_insecure()).unwrap(),
@@ -31,7 +38,10 @@ fn streaming_keysets_round_trip_every_format() {
     ];
     for k in forms {
         assert_eq!(k.info(), ks.info());
-        assert_eq!(k.streaming_aead().unwrap().decrypt(&ct, b"ad").unwrap(), b"data");
+        assert_eq!(
+            k.streaming_aead().unwrap().decrypt(&ct, b"ad").unwrap(),
+            b"data"
+        );
     }
     // Parameters in listings, and the layout from them.
     let info = ks.info();
@@ -66,7 +76,10 @@ fn streaming_keysets_round_trip_every_format() {
         SegmentLayout::from_params(&ctr),
         SegmentLayout::new(40, 1 << 20, 32)
     );
-    assert_eq!(SegmentLayout::from_params(&KeyParams::AesGcm { key_size: 32 }), None);
+    assert_eq!(
+        SegmentLayout::from_params(&KeyParams::AesGcm { key_size: 32 }),
+        None
+    );
 }
 
 #[test]
@@ -95,7 +108,9 @@ fn aead_and_streaming_are_never_mixed() {
     );
     // Adding a key of the other primitive leaves the keyset as it was.
     let before = aead.info();
-    let e = aead.add_key(&tpl("AES128_CTR_HMAC_SHA256_4KB")).unwrap_err();
+    let e = aead
+        .add_key(&tpl("AES128_CTR_HMAC_SHA256_4KB"))
+        .unwrap_err();
     assert_eq!(
         e,
         KeysetError::TemplatePrimitive {
@@ -151,7 +166,10 @@ fn mixed_keysets_are_refused_on_load() {
             },
             "{status:?}"
         );
-        assert!(e.to_string().contains("mixes AEAD key 1 and streaming AEAD key 2"));
+        assert!(
+            e.to_string()
+                .contains("mixes AEAD key 1 and streaming AEAD key 2")
+        );
     }
     // A destroyed key has no material: it is not a key of either primitive
     // (Tink accepts this keyset too).

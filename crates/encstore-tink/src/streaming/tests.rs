@@ -683,3 +683,107 @@ fn send_sync() {
     assert_send_sync::<EncryptingWriter<Vec<u8>>>();
     assert_send_sync::<DecryptingReader<&'static [u8]>>();
 }
+
+/// An `AsyncRead`/`AsyncWrite` that counts the bytes that pass through.
+struct Counting<T> {
+    inner: T,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counting<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.count
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counting<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            self.count
+                .fetch_add(*n, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The async adapters stream: whatever the length, they hold back at
+/// most about one segment (constant memory), reading ciphertext only as
+/// plaintext is asked for and writing ciphertext as soon as a segment is
+/// sealed.
+#[tokio::test]
+async fn adapters_hold_back_at_most_a_segment() {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    for (name, s) in small_keysets() {
+        let l = s.layout();
+        let seg = l.ciphertext_segment_size() as usize;
+        let pt: Vec<u8> = (0..200 * seg).map(|i| i as u8).collect();
+        let ct = s.encrypt(&pt, b"").unwrap();
+        // Decrypting: ciphertext read stays within two segments of the
+        // plaintext delivered.
+        let read = Arc::new(AtomicUsize::new(0));
+        let src = Counting {
+            inner: &ct[..],
+            count: Arc::clone(&read),
+        };
+        let mut r = s.decrypting_reader(src, b"");
+        let mut delivered = 0usize;
+        let mut buf = [0u8; 7];
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            delivered += n;
+            let behind = l.ciphertext_size(delivered as u64).unwrap() as usize;
+            assert!(
+                read.load(Relaxed) <= behind + 2 * seg,
+                "{name}: read too far ahead"
+            );
+        }
+        assert_eq!(delivered, pt.len());
+        // Encrypting: ciphertext written keeps up within two segments.
+        let written = Arc::new(AtomicUsize::new(0));
+        let sink = Counting {
+            inner: tokio::io::sink(),
+            count: Arc::clone(&written),
+        };
+        let mut w = s.encrypting_writer(sink, b"").unwrap();
+        for (i, chunk) in pt.chunks(13).enumerate() {
+            w.write_all(chunk).await.unwrap();
+            let given = (i * 13 + chunk.len()) as u64;
+            let due = l.ciphertext_size(given).unwrap() as usize;
+            assert!(
+                written.load(Relaxed) + 2 * seg >= due,
+                "{name}: buffered too much"
+            );
+        }
+        w.shutdown().await.unwrap();
+        assert_eq!(written.load(Relaxed), ct.len());
+    }
+}
