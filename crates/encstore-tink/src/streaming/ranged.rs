@@ -267,11 +267,22 @@ impl<S: RangedRead> RandomAccessReader<S> {
         // Several keys may fit: try each; a fetch is reused by the next
         // candidate with the same layout.
         let mut fetched: Option<(SegmentLayout, Range<u64>, Bytes)> = None;
+        // A range can be past the end for one key's layout and not for
+        // another's: report that only if no key fits.
+        let mut plan_error = None;
+        let mut tried = false;
         for (i, c) in self.candidates.iter().enumerate() {
-            let (segments, want) = plan(c)?;
+            let (segments, want) = match plan(c) {
+                Ok(p) => p,
+                Err(e) => {
+                    plan_error.get_or_insert(e);
+                    continue;
+                }
+            };
             if segments.is_empty() {
                 return Ok(Bytes::new());
             }
+            tried = true;
             let bytes = match &fetched {
                 Some((l, s, b)) if *l == c.layout && *s == segments => b.clone(),
                 _ => {
@@ -285,7 +296,10 @@ impl<S: RangedRead> RandomAccessReader<S> {
                 return Ok(out);
             }
         }
-        Err(io_err(StreamingError::Authentication))
+        match plan_error {
+            Some(e) if !tried => Err(e),
+            _ => Err(io_err(StreamingError::Authentication)),
+        }
     }
 
     /// Fetches the ciphertext of `segments`.

@@ -636,6 +636,37 @@ async fn random_access_finds_the_key() {
     assert!(format!("{r:?}").contains("chosen: Some(1)"), "{r:?}");
 }
 
+/// Before the key is known, a range past the end for one candidate's
+/// layout but not for the writer's still reads.
+#[tokio::test]
+async fn random_access_range_valid_only_for_the_writer() {
+    let writer =
+        Keyset::generate(&templates::by_name("AES256_CTR_HMAC_SHA256_1MB").unwrap()).unwrap();
+    let pt = vec![3u8; 100_000];
+    let ct = Bytes::from(
+        writer
+            .streaming_aead()
+            .unwrap()
+            .encrypt(&pt, b"ad")
+            .unwrap(),
+    );
+    // A 4 KiB key with the same header length is the primary, so it is
+    // tried first; its layout sees a smaller plaintext in this size.
+    let mut ks = writer.clone();
+    let id = ks
+        .add_key(&templates::by_name("AES256_GCM_HKDF_4KB").unwrap())
+        .unwrap();
+    ks.promote(id).unwrap();
+    let s = ks.streaming_aead().unwrap();
+    let other = s.key_layouts().next().unwrap().1;
+    let other_size = other.plaintext_size(ct.len() as u64).unwrap();
+    assert!(other_size < 100_000 - 10);
+    let r = s.open_ranged(ct, b"ad").await.unwrap();
+    assert_eq!(r.plaintext_size(), other_size, "the first candidate's view");
+    assert_eq!(r.read_range(99_990..100_000).await.unwrap(), pt[99_990..]);
+    assert_eq!(r.plaintext_size(), 100_000, "the writer's view once known");
+}
+
 #[test]
 fn debug_never_shows_keys() {
     let ks = keyset(
