@@ -11,7 +11,7 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --quiet --locked cargo-fuzz
 fi
 export RUSTC_BOOTSTRAP=1
-for target in keyset_json keyset_binary decrypt; do
+for target in keyset_json keyset_binary decrypt streaming_decrypt; do
   mkdir -p "corpus/$target"
   echo "fuzz: $target for ${SECONDS_PER_TARGET}s"
   log=$(mktemp)

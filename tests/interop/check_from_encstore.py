@@ -28,7 +28,9 @@ check; paths are relative to DIR::
 
 For every keyset, Python Tink must parse it (cleartext, or EncryptedKeyset
 decrypted with the master keyset and the keyset associated data) and build an
-AEAD from it.  For every encrypted keyset, the ``keysetInfo`` that encstore
+AEAD from it, or a StreamingAead for a keyset of streaming AEAD keys (the
+encstore CLI writes no streaming ciphertexts: those keysets have no cases;
+streaming ciphertexts are checked by streaming_check.py).  For every encrypted keyset, the ``keysetInfo`` that encstore
 wrote in clear must be present and must agree with the decrypted keyset
 (primary, and for each key: ID, type URL, status, output prefix type).  For
 every case, Tink must decrypt the ciphertext to exactly the plaintext.
@@ -49,13 +51,14 @@ import os
 import sys
 
 import tink
-from tink import aead, secret_key_access
+from tink import aead, secret_key_access, streaming_aead
 from tink import json_proto_keyset_format as json_format
 from tink import proto_keyset_format as binary_format
 from google.protobuf import json_format as pb_json
 from tink.proto import tink_pb2
 
 aead.register()
+streaming_aead.register()
 TOKEN = secret_key_access.TOKEN
 
 
@@ -148,6 +151,7 @@ def check(base: str) -> list[str]:
             failures.append(f"master {name} ({m['file']}): Tink cannot use it: {e}")
 
     aeads = {}
+    streams = 0
     checked_info = 0
     fallbacks = 0
     for name, k in manifest["keysets"].items():
@@ -165,7 +169,11 @@ def check(base: str) -> list[str]:
             continue
         ks = keyset_proto(handle)
         try:
-            aeads[name] = handle.primitive(aead.Aead)
+            if any(x.key_data.type_url.endswith("StreamingKey") for x in ks.key):
+                handle.primitive(streaming_aead.StreamingAead)
+                streams += 1
+            else:
+                aeads[name] = handle.primitive(aead.Aead)
         except tink.TinkError as e:
             fallback = ChaChaFallback.for_keyset(ks)
             if fallback is None:
@@ -220,7 +228,8 @@ def check(base: str) -> list[str]:
             continue
         ok += 1
 
-    print(f"check_from_encstore: {len(aeads)}/{len(manifest['keysets'])} keysets read, "
+    print(f"check_from_encstore: {len(aeads) + streams}/{len(manifest['keysets'])} keysets read "
+          f"({streams} streaming), "
           f"{checked_info} keysetInfo checked, {ok}/{len(manifest.get('cases', []))} ciphertexts decrypted"
           + (f" ({fallbacks} ChaCha20Poly1305 keysets parsed by Tink, decrypted with `cryptography`)"
              if fallbacks else ""))

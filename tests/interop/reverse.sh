@@ -15,7 +15,9 @@
 #   - one keyset per template (`encstore list-key-templates`), cleartext JSON
 #     and binary (Python Tink 1.16 has no ChaCha20Poly1305Key manager: those
 #     keysets are parsed by Tink and decrypted with `cryptography`, see
-#     check_from_encstore.py);
+#     check_from_encstore.py; streaming AEAD keysets are loaded as Tink
+#     StreamingAead, without ciphertexts: the CLI writes none);
+#   - a rotated streaming keyset, cleartext and encrypted;
 #   - rotated keysets (add-key + promote-key, rotate-keyset, disable-key,
 #     destroy-key, delete-key), with data written by each generation;
 #   - encrypted keysets (EncryptedKeyset, JSON and binary), with and without
@@ -73,6 +75,7 @@ printf '\000\377\001\376\000\000\200' >pt_bin
 PLAINTEXTS=(pt_empty pt_short pt_1k pt_bin)
 AD_ASCII="certificates/example.com/example.com.key"
 AD_BIN_HEX="00010203feff00"
+KAD0="fleet-s/keyset"
 N=0
 
 # encrypt_cases KEYSETNAME encstore-keyset-flags...   (encrypts every plaintext,
@@ -119,6 +122,9 @@ for t in $TEMPLATES; do
     p=$(primary_of --in "ks/$t.json")
     add_keyset "$t.json" "ks/$t.json" json "" "" "$p" 1
     add_keyset "$t.bin" "ks/$t.bin" binary "" "" "$p" 1
+    if [[ $t == *_HKDF_* || $t == *_SHA256_4KB || $t == *_SHA256_1MB ]]; then
+        continue # streaming AEAD: no CLI ciphertexts
+    fi
     encrypt_cases "$t.json" --keyset "ks/$t.json"
     N=$((N + 1))
     es encrypt --keyset "ks/$t.bin" --keyset-format binary --associated-data "$AD_ASCII" --in pt_short --out "ct/$N.ct"
@@ -168,6 +174,19 @@ add_case rotated2 "${GEN_CTS[0]%%:*}" "${GEN_CTS[0]##*:}" "$(hex "$AD_ASCII")"
 add_case rotated2 "${GEN_CTS[1]%%:*}" "${GEN_CTS[1]##*:}" "$(hex "$AD_ASCII")"
 add_case rotated2 "${GEN_CTS[5]%%:*}" "${GEN_CTS[5]##*:}" "$(hex "$AD_ASCII")"
 encrypt_cases rotated2 --keyset $R2
+
+# Streaming: rotated through every streaming template, then encrypted.
+S=ks/streaming.json
+es create-keyset --key-template AES128_GCM_HKDF_4KB --out $S
+for t in AES256_GCM_HKDF_1MB AES128_CTR_HMAC_SHA256_4KB AES256_CTR_HMAC_SHA256_1MB; do
+    es add-key --key-template "$t" --in $S --out $S
+done
+es promote-key --key-id "$(key_ids_of --in $S | tail -n 1)" --in $S --out $S
+p=$(primary_of --in $S)
+add_keyset streaming.json "$S" json "" "" "$p" 4
+es convert-keyset --in $S --new-master-keyset master.json --new-keyset-associated-data "$KAD0" \
+    --out-format binary --out ks/streaming-enc.bin
+add_keyset streaming-enc.bin ks/streaming-enc.bin binary m1 "$(hex "$KAD0")" "$p" 4
 
 # 3. Encrypted keysets: create-keyset with a master keyset, JSON and binary,
 #    with and without keyset associated data.

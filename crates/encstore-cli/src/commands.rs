@@ -213,15 +213,26 @@ async fn write_keyset(
 }
 
 /// Refuses a key made from `template` that the `--policy` does not allow,
-/// before anything is written.
+/// before anything is written. Policies list AEAD key families: a
+/// streaming AEAD key passes without `--policy` and is refused with one.
 fn check_new_key(keyset: &Keyset, key_id: u32, template: &str, policy: Option<&str>) -> Result<()> {
-    let policy = crate::store::policy(policy)?;
     let params = keyset
         .info()
         .keys
         .into_iter()
         .find(|k| k.key_id == key_id)
         .and_then(|k| k.params);
+    if let Some(p) = &params
+        && p.is_streaming()
+    {
+        return match policy {
+            None => Ok(()),
+            Some(name) => Err(anyhow!(
+                "template {template} makes a streaming AEAD key; key policies list AEAD key types only, so --policy {name} cannot allow it; nothing was written"
+            )),
+        };
+    }
+    let policy = crate::store::policy(policy)?;
     match params {
         Some(p) if policy.allows(&p) => Ok(()),
         Some(p) => Err(anyhow!(
@@ -484,6 +495,26 @@ fn describe_params(p: &KeyParams) -> String {
         KeyParams::ChaCha20Poly1305 => "ChaCha20-Poly1305".to_owned(),
         KeyParams::XChaCha20Poly1305 => "XChaCha20-Poly1305".to_owned(),
         KeyParams::XAesGcm { salt_size } => format!("XAES-256-GCM, {salt_size}-byte salt"),
+        KeyParams::AesGcmHkdfStreaming {
+            key_size,
+            derived_key_size,
+            hkdf_hash,
+            ciphertext_segment_size,
+        } => format!(
+            "streaming AES-{}-GCM, HKDF-{hkdf_hash} ({key_size}-byte key), {ciphertext_segment_size}-byte segments",
+            derived_key_size * 8
+        ),
+        KeyParams::AesCtrHmacStreaming {
+            key_size,
+            derived_key_size,
+            hkdf_hash,
+            hmac_hash,
+            tag_size,
+            ciphertext_segment_size,
+        } => format!(
+            "streaming AES-{}-CTR + HMAC-{hmac_hash} ({tag_size}-byte tag), HKDF-{hkdf_hash} ({key_size}-byte key), {ciphertext_segment_size}-byte segments",
+            derived_key_size * 8
+        ),
         other => format!("{other:?}"),
     }
 }

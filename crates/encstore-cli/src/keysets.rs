@@ -276,7 +276,7 @@ pub fn template(name: &str) -> Result<KeyTemplate> {
     })
 }
 
-/// Every template name, in listing order.
-pub fn template_names() -> &'static [&'static str] {
-    encstore_tink::templates::NAMES
+/// Every template name, in listing order: AEAD, then streaming AEAD.
+pub fn template_names() -> Vec<&'static str> {
+    encstore_tink::templates::all_names().collect()
 }

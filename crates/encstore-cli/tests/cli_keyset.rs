@@ -97,7 +97,15 @@ fn every_listed_template_creates_a_working_keyset() {
     let d = Dir::new();
     let names = String::from_utf8(ok(&["list-key-templates"])).expect("utf8");
     fs::write(d.p("pt"), b"some data").expect("write");
-    for name in names.lines() {
+    // Streaming AEAD templates: tests/cli_streaming.rs (encrypt takes an
+    // AEAD keyset).
+    let aead = |n: &&str| {
+        encstore_tink::templates::by_name(n)
+            .expect("listed")
+            .primitive()
+            == encstore_tink::PrimitiveKind::Aead
+    };
+    for name in names.lines().filter(aead) {
         let k = d.s(&format!("{name}.json"));
         ok(&["create-keyset", "--key-template", name, "--out", &k]);
         ok(&[

@@ -132,7 +132,7 @@ impl KeysetAead {
         let mut primary = None;
         let primary_key_id = keyset.primary_key_id();
         for k in keyset.keys() {
-            let usable = match (&k.primitive, k.status) {
+            let usable = match (k.aead(), k.status) {
                 (Some(p), KeyStatus::Enabled) => Some(Arc::clone(p)),
                 _ => None,
             };

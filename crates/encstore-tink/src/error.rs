@@ -215,4 +215,36 @@ pub enum KeysetError {
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Randomness,
+    /// The keyset holds both AEAD and streaming AEAD keys (among the keys
+    /// that are not destroyed). Google's Tink refuses such a keyset
+    /// ("Wrong primitive class"), so encstore neither reads nor writes one.
+    #[error(
+        "the keyset mixes AEAD key {aead_key_id} and streaming AEAD key {streaming_key_id}; a keyset holds the keys of one primitive (Google's Tink refuses a mixed keyset)"
+    )]
+    MixedPrimitives {
+        /// An AEAD key of the keyset.
+        aead_key_id: u32,
+        /// A streaming AEAD key of the keyset.
+        streaming_key_id: u32,
+    },
+    /// The keyset's keys are of another primitive than the one asked for
+    /// ([`crate::Keyset::aead`] on a streaming keyset, or
+    /// [`crate::Keyset::streaming_aead`] on an AEAD keyset).
+    #[error("this keyset holds {found} keys, not {wanted} keys")]
+    WrongPrimitive {
+        /// The primitive asked for.
+        wanted: crate::keyset::PrimitiveKind,
+        /// The keyset's primitive.
+        found: crate::keyset::PrimitiveKind,
+    },
+    /// The template makes keys of another primitive than the keyset's.
+    #[error(
+        "the template makes {template} keys, but this keyset holds {keyset} keys; a keyset holds the keys of one primitive (Google's Tink refuses a mixed keyset)"
+    )]
+    TemplatePrimitive {
+        /// The template's primitive.
+        template: crate::keyset::PrimitiveKind,
+        /// The keyset's primitive.
+        keyset: crate::keyset::PrimitiveKind,
+    },
 }

@@ -14,6 +14,11 @@
 //!   `prefix || raw ciphertext`; decryption looks the key up by prefix.
 //! - [`templates`]: key templates under Tinkey's names ([`templates::NAMES`],
 //!   [`templates::by_name`]).
+//! - [`streaming`]: [`KeysetStreamingAead`], the keyset's streaming AEAD
+//!   (Tink's `AesGcmHkdfStreamingKey` and `AesCtrHmacStreamingKey`):
+//!   segment arithmetic ([`SegmentLayout`]), sync encrypt/decrypt cores,
+//!   tokio `AsyncRead`/`AsyncWrite` adapters, and random access to any
+//!   plaintext range over a ranged-read source.
 //! - [`primitives`]: one raw AEAD per Tink key type (no prefix).
 //! - [`error`]: [`KeysetError`] and [`KeyError`].
 //! - `tink_rust` (cargo feature `tink-rust`): `TinkRustAead`, the keyset
@@ -42,8 +47,10 @@
 //! ## Where encstore is stricter than Tink
 //! Tink checks only ENABLED keys when it reads a keyset. encstore also
 //! refuses duplicate key IDs anywhere in the keyset, a DISABLED key whose
-//! key data is missing or invalid (it could never be enabled), and a live
-//! key whose `keyMaterialType` is not SYMMETRIC.
+//! key data is missing or invalid (it could never be enabled), a live
+//! key whose `keyMaterialType` is not SYMMETRIC, and a keyset whose keys
+//! that are not destroyed mix AEAD and streaming AEAD keys (Tink refuses
+//! the mix among ENABLED keys: "Wrong primitive class").
 //!
 //! ## tink-rust
 //! encstore reads and writes the keysets and ciphertexts of tink-rust 0.3
@@ -66,6 +73,7 @@ pub mod aead;
 pub mod error;
 pub mod keyset;
 pub mod primitives;
+pub mod streaming;
 pub mod templates;
 #[cfg(feature = "tink-rust")]
 pub mod tink_rust;
@@ -73,7 +81,9 @@ pub mod tink_rust;
 pub use aead::{CiphertextKey, KeysetAead};
 pub use error::{KeyError, KeysetError};
 pub use keyset::{
-    KeyInfo, KeyStatus, Keyset, KeysetFormat, KeysetInfo, OutputPrefix, detect_format,
+    KeyInfo, KeyStatus, Keyset, KeysetFormat, KeysetInfo, OutputPrefix, PrimitiveKind,
+    detect_format,
 };
 pub use primitives::KeyParams;
+pub use streaming::{KeysetStreamingAead, SegmentLayout, StreamingError};
 pub use templates::KeyTemplate;

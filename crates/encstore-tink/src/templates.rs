@@ -24,13 +24,26 @@
 //! | `XAES_256_GCM_192_BIT_NONCE_NO_PREFIX` | XAesGcmKey | 12-byte salt | RAW |
 //! | `XAES_256_GCM_160_BIT_NONCE_NO_PREFIX` | XAesGcmKey | 8-byte salt | RAW |
 //! | `X_AES_GCM_8_BYTE_SALT_NO_PREFIX` | XAesGcmKey | 8-byte salt (same as above) | RAW |
+//!
+//! Streaming AEAD templates ([`STREAMING_NAMES`]; Tink's
+//! `AesGcmHkdfStreamingKeyManager`, `AesCtrHmacStreamingKeyManager` and
+//! `PredefinedStreamingAeadParameters`): the key (HKDF input) is as long as
+//! the derived key, HKDF uses SHA-256, every key is RAW (streaming
+//! ciphertexts carry no prefix).
+//!
+//! | name | type | parameters |
+//! | --- | --- | --- |
+//! | `AES128_GCM_HKDF_4KB`, `AES128_GCM_HKDF_1MB` | AesGcmHkdfStreamingKey | 16-byte key and derived key, 4096- or 1048576-byte segments |
+//! | `AES256_GCM_HKDF_4KB`, `AES256_GCM_HKDF_1MB` | AesGcmHkdfStreamingKey | 32-byte key and derived key, 4096- or 1048576-byte segments |
+//! | `AES128_CTR_HMAC_SHA256_4KB`, `_1MB` | AesCtrHmacStreamingKey | 16-byte key and derived key, HMAC-SHA256 32-byte tag, 4096- or 1048576-byte segments |
+//! | `AES256_CTR_HMAC_SHA256_4KB`, `_1MB` | AesCtrHmacStreamingKey | 32-byte key and derived key, HMAC-SHA256 32-byte tag, 4096- or 1048576-byte segments |
 
 use std::fmt;
 
 use prost::Message;
 
 use crate::error::KeysetError;
-use crate::keyset::OutputPrefix;
+use crate::keyset::{OutputPrefix, PrimitiveKind};
 use crate::primitives::TYPE_URL_PREFIX;
 
 /// A recipe for new keys: type URL, serialized key format, output prefix
@@ -86,6 +99,15 @@ impl KeyTemplate {
         self.output_prefix
     }
 
+    /// The primitive of the keys this template makes (by its type URL).
+    pub fn primitive(&self) -> PrimitiveKind {
+        if crate::streaming::params::streaming_type(&self.type_url).is_some() {
+            PrimitiveKind::StreamingAead
+        } else {
+            PrimitiveKind::Aead
+        }
+    }
+
     /// The same template with another output prefix type.
     pub fn with_output_prefix(mut self, output_prefix: OutputPrefix) -> KeyTemplate {
         self.output_prefix = output_prefix;
@@ -93,7 +115,8 @@ impl KeyTemplate {
     }
 }
 
-/// Every template name, in the order `list-key-templates` prints them.
+/// Every AEAD template name, in the order `list-key-templates` prints them
+/// (before [`STREAMING_NAMES`]; [`all_names`] lists both).
 pub const NAMES: &[&str] = &[
     "AES128_GCM",
     "AES128_GCM_RAW",
@@ -120,6 +143,25 @@ pub const NAMES: &[&str] = &[
     "XAES_256_GCM_160_BIT_NONCE_NO_PREFIX",
     "X_AES_GCM_8_BYTE_SALT_NO_PREFIX",
 ];
+
+/// Every streaming AEAD template name (Tinkey's names), in the order
+/// `list-key-templates` prints them, after [`NAMES`].
+pub const STREAMING_NAMES: &[&str] = &[
+    "AES128_GCM_HKDF_4KB",
+    "AES128_GCM_HKDF_1MB",
+    "AES256_GCM_HKDF_4KB",
+    "AES256_GCM_HKDF_1MB",
+    "AES128_CTR_HMAC_SHA256_4KB",
+    "AES128_CTR_HMAC_SHA256_1MB",
+    "AES256_CTR_HMAC_SHA256_4KB",
+    "AES256_CTR_HMAC_SHA256_1MB",
+];
+
+/// Every template name, AEAD ([`NAMES`]) then streaming AEAD
+/// ([`STREAMING_NAMES`]): what `list-key-templates` prints.
+pub fn all_names() -> impl Iterator<Item = &'static str> {
+    NAMES.iter().chain(STREAMING_NAMES).copied()
+}
 
 /// `XAesGcmParams` (tink `proto/x_aes_gcm.proto`; not in tink-proto 0.3).
 #[derive(Clone, PartialEq, Message)]
@@ -183,6 +225,46 @@ fn aes_ctr_hmac(aes_key_size: u32, tag_size: u32, prefix: OutputPrefix) -> KeyTe
     KeyTemplate::new(url("AesCtrHmacAeadKey"), format.encode_to_vec(), prefix)
 }
 
+const MB: u32 = 1 << 20;
+
+fn aes_gcm_hkdf(key_size: u32, segment: u32) -> KeyTemplate {
+    let format = tink_proto::AesGcmHkdfStreamingKeyFormat {
+        version: 0,
+        params: Some(tink_proto::AesGcmHkdfStreamingParams {
+            ciphertext_segment_size: segment,
+            derived_key_size: key_size,
+            hkdf_hash_type: tink_proto::HashType::Sha256 as i32,
+        }),
+        key_size,
+    };
+    KeyTemplate::new(
+        url("AesGcmHkdfStreamingKey"),
+        format.encode_to_vec(),
+        OutputPrefix::Raw,
+    )
+}
+
+fn aes_ctr_hmac_streaming(key_size: u32, segment: u32) -> KeyTemplate {
+    let format = tink_proto::AesCtrHmacStreamingKeyFormat {
+        version: 0,
+        params: Some(tink_proto::AesCtrHmacStreamingParams {
+            ciphertext_segment_size: segment,
+            derived_key_size: key_size,
+            hkdf_hash_type: tink_proto::HashType::Sha256 as i32,
+            hmac_params: Some(tink_proto::HmacParams {
+                hash: tink_proto::HashType::Sha256 as i32,
+                tag_size: 32,
+            }),
+        }),
+        key_size,
+    };
+    KeyTemplate::new(
+        url("AesCtrHmacStreamingKey"),
+        format.encode_to_vec(),
+        OutputPrefix::Raw,
+    )
+}
+
 fn chacha(prefix: OutputPrefix) -> KeyTemplate {
     let format = tink_proto::ChaCha20Poly1305KeyFormat {};
     KeyTemplate::new(url("ChaCha20Poly1305Key"), format.encode_to_vec(), prefix)
@@ -229,6 +311,14 @@ pub fn by_name(name: &str) -> Result<KeyTemplate, KeysetError> {
         "XAES_256_GCM_192_BIT_NONCE" => xaes(12, Tink),
         "XAES_256_GCM_192_BIT_NONCE_NO_PREFIX" => xaes(12, Raw),
         "XAES_256_GCM_160_BIT_NONCE_NO_PREFIX" | "X_AES_GCM_8_BYTE_SALT_NO_PREFIX" => xaes(8, Raw),
+        "AES128_GCM_HKDF_4KB" => aes_gcm_hkdf(16, 4096),
+        "AES128_GCM_HKDF_1MB" => aes_gcm_hkdf(16, MB),
+        "AES256_GCM_HKDF_4KB" => aes_gcm_hkdf(32, 4096),
+        "AES256_GCM_HKDF_1MB" => aes_gcm_hkdf(32, MB),
+        "AES128_CTR_HMAC_SHA256_4KB" => aes_ctr_hmac_streaming(16, 4096),
+        "AES128_CTR_HMAC_SHA256_1MB" => aes_ctr_hmac_streaming(16, MB),
+        "AES256_CTR_HMAC_SHA256_4KB" => aes_ctr_hmac_streaming(32, 4096),
+        "AES256_CTR_HMAC_SHA256_1MB" => aes_ctr_hmac_streaming(32, MB),
         _ => {
             return Err(KeysetError::UnknownTemplate {
                 name: name.to_owned(),
@@ -243,7 +333,14 @@ mod tests {
 
     #[test]
     fn every_name_resolves() {
+        for name in STREAMING_NAMES {
+            let t = by_name(name).expect(name);
+            assert_eq!(t.primitive(), PrimitiveKind::StreamingAead, "{name}");
+            assert_eq!(t.output_prefix(), OutputPrefix::Raw, "{name}");
+        }
+        assert_eq!(all_names().count(), NAMES.len() + STREAMING_NAMES.len());
         for name in NAMES {
+            assert_eq!(by_name(name).expect(name).primitive(), PrimitiveKind::Aead);
             let t = by_name(name).expect(name);
             assert!(t.type_url().starts_with(TYPE_URL_PREFIX), "{name}");
             let raw = name.ends_with("_RAW") || name.ends_with("_NO_PREFIX");
@@ -273,6 +370,17 @@ mod tests {
             &[0x1a, 2, 0x08, 8]
         );
         assert_eq!(t("CHACHA20_POLY1305").key_format(), &[] as &[u8]);
+        // Tink's AES256_CTR_HMAC_SHA256_1MB (Python Tink 1.16.1 prints this
+        // serialized AesCtrHmacStreamingKeyFormat): params{segment 1 MiB,
+        // derived 32, HKDF SHA256, hmac{SHA256, 32}}, key_size 32.
+        assert_eq!(
+            t("AES256_CTR_HMAC_SHA256_1MB").key_format(),
+            b"\n\x0e\x08\x80\x80@\x10 \x18\x03\"\x04\x08\x03\x10 \x10 "
+        );
+        assert_eq!(
+            t("AES128_GCM_HKDF_4KB").type_url(),
+            "type.googleapis.com/google.crypto.tink.AesGcmHkdfStreamingKey"
+        );
         assert_eq!(
             t("AES128_CTR_HMAC_SHA256").type_url(),
             "type.googleapis.com/google.crypto.tink.AesCtrHmacAeadKey"

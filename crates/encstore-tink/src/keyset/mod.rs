@@ -14,7 +14,12 @@
 //! | new keyset | [`Keyset::generate`] with a [`KeyTemplate`] |
 //! | manage keys | [`Keyset::add_key`], [`Keyset::rotate`], [`Keyset::promote`], [`Keyset::enable`], [`Keyset::disable`], [`Keyset::destroy`], [`Keyset::delete`] |
 //! | list keys (no key material) | [`Keyset::info`] |
-//! | encrypt and decrypt | [`Keyset::aead`] |
+//! | encrypt and decrypt | [`Keyset::aead`] (AEAD keysets), [`Keyset::streaming_aead`] (streaming keysets) |
+//!
+//! A keyset holds the keys of one primitive, AEAD or streaming AEAD
+//! ([`Keyset::primitive`]): Google's Tink refuses a keyset that mixes them
+//! ("Wrong primitive class"), so encstore refuses to read, create or make
+//! one ([`KeysetError::MixedPrimitives`], [`KeysetError::TemplatePrimitive`]).
 
 mod binary;
 mod json;
@@ -30,6 +35,7 @@ use zeroize::Zeroizing;
 use crate::aead::KeysetAead;
 use crate::error::{KeyError, KeysetError};
 use crate::primitives::{self, KeyParams, RawAead};
+use crate::streaming::{KeysetStreamingAead, StreamingKey, params as streaming_params};
 use crate::templates::KeyTemplate;
 
 pub use binary::{KeysetFormat, detect_format};
@@ -76,6 +82,77 @@ impl KeyStatus {
 impl fmt::Display for KeyStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The primitive a keyset's keys implement. A keyset holds keys of one
+/// primitive only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PrimitiveKind {
+    /// AEAD keys (`AesGcmKey`, `XChaCha20Poly1305Key`, ...):
+    /// [`Keyset::aead`].
+    Aead,
+    /// Streaming AEAD keys (`AesGcmHkdfStreamingKey`,
+    /// `AesCtrHmacStreamingKey`): [`Keyset::streaming_aead`].
+    StreamingAead,
+}
+
+impl PrimitiveKind {
+    /// A short name: `AEAD` or `streaming AEAD`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrimitiveKind::Aead => "AEAD",
+            PrimitiveKind::StreamingAead => "streaming AEAD",
+        }
+    }
+}
+
+impl fmt::Display for PrimitiveKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A live key's primitive, built once when the key is read or created.
+#[derive(Clone)]
+pub(crate) enum KeyPrimitive {
+    /// A raw AEAD.
+    Aead(Arc<dyn RawAead>),
+    /// A streaming AEAD key.
+    Streaming(Arc<StreamingKey>),
+}
+
+impl KeyPrimitive {
+    fn kind(&self) -> PrimitiveKind {
+        match self {
+            KeyPrimitive::Aead(_) => PrimitiveKind::Aead,
+            KeyPrimitive::Streaming(_) => PrimitiveKind::StreamingAead,
+        }
+    }
+}
+
+/// Parses a key's data of type `type_url`, checks it with Tink's rules,
+/// and builds its primitive: a streaming key or an AEAD.
+fn build_key(type_url: &str, value: &[u8]) -> Result<(KeyParams, KeyPrimitive), KeyError> {
+    if let Some(key_type) = streaming_params::streaming_type(type_url) {
+        let (params, key) = streaming_params::parse_key(key_type, value)?;
+        let described = params.key_params();
+        return Ok((
+            described,
+            KeyPrimitive::Streaming(Arc::new(StreamingKey::new(params, key))),
+        ));
+    }
+    let (params, primitive) = primitives::primitive_from_key_data(type_url, value)?;
+    Ok((params, KeyPrimitive::Aead(Arc::from(primitive))))
+}
+
+/// A fresh key's data (`KeyData.value`) from a template's type URL and key
+/// format, for either primitive.
+fn new_key_value(type_url: &str, key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    match streaming_params::streaming_type(type_url) {
+        Some(key_type) => streaming_params::new_key(key_type, key_format),
+        None => primitives::new_key_data_value(type_url, key_format),
     }
 }
 
@@ -218,10 +295,26 @@ pub(crate) struct Key {
     pub(crate) params: Option<KeyParams>,
     /// The key's primitive, built once when the key was read or created;
     /// `None` for destroyed keys.
-    pub(crate) primitive: Option<Arc<dyn RawAead>>,
+    pub(crate) primitive: Option<KeyPrimitive>,
 }
 
 impl Key {
+    /// The key's AEAD, if it is a live AEAD key.
+    pub(crate) fn aead(&self) -> Option<&Arc<dyn RawAead>> {
+        match &self.primitive {
+            Some(KeyPrimitive::Aead(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The key's streaming key, if it is a live streaming key.
+    pub(crate) fn streaming(&self) -> Option<&Arc<StreamingKey>> {
+        match &self.primitive {
+            Some(KeyPrimitive::Streaming(p)) => Some(p),
+            _ => None,
+        }
+    }
+
     fn info(&self, primary_key_id: u32) -> KeyInfo {
         KeyInfo {
             key_id: self.id,
@@ -447,8 +540,41 @@ impl Keyset {
     /// with any ENABLED key. Build it once and share it (it is
     /// `Send + Sync`; wrap it in an `Arc` to use it as
     /// `Arc<dyn encstore_core::Aead>`).
+    ///
+    /// # Errors
+    /// [`KeysetError::WrongPrimitive`] for a streaming AEAD keyset.
     pub fn aead(&self) -> Result<KeysetAead, KeysetError> {
+        self.expect_primitive(PrimitiveKind::Aead)?;
         KeysetAead::new(self)
+    }
+
+    /// Builds the keyset's streaming AEAD: encrypts with the primary key,
+    /// decrypts with any ENABLED key (see [`crate::streaming`]). Build it
+    /// once and share it (`Send + Sync`).
+    ///
+    /// # Errors
+    /// [`KeysetError::WrongPrimitive`] for an AEAD keyset.
+    pub fn streaming_aead(&self) -> Result<KeysetStreamingAead, KeysetError> {
+        self.expect_primitive(PrimitiveKind::StreamingAead)?;
+        KeysetStreamingAead::new(self)
+    }
+
+    /// The primitive of the keyset's keys: every key that is not destroyed
+    /// is of this one primitive.
+    pub fn primitive(&self) -> PrimitiveKind {
+        self.keys
+            .iter()
+            .find(|k| k.id == self.primary_key_id)
+            .and_then(|k| k.primitive.as_ref())
+            .map_or(PrimitiveKind::Aead, KeyPrimitive::kind)
+    }
+
+    fn expect_primitive(&self, wanted: PrimitiveKind) -> Result<(), KeysetError> {
+        let found = self.primitive();
+        if found != wanted {
+            return Err(KeysetError::WrongPrimitive { wanted, found });
+        }
+        Ok(())
     }
 
     pub(crate) fn keys(&self) -> &[Key] {
@@ -469,9 +595,23 @@ impl Keyset {
 
     /// Adds a new ENABLED key from `template` (not primary) and returns its
     /// ID: random from the OS CSPRNG, non-zero and unique in the keyset.
+    ///
+    /// # Errors
+    /// [`KeysetError::TemplatePrimitive`] when the template makes keys of
+    /// another primitive than the keyset's (a streaming template for an
+    /// AEAD keyset, or the reverse); the template's errors.
     pub fn add_key(&mut self, template: &KeyTemplate) -> Result<u32, KeysetError> {
         let ids: HashSet<u32> = self.keys.iter().map(|k| k.id).collect();
         let key = new_key(template, &ids)?;
+        let keyset = self.primitive();
+        if let Some(p) = &key.primitive
+            && p.kind() != keyset
+        {
+            return Err(KeysetError::TemplatePrimitive {
+                template: p.kind(),
+                keyset,
+            });
+        }
         let id = key.id;
         self.keys.push(key);
         Ok(id)
@@ -656,9 +796,8 @@ impl Keyset {
                 .key_data
                 .as_ref()
                 .ok_or(KeysetError::MissingKeyData { key_id })?;
-            let (params, primitive) =
-                primitives::primitive_from_key_data(&data.type_url, &data.value)
-                    .map_err(|source| KeysetError::Key { key_id, source })?;
+            let (params, primitive) = build_key(&data.type_url, &data.value)
+                .map_err(|source| KeysetError::Key { key_id, source })?;
             keys.push(Key {
                 id: key_id,
                 status,
@@ -668,14 +807,35 @@ impl Keyset {
                 value: Zeroizing::new(data.value.clone()),
                 has_key_data: true,
                 params: Some(params),
-                primitive: Some(Arc::from(primitive)),
+                primitive: Some(primitive),
             });
         }
+        check_one_primitive(&keys)?;
         Ok(Keyset {
             primary_key_id,
             keys,
         })
     }
+}
+
+/// Refuses keys of both primitives among the keys that are not destroyed
+/// (Tink checks only ENABLED keys; a DISABLED key can be enabled again).
+fn check_one_primitive(keys: &[Key]) -> Result<(), KeysetError> {
+    let first_of = |kind| {
+        keys.iter()
+            .find(|k| k.primitive.as_ref().map(KeyPrimitive::kind) == Some(kind))
+            .map(|k| k.id)
+    };
+    if let (Some(aead_key_id), Some(streaming_key_id)) = (
+        first_of(PrimitiveKind::Aead),
+        first_of(PrimitiveKind::StreamingAead),
+    ) {
+        return Err(KeysetError::MixedPrimitives {
+            aead_key_id,
+            streaming_key_id,
+        });
+    }
+    Ok(())
 }
 
 /// Tink's name for a key material type, or its number if unknown.
@@ -700,13 +860,12 @@ pub(crate) fn new_key_id(taken: &HashSet<u32>) -> Result<u32, KeysetError> {
 
 /// Generates a new ENABLED key from a template.
 fn new_key(template: &KeyTemplate, taken: &HashSet<u32>) -> Result<Key, KeysetError> {
-    let value = primitives::new_key_data_value(template.type_url(), template.key_format())
-        .map_err(|e| match e {
-            KeyError::Randomness => KeysetError::Randomness,
-            e => KeysetError::Template(e),
-        })?;
-    let (params, primitive) = primitives::primitive_from_key_data(template.type_url(), &value)
-        .map_err(KeysetError::Template)?;
+    let value = new_key_value(template.type_url(), template.key_format()).map_err(|e| match e {
+        KeyError::Randomness => KeysetError::Randomness,
+        e => KeysetError::Template(e),
+    })?;
+    let (params, primitive) =
+        build_key(template.type_url(), &value).map_err(KeysetError::Template)?;
     let id = new_key_id(taken)?;
     Ok(Key {
         id,
@@ -717,7 +876,7 @@ fn new_key(template: &KeyTemplate, taken: &HashSet<u32>) -> Result<Key, KeysetEr
         value,
         has_key_data: true,
         params: Some(params),
-        primitive: Some(Arc::from(primitive)),
+        primitive: Some(primitive),
     })
 }
 

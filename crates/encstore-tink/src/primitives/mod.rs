@@ -155,6 +155,42 @@ pub enum KeyParams {
         /// Salt size in bytes (8 to 12).
         salt_size: usize,
     },
+    /// `AesGcmHkdfStreamingKey` (streaming AEAD, see [`crate::streaming`]).
+    AesGcmHkdfStreaming {
+        /// Key size in bytes (the HKDF input; at least the derived size).
+        key_size: usize,
+        /// Derived AES-GCM key size in bytes (16 or 32).
+        derived_key_size: usize,
+        /// HKDF hash: `SHA1`, `SHA256` or `SHA512`.
+        hkdf_hash: &'static str,
+        /// Ciphertext segment size in bytes.
+        ciphertext_segment_size: usize,
+    },
+    /// `AesCtrHmacStreamingKey` (streaming AEAD, see [`crate::streaming`]).
+    AesCtrHmacStreaming {
+        /// Key size in bytes (the HKDF input; at least the derived size).
+        key_size: usize,
+        /// Derived AES-CTR key size in bytes (16 or 32).
+        derived_key_size: usize,
+        /// HKDF hash: `SHA1`, `SHA256` or `SHA512`.
+        hkdf_hash: &'static str,
+        /// Segment HMAC hash: `SHA1`, `SHA256` or `SHA512`.
+        hmac_hash: &'static str,
+        /// Tag size in bytes.
+        tag_size: usize,
+        /// Ciphertext segment size in bytes.
+        ciphertext_segment_size: usize,
+    },
+}
+
+impl KeyParams {
+    /// Whether these are the parameters of a streaming AEAD key.
+    pub fn is_streaming(&self) -> bool {
+        matches!(
+            self,
+            KeyParams::AesGcmHkdfStreaming { .. } | KeyParams::AesCtrHmacStreaming { .. }
+        )
+    }
 }
 
 /// Tink key types that are not AEADs (MAC, PRF, deterministic AEAD,
