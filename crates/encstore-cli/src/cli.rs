@@ -395,9 +395,11 @@ pub struct KeysetOut {
     /// (otherwise refused, so that no keyset is overwritten by mistake).
     #[arg(long)]
     pub overwrite: bool,
-    /// Format of the output keyset.
-    #[arg(long, value_enum, default_value_t = Format::Json, value_name = "FORMAT")]
-    pub out_format: Format,
+    /// Format of the output keyset (default: JSON, as Tinkey; when --out
+    /// is the --in file, that file's own format, so that an edit never
+    /// converts it).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub out_format: Option<Format>,
 }
 
 /// `--in`/`--in-format`, `--out`/`--out-format` and the master key: the

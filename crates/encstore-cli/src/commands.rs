@@ -183,10 +183,16 @@ async fn read_for_update(
 
 async fn write_keyset(
     keyset: &Keyset,
-    format: crate::cli::Format,
+    format: Option<crate::cli::Format>,
     dest: Dest,
     master: Option<&Master>,
 ) -> Result<()> {
+    let format = match (&dest, format) {
+        (_, Some(f)) => f,
+        // An edit in place keeps the file's format.
+        (Dest::InPlace(locked), None) => keysets::format_of(locked.bytes(), None),
+        (_, None) => crate::cli::Format::Json,
+    };
     let bytes = keysets::serialize(keyset, format, master).await?;
     match dest {
         Dest::Stdout => {
