@@ -315,10 +315,13 @@ async fn ls(c: &StoreLs) -> Result<()> {
     let location = &c.store.store;
     let backend = open_backend(location, false)?;
     let prefix = trim_slash(c.prefix.as_deref().unwrap_or(""));
-    let keys = backend
-        .list(prefix, c.recursive)
-        .await
-        .map_err(|e| anyhow!("cannot list {} in {location}: {e}", ShownKey(prefix)))?;
+    let keys = backend.list(prefix, c.recursive).await.map_err(|e| {
+        if prefix.is_empty() {
+            anyhow!("cannot list {location}: {e}")
+        } else {
+            anyhow!("cannot list {} in {location}: {e}", ShownKey(prefix))
+        }
+    })?;
     if keys.is_empty() && !prefix.is_empty() {
         // An object, not a prefix: say so rather than print nothing.
         if let Ok(info) = backend.stat(prefix).await
