@@ -74,8 +74,9 @@ pub struct RetireKeyCommand {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub key: KeyIdCommand,
-    /// Check this store first (a directory, file:///abs/path or
-    /// s3://bucket/prefix): refuse while objects are still under the key.
+    /// Check this store first (a directory, file:///abs/path,
+    /// s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or
+    /// memory:///): refuse while objects are still under the key.
     #[arg(long, value_name = "LOCATION", env = "ENCSTORE_STORE")]
     pub store: Option<String>,
     /// Go ahead even though the store still has objects under the key
@@ -119,7 +120,9 @@ pub struct Quickstart {
 /// `--store LOCATION`.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// The store: a directory, `file:///abs/path`, or `s3://bucket/prefix`.
+    /// The store: a directory, `file:///abs/path`, `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix`, or `memory:///` (an
+    /// empty in-memory store that lasts one command, for trying things).
     #[arg(long, value_name = "LOCATION", env = "ENCSTORE_STORE")]
     pub store: String,
 }
@@ -150,11 +153,13 @@ pub enum StoreCommand {
     /// Load and decrypt KEY (to stdout by default). Writes nothing unless
     /// decryption succeeds.
     Get(StoreGet),
-    /// List the keys under PREFIX (default: the top level).
+    /// List the keys under PREFIX (default: the top level). Prefixes (keys
+    /// with keys below them) end with a `/`.
     Ls(StoreLs),
     /// Delete KEY (a prefix only with --recursive).
     Rm(StoreRm),
-    /// Show an object's size, modification time and key ID.
+    /// Show an object's size, modification time and key ID (or that it is
+    /// plaintext, or a prefix).
     Stat(StoreStat),
     /// The key census: how many objects are under each key of the keyset.
     Status(StoreStatus),
@@ -218,7 +223,8 @@ pub struct StoreLs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub store: StoreArgs,
-    /// List under this prefix (default: the whole store).
+    /// List under this prefix (default: the whole store); a trailing `/`
+    /// is accepted (`certs/` is `certs`).
     pub prefix: Option<String>,
     /// List every key below the prefix, not only its direct children.
     #[arg(long, short = 'r')]
@@ -244,11 +250,22 @@ pub struct StoreStat {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub store: StoreArgs,
-    /// The key name.
+    /// The key name (a trailing `/` is accepted for a prefix).
     pub key: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also read the object with this keyset: tells a plaintext object
+    /// from a ciphertext under a RAW key (neither has a Tink prefix) and
+    /// shows its key's status. Not taken from ENCSTORE_KEYSET.
+    #[arg(long, value_name = "PATH")]
+    pub keyset: Option<PathBuf>,
+    /// Format of the --keyset file (default: detected from its content).
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "keyset")]
+    pub keyset_format: Option<Format>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub master: MasterKeyArgs,
 }
 
 /// `store status`.
@@ -358,9 +375,10 @@ pub struct KeysetIn {
     /// The keyset to read (default: stdin).
     #[arg(long = "in", value_name = "PATH")]
     pub input: Option<PathBuf>,
-    /// Format of the input keyset.
-    #[arg(long, value_enum, default_value_t = Format::Json, value_name = "FORMAT")]
-    pub in_format: Format,
+    /// Format of the input keyset (default: detected from its content, as
+    /// for every command that reads a keyset).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub in_format: Option<Format>,
 }
 
 /// `--out`/`--out-format`: where a keyset is written to.
@@ -377,9 +395,11 @@ pub struct KeysetOut {
     /// (otherwise refused, so that no keyset is overwritten by mistake).
     #[arg(long)]
     pub overwrite: bool,
-    /// Format of the output keyset.
-    #[arg(long, value_enum, default_value_t = Format::Json, value_name = "FORMAT")]
-    pub out_format: Format,
+    /// Format of the output keyset (default: JSON, as Tinkey; when --out
+    /// is the --in file, that file's own format, so that an edit never
+    /// converts it).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub out_format: Option<Format>,
 }
 
 /// `--in`/`--in-format`, `--out`/`--out-format` and the master key: the
@@ -513,9 +533,9 @@ pub struct Crypt {
     /// supports).
     #[arg(long, value_name = "NAME|PATH")]
     pub policy: Option<String>,
-    /// Format of the keyset file.
-    #[arg(long, value_enum, default_value_t = Format::Json, value_name = "FORMAT")]
-    pub keyset_format: Format,
+    /// Format of the keyset file (default: detected from its content).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub keyset_format: Option<Format>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub master: MasterKeyArgs,

@@ -1,11 +1,12 @@
 //! The keyset commands (Tinkey-compatible) and `encrypt`/`decrypt`.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use encstore::keyfile::{self, KeyfileError, KeysetFile};
 use encstore_core::Aead;
-use encstore_tink::keyset::{KeyInfo, Keyset, KeysetInfo};
+use encstore_tink::keyset::{KeyInfo, Keyset, KeysetInfo, detect_format};
 use encstore_tink::primitives::KeyParams;
 use zeroize::Zeroizing;
 
@@ -162,7 +163,7 @@ async fn read_keyset(
     );
     let keyset = keysets::load(
         &bytes,
-        input.in_format,
+        keysets::format_of(&bytes, input.in_format),
         master.as_ref(),
         &what,
         "--in-format",
@@ -182,13 +183,24 @@ async fn read_for_update(
 
 async fn write_keyset(
     keyset: &Keyset,
-    format: crate::cli::Format,
+    format: Option<crate::cli::Format>,
     dest: Dest,
     master: Option<&Master>,
 ) -> Result<()> {
+    let format = match (&dest, format) {
+        (_, Some(f)) => f,
+        // An edit in place keeps the file's format.
+        (Dest::InPlace(locked), None) => keysets::format_of(locked.bytes(), None),
+        (_, None) => crate::cli::Format::Json,
+    };
     let bytes = keysets::serialize(keyset, format, master).await?;
     match dest {
-        Dest::Stdout => io::write_output(None, &bytes, "the keyset"),
+        Dest::Stdout => {
+            if master.is_none() && std::io::stdout().is_terminal() {
+                note(CLEARTEXT_ON_TERMINAL);
+            }
+            io::write_output(None, &bytes, "the keyset")
+        }
         Dest::InPlace(locked) => locked
             .replace(&bytes)
             .map_err(|e| anyhow!("cannot write the keyset: {e}")),
@@ -211,6 +223,13 @@ async fn write_keyset(
         }
     }
 }
+
+/// The warning for a cleartext keyset printed on a terminal.
+const CLEARTEXT_ON_TERMINAL: &str = "warning: writing a cleartext keyset to the terminal: its key material is now on your screen (and perhaps in the terminal's scrollback); redirect it to a file (--out PATH) or give a master key (--master-keyset PATH or --master-key-uri URI)";
+
+/// The warning for a keyset created without a master key
+/// (docs/key-management.md, "A cleartext keyset").
+const CLEARTEXT_CREATED: &str = "warning: the keyset is in cleartext (no --master-keyset or --master-key-uri): anyone who can read it can decrypt everything it protects; use it for tests and local development only (docs/key-management.md)";
 
 /// Refuses a key made from `template` that the `--policy` does not allow,
 /// before anything is written. Policies list AEAD key families: a
@@ -262,6 +281,9 @@ async fn create_keyset(c: &CreateKeyset) -> Result<()> {
         keyset.primary_key_id(),
         c.key_template
     ));
+    if master.is_none() {
+        note(CLEARTEXT_CREATED);
+    }
     Ok(())
 }
 
@@ -385,10 +407,43 @@ warning: the store cannot be checked for such data without --store LOCATION; mak
 }
 
 async fn list_keyset(c: &ListKeyset) -> Result<()> {
-    let (keyset, _, _) = read_keyset(&c.input, &c.master, None).await?;
+    // Without a master key (open_master refuses associated data then),
+    // an encrypted keyset is listed from its unauthenticated keysetInfo.
+    let master = keysets::open_master(&c.master).await?;
+    let bytes = io::read_input_secret(c.input.input.as_deref(), "keyset")?;
+    let what = io::file_name(c.input.input.as_deref()).map_or_else(
+        || "the keyset on stdin".to_owned(),
+        |p| format!("keyset {p}"),
+    );
+    keysets::check_not_empty(&bytes, &what)?;
+    let format = keysets::format_of(&bytes, c.input.in_format);
+    let detected = detect_format(&bytes);
+    let declared_json = format == crate::cli::Format::Json;
+    if master.is_none() && detected.is_encrypted() && detected.is_json() == declared_json {
+        let info = encstore_tink::keyset::encrypted_keyset_info(&bytes)
+            .map_err(|e| anyhow!("{what} is not a valid encrypted keyset: {e}"))?
+            .ok_or_else(|| {
+                anyhow!(
+                    "{what} is an encrypted keyset without a keysetInfo; give its master key (--master-keyset PATH or --master-key-uri URI) to list it"
+                )
+            })?;
+        note(&format!(
+            "warning: {what} is encrypted and no master key was given: this is the keysetInfo stored in the clear beside it, which is NOT authenticated (anyone who can write the file can change it) and has no key parameters; give --master-keyset or --master-key-uri to list the keyset itself"
+        ));
+        let text = if c.json {
+            info_json(&info, true)
+        } else {
+            format!(
+                "UNAUTHENTICATED keysetInfo (encrypted keyset, no master key given: not verified)\n{}",
+                info_table(&info)
+            )
+        };
+        return io::write_output(None, text.as_bytes(), "the listing");
+    }
+    let keyset = keysets::load(&bytes, format, master.as_ref(), &what, "--in-format").await?;
     let info = keyset.info();
     let text = if c.json {
-        info_json(&info)
+        info_json(&info, false)
     } else {
         info_table(&info)
     };
@@ -396,8 +451,9 @@ async fn list_keyset(c: &ListKeyset) -> Result<()> {
 }
 
 /// The keyset info in the shape of Tink's JSON `KeysetInfo` (as in an
-/// encrypted keyset's `keysetInfo`), so scripts can reuse one parser.
-fn info_json(info: &KeysetInfo) -> String {
+/// encrypted keyset's `keysetInfo`), so scripts can reuse one parser; with
+/// `"unauthenticated": true` when it was read without the master key.
+fn info_json(info: &KeysetInfo, unauthenticated: bool) -> String {
     let keys: Vec<serde_json::Value> = info
         .keys
         .iter()
@@ -410,7 +466,10 @@ fn info_json(info: &KeysetInfo) -> String {
             })
         })
         .collect();
-    let v = serde_json::json!({ "primaryKeyId": info.primary_key_id, "keyInfo": keys });
+    let mut v = serde_json::json!({ "primaryKeyId": info.primary_key_id, "keyInfo": keys });
+    if unauthenticated && let Some(o) = v.as_object_mut() {
+        o.insert("unauthenticated".into(), true.into());
+    }
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
     s.push('\n');
     s
@@ -554,6 +613,40 @@ async fn convert_keyset(c: &ConvertKeyset) -> Result<()> {
     write_keyset(&keyset, c.keyset.out.out_format, dest, new_master.as_ref()).await
 }
 
+/// Why `decrypt` failed: for a ciphertext whose prefix names a key, whether
+/// the keyset has that key (and in which status) or not at all.
+fn decrypt_error(
+    keyset: &Keyset,
+    path: &Path,
+    what: &str,
+    e: &encstore_core::AeadError,
+) -> anyhow::Error {
+    let shown = path.display();
+    let encstore_core::AeadError::UnknownKeyId { key_id } = e else {
+        return anyhow!("cannot decrypt {what} with keyset {shown}: {e}");
+    };
+    let status = keyset
+        .info()
+        .keys
+        .iter()
+        .find(|k| k.key_id == *key_id)
+        .map(|k| k.status);
+    match status {
+        Some(encstore_tink::keyset::KeyStatus::Disabled) => {
+            let p = crate::store::sh(&shown.to_string());
+            anyhow!(
+                "cannot decrypt {what}: it is encrypted under key {key_id}, which is DISABLED in keyset {shown}; re-enable it with `encstore enable-key --key-id {key_id} --in {p} --out {p}`"
+            )
+        }
+        Some(s) => anyhow!(
+            "cannot decrypt {what}: it is encrypted under key {key_id}, which is {s} in keyset {shown}: its key material is gone, so only a backup of the keyset from before it was destroyed can decrypt it"
+        ),
+        None => anyhow!(
+            "cannot decrypt {what}: it is encrypted under key ID {key_id}, which keyset {shown} does not have (was it written with a newer keyset?)"
+        ),
+    }
+}
+
 fn list_key_templates() -> Result<()> {
     let mut out = String::new();
     for name in keysets::template_names() {
@@ -564,7 +657,7 @@ fn list_key_templates() -> Result<()> {
 }
 
 async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
-    let keyset = keysets::load_file(&c.keyset, Some(c.keyset_format), &c.master).await?;
+    let keyset = keysets::load_file(&c.keyset, c.keyset_format, &c.master).await?;
     if c.policy.is_some() {
         // The same check a server makes when it loads the keyset.
         encstore::ReloadableKeyset::new(&keyset, crate::store::policy(c.policy.as_deref())?)
@@ -586,12 +679,7 @@ async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
             .map_err(|e| anyhow!("cannot encrypt {what}: {e}"))?
     } else {
         aead.decrypt_owned(std::mem::take(&mut *input), &ad)
-            .map_err(|e| {
-                anyhow!(
-                    "cannot decrypt {what} with keyset {}: {e}",
-                    c.keyset.display()
-                )
-            })?
+            .map_err(|e| decrypt_error(&keyset, &c.keyset, &what, &e))?
     });
     io::write_output(
         c.output.as_deref(),

@@ -2,7 +2,7 @@
 //! private (mode 0600) file writes.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -20,8 +20,18 @@ pub fn read_input_secret(path: Option<&Path>, what: &str) -> Result<Zeroizing<Ve
             let hint = f.metadata().map_or(0, |m| m.len());
             read_secret(&mut f, hint).with_context(|| format!("cannot read {what} {}", p.display()))
         }
-        _ => read_secret(&mut io::stdin().lock(), 0)
-            .with_context(|| format!("cannot read {what} from stdin")),
+        _ => {
+            let stdin = io::stdin();
+            if stdin.is_terminal() {
+                // Otherwise the command seems to hang.
+                let w = what.strip_prefix("the ").unwrap_or(what);
+                eprintln!(
+                    "encstore: reading the {w} from standard input (no --in given); end it with Ctrl-D"
+                );
+            }
+            read_secret(&mut stdin.lock(), 0)
+                .with_context(|| format!("cannot read {what} from stdin"))
+        }
     }
 }
 

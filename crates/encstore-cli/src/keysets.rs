@@ -102,6 +102,7 @@ pub async fn open_kek(
         return Ok(None);
     };
     let bytes = io::read_input_secret(Some(path), "master keyset")?;
+    check_not_empty(&bytes, &format!("master keyset {}", path.display()))?;
     let detected = detect_format(&bytes);
     if detected.is_encrypted() {
         bail!(
@@ -143,10 +144,7 @@ pub async fn load_file(
 ) -> Result<Keyset> {
     let master = open_master(master).await?;
     let bytes = io::read_input_secret(Some(path), "keyset")?;
-    let format = format.unwrap_or(match detect_format(&bytes) {
-        KeysetFormat::Json | KeysetFormat::EncryptedJson => Format::Json,
-        _ => Format::Binary,
-    });
+    let format = format_of(&bytes, format);
     load(
         &bytes,
         format,
@@ -155,6 +153,31 @@ pub async fn load_file(
         "--keyset-format",
     )
     .await
+}
+
+/// The format of keyset `bytes`: `given` (a `--…-format` flag) when set,
+/// otherwise detected from the content. Every command that reads a keyset
+/// decides the same way.
+pub fn format_of(bytes: &[u8], given: Option<Format>) -> Format {
+    given.unwrap_or(match detect_format(bytes) {
+        KeysetFormat::Json | KeysetFormat::EncryptedJson => Format::Json,
+        _ => Format::Binary,
+    })
+}
+
+/// Refuses an empty (or all-whitespace) keyset file with a message that
+/// says so, instead of a parse error.
+pub fn check_not_empty(bytes: &[u8], what: &str) -> Result<()> {
+    if bytes.is_empty() {
+        bail!("{what} is empty (0 bytes): it holds no keyset");
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        bail!(
+            "{what} is empty (only {} whitespace bytes): it holds no keyset",
+            bytes.len()
+        );
+    }
+    Ok(())
 }
 
 /// Reads a keyset from `bytes` (named `what` in messages) in `format`,
@@ -167,6 +190,7 @@ pub async fn load(
     what: &str,
     format_flag: &str,
 ) -> Result<Keyset> {
+    check_not_empty(bytes, what)?;
     let detected = detect_format(bytes);
     let declared_json = format == Format::Json;
     match master {

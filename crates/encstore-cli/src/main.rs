@@ -10,58 +10,36 @@
 //! - [`store`]: `encstore store put|get|ls|rm|stat|status|rewrap|verify`,
 //!   and the store check of `disable-key`/`destroy-key`/`delete-key`.
 //! - [`quickstart`]: the guided tour (`encstore quickstart`).
+//! - [`logging`]: the `tracing` subscriber that shows the library's
+//!   warnings (`RUST_LOG` changes what is shown).
 //!
 //! Commands run on a tokio runtime: the store backends and key-encryption
 //! keys (HSMs) are async.
 //!
 //! Every failure prints one line, `encstore: error: ...`, on stderr and
-//! exits non-zero (1 for a failed command, 2 for a usage error).
+//! exits non-zero (1 for a failed command, 2 for a usage error, 130 for a
+//! command interrupted with Ctrl-C).
 #![forbid(unsafe_code)]
 
 mod cli;
 mod commands;
 mod io;
 mod keysets;
+mod logging;
 mod quickstart;
 mod store;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
+    logging::init();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            return match e.kind() {
-                ErrorKind::DisplayHelp
-                | ErrorKind::DisplayVersion
-                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                    let _ = e.print();
-                    if e.exit_code() == 0 {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(2)
-                    }
-                }
-                _ => {
-                    // clap's message can span lines (a list of missing
-                    // flags); keep it, on one line, without the usage block.
-                    let rendered = e.render().to_string();
-                    let msg = rendered
-                        .lines()
-                        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
-                    eprintln!("encstore: error: {msg} (see `encstore --help`)");
-                    ExitCode::from(2)
-                }
-            };
-        }
+        Err(e) => return usage_error(&e),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -82,7 +60,93 @@ fn main() -> ExitCode {
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("encstore: error: {msg}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<store::Interrupted>().is_some() {
+                // As a shell reports a command killed by SIGINT.
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// Prints a clap error: help and version as they are; anything else as one
+/// `encstore: error:` line naming the environment variables that can stand
+/// in for the missing flags and the subcommand's own `--help`.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.exit_code() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        _ => {
+            // clap's message can span lines (a list of missing flags); keep
+            // it, on one line, without the usage block.
+            let rendered = e.render().to_string();
+            let msg = rendered
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+            let args: Vec<OsString> = std::env::args_os().collect();
+            let (path, envs) = subcommand_of(&args, msg);
+            let mut line = format!("encstore: error: {msg}");
+            if !envs.is_empty() {
+                let alts: Vec<String> = envs
+                    .iter()
+                    .map(|(flag, env)| format!("{flag} from {env}"))
+                    .collect();
+                line.push_str(&format!(
+                    " (these may also come from the environment: {})",
+                    alts.join(", ")
+                ));
+            }
+            line.push_str(&format!(" (see `encstore{path} --help`)"));
+            eprintln!("{line}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The subcommand that `args` names (such as ` store put`, empty for none)
+/// and, for the flags of that subcommand that `msg` mentions and that have
+/// an environment variable, `(--flag, VARIABLE)`.
+fn subcommand_of(args: &[OsString], msg: &str) -> (String, Vec<(String, String)>) {
+    let mut cmd = cli::Cli::command();
+    let mut path = String::new();
+    for a in args.iter().skip(1) {
+        let a = a.to_string_lossy();
+        if a.starts_with('-') {
+            continue;
+        }
+        let Some(sub) = cmd.find_subcommand(a.as_ref()).cloned() else {
+            break;
+        };
+        path.push(' ');
+        path.push_str(sub.get_name());
+        cmd = sub;
+    }
+    let mut envs = Vec::new();
+    for arg in cmd.get_arguments() {
+        let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+            continue;
+        };
+        let flag = format!("--{long}");
+        let mentioned = msg.match_indices(&flag).any(|(i, _)| {
+            !msg[i + flag.len()..].starts_with(|c: char| c == '-' || c.is_alphanumeric())
+        });
+        if mentioned {
+            envs.push((flag, env.to_string_lossy().into_owned()));
+        }
+    }
+    (path, envs)
 }

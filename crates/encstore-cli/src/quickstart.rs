@@ -104,6 +104,9 @@ pub async fn run(c: &Quickstart) -> Result<()> {
     let store = dir.join("demo-store");
     std::fs::create_dir_all(&keyset_dir)
         .with_context(|| format!("cannot create {}", keyset_dir.display()))?;
+    // The tour's store is meant to be new: no "creating a new store" warning.
+    std::fs::create_dir_all(&store)
+        .with_context(|| format!("cannot create {}", store.display()))?;
     let (k, st) = (s(&keyset), s(&store));
 
     say("encstore quickstart: key rotation on a local encrypted store, step by step.");

@@ -2,9 +2,14 @@
 //! check behind `disable-key`/`destroy-key`/`delete-key --store`.
 //!
 //! - Locations: a directory path or `file:///abs/path` (the filesystem
-//!   backend), or `s3://bucket/prefix` (the S3 backend, when built with the
-//!   `s3` feature, on by default). [`open_backend`] is the one place that
-//!   maps a location to a backend.
+//!   backend), or `s3://bucket/prefix`, `gs://bucket/prefix`,
+//!   `az://container/prefix` and `memory:///` (the object-store backend,
+//!   `encstore_objstore`, when built with the `s3` feature, on by default).
+//!   [`open_backend`] is the one place that maps a location to a backend.
+//! - A backend that stops answering ([`Error::Unreachable`], after the
+//!   backend's bounded retries) stops `rewrap` and `verify` at once, naming
+//!   the address; the objects in flight finish first (or fail), so the
+//!   counts printed are true. Ctrl-C does the same and exits with 130.
 //! - `rewrap` holds the store-wide lock [`REWRAP_LOCK`] for its whole run.
 //!   A second rewrap waits for it (printing that it waits), or fails at once
 //!   with `--no-wait`. A rewrap killed with SIGKILL leaves the lock until its
@@ -28,7 +33,7 @@ use bytes::Bytes;
 use encstore::{
     Census, EncryptedStorage, ObjectClass, Options, Policy, ReloadableKeyset, RewrapOutcome,
 };
-use encstore_core::{Error, KeyInfo, Storage};
+use encstore_core::{Error, KeyInfo, ShownKey, Storage};
 use encstore_fs::FsStorage;
 use encstore_tink::keyset::Keyset;
 use serde_json::json;
@@ -68,8 +73,11 @@ pub async fn run(command: StoreCommand) -> Result<()> {
 /// be created (for writes); reads of a missing directory fail clearly
 /// instead of silently showing an empty store.
 pub fn open_backend(location: &str, create: bool) -> Result<Arc<dyn Storage>> {
-    if let Some(rest) = location.strip_prefix("s3://") {
-        return open_s3(location, rest);
+    if OBJECT_STORE_SCHEMES
+        .iter()
+        .any(|s| location.starts_with(s) && location[s.len()..].starts_with("://"))
+    {
+        return open_objstore(location);
     }
     let path = if let Some(rest) = location.strip_prefix("file://") {
         if !rest.starts_with('/') {
@@ -80,7 +88,7 @@ pub fn open_backend(location: &str, create: bool) -> Result<Arc<dyn Storage>> {
         PathBuf::from(rest)
     } else if let Some((scheme, _)) = location.split_once("://") {
         bail!(
-            "store location {location:?}: unsupported scheme {scheme:?} (use a directory, file:///abs/path or s3://bucket/prefix)"
+            "store location {location:?}: unsupported scheme {scheme:?} (use a directory, file:///abs/path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or memory:///)"
         );
     } else {
         PathBuf::from(location)
@@ -92,7 +100,17 @@ pub fn open_backend(location: &str, create: bool) -> Result<Arc<dyn Storage>> {
         if path.exists() {
             bail!("store {} is not a directory", path.display());
         }
-        bail!("store {} does not exist", path.display());
+        bail!(
+            "store {} does not exist (check the --store path or ENCSTORE_STORE)",
+            path.display()
+        );
+    }
+    if create && std::fs::symlink_metadata(&path).is_err() {
+        // A mistyped --store must not silently start a second store.
+        note(&format!(
+            "warning: store {} does not exist; creating a new, empty store there (if you meant an existing store, check the --store path or ENCSTORE_STORE)",
+            path.display()
+        ));
     }
     let mut builder = FsStorage::builder(&path);
     if let Some(lease) = lease_override()? {
@@ -104,8 +122,12 @@ pub fn open_backend(location: &str, create: bool) -> Result<Arc<dyn Storage>> {
     Ok(Arc::new(fs))
 }
 
+/// The schemes of the object-store backend (`encstore_objstore`); `azure`
+/// is object_store's other name for `az`.
+const OBJECT_STORE_SCHEMES: [&str; 5] = ["s3", "gs", "az", "azure", "memory"];
+
 #[cfg(feature = "s3")]
-fn open_s3(location: &str, _rest: &str) -> Result<Arc<dyn Storage>> {
+fn open_objstore(location: &str) -> Result<Arc<dyn Storage>> {
     let mut builder = encstore_objstore::ObjectStorage::url_builder(location);
     if let Some(lease) = encstore_core::lease::lease_from_env()
         .map_err(|e| anyhow!("{}: {e}", encstore_core::lease::ENV_LOCK_LEASE))?
@@ -119,9 +141,9 @@ fn open_s3(location: &str, _rest: &str) -> Result<Arc<dyn Storage>> {
 }
 
 #[cfg(not(feature = "s3"))]
-fn open_s3(location: &str, _rest: &str) -> Result<Arc<dyn Storage>> {
+fn open_objstore(location: &str) -> Result<Arc<dyn Storage>> {
     bail!(
-        "store {location}: s3:// needs the S3 backend (this encstore was built without the `s3` feature)"
+        "store {location}: this location needs the object-store backend (this encstore was built without the `s3` feature)"
     )
 }
 
@@ -192,7 +214,7 @@ async fn list_all(store: &EncryptedStorage, location: &str) -> Result<Vec<String
 /// authentication failures (the library's messages already say which).
 fn object_error(key: &str, location: &str, e: &Error) -> anyhow::Error {
     match e {
-        Error::NotFound { .. } => anyhow!("{key:?} not found in store {location}"),
+        Error::NotFound { .. } => anyhow!("{} not found in store {location}", ShownKey(key)),
         other => anyhow!("{other}"),
     }
 }
@@ -218,7 +240,7 @@ pub async fn put_bytes(
     store
         .store(key, Bytes::from_owner(value))
         .await
-        .map_err(|e| anyhow!("cannot store {key:?} in {location}: {e}"))
+        .map_err(|e| anyhow!("cannot store {} in {location}: {e}", ShownKey(key)))
 }
 
 async fn get(c: &StoreGet) -> Result<()> {
@@ -227,8 +249,14 @@ async fn get(c: &StoreGet) -> Result<()> {
         Ok(v) => v,
         Err(e) => {
             return Err(match explain_failure(&store, &c.key).await {
-                Some(why) => anyhow!("{:?}: {why}", c.key),
-                None => object_error(&c.key, &c.store.store, &e),
+                Some(why) => anyhow!("{}: {why}", ShownKey(&c.key)),
+                None => anyhow!(
+                    "{}",
+                    with_keyset_path(
+                        &object_error(&c.key, &c.store.store, &e).to_string(),
+                        &c.keyset.keyset
+                    )
+                ),
             });
         }
     };
@@ -270,19 +298,86 @@ async fn explain_failure(store: &EncryptedStorage, key: &str) -> Option<String> 
     }
 }
 
+/// The core message of a KeyNotEnabled error names the keyset as
+/// `KEYSET`; the CLI knows the file.
+fn with_keyset_path(msg: &str, keyset: &Path) -> String {
+    let p = sh(&keyset.display().to_string());
+    msg.replace("--in KEYSET --out KEYSET", &format!("--in {p} --out {p}"))
+}
+
+/// A key or prefix as typed, without its trailing slashes (`certs/` names
+/// the prefix `certs`).
+fn trim_slash(key: &str) -> &str {
+    key.trim_end_matches('/')
+}
+
 async fn ls(c: &StoreLs) -> Result<()> {
-    let backend = open_backend(&c.store.store, false)?;
-    let prefix = c.prefix.as_deref().unwrap_or("");
-    let keys = backend
-        .list(prefix, c.recursive)
-        .await
-        .map_err(|e| anyhow!("cannot list {prefix:?} in {}: {e}", c.store.store))?;
+    let location = &c.store.store;
+    let backend = open_backend(location, false)?;
+    let prefix = trim_slash(c.prefix.as_deref().unwrap_or(""));
+    let keys = backend.list(prefix, c.recursive).await.map_err(|e| {
+        if prefix.is_empty() {
+            anyhow!("cannot list {location}: {e}")
+        } else {
+            anyhow!("cannot list {} in {location}: {e}", ShownKey(prefix))
+        }
+    })?;
+    if keys.is_empty() && !prefix.is_empty() {
+        // An object, not a prefix: say so rather than print nothing.
+        if let Ok(info) = backend.stat(prefix).await
+            && info.terminal
+        {
+            note(&format!(
+                "{} is an object, not a prefix: nothing is listed under it (see `encstore store stat`)",
+                ShownKey(prefix)
+            ));
+        }
+    }
+    // A non-recursive listing mixes objects and prefixes: mark the
+    // prefixes with a trailing `/`, as `ls -F` does.
+    let marks: Vec<bool> = if c.recursive {
+        vec![false; keys.len()]
+    } else {
+        prefix_marks(&backend, &keys, location).await?
+    };
     let mut out = String::new();
-    for k in keys {
-        out.push_str(&k);
+    for (k, is_prefix) in keys.iter().zip(marks) {
+        out.push_str(k);
+        if is_prefix {
+            out.push('/');
+        }
         out.push('\n');
     }
     io::write_output(None, out.as_bytes(), "the listing")
+}
+
+/// For each listed name, whether it is a prefix (stat says not terminal).
+/// A name deleted meanwhile is shown as an object.
+async fn prefix_marks(
+    backend: &Arc<dyn Storage>,
+    keys: &[String],
+    location: &str,
+) -> Result<Vec<bool>> {
+    let mut marks = vec![false; keys.len()];
+    let mut set: JoinSet<(usize, Result<bool, Error>)> = JoinSet::new();
+    let mut next = 0;
+    loop {
+        while set.len() < 16 && next < keys.len() {
+            let (i, key, backend) = (next, keys[next].clone(), Arc::clone(backend));
+            set.spawn(async move { (i, backend.stat(&key).await.map(|info| !info.terminal)) });
+            next += 1;
+        }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        let (i, r) = joined.map_err(|e| anyhow!("a listing task failed: {e}"))?;
+        match r {
+            Ok(is_prefix) => marks[i] = is_prefix,
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => bail!("cannot list {location}: {e}"),
+        }
+    }
+    Ok(marks)
 }
 
 /// Opens the store at `location` and stats `key` in it.
@@ -296,17 +391,21 @@ async fn open_and_stat(location: &str, key: &str) -> Result<(Arc<dyn Storage>, K
 }
 
 async fn rm(c: &StoreRm) -> Result<()> {
-    let (backend, info) = open_and_stat(&c.store.store, &c.key).await?;
+    let key = trim_slash(&c.key);
+    let (backend, info) = open_and_stat(&c.store.store, key).await?;
     if !info.terminal && !c.recursive {
         bail!(
-            "{:?} is a prefix with keys under it; add --recursive to delete them all",
-            c.key
+            "{} is a prefix with keys under it; add --recursive to delete them all",
+            ShownKey(key)
         );
     }
-    backend
-        .delete(&c.key)
-        .await
-        .map_err(|e| anyhow!("cannot delete {:?} from {}: {e}", c.key, c.store.store))
+    backend.delete(key).await.map_err(|e| {
+        anyhow!(
+            "cannot delete {} from {}: {e}",
+            ShownKey(key),
+            c.store.store
+        )
+    })
 }
 
 /// The key ID in a Tink prefix, if the head has one.
@@ -317,45 +416,154 @@ fn prefix_key_id(head: &[u8]) -> Option<u32> {
     }
 }
 
+/// What `store stat` found in an object.
+#[derive(Debug, Default)]
+struct Content {
+    /// `ciphertext`, `plaintext` or `prefix_less_unattributed`.
+    class: &'static str,
+    /// The key ID: from the Tink prefix, or the RAW key that decrypts it.
+    key_id: Option<u32>,
+    /// With a keyset: the key's status, or `UNKNOWN` for a key ID the
+    /// keyset does not have.
+    key_status: Option<&'static str>,
+    /// With a keyset: whether a RAW key decrypts it.
+    raw: Option<bool>,
+    /// Whether a keyset was used.
+    checked: bool,
+}
+
 async fn stat(c: &StoreStat) -> Result<()> {
-    let (backend, info) = open_and_stat(&c.store.store, &c.key).await?;
-    let key_id = if info.terminal {
-        match backend.load_head(&c.key, 5).await {
-            Ok(head) => prefix_key_id(&head),
-            Err(e) => return Err(object_error(&c.key, &c.store.store, &e)),
-        }
+    let location = &c.store.store;
+    let key = trim_slash(&c.key);
+    let (backend, info) = open_and_stat(location, key).await?;
+    let content = if info.terminal {
+        Some(stat_content(c, &backend, key).await?)
     } else {
         None
     };
     let modified = info.modified.map(rfc3339);
     let text = if c.json {
-        let v = json!({
+        let mut v = json!({
             "key": info.key,
             "size": info.size,
             "modified": modified,
             "terminal": info.terminal,
-            "key_id": key_id,
+            "kind": if info.terminal { "object" } else { "prefix" },
+            "key_id": content.as_ref().and_then(|x| x.key_id),
+            "content": content.as_ref().map(|x| x.class),
         });
+        if let (Some(x), Some(o)) = (&content, v.as_object_mut())
+            && x.checked
+        {
+            o.insert("key_status".into(), x.key_status.into());
+            o.insert("raw".into(), x.raw.into());
+        }
         format!("{v}\n")
     } else {
         let mut s = format!("key:      {}\n", info.key);
-        if info.terminal {
-            s.push_str(&format!("size:     {} bytes (ciphertext)\n", info.size));
-        } else {
-            s.push_str("kind:     prefix (keys below it)\n");
+        match &content {
+            None => {
+                s.push_str("kind:     prefix (keys below it; list them with `encstore store ls`)\n")
+            }
+            Some(x) => {
+                s.push_str("kind:     object\n");
+                let what = match x.class {
+                    "ciphertext" => "ciphertext",
+                    "plaintext" => "plaintext",
+                    _ => "no Tink prefix",
+                };
+                s.push_str(&format!(
+                    "size:     {} ({what})\n",
+                    count(info.size, "byte")
+                ));
+            }
         }
         if let Some(m) = &modified {
             s.push_str(&format!("modified: {m}\n"));
         }
-        if info.terminal {
-            match key_id {
-                Some(id) => s.push_str(&format!("key ID:   {id} (from its Tink prefix)\n")),
-                None => s.push_str("key ID:   none (plaintext, or a RAW key)\n"),
-            }
+        if let Some(x) = &content {
+            s.push_str(&content_line(x));
         }
         s
     };
     io::write_output(None, text.as_bytes(), "the stat")
+}
+
+/// What the object at `key` holds: from its first five bytes, or, with
+/// `--keyset`, from the keyset's classification of the whole object.
+async fn stat_content(c: &StoreStat, backend: &Arc<dyn Storage>, key: &str) -> Result<Content> {
+    let location = &c.store.store;
+    let head = backend
+        .load_head(key, 5)
+        .await
+        .map_err(|e| object_error(key, location, &e))?;
+    let key_id = prefix_key_id(&head);
+    let mut content = Content {
+        class: if key_id.is_some() {
+            "ciphertext"
+        } else {
+            "plaintext"
+        },
+        key_id,
+        ..Content::default()
+    };
+    let Some(path) = &c.keyset else {
+        return Ok(content);
+    };
+    let keyset = keysets::load_file(path, c.keyset_format, &c.master).await?;
+    let keys = ReloadableKeyset::new(&keyset, Policy::tink())
+        .map_err(|e| anyhow!("keyset {}: {e}", path.display()))?;
+    let store = EncryptedStorage::new(Arc::clone(backend), Arc::new(keys));
+    let object = backend
+        .load(key)
+        .await
+        .map_err(|e| object_error(key, location, &e))?;
+    let snap = store.keyset().snapshot();
+    let class = snap.classify_object(&object, &store.associated_data(key));
+    content.checked = true;
+    content.raw = Some(false);
+    match class {
+        ObjectClass::Key {
+            key_id,
+            status,
+            raw,
+        } => {
+            content.class = "ciphertext";
+            content.key_id = Some(key_id);
+            content.key_status = Some(status.as_str());
+            content.raw = Some(raw);
+        }
+        ObjectClass::UnknownKeyId { key_id } => {
+            content.key_id = Some(key_id);
+            content.key_status = Some("UNKNOWN");
+        }
+        ObjectClass::PrefixLessUnattributed => content.class = "prefix_less_unattributed",
+        _ => content.class = "plaintext",
+    }
+    Ok(content)
+}
+
+/// The `key ID:` line of `store stat`.
+fn content_line(x: &Content) -> String {
+    let line = match (x.class, x.key_id, x.key_status, x.raw) {
+        ("plaintext", _, _, _) if x.checked => {
+            "none: plaintext (no Tink prefix, and the keyset holds no RAW key)".to_owned()
+        }
+        ("plaintext", _, _, _) => "none: plaintext (no Tink prefix; a ciphertext under a RAW key has none either: add --keyset to tell them apart)".to_owned(),
+        ("prefix_less_unattributed", _, _, _) => format!("none: {PREFIX_LESS}"),
+        (_, Some(id), Some(status), Some(true)) => {
+            format!("{id} (RAW key, found by decrypting it; {status} in the keyset)")
+        }
+        (_, Some(id), Some("UNKNOWN"), _) => format!(
+            "{id} (from its Tink prefix; the keyset does not have this key)"
+        ),
+        (_, Some(id), Some(status), _) => {
+            format!("{id} (from its Tink prefix; {status} in the keyset)")
+        }
+        (_, Some(id), None, _) => format!("{id} (from its Tink prefix)"),
+        _ => "none".to_owned(),
+    };
+    format!("key ID:   {line}\n")
 }
 
 /// Formats a time as RFC 3339 UTC, to the second.
@@ -410,6 +618,16 @@ async fn status(c: &StoreStatus) -> Result<()> {
                 census.not_under_primary().into(),
             );
             o.insert("keys".into(), keys.into());
+            // The names shared with rewrap and verify (docs/json-output.md).
+            o.insert("objects".into(), census.total.into());
+            o.insert(
+                "already_current".into(),
+                census.objects_under(census.primary_key_id).into(),
+            );
+            o.insert(
+                "unknown_keys".into(),
+                key_counts_json(&census.unknown_key_ids).into(),
+            );
         }
         format!("{v}\n")
     } else {
@@ -449,8 +667,8 @@ async fn status(c: &StoreStatus) -> Result<()> {
         }
         let mut s = table(&["KEY ID", "STATUS", "OBJECTS"], &rows);
         s.push_str(&format!(
-            "{} objects; {} not under the primary key {}\n",
-            census.total,
+            "{}; {} not under the primary key {}\n",
+            count(census.total, "object"),
             census.not_under_primary(),
             census.primary_key_id
         ));
@@ -460,15 +678,49 @@ async fn status(c: &StoreStatus) -> Result<()> {
                 rewrap_command(&c.store.store, &c.keyset)
             ));
         }
+        if census.unknown_key > 0 {
+            let ids: Vec<String> = census.unknown_key_ids.keys().map(u32::to_string).collect();
+            s.push_str(&format!(
+                "{} under key ID(s) {} that this keyset does not have (written with a newer keyset, or with another one?)\n",
+                count(census.unknown_key, "object"),
+                ids.join(", ")
+            ));
+        }
         if census.prefix_less_unattributed > 0 {
             s.push_str(&format!(
-                "{} object(s) have no Tink prefix and no RAW key of this keyset decrypts them: they may be ciphertexts under a RAW key that was destroyed or removed, so they are never taken as plaintext, and a rewrap cannot re-encrypt them\n",
-                census.prefix_less_unattributed
+                "{} no Tink prefix and no RAW key of this keyset decrypts them: they may be ciphertexts under a RAW key that was destroyed or removed, so they are never taken as plaintext, and a rewrap cannot re-encrypt them\n",
+                counted(census.prefix_less_unattributed, "object has", "objects have")
             ));
         }
         s
     };
     io::write_output(None, text.as_bytes(), "the census")
+}
+
+/// `n` and `noun`, with the plural that `n` takes ("1 object", "2 objects").
+pub(crate) fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// `n` with `one` or `many` ("1 object has", "2 objects have").
+pub(crate) fn counted(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// A key-ID map as the JSON array `[{"key_id": N, "objects": n}, ...]`:
+/// key IDs as numbers, as everywhere else in the JSON output.
+fn key_counts_json(map: &BTreeMap<u32, u64>) -> Vec<serde_json::Value> {
+    map.iter()
+        .map(|(id, n)| json!({"key_id": id, "objects": n}))
+        .collect()
 }
 
 /// The status label of prefix-less objects that no RAW key decrypts while
@@ -596,8 +848,8 @@ pub async fn check_retire(
     let n = check.objects;
     if n == 0 {
         note(&format!(
-            "store {location}: no object is under key {key_id} ({} objects checked)",
-            check.checked
+            "store {location}: no object is under key {key_id} ({} checked)",
+            count(check.checked, "object")
         ));
         return Ok(());
     }
@@ -606,12 +858,14 @@ pub async fn check_retire(
     let cmd = rewrap_words(location, &keyset_path, &c.keyset.master).join(" ");
     if force {
         note(&format!(
-            "warning: --force: {n} object(s) in {location} are still under key {key_id}; after this they will not decrypt (re-encrypt them first with: {cmd})"
+            "warning: --force: {} in {location} still under key {key_id}; after this they will not decrypt (re-encrypt them first with: {cmd})",
+            counted(n, "object is", "objects are")
         ));
         return Ok(());
     }
     bail!(
-        "refusing to {verb} key {key_id}: {n} object(s) in store {location} are still encrypted under it; re-encrypt them first with `{cmd}` (or pass --force to {verb} it anyway)"
+        "refusing to {verb} key {key_id}: {} in store {location} still encrypted under it; re-encrypt them first with `{cmd}` (or pass --force to {verb} it anyway)",
+        counted(n, "object is", "objects are")
     )
 }
 
@@ -619,6 +873,8 @@ pub async fn check_retire(
 // Progress.
 
 /// Progress output: an indicatif bar on a terminal, plain lines otherwise.
+/// No rate or ETA is shown before a second has passed (it would be noise);
+/// the bar is left on screen at its true count when the run ends.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
     total: u64,
@@ -628,26 +884,39 @@ struct Progress {
     what: &'static str,
 }
 
+/// `objects` or `object`, for a run over `total` objects.
+fn objects_word(total: u64) -> &'static str {
+    if total == 1 { "object" } else { "objects" }
+}
+
 impl Progress {
     fn new(total: u64, what: &'static str) -> Self {
         let bar = if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(total);
-            let style = indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {pos}/{len} objects, {rate}, ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .with_key(
-                "rate",
-                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = write!(w, "{:.0} objects/s", state.per_sec());
-                },
-            )
-            .progress_chars("=> ");
+            let style =
+                indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {tail}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .with_key(
+                        "tail",
+                        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                            let total = state.len().unwrap_or(0);
+                            let _ = write!(w, "{}", objects_word(total));
+                            if state.elapsed() >= Duration::from_secs(1) {
+                                let _ = write!(
+                                    w,
+                                    ", {:.0} objects/s, ETA {} s",
+                                    state.per_sec(),
+                                    state.eta().as_secs()
+                                );
+                            }
+                        },
+                    )
+                    .progress_chars("=> ");
             bar.set_style(style);
             bar.set_message(what);
             Some(bar)
         } else {
-            eprintln!("encstore: {what}: {total} objects");
+            eprintln!("encstore: {what}: {}", count(total, "object"));
             None
         };
         let now = Instant::now();
@@ -672,8 +941,11 @@ impl Progress {
                     let rate = self.done as f64 / secs;
                     let eta = (self.total - self.done) as f64 / rate.max(0.001);
                     eprintln!(
-                        "encstore: {}: {}/{} objects ({rate:.0} objects/s, ETA {eta:.0} s)",
-                        self.what, self.done, self.total
+                        "encstore: {}: {}/{} {} ({rate:.0} objects/s, ETA {eta:.0} s)",
+                        self.what,
+                        self.done,
+                        self.total,
+                        objects_word(self.total)
                     );
                 }
             }
@@ -688,20 +960,297 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    /// Ends the progress output with the true count; `stopped` says why a
+    /// run ended early.
+    fn finish(&self, stopped: Option<Stop>) -> Duration {
+        let elapsed = self.start.elapsed();
         match &self.bar {
-            Some(bar) => bar.finish_and_clear(),
+            // The bar stays on screen at the count reached.
+            Some(bar) => bar.abandon(),
             None => {
-                let secs = self.start.elapsed().as_secs_f64();
+                let secs = elapsed.as_secs_f64();
+                let how = match stopped {
+                    None => String::new(),
+                    Some(s) => format!(", stopped ({})", s.as_str()),
+                };
+                let rate = if secs >= 1.0 {
+                    format!(" ({:.0} objects/s)", self.done as f64 / secs)
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "encstore: {}: {}/{} objects in {secs:.1} s ({:.0} objects/s)",
+                    "encstore: {}: {}/{} {} in {secs:.1} s{rate}{how}",
                     self.what,
                     self.done,
                     self.total,
-                    self.done as f64 / secs.max(0.001)
+                    objects_word(self.total)
                 );
             }
         }
+        elapsed
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running over every object: rewrap and verify.
+
+/// Why a run over every object ended before the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Ctrl-C (SIGINT).
+    Interrupted,
+    /// The backend stopped answering.
+    Unreachable,
+    /// The rewrap lock's lease ran out, or another process took it over.
+    LockLost,
+}
+
+impl Stop {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stop::Interrupted => "interrupted",
+            Stop::Unreachable => "unreachable",
+            Stop::LockLost => "lock_lost",
+        }
+    }
+}
+
+/// The error of a command stopped by Ctrl-C: `main` exits with 130 on it.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// How long the objects in flight may take to finish once the backend was
+/// found unreachable (they are failing too, each after the backend's
+/// bounded retries); after that they are abandoned.
+const UNREACHABLE_DRAIN: Duration = Duration::from_secs(5);
+
+/// How a run over every object ended.
+struct RunEnd {
+    stopped: Option<Stop>,
+    /// The first unreachable-backend error, when that stopped the run.
+    unreachable: Option<String>,
+    /// Objects still in flight when the run gave up waiting for them
+    /// (a second Ctrl-C, or the backend stayed silent): each is either
+    /// done or untouched, but not counted.
+    abandoned: usize,
+}
+
+/// Runs `work` on every key, `concurrency` at once, handing each result to
+/// `record`, which says whether the backend is unreachable (the run then
+/// stops). Ctrl-C stops it too: no new object is started, the ones in
+/// flight finish and are counted (a second Ctrl-C abandons them). With a
+/// `lease`, a lost lease stops it the same way.
+async fn run_all<T, F, Fut>(
+    keys: Vec<String>,
+    concurrency: usize,
+    progress: &mut Progress,
+    lease: Option<&encstore_core::Lease>,
+    work: F,
+    mut record: impl FnMut(String, T, &mut Progress) -> Option<String>,
+) -> Result<RunEnd>
+where
+    T: Send + 'static,
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let mut set: JoinSet<(String, T)> = JoinSet::new();
+    let mut iter = keys.into_iter();
+    let mut end = RunEnd {
+        stopped: None,
+        unreachable: None,
+        abandoned: 0,
+    };
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut interrupts = 0u32;
+    let drain_deadline = tokio::time::sleep(Duration::from_secs(86_400));
+    tokio::pin!(drain_deadline);
+    loop {
+        if end.stopped.is_none()
+            && let Some(l) = lease
+            && !l.is_held()
+        {
+            end.stopped = Some(Stop::LockLost);
+        }
+        if end.stopped.is_none() {
+            while set.len() < concurrency {
+                let Some(key) = iter.next() else { break };
+                let fut = work(key.clone());
+                set.spawn(async move { (key, fut.await) });
+            }
+        }
+        if set.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = set.join_next() => {
+                let Some(joined) = joined else { break };
+                let (key, value) = joined.map_err(|e| anyhow!("a {} task failed: {e}", progress.what))?;
+                progress.inc();
+                if let Some(msg) = record(key, value, progress)
+                    && end.stopped.is_none()
+                {
+                    end.stopped = Some(Stop::Unreachable);
+                    end.unreachable = Some(msg);
+                    drain_deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + UNREACHABLE_DRAIN);
+                }
+            }
+            _ = &mut interrupted => {
+                interrupts += 1;
+                if interrupts >= 2 {
+                    end.abandoned = set.len();
+                    set.abort_all();
+                    break;
+                }
+                if end.stopped.is_none() {
+                    end.stopped = Some(Stop::Interrupted);
+                }
+                if !set.is_empty() {
+                    progress.println(&format!(
+                        "encstore: {}: interrupted; finishing the {} in flight (Ctrl-C again to stop at once)",
+                        progress.what,
+                        count(set.len() as u64, "object")
+                    ));
+                }
+                interrupted.as_mut().set(tokio::signal::ctrl_c());
+            }
+            () = &mut drain_deadline, if end.stopped == Some(Stop::Unreachable) => {
+                end.abandoned = set.len();
+                set.abort_all();
+                break;
+            }
+        }
+    }
+    Ok(end)
+}
+
+/// Why one object failed, for the summary's breakdown.
+#[derive(Debug, Clone, Copy)]
+enum FailClass {
+    /// No Tink prefix, and no RAW key decrypts it.
+    PrefixLess,
+    /// Under a key ID the keyset does not have.
+    UnknownKey(u32),
+    /// Under a key the keyset has, but not ENABLED.
+    NotEnabled(u32),
+    /// Anything else.
+    Other,
+}
+
+/// A failure on one object.
+#[derive(Debug)]
+struct Failure {
+    msg: String,
+    class: FailClass,
+}
+
+/// Failures by class, for the summaries.
+#[derive(Debug, Default)]
+struct Failures {
+    /// Every failure: (key, message), sorted by key at the end.
+    list: Vec<(String, String)>,
+    prefix_less: u64,
+    unknown: BTreeMap<u32, u64>,
+    not_enabled: BTreeMap<u32, u64>,
+}
+
+impl Failures {
+    fn add(&mut self, key: String, f: Failure) {
+        match f.class {
+            FailClass::PrefixLess => self.prefix_less += 1,
+            FailClass::UnknownKey(id) => *self.unknown.entry(id).or_default() += 1,
+            FailClass::NotEnabled(id) => *self.not_enabled.entry(id).or_default() += 1,
+            FailClass::Other => {}
+        }
+        self.list.push((key, f.msg));
+    }
+
+    /// The failure fields shared by the JSON summaries of rewrap and
+    /// verify (docs/json-output.md).
+    fn json_into(&self, o: &mut serde_json::Map<String, serde_json::Value>) {
+        o.insert("failed".into(), failures_json(&self.list).into());
+        o.insert("failed_count".into(), (self.list.len() as u64).into());
+        o.insert(
+            "unknown_key".into(),
+            self.unknown.values().sum::<u64>().into(),
+        );
+        o.insert(
+            "unknown_key_ids".into(),
+            serde_json::to_value(&self.unknown).unwrap_or_default(),
+        );
+        o.insert("unknown_keys".into(), key_counts_json(&self.unknown).into());
+        o.insert(
+            "not_enabled_key".into(),
+            self.not_enabled.values().sum::<u64>().into(),
+        );
+        o.insert(
+            "not_enabled_keys".into(),
+            key_counts_json(&self.not_enabled).into(),
+        );
+        o.insert("prefix_less_unattributed".into(), self.prefix_less.into());
+    }
+
+    /// The lines after a human summary that explain the failures by class.
+    fn explain(&self, keyset: &Path) -> String {
+        let mut s = String::new();
+        if !self.unknown.is_empty() {
+            let ids: Vec<String> = self.unknown.keys().map(u32::to_string).collect();
+            s.push_str(&format!(
+                "of the failures, {} under key ID(s) {} that this keyset does not have (written with a newer keyset, or with another one?)\n",
+                counted(self.unknown.values().sum(), "is", "are"),
+                ids.join(", ")
+            ));
+        }
+        if !self.not_enabled.is_empty() {
+            let ids: Vec<String> = self.not_enabled.keys().map(u32::to_string).collect();
+            let p = sh(&keyset.display().to_string());
+            s.push_str(&format!(
+                "of the failures, {} under key(s) {} that this keyset holds but not ENABLED (a DISABLED key comes back with `encstore enable-key --key-id ID --in {p} --out {p}`)\n",
+                counted(self.not_enabled.values().sum(), "is", "are"),
+                ids.join(", ")
+            ));
+        }
+        if self.prefix_less > 0 {
+            s.push_str(&format!(
+                "of the failures, {} {PREFIX_LESS} (never taken as plaintext while the keyset holds a RAW key)\n",
+                counted(self.prefix_less, "is", "are")
+            ));
+        }
+        s
+    }
+}
+
+/// A failure on `key`, classified, explained when the census
+/// classification says more than the decryption error.
+async fn classify_failure(store: &EncryptedStorage, key: &str, e: &Error) -> Failure {
+    let explained = explain_failure(store, key).await;
+    let class = match (e, &explained) {
+        (_, Some(why)) if why.starts_with(PREFIX_LESS) => FailClass::PrefixLess,
+        (Error::UnknownKeyId { key_id, .. }, _) => FailClass::UnknownKey(*key_id),
+        (Error::KeyNotEnabled { key_id, .. }, _) => FailClass::NotEnabled(*key_id),
+        _ => FailClass::Other,
+    };
+    Failure {
+        msg: explained.unwrap_or_else(|| e.to_string()),
+        class,
+    }
+}
+
+/// A plain failure (no class).
+fn other_failure(msg: String) -> Failure {
+    Failure {
+        msg,
+        class: FailClass::Other,
     }
 }
 
@@ -713,19 +1262,9 @@ enum Done {
     Rewrapped,
     Current,
     Deleted,
-    Failed(String),
-    /// Failed: no Tink prefix, and no RAW key decrypts it.
-    PrefixLess(String),
-}
-
-/// A failure on `key`, explained when the census classification says more
-/// than the decryption error.
-async fn failed(store: &EncryptedStorage, key: &str, e: &Error) -> Done {
-    match explain_failure(store, key).await {
-        Some(why) if why.starts_with(PREFIX_LESS) => Done::PrefixLess(why),
-        Some(why) => Done::Failed(why),
-        None => Done::Failed(e.to_string()),
-    }
+    Failed(Failure),
+    /// The backend did not answer: the run stops.
+    Unreachable(String),
 }
 
 /// Re-encrypts one object and re-checks it: after `rewrap_one`, the stored
@@ -739,16 +1278,22 @@ async fn rewrap_and_check(store: &EncryptedStorage, key: &str) -> Done {
             Ok(RewrapOutcome::Deleted) => return Done::Deleted,
             Ok(RewrapOutcome::Rewrapped { .. }) => rewrapped = true,
             Ok(_) => {}
-            Err(e @ (Error::Authentication { .. } | Error::UnknownKeyId { .. })) => {
-                return failed(store, key, &e).await;
+            Err(
+                e @ (Error::Authentication { .. }
+                | Error::UnknownKeyId { .. }
+                | Error::KeyNotEnabled { .. }),
+            ) => {
+                return Done::Failed(classify_failure(store, key, &e).await);
             }
-            Err(e) => return Done::Failed(e.to_string()),
+            Err(e @ Error::Unreachable { .. }) => return Done::Unreachable(e.to_string()),
+            Err(e) => return Done::Failed(other_failure(e.to_string())),
         }
         let snap = store.keyset().snapshot();
         let raw = match store.inner().load(key).await {
             Ok(raw) => raw,
             Err(Error::NotFound { .. }) => return Done::Deleted,
-            Err(e) => return Done::Failed(format!("re-check: {e}")),
+            Err(e @ Error::Unreachable { .. }) => return Done::Unreachable(e.to_string()),
+            Err(e) => return Done::Failed(other_failure(format!("re-check: {e}"))),
         };
         let ad = store.associated_data(key);
         if snap.decrypts_with_primary(&raw, &ad) && snap.aead_decrypts(&raw, &ad) {
@@ -759,10 +1304,10 @@ async fn rewrap_and_check(store: &EncryptedStorage, key: &str) -> Done {
             };
         }
     }
-    Done::Failed(
+    Done::Failed(other_failure(
         "still not under the primary key after re-encryption (is a writer with an older keyset rewriting it?)"
             .to_owned(),
-    )
+    ))
 }
 
 #[derive(Debug, Default)]
@@ -771,9 +1316,9 @@ struct Summary {
     rewrapped: u64,
     current: u64,
     deleted: u64,
-    /// Of `failed`: prefix-less, no RAW key decrypts them.
-    prefix_less: u64,
-    failed: Vec<(String, String)>,
+    failures: Failures,
+    elapsed: Duration,
+    stopped: Option<Stop>,
 }
 
 async fn rewrap(c: &StoreRewrap) -> Result<()> {
@@ -806,19 +1351,84 @@ async fn rewrap(c: &StoreRewrap) -> Result<()> {
     };
 
     let result = rewrap_locked(c, &store, &lease).await;
-    let unlocked = backend.unlock(lease).await;
-    let summary = result?;
+    let unreachable = matches!(&result, Ok((_, end)) if end.stopped == Some(Stop::Unreachable));
+    let lease_secs = backend.lease_duration().as_secs();
+    let unlocked = if unreachable {
+        // The backend is not answering: do not wait long to release the
+        // lock; it expires on its own.
+        match tokio::time::timeout(UNREACHABLE_DRAIN, backend.unlock(lease)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                backend: "store",
+                op: "unlock",
+            }),
+        }
+    } else {
+        backend.unlock(lease).await
+    };
+    let (summary, end) = result?;
     if let Err(e) = unlocked {
-        note(&format!("warning: releasing the rewrap lock: {e}"));
+        note(&format!(
+            "warning: releasing the rewrap lock: {e} (it expires on its own after {lease_secs} s)"
+        ));
     }
-    print_summary(c, &store, &summary)
+    print_summary(c, &store, &summary)?;
+    stop_error(&end, &summary_counts(&summary), location, "rewrap")?;
+    if !summary.failures.list.is_empty() {
+        bail!(
+            "{} could not be re-encrypted (listed above); they were left untouched",
+            count(summary.failures.list.len() as u64, "object")
+        );
+    }
+    Ok(())
+}
+
+/// "re-encrypted N of M" for the stop messages.
+fn summary_counts(s: &Summary) -> String {
+    format!(
+        "re-encrypted {} of {}",
+        s.rewrapped,
+        count(s.objects, "object")
+    )
+}
+
+/// The error for a run that stopped early (after its summary was printed):
+/// [`Interrupted`] for Ctrl-C (exit 130).
+fn stop_error(end: &RunEnd, counts: &str, location: &str, what: &str) -> Result<()> {
+    let abandoned = if end.abandoned > 0 {
+        format!(
+            "; {} in flight {} abandoned uncounted",
+            count(end.abandoned as u64, "object"),
+            if end.abandoned == 1 { "was" } else { "were" }
+        )
+    } else {
+        String::new()
+    };
+    let again = if what == "rewrap" {
+        "every object is either re-encrypted or untouched; run the rewrap again to finish (it resumes where it stopped)"
+    } else {
+        "nothing was changed; run the verify again"
+    };
+    match end.stopped {
+        None => Ok(()),
+        Some(Stop::Interrupted) => Err(anyhow::Error::new(Interrupted(format!(
+            "interrupted ({counts}{abandoned}); {again}"
+        )))),
+        Some(Stop::Unreachable) => bail!(
+            "stopped: the backend of {location} stopped answering: {} ({counts}{abandoned}); {again} once it is back",
+            end.unreachable.as_deref().unwrap_or("unreachable")
+        ),
+        Some(Stop::LockLost) => bail!(
+            "lost the rewrap lock on {location} (its lease ran out, or another process took it over); stopped ({counts}{abandoned}). Run the rewrap again: it resumes where it stopped"
+        ),
+    }
 }
 
 async fn rewrap_locked(
     c: &StoreRewrap,
     store: &EncryptedStorage,
     lease: &encstore_core::Lease,
-) -> Result<Summary> {
+) -> Result<(Summary, RunEnd)> {
     let location = &c.store.store;
     let keys = list_all(store, location).await?;
     let mut summary = Summary {
@@ -826,98 +1436,75 @@ async fn rewrap_locked(
         ..Summary::default()
     };
     let mut progress = Progress::new(summary.objects, "rewrap");
-    let mut set: JoinSet<(String, Done)> = JoinSet::new();
-    let mut iter = keys.into_iter();
-    let concurrency = usize::from(c.concurrency);
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    loop {
-        if !lease.is_held() {
-            set.abort_all();
-            progress.finish();
-            bail!(
-                "lost the rewrap lock on {location} (its lease ran out); stopped. Run the rewrap again: it resumes where it stopped"
-            );
-        }
-        while set.len() < concurrency {
-            let Some(key) = iter.next() else { break };
-            let store = store.clone();
-            set.spawn(async move {
-                let done = rewrap_and_check(&store, &key).await;
-                (key, done)
-            });
-        }
-        let joined = tokio::select! {
-            j = set.join_next() => j,
-            _ = &mut interrupted => {
-                set.abort_all();
-                progress.finish();
-                bail!("interrupted; every object is either re-encrypted or untouched. Run the rewrap again to finish");
+    let keyset_path = c.keyset.keyset.clone();
+    let worker = store.clone();
+    let end = run_all(
+        keys,
+        usize::from(c.concurrency),
+        &mut progress,
+        Some(lease),
+        move |key| {
+            let store = worker.clone();
+            async move { rewrap_and_check(&store, &key).await }
+        },
+        |key, done, progress| {
+            match done {
+                Done::Rewrapped => summary.rewrapped += 1,
+                Done::Current => summary.current += 1,
+                Done::Deleted => summary.deleted += 1,
+                Done::Failed(f) => {
+                    let msg = with_keyset_path(&f.msg, &keyset_path);
+                    progress.println(&format!("encstore: rewrap: {}: {msg}", ShownKey(&key)));
+                    summary.failures.add(
+                        key,
+                        Failure {
+                            msg,
+                            class: f.class,
+                        },
+                    );
+                }
+                Done::Unreachable(msg) => return Some(msg),
             }
-        };
-        let Some(joined) = joined else { break };
-        let (key, done) = joined.map_err(|e| anyhow!("a rewrap task failed: {e}"))?;
-        match done {
-            Done::Rewrapped => summary.rewrapped += 1,
-            Done::Current => summary.current += 1,
-            Done::Deleted => summary.deleted += 1,
-            Done::Failed(msg) => {
-                progress.println(&format!("encstore: rewrap: {key}: {msg}"));
-                summary.failed.push((key, msg));
-            }
-            Done::PrefixLess(msg) => {
-                progress.println(&format!("encstore: rewrap: {key}: {msg}"));
-                summary.prefix_less += 1;
-                summary.failed.push((key, msg));
-            }
-        }
-        progress.inc();
-    }
-    progress.finish();
-    Ok(summary)
+            None
+        },
+    )
+    .await?;
+    summary.stopped = end.stopped;
+    summary.elapsed = progress.finish(end.stopped);
+    summary.failures.list.sort();
+    Ok((summary, end))
 }
 
 fn print_summary(c: &StoreRewrap, store: &EncryptedStorage, s: &Summary) -> Result<()> {
     let primary = store.keyset().snapshot().primary_key_id();
     let text = if c.json {
-        let failed = failures_json(&s.failed);
-        format!(
-            "{}\n",
-            json!({
-                "objects": s.objects,
-                "rewrapped": s.rewrapped,
-                "already_current": s.current,
-                "deleted": s.deleted,
-                "failed": failed,
-                "primary_key_id": primary,
-                "prefix_less_unattributed": s.prefix_less,
-            })
-        )
+        let mut v = json!({
+            "objects": s.objects,
+            "rewrapped": s.rewrapped,
+            "already_current": s.current,
+            "deleted": s.deleted,
+            "primary_key_id": primary,
+            "seconds": s.elapsed.as_secs_f64(),
+            "stopped": s.stopped.map(Stop::as_str),
+        });
+        if let Some(o) = v.as_object_mut() {
+            s.failures.json_into(o);
+        }
+        format!("{v}\n")
     } else {
         let mut text = format!(
-            "rewrap: {} objects: re-encrypted {}, already current {}, deleted meanwhile {}, failed {} (primary key {primary})\n",
-            s.objects,
+            "rewrap: {}: re-encrypted {}, already current {}, deleted meanwhile {}, failed {} (primary key {primary}) in {:.1} s\n",
+            count(s.objects, "object"),
             s.rewrapped,
             s.current,
             s.deleted,
-            s.failed.len()
+            s.failures.list.len(),
+            s.elapsed.as_secs_f64()
         );
-        if s.prefix_less > 0 {
-            text.push_str(&format!(
-                "of the failures, {} are {PREFIX_LESS} (never taken as plaintext while the keyset holds a RAW key)\n",
-                s.prefix_less
-            ));
-        }
+        text.push_str(&s.failures.explain(&c.keyset.keyset));
         text
     };
-    io::write_output(None, text.as_bytes(), "the summary")?;
-    if !s.failed.is_empty() {
-        bail!(
-            "{} object(s) could not be re-encrypted (listed above); they were left untouched",
-            s.failed.len()
-        );
-    }
-    Ok(())
+    io::write_output(None, text.as_bytes(), "the summary")
 }
 
 /// The `failed` list of a JSON summary: `{"key": ..., "error": ...}` each.
@@ -972,14 +1559,16 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
                 "primary_key_id": primary,
                 "unknown_key": census.unknown_key,
                 "unknown_key_ids": census.unknown_key_ids,
+                "unknown_keys": key_counts_json(&census.unknown_key_ids),
+                "would_rewrap_keys": key_counts_json(&by_key),
                 "prefix_less_unattributed": census.prefix_less_unattributed,
                 "allow_plaintext_refused": refuses,
             })
         )
     } else {
         let mut s = format!(
-            "dry run: {} objects; would re-encrypt {would} under primary key {primary}; {} already current\n",
-            census.total,
+            "dry run: {}; would re-encrypt {would} under primary key {primary}; {} already current\n",
+            count(census.total, "object"),
             census.objects_under(primary)
         );
         for (id, n) in &by_key {
@@ -990,8 +1579,8 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
                 s.push_str(&format!("  {} plaintext\n", census.plaintext));
             } else {
                 s.push_str(&format!(
-                    "  {} plaintext objects would fail (add --allow-plaintext to encrypt them)\n",
-                    census.plaintext
+                    "  {} would fail (add --allow-plaintext to encrypt them)\n",
+                    count(census.plaintext, "plaintext object")
                 ));
             }
         }
@@ -1042,8 +1631,13 @@ async fn refuse_unsafe_migration(c: &StoreRewrap, store: &EncryptedStorage) -> R
     }
     let ids: Vec<String> = snap.raw_key_ids().iter().map(u32::to_string).collect();
     bail!(
-        "refusing --allow-plaintext: {} object(s) in {location} have no Tink prefix and no enabled RAW key decrypts them, and the keyset holds RAW key(s) {}: they may be ciphertexts under a RAW key that was destroyed or removed, not plaintext, and encrypting them would bury them. Nothing was changed. Run `encstore store status` to see them; restore the RAW key that wrote them, or move them out of the store, before migrating",
-        census.prefix_less_unattributed,
+        "refusing --allow-plaintext: {} in {location} {} no Tink prefix and no enabled RAW key decrypts them, and the keyset holds RAW key(s) {}: they may be ciphertexts under a RAW key that was destroyed or removed, not plaintext, and encrypting them would bury them. Nothing was changed. Run `encstore store status` to see them; restore the RAW key that wrote them, or move them out of the store, before migrating",
+        count(census.prefix_less_unattributed, "object"),
+        if census.prefix_less_unattributed == 1 {
+            "has"
+        } else {
+            "have"
+        },
         ids.join(", ")
     )
 }
@@ -1057,49 +1651,77 @@ async fn verify(c: &StoreVerify) -> Result<()> {
     let keys = list_all(&store, location).await?;
     let total = keys.len() as u64;
     let mut progress = Progress::new(total, "verify");
-    let mut set: JoinSet<(String, std::result::Result<Option<u32>, String>)> = JoinSet::new();
-    let mut iter = keys.into_iter();
-    let concurrency = usize::from(c.concurrency);
+    let mut by_key: BTreeMap<u32, u64> = BTreeMap::new();
     let mut ok = 0u64;
     let mut deleted = 0u64;
     let mut plaintext = 0u64;
-    let mut failed: Vec<(String, String)> = Vec::new();
-    loop {
-        while set.len() < concurrency {
-            let Some(key) = iter.next() else { break };
-            let store = store.clone();
-            set.spawn(async move {
-                let r = verify_one(&store, &key).await;
-                (key, r)
-            });
-        }
-        let Some(joined) = set.join_next().await else {
-            break;
-        };
-        let (key, r) = joined.map_err(|e| anyhow!("a verify task failed: {e}"))?;
-        match r {
-            Ok(Some(_)) => ok += 1,
-            Ok(None) => plaintext += 1,
-            Err(msg) if msg.is_empty() => deleted += 1,
-            Err(msg) => {
-                progress.println(&format!("encstore: verify: FAILED {key}: {msg}"));
-                failed.push((key, msg));
+    let mut failures = Failures::default();
+    let worker = store.clone();
+    let keyset_path = c.keyset.keyset.clone();
+    let end = run_all(
+        keys,
+        usize::from(c.concurrency),
+        &mut progress,
+        None,
+        move |key| {
+            let store = worker.clone();
+            async move { verify_one(&store, &key).await }
+        },
+        |key, r, progress| {
+            match r {
+                Verified::Decrypted(id) => {
+                    ok += 1;
+                    if let Some(id) = id {
+                        *by_key.entry(id).or_default() += 1;
+                    }
+                }
+                Verified::Plaintext => plaintext += 1,
+                Verified::Deleted => deleted += 1,
+                Verified::Failed(f) => {
+                    let msg = with_keyset_path(&f.msg, &keyset_path);
+                    progress.println(&format!(
+                        "encstore: verify: FAILED {}: {msg}",
+                        ShownKey(&key)
+                    ));
+                    failures.add(
+                        key,
+                        Failure {
+                            msg,
+                            class: f.class,
+                        },
+                    );
+                }
+                Verified::Unreachable(msg) => return Some(msg),
             }
-        }
-        progress.inc();
-    }
-    progress.finish();
-    failed.sort();
+            None
+        },
+    )
+    .await?;
+    let elapsed = progress.finish(end.stopped);
+    failures.list.sort();
+    let primary = store.keyset().snapshot().primary_key_id();
     let text = if c.json {
-        let f = failures_json(&failed);
-        format!(
-            "{}\n",
-            json!({"objects": total, "ok": ok, "plaintext": plaintext, "deleted": deleted, "failed": f})
-        )
+        let mut v = json!({
+            "objects": total,
+            "ok": ok,
+            "plaintext": plaintext,
+            "deleted": deleted,
+            "by_key_id": by_key,
+            "keys": key_counts_json(&by_key),
+            "primary_key_id": primary,
+            "seconds": elapsed.as_secs_f64(),
+            "stopped": end.stopped.map(Stop::as_str),
+        });
+        if let Some(o) = v.as_object_mut() {
+            failures.json_into(o);
+        }
+        format!("{v}\n")
     } else {
         let mut s = format!(
-            "verify: {total} objects: {ok} decrypt, {} failed",
-            failed.len()
+            "verify: {}: {ok} {}, {} failed",
+            count(total, "object"),
+            if ok == 1 { "decrypts" } else { "decrypt" },
+            failures.list.len()
         );
         if plaintext > 0 {
             s.push_str(&format!(", {plaintext} plaintext (migration mode)"));
@@ -1107,48 +1729,69 @@ async fn verify(c: &StoreVerify) -> Result<()> {
         if deleted > 0 {
             s.push_str(&format!(", {deleted} deleted meanwhile"));
         }
-        s.push('\n');
+        s.push_str(&format!(" in {:.1} s\n", elapsed.as_secs_f64()));
+        s.push_str(&failures.explain(&c.keyset.keyset));
         s
     };
     io::write_output(None, text.as_bytes(), "the report")?;
-    if !failed.is_empty() {
+    let counts = format!(
+        "checked {} of {}",
+        ok + plaintext + deleted + failures.list.len() as u64,
+        count(total, "object")
+    );
+    stop_error(&end, &counts, location, "verify")?;
+    if !failures.list.is_empty() {
         bail!(
-            "{} of {total} object(s) failed to decrypt (listed above)",
-            failed.len()
+            "{} of {} failed to decrypt (listed above)",
+            failures.list.len(),
+            count(total, "object")
         );
     }
     Ok(())
 }
 
-/// Decrypts one object: `Ok(Some(id))` when the keyset decrypts it (`id`
-/// from its Tink prefix, 0 for a RAW key), `Ok(None)` for a plaintext
-/// object in migration mode, `Err("")` when it was deleted meanwhile, and
-/// `Err(msg)` for a failure.
-async fn verify_one(
-    store: &EncryptedStorage,
-    key: &str,
-) -> std::result::Result<Option<u32>, String> {
+/// What verifying one object found.
+#[derive(Debug)]
+enum Verified {
+    /// The keyset decrypts it; the key ID (from its prefix, or the RAW key
+    /// that decrypts it; `None` if that cannot be told).
+    Decrypted(Option<u32>),
+    /// A plaintext object, in migration mode.
+    Plaintext,
+    /// Deleted meanwhile.
+    Deleted,
+    Failed(Failure),
+    /// The backend did not answer: the run stops.
+    Unreachable(String),
+}
+
+/// Decrypts one object.
+async fn verify_one(store: &EncryptedStorage, key: &str) -> Verified {
     let raw = match store.inner().load(key).await {
         Ok(raw) => raw,
-        Err(Error::NotFound { .. }) => return Err(String::new()),
-        Err(e) => return Err(e.to_string()),
+        Err(Error::NotFound { .. }) => return Verified::Deleted,
+        Err(e @ Error::Unreachable { .. }) => return Verified::Unreachable(e.to_string()),
+        Err(e) => return Verified::Failed(other_failure(e.to_string())),
     };
     let snap = store.keyset().snapshot();
     let ad = store.associated_data(key);
     if snap.aead_decrypts(&raw, &ad) {
-        return Ok(Some(prefix_key_id(&raw).unwrap_or(0)));
+        let id = match snap.classify(&raw) {
+            encstore::HeadClass::Known { key_id, .. } => Some(key_id),
+            _ => snap.raw_key_for(&raw, &ad).map(|(id, _)| id),
+        };
+        return Verified::Decrypted(id);
     }
     // Not decryptable with the keyset: the library's load says why (and
     // returns plaintext objects in migration mode).
     match store.load(key).await {
         Ok(value) => {
             drop(zeroize::Zeroizing::new(Vec::from(value)));
-            Ok(None)
+            Verified::Plaintext
         }
-        Err(Error::NotFound { .. }) => Err(String::new()),
-        Err(e) => Err(explain_failure(store, key)
-            .await
-            .unwrap_or_else(|| e.to_string())),
+        Err(Error::NotFound { .. }) => Verified::Deleted,
+        Err(e @ Error::Unreachable { .. }) => Verified::Unreachable(e.to_string()),
+        Err(e) => Verified::Failed(classify_failure(store, key, &e).await),
     }
 }
 
@@ -1191,12 +1834,47 @@ mod tests {
             Ok(_) => panic!("{l} opened"),
             Err(e) => e.to_string(),
         };
-        assert!(e("gs://bucket").contains("unsupported scheme"));
+        assert!(e("ftp://host/x").contains("unsupported scheme"));
+        assert!(e("ftp://host/x").contains("gs://bucket/prefix"));
         assert!(e("file://rel/path").contains("absolute path"));
         assert!(e("").contains("empty"));
         assert!(e("/nonexistent/encstore/store").contains("does not exist"));
         let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let url = format!("file://{}", d.path().display());
         assert!(open_backend(&url, false).is_ok());
+    }
+
+    /// Every object-store scheme reaches encstore-objstore: its own
+    /// messages come back (memory:// opens; a malformed URL of each scheme
+    /// fails there, not as an unsupported scheme).
+    #[cfg(feature = "s3")]
+    #[test]
+    fn object_store_schemes_route_to_objstore() {
+        assert!(open_backend("memory:///", false).is_ok());
+        assert!(open_backend("memory:///some/prefix", true).is_ok());
+        for l in [
+            "s3://bucket/a?x=1",
+            "gs://bucket/a?x=1",
+            "az://container/a?x=1",
+            "memory:///a?x=1",
+        ] {
+            let e = match open_backend(l, false) {
+                Ok(_) => panic!("{l} opened"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains("query or a fragment"), "{l}: {e}");
+            assert!(!e.contains("unsupported scheme"), "{l}: {e}");
+        }
+    }
+
+    #[test]
+    fn plurals() {
+        assert_eq!(count(0, "object"), "0 objects");
+        assert_eq!(count(1, "object"), "1 object");
+        assert_eq!(count(2, "byte"), "2 bytes");
+        assert_eq!(counted(1, "object is", "objects are"), "1 object is");
+        assert_eq!(counted(3, "object is", "objects are"), "3 objects are");
+        assert_eq!(objects_word(1), "object");
+        assert_eq!(objects_word(0), "objects");
     }
 }

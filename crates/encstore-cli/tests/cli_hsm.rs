@@ -36,6 +36,12 @@ impl Hsm {
         let pin_file = dir.p("pin");
         std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
         std::fs::write(dir.p("wrong-pin"), format!("{WRONG_PIN}\n")).unwrap();
+        // As an operator keeps them (a PIN file readable by others is
+        // warned about: hsm_pin_file_readable_by_others_is_warned).
+        for p in [&pin_file, &dir.p("wrong-pin")] {
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
         Some(Hsm {
             dir,
             conf,
@@ -138,7 +144,22 @@ fn hsm_create_master_key_keyset_rotate_encrypt_decrypt() {
 
     let k = h.wrapped_keyset(&kek);
     is_wrapped(&k);
-    h.fails(&["list-keyset", "--in", &k], "encrypted keyset");
+    // Without the HSM key: the unauthenticated keysetInfo, marked so;
+    // anything that needs the keys refuses.
+    let listed = String::from_utf8(h.ok(&["list-keyset", "--in", &k])).unwrap();
+    assert!(listed.starts_with("UNAUTHENTICATED keysetInfo"), "{listed}");
+    h.fails(
+        &[
+            "encrypt",
+            "--keyset",
+            &k,
+            "--in",
+            &k,
+            "--out",
+            &h.dir.s("x"),
+        ],
+        "encrypted keyset",
+    );
     h.ok(&[
         "rotate-keyset",
         "--key-template",
@@ -454,4 +475,53 @@ fn no_temp_files(dir: &Path) {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         assert!(!name.ends_with(".tmp"), "temp file left: {name}");
     }
+}
+
+/// The library's warning about a PIN file that others can read reaches the
+/// operator through the CLI's tracing subscriber (on by default, at WARN),
+/// without the PIN; RUST_LOG=error silences it.
+#[test]
+fn hsm_pin_file_readable_by_others_is_warned() {
+    let Some(h) = Hsm::new() else { return };
+    std::fs::set_permissions(
+        &h.pin_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let args = ["create-master-key", "--master-key-uri", &h.uri("kek-w")];
+    let out = h.run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let warning: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("encstore: warning: ") && l.contains("PIN file"))
+        .collect();
+    assert_eq!(warning.len(), 1, "{err}");
+    assert!(warning[0].contains("chmod 0600"), "{err}");
+    assert!(
+        warning[0].contains(&h.pin_file.display().to_string()),
+        "{err}"
+    );
+
+    let k = h.dir.s("k.json");
+    let out = common::es()
+        .args([
+            "create-keyset",
+            "--key-template",
+            "AES256_GCM",
+            "--out",
+            &k,
+            "--master-key-uri",
+            &h.uri("kek-w"),
+        ])
+        .env("SOFTHSM2_CONF", &h.conf)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("PIN file"),
+        "RUST_LOG=error shows no warning: {err}"
+    );
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use predicates::prelude::*;
 use serde_json::Value;
 
-use common::{Dir, es, fails, key_args, keyset, ok};
+use common::{Dir, es, fails, key_args, keyset, ok, run};
 
 fn info(args: &[&str]) -> Value {
     let mut a = vec!["list-keyset", "--json"];
@@ -578,8 +578,27 @@ fn encrypted_keysets_round_trip_with_master_and_ad() {
             1,
             "does not decrypt with master keyset",
         );
+        // Without its master key, list-keyset shows the unauthenticated
+        // keysetInfo, marked as such; commands that need the keys refuse.
+        let out = run(&["list-keyset", "--in-format", fmt, "--in", &k, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(v["unauthenticated"], true, "{v}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("NOT authenticated"));
         fails(
-            &["list-keyset", "--in-format", fmt, "--in", &k],
+            &[
+                "add-key",
+                "--key-template",
+                "AES128_GCM",
+                "--in-format",
+                fmt,
+                "--in",
+                &k,
+            ],
             1,
             "is an encrypted keyset",
         );

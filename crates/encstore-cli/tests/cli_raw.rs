@@ -136,7 +136,7 @@ fn raw_old_key_reproduction_refuses_destroy_and_loses_nothing() {
         &st,
     ];
     let out = es_env(&ks, &st).args(args).output().unwrap();
-    let err = check_fails(&args, &out, 1, "20 object(s)");
+    let err = check_fails(&args, &out, 1, "20 objects are");
     assert!(
         err.contains(&format!("refusing to destroy key {old}")),
         "{err}"
@@ -252,7 +252,7 @@ fn disable_destroy_delete_refuse_a_raw_key_with_objects() {
     for cmd in ["disable-key", "destroy-key", "delete-key"] {
         let before = std::fs::read(&ks).unwrap();
         let out = retire(cmd, old, &ks, &st, &[]);
-        let err = check_fails(&[cmd], &out, 1, "5 object(s)");
+        let err = check_fails(&[cmd], &out, 1, "5 objects are");
         assert!(err.contains("encstore store rewrap --store"), "{err}");
         assert_eq!(std::fs::read(&ks).unwrap(), before, "{cmd} wrote");
     }
@@ -265,7 +265,7 @@ fn disable_destroy_delete_refuse_a_raw_key_with_objects() {
     assert_eq!(objects_of(&v, old), 5);
     for cmd in ["destroy-key", "delete-key"] {
         let out = retire(cmd, old, &ks, &st, &[]);
-        check_fails(&[cmd], &out, 1, "5 object(s)");
+        check_fails(&[cmd], &out, 1, "5 objects are");
     }
     // Re-enabled and rewrapped, the check passes.
     ok(&key_args("enable-key", &old.to_string(), &ks));
@@ -375,7 +375,7 @@ fn prefix_less_objects_are_never_plaintext_while_a_raw_key_is_held() {
     let args = rewrap_args(&st, &ks, &["--allow-plaintext"]);
     let err = fails(&args, 1, "--allow-plaintext");
     assert!(err.contains("RAW key"), "{err}");
-    assert!(err.contains("6 object(s)"), "{err}");
+    assert!(err.contains("6 objects"), "{err}");
     // Without it, each fails, reported apart.
     let args = rewrap_args(&st, &ks, &["--json"]);
     let out = run(&args);

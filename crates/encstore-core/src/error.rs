@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::aead::AeadError;
-use crate::key::InvalidKeyReason;
+use crate::key::{InvalidKeyReason, ShownKey};
 
 /// A boxed error from a backend or the operating system, kept as the source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -23,14 +23,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The key does not exist.
-    #[error("not found: {key:?}")]
+    #[error("not found: {}", ShownKey(.key))]
     NotFound {
         /// The key that was asked for.
         key: String,
     },
 
     /// The key or prefix breaks the key-name rules shared by every backend.
-    #[error("invalid key {key:?}: {reason}")]
+    #[error("invalid key {}: {reason}", ShownKey(.key))]
     InvalidKey {
         /// The refused name, as given.
         key: String,
@@ -40,7 +40,7 @@ pub enum Error {
 
     /// A conditional write found that the object changed (or exists, or is
     /// gone) since the caller read it. Nothing was written.
-    #[error("precondition failed: {key:?} changed since it was read")]
+    #[error("precondition failed: {} changed since it was read", ShownKey(.key))]
     PreconditionFailed {
         /// The key whose write was refused.
         key: String,
@@ -64,7 +64,8 @@ pub enum Error {
     /// The stored object failed authentication: it was tampered with, moved
     /// to another key name, or written under a different keyset.
     #[error(
-        "authentication failed for {key:?}: the object was tampered with, moved from another key name, or written with a different keyset"
+        "authentication failed for {}: the object was tampered with, moved from another key name, or written with a different keyset",
+        ShownKey(.key)
     )]
     Authentication {
         /// The key whose object failed to decrypt.
@@ -72,9 +73,11 @@ pub enum Error {
     },
 
     /// The object's key-ID prefix names a key that the loaded keyset does
-    /// not hold enabled, for example data written under a newer keyset.
+    /// not have, for example data written under a newer keyset. (A key the
+    /// keyset has but not ENABLED is [`Error::KeyNotEnabled`].)
     #[error(
-        "{key:?} is encrypted under key ID {key_id}, which is not an enabled key of the loaded keyset (was it written with a newer keyset?)"
+        "{} is encrypted under key ID {key_id}, which the loaded keyset does not have (was it written with a newer keyset?)",
+        ShownKey(.key)
     )]
     UnknownKeyId {
         /// The key whose object could not be decrypted.
@@ -83,8 +86,25 @@ pub enum Error {
         key_id: u32,
     },
 
+    /// The object's key-ID prefix names a key that the loaded keyset has,
+    /// but not ENABLED: DISABLED (it can be re-enabled) or DESTROYED (its
+    /// key material is gone).
+    #[error(
+        "{} is encrypted under key {key_id}, which is {status} in this keyset: {}",
+        ShownKey(.key),
+        not_enabled_hint(.status, *.key_id)
+    )]
+    KeyNotEnabled {
+        /// The key whose object could not be decrypted.
+        key: String,
+        /// The key ID named by the ciphertext prefix.
+        key_id: u32,
+        /// The key's status in the keyset: `DISABLED` or `DESTROYED`.
+        status: &'static str,
+    },
+
     /// Another cryptographic failure, for example a policy refusal.
-    #[error("cryptographic failure for {key:?}: {source}")]
+    #[error("cryptographic failure for {}: {source}", ShownKey(.key))]
     Crypto {
         /// The key being read or written.
         key: String,
@@ -168,6 +188,17 @@ pub enum Error {
     },
 }
 
+/// What to do about an object under a key that is not ENABLED.
+fn not_enabled_hint(status: &str, key_id: u32) -> String {
+    if status == "DISABLED" {
+        format!(
+            "re-enable the key to read it (`encstore enable-key --key-id {key_id} --in KEYSET --out KEYSET`, then reload the keyset everywhere)"
+        )
+    } else {
+        "its key material is gone, so this keyset cannot decrypt it (only a backup of the keyset from before the key was destroyed can)".to_owned()
+    }
+}
+
 impl Error {
     /// A "not found" error for `key`.
     pub fn not_found(key: impl Into<String>) -> Self {
@@ -208,6 +239,7 @@ impl Error {
             Error::LockNotHeld { .. } => ErrorKind::LockNotHeld,
             Error::Authentication { .. } => ErrorKind::Authentication,
             Error::UnknownKeyId { .. } => ErrorKind::UnknownKeyId,
+            Error::KeyNotEnabled { .. } => ErrorKind::KeyNotEnabled,
             Error::Crypto { .. } => ErrorKind::Crypto,
             Error::RangeNotSatisfiable { .. } => ErrorKind::RangeNotSatisfiable,
             Error::InvalidRange { .. } => ErrorKind::InvalidRange,
@@ -237,6 +269,8 @@ pub enum ErrorKind {
     Authentication,
     /// See [`Error::UnknownKeyId`].
     UnknownKeyId,
+    /// See [`Error::KeyNotEnabled`].
+    KeyNotEnabled,
     /// See [`Error::Crypto`].
     Crypto,
     /// See [`Error::RangeNotSatisfiable`].
@@ -264,6 +298,7 @@ impl ErrorKind {
             ErrorKind::LockNotHeld => "lock_not_held",
             ErrorKind::Authentication => "authentication",
             ErrorKind::UnknownKeyId => "unknown_key_id",
+            ErrorKind::KeyNotEnabled => "key_not_enabled",
             ErrorKind::Crypto => "crypto",
             ErrorKind::RangeNotSatisfiable => "range_not_satisfiable",
             ErrorKind::InvalidRange => "invalid_range",

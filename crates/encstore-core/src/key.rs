@@ -30,6 +30,48 @@ pub fn is_reserved_segment(segment: &str) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes()))
 }
 
+/// Key names longer than this many characters are shortened in messages
+/// (see [`ShownKey`]).
+pub const SHOWN_KEY_MAX_CHARS: usize = 100;
+
+/// A key name as messages show it: quoted and escaped like `{:?}`, and,
+/// when longer than [`SHOWN_KEY_MAX_CHARS`] characters, shortened to its
+/// first 64 and last 24 characters around `…`, followed by its length in
+/// bytes, so that a long (or hostile) name cannot flood a log line.
+///
+/// ```
+/// use encstore_core::key::ShownKey;
+/// assert_eq!(ShownKey("certs/a.pem").to_string(), "\"certs/a.pem\"");
+/// let long = format!("certs/{}.pem", "x".repeat(500));
+/// let shown = ShownKey(&long).to_string();
+/// assert!(shown.starts_with("\"certs/xxx") && shown.ends_with("xxx.pem\" (510 bytes)"));
+/// assert!(shown.contains('…') && shown.len() < 110);
+/// ```
+#[derive(Clone, Copy)]
+pub struct ShownKey<'a>(pub &'a str);
+
+impl fmt::Display for ShownKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HEAD: usize = 64;
+        const TAIL: usize = 24;
+        let key = self.0;
+        let chars = key.chars().count();
+        if chars <= SHOWN_KEY_MAX_CHARS {
+            return write!(f, "{key:?}");
+        }
+        let head: String = key.chars().take(HEAD).collect();
+        let tail: String = key.chars().skip(chars - TAIL).collect();
+        let short = format!("{head}…{tail}");
+        write!(f, "{short:?} ({} bytes)", key.len())
+    }
+}
+
+impl fmt::Debug for ShownKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 /// Why a key name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

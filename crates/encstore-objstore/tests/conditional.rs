@@ -1,13 +1,11 @@
 //! Conditional writes against a real S3 server (SeaweedFS), directly and
 //! through a loopback proxy that strips `If-Match` / `If-None-Match`: a
 //! faithful simulation of an S3-compatible server that accepts those
-//! headers and applies the write anyway (see tests/proxy/mod.rs).
+//! headers and applies the write anyway (see `encstore_objstore::testing::proxy`).
 //!
 //! Skipped with a notice without a server, unless
 //! `ENCSTORE_REQUIRE_SERVICES=1`.
 #![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
-
-mod proxy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,11 +16,11 @@ use encstore::{EncryptedStorage, Policy, ReloadableKeyset};
 use encstore_core::{Error, Storage, WriteCondition, new_lease_token};
 use encstore_objstore::object_store::path::Path;
 use encstore_objstore::object_store::{ObjectStore, ObjectStoreExt};
+use encstore_objstore::testing::proxy::Proxy;
 use encstore_objstore::{ObjectStorage, PROBE_OBJECT, S3StorageBuilder};
 use encstore_tink::Keyset;
 use encstore_tink::templates::by_name;
 use futures_util::TryStreamExt;
-use proxy::Proxy;
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())

@@ -12,6 +12,7 @@ use encstore_core::{
     validate_key,
 };
 
+use encstore_tink::KeyStatus;
 use zeroize::Zeroizing;
 
 use crate::keys::{HeadClass, KeysetSnapshot};
@@ -185,7 +186,9 @@ impl EncryptedStorage {
 
     fn fail(&self, err: Error) -> Error {
         self.metrics().failure(err.kind());
-        tracing::warn!(kind = err.kind().as_str(), error = %err, "encstore operation failed");
+        // Its own target, so that a caller that reports the error anyway
+        // (the CLI) can leave this event out: `encstore::failure=off`.
+        tracing::warn!(target: "encstore::failure", kind = err.kind().as_str(), error = %err, "encstore operation failed");
         err
     }
 
@@ -193,6 +196,7 @@ impl EncryptedStorage {
         let ad = self.associated_data(key);
         match snap.encrypt(value, &ad) {
             Ok((ct, key_id)) => {
+                snap.warn_raw_primary_once();
                 self.metrics().encrypted(key_id);
                 tracing::trace!(key_id, len = value.len(), "encrypted");
                 Ok(ct)
@@ -273,7 +277,20 @@ impl EncryptedStorage {
                         "not returning an object without a known key prefix as plaintext: the keyset holds a RAW key, so it may be a RAW ciphertext (migration mode)"
                     );
                 }
-                Err(self.fail(Error::from_aead(key, e)))
+                let err = match class {
+                    // The prefix names a key the keyset has, but not
+                    // ENABLED: say so (and how to fix it) rather than
+                    // suggesting a newer keyset.
+                    HeadClass::Known { key_id, status } if status != KeyStatus::Enabled => {
+                        Error::KeyNotEnabled {
+                            key: key.to_owned(),
+                            key_id,
+                            status: status.as_str(),
+                        }
+                    }
+                    _ => Error::from_aead(key, e),
+                };
+                Err(self.fail(err))
             }
         }
     }

@@ -1,6 +1,7 @@
 //! A loaded keyset, as [`EncryptedStorage`](crate::EncryptedStorage) uses it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use encstore_core::{Aead, AeadError, PolicyRefusal};
 use encstore_tink::{
@@ -98,6 +99,8 @@ pub struct KeysetSnapshot {
     /// Every RAW key with key material, in keyset order.
     raw_keys: Vec<RawKey>,
     generation: u64,
+    /// Set once the RAW-primary warning was logged for this keyset.
+    raw_primary_warned: AtomicBool,
 }
 
 impl fmt::Debug for KeysetSnapshot {
@@ -207,6 +210,7 @@ impl KeysetSnapshot {
             holds_raw_keys,
             raw_keys,
             generation,
+            raw_primary_warned: AtomicBool::new(false),
         })
     }
 
@@ -223,6 +227,24 @@ impl KeysetSnapshot {
     /// Counts reloads: 1 for the first keyset, then one more per swap.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Whether the primary key is RAW: the objects it writes carry no key
+    /// ID.
+    pub fn primary_is_raw(&self) -> bool {
+        self.primary_prefix.is_empty()
+    }
+
+    /// Logs, once per loaded keyset, that the primary is RAW and what that
+    /// means; called on the first write with it.
+    pub(crate) fn warn_raw_primary_once(&self) {
+        if self.primary_is_raw() && !self.raw_primary_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                key_id = self.info.primary_key_id,
+                "the primary key {} is RAW: the objects stored with it do not name their key (no Tink prefix), so only trial decryption can tell which key they need, and they cannot be told from plaintext without this keyset; prefer a TINK key as the primary (docs/rotation.md, RAW keys)",
+                self.info.primary_key_id
+            );
+        }
     }
 
     /// Whether an enabled RAW key may have written prefix-less objects.

@@ -17,7 +17,8 @@ pub fn es() -> Command {
     let mut c = Command::cargo_bin("encstore").expect("the encstore binary is built");
     c.env_remove("ENCSTORE_STORE")
         .env_remove("ENCSTORE_KEYSET")
-        .env_remove("ENCSTORE_LOCK_LEASE_SECS");
+        .env_remove("ENCSTORE_LOCK_LEASE_SECS")
+        .env_remove("RUST_LOG");
     c
 }
 
@@ -228,4 +229,126 @@ pub fn snapshot_files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+/// Quotes a word for `sh -c`.
+pub fn sh_word(w: &str) -> String {
+    format!("'{}'", w.replace('\'', r"'\''"))
+}
+
+/// `encstore ARGS` running on a pseudo-terminal (util-linux `script`):
+/// its stdin, stdout and stderr are the terminal, so what it shows is what
+/// an operator sees. Bytes written with [`Tty::send`] are typed on that
+/// terminal (`\x03` is Ctrl-C, `\x04` Ctrl-D).
+pub struct Tty {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tty {
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Tty {
+        use std::io::Read;
+        let bin = assert_cmd::cargo::cargo_bin("encstore");
+        let mut cmd = format!("exec {}", sh_word(&bin.display().to_string()));
+        for a in args {
+            cmd.push(' ');
+            cmd.push_str(&sh_word(a));
+        }
+        let mut c = std::process::Command::new("script");
+        c.args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .env_remove("ENCSTORE_STORE")
+            .env_remove("ENCSTORE_KEYSET")
+            .env_remove("ENCSTORE_LOCK_LEASE_SECS")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().expect("util-linux `script` runs");
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&out);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Tty {
+            child,
+            stdin,
+            out,
+            reader: Some(reader),
+        }
+    }
+
+    /// Everything the terminal showed so far.
+    pub fn shown(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the terminal shows `needle` (panics after `limit`).
+    pub fn wait_for(&self, needle: &str, limit: std::time::Duration) {
+        let start = std::time::Instant::now();
+        while !self.shown().contains(needle) {
+            assert!(
+                start.elapsed() < limit,
+                "the terminal never showed {needle:?}: {:?}",
+                self.shown()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Types `bytes` on the terminal.
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for the command; returns its exit code and what it showed.
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        drop(self.stdin.take());
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        (status.code(), self.shown())
+    }
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        == 0
+}
+
+/// `encstore` spawned with piped stdout and stderr (the environment that
+/// could change its behaviour cleared), plus `envs`.
+pub fn spawn_es(args: &[&str], envs: &[(&str, &str)]) -> std::process::Child {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("encstore"));
+    c.args(args)
+        .env_remove("ENCSTORE_STORE")
+        .env_remove("ENCSTORE_KEYSET")
+        .env_remove("ENCSTORE_LOCK_LEASE_SECS")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.spawn().unwrap()
 }

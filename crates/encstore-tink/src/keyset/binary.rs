@@ -239,3 +239,18 @@ pub(crate) fn unwrap_keyset(
         .map(Zeroizing::new)
         .map_err(|_| KeysetError::Decryption)
 }
+
+/// The `keysetInfo` of a binary `EncryptedKeyset` (`None` when it has
+/// none). Refuses a cleartext keyset.
+pub(crate) fn parse_encrypted_info(
+    bytes: &[u8],
+) -> Result<Option<tink_proto::KeysetInfo>, KeysetError> {
+    if detect_format(bytes) == KeysetFormat::Binary {
+        return Err(KeysetError::UnexpectedCleartext);
+    }
+    let ek =
+        tink_proto::EncryptedKeyset::decode(bytes).map_err(|_| KeysetError::MalformedProtobuf {
+            message: "EncryptedKeyset",
+        })?;
+    Ok(ek.keyset_info)
+}

@@ -528,3 +528,80 @@ pub(crate) fn write_encrypted(ciphertext: &[u8], info: &KeysetInfo) -> Vec<u8> {
     out.push_str("]}}\n");
     out.into_bytes()
 }
+
+// ------------------------------------------------- unauthenticated keysetInfo
+
+#[derive(Deserialize)]
+struct JsonInfoHolder {
+    #[serde(rename = "keysetInfo", alias = "keyset_info", default)]
+    keyset_info: Option<JsonKeysetInfo>,
+    #[serde(rename = "encryptedKeyset", alias = "encrypted_keyset", default)]
+    encrypted_keyset: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct JsonKeysetInfo {
+    #[serde(
+        rename = "primaryKeyId",
+        alias = "primary_key_id",
+        default,
+        deserialize_with = "de_key_id"
+    )]
+    primary_key_id: u32,
+    #[serde(rename = "keyInfo", alias = "key_info", default)]
+    key_info: Vec<JsonKeyInfo>,
+}
+
+#[derive(Deserialize)]
+struct JsonKeyInfo {
+    #[serde(
+        rename = "typeUrl",
+        alias = "type_url",
+        default,
+        deserialize_with = "de_string"
+    )]
+    type_url: String,
+    #[serde(default, deserialize_with = "de_status")]
+    status: i32,
+    #[serde(
+        rename = "keyId",
+        alias = "key_id",
+        default,
+        deserialize_with = "de_key_id"
+    )]
+    key_id: u32,
+    #[serde(
+        rename = "outputPrefixType",
+        alias = "output_prefix_type",
+        default,
+        deserialize_with = "de_prefix"
+    )]
+    output_prefix_type: i32,
+}
+
+/// The `keysetInfo` of a JSON `EncryptedKeyset` as a proto (`None` when
+/// the file has none).
+pub(crate) fn parse_encrypted_info(
+    bytes: &[u8],
+) -> Result<Option<tink_proto::KeysetInfo>, KeysetError> {
+    if !starts_with_object(bytes) {
+        return Err(malformed(P_NOT_OBJECT));
+    }
+    let parsed: JsonInfoHolder = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
+    if parsed.encrypted_keyset.is_none() {
+        return Err(KeysetError::UnexpectedCleartext);
+    }
+    Ok(parsed.keyset_info.map(|i| tink_proto::KeysetInfo {
+        primary_key_id: i.primary_key_id,
+        key_info: i
+            .key_info
+            .into_iter()
+            .map(|k| tink_proto::keyset_info::KeyInfo {
+                type_url: k.type_url,
+                status: k.status,
+                key_id: k.key_id,
+                output_prefix_type: k.output_prefix_type,
+            })
+            .collect(),
+    }))
+}

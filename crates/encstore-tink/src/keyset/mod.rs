@@ -22,6 +22,7 @@
 //! one ([`KeysetError::MixedPrimitives`], [`KeysetError::TemplatePrimitive`]).
 
 mod binary;
+mod info;
 mod json;
 mod kek;
 
@@ -39,6 +40,7 @@ use crate::streaming::{KeysetStreamingAead, StreamingKey, params as streaming_pa
 use crate::templates::KeyTemplate;
 
 pub use binary::{KeysetFormat, detect_format};
+pub use info::encrypted_keyset_info;
 
 /// The status of a key in a keyset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

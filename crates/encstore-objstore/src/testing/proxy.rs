@@ -17,15 +17,18 @@
 //!
 //! It logs every request (method, path, whether it carried a condition),
 //! so tests can count what reached the server.
-#![allow(dead_code, clippy::unwrap_used)]
+//!
+//! Test code only (feature `test-util`): it panics on setup failures and
+//! re-signs with the credentials of the environment.
+#![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::object_store::aws::{AwsAuthorizer, AwsCredential};
+use crate::object_store::client::HttpRequestBody;
 use bytes::Bytes;
-use encstore_objstore::object_store::aws::{AwsAuthorizer, AwsCredential};
-use encstore_objstore::object_store::client::HttpRequestBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -37,7 +40,9 @@ use tokio::task::AbortHandle;
 /// One request as it reached the proxy.
 #[derive(Debug, Clone)]
 pub struct Logged {
+    /// The HTTP method.
     pub method: String,
+    /// The request path (bucket and object).
     pub path: String,
     /// Whether it carried `If-Match` or `If-None-Match`.
     pub conditional: bool,
@@ -56,6 +61,7 @@ struct Ctx {
 pub struct Proxy {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// The address it listens on.
     pub addr: SocketAddr,
     ctx: Arc<Ctx>,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
