@@ -20,9 +20,8 @@ fn open_err(uri: &str) -> Pkcs11Error {
 
 fn kek_failed_source(e: &KekError) -> &Pkcs11Error {
     match e {
-        KekError::Failed { source, .. } => source
-            .as_deref()
-            .and_then(|s| s.downcast_ref::<Pkcs11Error>())
+        KekError::Failed(inner) => inner
+            .downcast_ref::<Pkcs11Error>()
             .expect("a Pkcs11Error source"),
         other => panic!("expected KekError::Failed, got {other:?}"),
     }
@@ -496,10 +495,11 @@ fn module_finalized_under_an_open_kek() {
             ),
             "{src:?}"
         );
-        // The IV is drawn from the token first, so that is the call that fails.
+        // The IV is drawn from the token first, so that is the call that
+        // fails. KekError displays the PKCS#11 error transparently.
         assert_eq!(
             e.to_string(),
-            "master key operation failed: PKCS#11 wrap with key \"kek-fin\" on token \"encstore\" failed mid-operation: CKR_CRYPTOKI_NOT_INITIALIZED from C_GenerateRandom (the module was finalised by another part of this process; open the KEK again)"
+            "PKCS#11 wrap with key \"kek-fin\" on token \"encstore\" failed mid-operation: CKR_CRYPTOKI_NOT_INITIALIZED from C_GenerateRandom (the module was finalised by another part of this process; open the KEK again)"
         );
         let e = kek.unwrap(&w, b"").await.unwrap_err();
         assert!(matches!(
