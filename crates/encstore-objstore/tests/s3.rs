@@ -10,8 +10,6 @@
 //! tests, `#[ignore]`d so that they only run when asked for by name).
 #![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
 
-mod proxy;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -604,7 +602,7 @@ async fn stopped_server_is_unreachable_within_seconds() {
     let Some((endpoint, bucket)) = server("stopped_server") else {
         return;
     };
-    let proxy = proxy::Proxy::start(&endpoint, false).await;
+    let proxy = encstore_objstore::testing::proxy::Proxy::start(&endpoint, false).await;
     let store = builder(&proxy.endpoint, &bucket, &unique_prefix("stopped"))
         .lease_duration(Duration::from_secs(2))
         .build()

@@ -1,13 +1,11 @@
 //! `Pkcs11Kek` against a real PKCS#11 module: SoftHSM2, one fresh token per
-//! test (see `common/mod.rs`). No mocks.
+//! test (see `encstore_pkcs11::testing::hsm_test`). No mocks.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Hsm, PIN, TOKEN, assert_no_pin, hsm_test};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use encstore_core::{Kek, KekError};
+use encstore_pkcs11::testing::{Hsm, PIN, TOKEN, assert_no_pin, hsm_test};
 use encstore_pkcs11::{IV_LEN, Pkcs11Error, Pkcs11Kek, Pkcs11Uri, TAG_LEN};
 
 /// Opens and checks that neither Debug nor Display of the error shows a PIN.

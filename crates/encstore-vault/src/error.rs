@@ -269,7 +269,9 @@ mod tests {
             address: "https://h:1".into(),
         });
         assert!(
-            matches!(&e, KekError::Unavailable(_)) && e.to_string().starts_with("Vault server https://h:1 is sealed"),
+            matches!(&e, KekError::Unavailable(_))
+                && e.to_string()
+                    .starts_with("Vault server https://h:1 is sealed"),
             "{e:?}"
         );
         assert!(matches!(
