@@ -14,8 +14,28 @@ use async_trait::async_trait;
 use crate::aead::{Aead, AeadError};
 use crate::error::BoxError;
 
-/// Why a KEK operation failed. Messages are one line and never contain a
-/// PIN, a key or plaintext.
+/// Why a KEK operation failed.
+///
+/// Every variant but [`Authentication`](KekError::Authentication) carries
+/// the KEK crate's own typed error (`encstore_pkcs11::Pkcs11Error`,
+/// `encstore_vault::VaultError`, `encstore_awskms::AwsKmsError`,
+/// `encstore_core::AeadError`, ...) and is displayed *transparently*: the
+/// message is that error's message, one line, naming what to fix, never a
+/// PIN, a token, a key or plaintext. Because the display is transparent,
+/// printing the whole source chain (`{:#}` in anyhow) never repeats it:
+/// [`source`](std::error::Error::source) continues with the inner error's
+/// own source, if any.
+///
+/// To get at the typed error, use [`KekError::downcast_ref`] (or
+/// [`KekError::inner`]):
+///
+/// ```
+/// use encstore_core::{AeadError, KekError};
+///
+/// let e = KekError::failed(AeadError::Randomness);
+/// assert_eq!(e.to_string(), "the system random number generator failed");
+/// assert!(matches!(e.downcast_ref::<AeadError>(), Some(AeadError::Randomness)));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KekError {
@@ -25,22 +45,54 @@ pub enum KekError {
         "the keyset could not be unwrapped: wrong master key or keyset associated data, or the file was tampered with"
     )]
     Authentication,
-    /// The KEK's URI is malformed or names an unsupported scheme.
-    #[error("invalid master key URI: {0}")]
-    InvalidUri(String),
+    /// The KEK's URI is malformed or names an unsupported scheme. The inner
+    /// error (e.g. `Pkcs11Error::InvalidUri`) names the scheme and the
+    /// problem.
+    #[error(transparent)]
+    InvalidUri(BoxError),
     /// The KEK could not be reached or configured (module missing, token
-    /// not found, wrong PIN, key not found, ...). The message says which.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The KEK failed in the middle of an operation.
-    #[error("master key operation failed: {message}")]
-    Failed {
-        /// What failed, in one line.
-        message: String,
-        /// The underlying error, if any.
-        #[source]
-        source: Option<BoxError>,
-    },
+    /// not found, wrong PIN, server unreachable, token refused, key not
+    /// found, ...). The inner error says which.
+    #[error(transparent)]
+    Unavailable(BoxError),
+    /// The KEK failed in the middle of an operation (the HSM session or
+    /// key vanished, the server failed, ...). The inner error says how.
+    #[error(transparent)]
+    Failed(BoxError),
+}
+
+impl KekError {
+    /// [`KekError::InvalidUri`] with `error` as its typed inner error.
+    pub fn invalid_uri(error: impl Into<BoxError>) -> Self {
+        KekError::InvalidUri(error.into())
+    }
+
+    /// [`KekError::Unavailable`] with `error` as its typed inner error.
+    pub fn unavailable(error: impl Into<BoxError>) -> Self {
+        KekError::Unavailable(error.into())
+    }
+
+    /// [`KekError::Failed`] with `error` as its typed inner error.
+    pub fn failed(error: impl Into<BoxError>) -> Self {
+        KekError::Failed(error.into())
+    }
+
+    /// The KEK crate's typed error this one carries (`None` for
+    /// [`KekError::Authentication`]).
+    pub fn inner(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            KekError::Authentication => None,
+            KekError::InvalidUri(e) | KekError::Unavailable(e) | KekError::Failed(e) => {
+                Some(e.as_ref())
+            }
+        }
+    }
+
+    /// The inner error as a `T` (e.g. `encstore_pkcs11::Pkcs11Error`), if
+    /// it is one.
+    pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.inner()?.downcast_ref::<T>()
+    }
 }
 
 /// A key-encryption key.
@@ -62,10 +114,7 @@ impl Kek for AeadKek {
     async fn wrap(&self, plaintext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, KekError> {
         self.0
             .encrypt(plaintext, associated_data)
-            .map_err(|e| KekError::Failed {
-                message: e.to_string(),
-                source: None,
-            })
+            .map_err(KekError::failed)
     }
 
     async fn unwrap(&self, ciphertext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, KekError> {
@@ -75,10 +124,92 @@ impl Kek for AeadKek {
                 AeadError::Authentication | AeadError::UnknownKeyId { .. } => {
                     KekError::Authentication
                 }
-                other => KekError::Failed {
-                    message: other.to_string(),
-                    source: None,
-                },
+                other => KekError::failed(other),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// An inner error with a source of its own, like a KEK crate's error
+    /// that keeps an I/O error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer detail")]
+    struct Outer(#[source] std::io::Error);
+
+    /// Every message in the chain, as anyhow's `{:#}` joins them.
+    fn chain(e: &KekError) -> String {
+        let mut parts = vec![e.to_string()];
+        let mut cur = e.source();
+        while let Some(s) = cur {
+            parts.push(s.to_string());
+            cur = s.source();
+        }
+        parts.join(": ")
+    }
+
+    #[test]
+    fn display_is_transparent_and_the_chain_has_no_repeats() {
+        let e = KekError::unavailable(Outer(std::io::Error::other("io detail")));
+        assert_eq!(e.to_string(), "outer detail");
+        assert_eq!(chain(&e), "outer detail: io detail");
+        let e = KekError::failed(AeadError::Randomness);
+        assert_eq!(chain(&e), "the system random number generator failed");
+        let e = KekError::invalid_uri("bad URI");
+        assert_eq!(chain(&e), "bad URI");
+        assert_eq!(
+            chain(&KekError::Authentication),
+            KekError::Authentication.to_string()
+        );
+    }
+
+    #[test]
+    fn the_typed_inner_error_is_reachable() {
+        let e = KekError::unavailable(Outer(std::io::Error::other("x")));
+        assert!(e.downcast_ref::<Outer>().is_some());
+        assert!(e.downcast_ref::<AeadError>().is_none());
+        assert!(KekError::Authentication.inner().is_none());
+        let e = KekError::failed(AeadError::TooLarge);
+        assert!(matches!(
+            e.downcast_ref::<AeadError>(),
+            Some(AeadError::TooLarge)
+        ));
+    }
+
+    /// An AEAD that fails every call with the error `0` makes.
+    #[derive(Debug)]
+    struct Failing(fn() -> AeadError);
+
+    impl Aead for Failing {
+        fn encrypt(&self, _: &[u8], _: &[u8]) -> Result<Vec<u8>, AeadError> {
+            Err((self.0)())
+        }
+        fn decrypt(&self, _: &[u8], _: &[u8]) -> Result<Vec<u8>, AeadError> {
+            Err((self.0)())
+        }
+    }
+
+    #[tokio::test]
+    async fn aead_kek_keeps_the_aead_error() {
+        let kek = AeadKek(Arc::new(Failing(|| AeadError::Randomness)));
+        let e = kek.wrap(b"k", b"").await.unwrap_err();
+        assert!(matches!(&e, KekError::Failed(_)), "{e:?}");
+        assert!(matches!(
+            e.downcast_ref::<AeadError>(),
+            Some(AeadError::Randomness)
+        ));
+        let kek = AeadKek(Arc::new(Failing(|| AeadError::UnknownKeyId { key_id: 7 })));
+        assert!(matches!(
+            kek.unwrap(b"c", b"").await,
+            Err(KekError::Authentication)
+        ));
+        let kek = AeadKek(Arc::new(Failing(|| AeadError::TooLarge)));
+        let e = kek.unwrap(b"c", b"").await.unwrap_err();
+        assert_eq!(e.to_string(), "input too large for this primitive");
+        assert!(e.downcast_ref::<AeadError>().is_some());
     }
 }

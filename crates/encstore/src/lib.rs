@@ -22,6 +22,23 @@
 //! - [`keyfile`] rewrites keyset files safely: an exclusive lock, a
 //!   compare-before-rename, owner/group/mode kept, symlinks written
 //!   through.
+//! - [`open`] opens what a deployment names by text, as the `encstore`
+//!   tool does: [`open_kek`] a master key from a `pkcs11:`, `hcvault://` or
+//!   `aws-kms://` URI or a master keyset file, [`create_master_key`] a new
+//!   one, and [`open_store`] a store from a directory, `file://`, `s3://`,
+//!   `gs://`, `az://` or `memory://` location.
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `pkcs11` | on | `pkcs11:` master keys (encstore-pkcs11) |
+//! | `vault` | on | `hcvault://` master keys (encstore-vault) |
+//! | `objstore` | on | `s3://`, `gs://`, `az://`, `memory://` stores (encstore-objstore) |
+//! | `aws-kms` | off | `aws-kms://` master keys reach AWS KMS (the AWS SDK: minutes of a cold build) |
+//!
+//! A scheme whose feature is off still parses; opening it fails with a
+//! `NotCompiled` error naming the feature.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -43,6 +60,7 @@ mod encrypted;
 pub mod keyfile;
 mod keys;
 mod metrics;
+pub mod open;
 pub mod policy;
 mod reload;
 
@@ -50,6 +68,10 @@ pub use census::{Census, KeyObjects};
 pub use encrypted::{BLOCKING_THRESHOLD, EncryptedStorage, Options, RewrapOutcome};
 pub use keys::{HeadClass, KeysetSnapshot, LoadError, ObjectClass};
 pub use metrics::{Metrics, MetricsSnapshot};
+pub use open::{
+    MasterKeyRef, MasterKeyUri, OpenKekError, OpenStoreError, OpenStoreOptions, StoreLocation,
+    create_master_key, open_kek, open_store,
+};
 pub use policy::{Policy, PolicyError};
 pub use reload::{KeysetSource, ReloadReport, ReloadableKeyset, WatchHandle};
 

@@ -103,3 +103,59 @@ async fn rotation_census_and_rewrap_over_s3() {
     ));
     new.delete("certs").await.unwrap();
 }
+
+/// `EncryptedStorage::rewrap_one` over a server that ignores conditional
+/// writes (SeaweedFS behind encstore-objstore's test proxy, which strips
+/// `If-Match`/`If-None-Match`) refuses instead of writing, and leaves the
+/// object as it was. (Moved here from encstore-objstore, so that
+/// encstore-objstore need not dev-depend on encstore.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_over_ignoring_server_refuses() {
+    let Some((endpoint, bucket)) =
+        encstore_objstore::testing::server("rewrap_over_ignoring_server_refuses")
+    else {
+        return;
+    };
+    let prefix = format!(
+        "encstore-tests/rewrap-ignoring-{}",
+        &new_lease_token().unwrap()[..12]
+    );
+    let store = |endpoint: &str| -> Arc<dyn Storage> {
+        Arc::new(
+            S3StorageBuilder::from_env(bucket.clone(), prefix.clone())
+                .endpoint(endpoint)
+                .allow_http(true)
+                .lease_duration(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+        )
+    };
+    let direct = store(&endpoint);
+    let k0 = keyset();
+    let mut k1 = k0.clone();
+    k1.rotate(&by_name("AES256_GCM").unwrap()).unwrap();
+    let old = EncryptedStorage::new(
+        Arc::clone(&direct),
+        Arc::new(ReloadableKeyset::new(&k0, Policy::default()).unwrap()),
+    );
+    old.store("certs/a.pem", Bytes::from_static(b"secret"))
+        .await
+        .unwrap();
+    let raw = direct.load("certs/a.pem").await.unwrap();
+
+    let proxy = encstore_objstore::testing::proxy::Proxy::start(&endpoint, true).await;
+    let new = EncryptedStorage::new(
+        store(&proxy.endpoint),
+        Arc::new(ReloadableKeyset::new(&k1, Policy::default()).unwrap()),
+    );
+    match new.rewrap_one("certs/a.pem").await {
+        Err(e @ Error::Unsupported { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("does not honour conditional writes"), "{msg}");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    assert_eq!(direct.load("certs/a.pem").await.unwrap(), raw, "untouched");
+    assert_eq!(&old.load("certs/a.pem").await.unwrap()[..], b"secret");
+    direct.delete("certs").await.unwrap();
+}

@@ -17,17 +17,11 @@
 //!
 //! It logs every request (method, path, whether it carried a condition),
 //! so tests can count what reached the server.
-//!
-//! Test code only (feature `test-util`): it panics on setup failures and
-//! re-signs with the credentials of the environment.
-#![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use crate::object_store::aws::{AwsAuthorizer, AwsCredential};
-use crate::object_store::client::HttpRequestBody;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -35,6 +29,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use object_store::aws::{AwsAuthorizer, AwsCredential};
+use object_store::client::HttpRequestBody;
 use tokio::task::AbortHandle;
 
 /// One request as it reached the proxy.
@@ -42,7 +38,7 @@ use tokio::task::AbortHandle;
 pub struct Logged {
     /// The HTTP method.
     pub method: String,
-    /// The request path (bucket and object).
+    /// The request path.
     pub path: String,
     /// Whether it carried `If-Match` or `If-None-Match`.
     pub conditional: bool,
@@ -57,7 +53,8 @@ struct Ctx {
     log: Mutex<Vec<Logged>>,
 }
 
-/// A running proxy; stopped on drop.
+/// A running proxy; stopped on drop. `Debug` shows the endpoint only
+/// (never the credentials it re-signs with).
 pub struct Proxy {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
@@ -133,6 +130,12 @@ impl Proxy {
             .iter()
             .filter(|l| l.path.contains(needle))
             .count()
+    }
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Proxy({} -> {})", self.endpoint, self.ctx.upstream)
     }
 }
 
