@@ -26,6 +26,7 @@ use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreSchem
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::complete::ConditionConnector;
 use crate::error::NoCredentials;
 use crate::storage::{Inner, ObjectStorage};
 
@@ -41,6 +42,36 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The default deadline of one storage operation, retries included.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The default part size of streamed writes: 8 MiB. A streamed body of
+/// at most this size is written with one `PUT`; a larger one with a
+/// multipart upload of parts of this size (the last one smaller). With the
+/// 10,000 parts S3 and GCS allow, objects of up to 80 GiB; raise it for
+/// larger ones (see [`ObjectStorageBuilder::part_size`]).
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+
+/// The smallest part size S3-compatible servers and GCS accept for every
+/// part but the last (5 MiB); the S3 and URL builders refuse a smaller one.
+pub const MIN_PART_SIZE: usize = 5 << 20;
+
+/// The largest part size S3 accepts (5 GiB).
+pub const MAX_PART_SIZE: usize = 5 << 30;
+
+/// The default number of parts of one streamed write uploaded at once: 2.
+/// A streamed write holds at most this many parts in flight plus the one
+/// being filled: 24 MiB with the default part size.
+pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 2;
+
+/// The default bound of a conditional streamed write on a store without
+/// conditional multipart completion (anything but the S3 stores this
+/// crate builds, or an S3 server that does not honour it): 64 MiB. Such a
+/// write is buffered and sent as one conditional `PUT`; a larger body is
+/// refused with [`Error::Unsupported`] (see
+/// [`ObjectStorageBuilder::max_buffered_conditional_write`]).
+pub const DEFAULT_MAX_BUFFERED_CONDITIONAL_WRITE: u64 = 64 << 20;
+
+/// The most parts one multipart upload may have (S3, GCS).
+pub(crate) const MAX_PARTS: usize = 10_000;
 
 /// The region used when none is configured (SeaweedFS, MinIO and most
 /// S3-compatible servers accept any region; AWS needs the bucket's).
@@ -92,6 +123,32 @@ struct Common {
     allow_http: Option<bool>,
     /// Extra `object_store` configuration keys (values may be secrets).
     options: Vec<(String, SecretString)>,
+    /// Part size, upload concurrency and the buffered conditional bound of
+    /// streamed writes.
+    stream: StreamSettings,
+}
+
+/// How streamed writes are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StreamSettings {
+    /// Bodies up to this size are one `PUT`; larger ones are uploaded in
+    /// parts of this size.
+    pub(crate) part_size: usize,
+    /// Parts uploaded at once.
+    pub(crate) concurrency: usize,
+    /// The largest conditional streamed write buffered for one conditional
+    /// `PUT` when the store has no conditional multipart completion.
+    pub(crate) max_buffered_conditional: u64,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            part_size: DEFAULT_PART_SIZE,
+            concurrency: DEFAULT_UPLOAD_CONCURRENCY,
+            max_buffered_conditional: DEFAULT_MAX_BUFFERED_CONDITIONAL_WRITE,
+        }
+    }
 }
 
 impl Common {
@@ -105,6 +162,7 @@ impl Common {
             retry: None,
             allow_http: None,
             options: Vec::new(),
+            stream: StreamSettings::default(),
         }
     }
 
@@ -112,6 +170,36 @@ impl Common {
     fn check(&self) -> Result<()> {
         validate_prefix(&self.prefix)?;
         check_lease(self.lease)?;
+        let s = &self.stream;
+        if s.part_size == 0 || s.part_size > MAX_PART_SIZE {
+            return Err(configure_error(
+                "object_store",
+                format!("the part size {} is outside 1 byte..=5 GiB", s.part_size),
+            ));
+        }
+        if !(1..=64).contains(&s.concurrency) {
+            return Err(configure_error(
+                "object_store",
+                format!("the upload concurrency {} is outside 1..=64", s.concurrency),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`check`](Self::check), plus the part-size minimum of the cloud
+    /// stores (S3, GCS and Azure alike, for one rule).
+    fn check_cloud(&self, backend: &'static str) -> Result<()> {
+        self.check()?;
+        if self.stream.part_size < MIN_PART_SIZE {
+            return Err(configure_error(
+                backend,
+                format!(
+                    "the part size {} is below the 5 MiB that S3-compatible servers require \
+                     of every part but the last",
+                    self.stream.part_size
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -147,6 +235,9 @@ impl Common {
         Ok(b.retry(self.retry.clone().unwrap_or_else(default_retry)))
     }
 
+    /// The storage over `store`. `conditional_completion`: the store sends
+    /// multipart completions through [`ConditionConnector`], so they can
+    /// carry a condition.
     fn finish(
         self,
         store: Arc<dyn ObjectStore>,
@@ -154,8 +245,9 @@ impl Common {
         location: String,
         address: String,
         bucket: Option<String>,
+        conditional_completion: bool,
     ) -> ObjectStorage {
-        ObjectStorage::from_inner(Inner::new(
+        let mut inner = Inner::new(
             store,
             backend,
             location,
@@ -164,7 +256,10 @@ impl Common {
             self.prefix,
             self.lease,
             self.operation_timeout,
-        ))
+        );
+        inner.stream = self.stream;
+        inner.conditional_completion = conditional_completion;
+        ObjectStorage::from_inner(inner)
     }
 }
 
@@ -317,6 +412,46 @@ macro_rules! common_setters {
             self.common.operation_timeout = timeout;
             self
         }
+
+        stream_setters!();
+    };
+}
+
+/// Implements the setters of streamed writes.
+macro_rules! stream_setters {
+    () => {
+        /// The part size of streamed writes (default [`DEFAULT_PART_SIZE`],
+        /// at most [`MAX_PART_SIZE`]): a body of at most this size is one
+        /// `PUT`, a larger one a multipart upload of parts of this size, of
+        /// which [`upload_concurrency`](Self::upload_concurrency) are held
+        /// in memory at once. One upload has at most 10,000 parts, so this
+        /// bounds the largest streamed object (80 GiB by default). The S3
+        /// and URL builders refuse less than [`MIN_PART_SIZE`], which S3
+        /// servers require; a store you built may take smaller parts.
+        pub fn part_size(mut self, bytes: usize) -> Self {
+            self.common.stream.part_size = bytes;
+            self
+        }
+
+        /// How many parts of one streamed write are uploaded at once
+        /// (default [`DEFAULT_UPLOAD_CONCURRENCY`], 1..=64).
+        pub fn upload_concurrency(mut self, parts: usize) -> Self {
+            self.common.stream.concurrency = parts;
+            self
+        }
+
+        /// The largest conditional streamed write
+        /// ([`store_stream_if`](encstore_core::Storage::store_stream_if))
+        /// that is buffered in memory and sent as one conditional `PUT`
+        /// when the store cannot complete a multipart upload conditionally
+        /// (default [`DEFAULT_MAX_BUFFERED_CONDITIONAL_WRITE`]). Larger
+        /// bodies are refused there with [`Error::Unsupported`], writing
+        /// nothing. S3 stores built by this crate on a server that honours
+        /// conditional completions stream any size in constant memory.
+        pub fn max_buffered_conditional_write(mut self, bytes: u64) -> Self {
+            self.common.stream.max_buffered_conditional = bytes;
+            self
+        }
     };
 }
 
@@ -456,9 +591,14 @@ impl ObjectStorageBuilder {
             Some(b) => format!("{}:{b}", self.backend),
             None => address.clone(),
         };
-        Ok(self
-            .common
-            .finish(self.store, self.backend, location, address, self.bucket))
+        Ok(self.common.finish(
+            self.store,
+            self.backend,
+            location,
+            address,
+            self.bucket,
+            false,
+        ))
     }
 }
 
@@ -508,6 +648,8 @@ impl UrlStorageBuilder {
         self.common.operation_timeout = timeout;
         self
     }
+
+    stream_setters!();
 
     /// Builds the storage. No request is sent.
     ///
@@ -583,6 +725,7 @@ impl UrlStorageBuilder {
                     "memory://".to_owned(),
                     "memory://".to_owned(),
                     None,
+                    false,
                 ))
             }
             _ => Err(bad(&format!(
@@ -596,7 +739,7 @@ impl UrlStorageBuilder {
 #[cfg(feature = "gcs")]
 fn gcs(url: Url, bucket: String, common: Common) -> Result<ObjectStorage> {
     use object_store::gcp::GoogleCloudStorageBuilder;
-    common.check()?;
+    common.check_cloud("gcs")?;
     install_crypto_provider();
     let b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
     let store = common
@@ -610,6 +753,7 @@ fn gcs(url: Url, bucket: String, common: Common) -> Result<ObjectStorage> {
         location,
         "https://storage.googleapis.com".to_owned(),
         Some(bucket),
+        false,
     ))
 }
 
@@ -625,7 +769,7 @@ fn gcs(_url: Url, _bucket: String, _common: Common) -> Result<ObjectStorage> {
 #[cfg(feature = "azure")]
 fn azure(url: Url, container: String, common: Common) -> Result<ObjectStorage> {
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-    common.check()?;
+    common.check_cloud("azure")?;
     install_crypto_provider();
     let b = common.apply(MicrosoftAzureBuilder::from_env().with_url(url.as_str()))?;
     let address = match (
@@ -641,7 +785,14 @@ fn azure(url: Url, container: String, common: Common) -> Result<ObjectStorage> {
     };
     let store = b.build().map_err(|e| configure_error("azure", e))?;
     let location = format!("az://{container}");
-    Ok(common.finish(Arc::new(store), "azure", location, address, Some(container)))
+    Ok(common.finish(
+        Arc::new(store),
+        "azure",
+        location,
+        address,
+        Some(container),
+        false,
+    ))
 }
 
 #[cfg(not(feature = "azure"))]
@@ -804,7 +955,7 @@ impl S3StorageBuilder {
     /// configuration `object_store` refuses.
     pub fn build(self) -> Result<ObjectStorage> {
         const BACKEND: &str = "s3";
-        self.common.check()?;
+        self.common.check_cloud(BACKEND)?;
         if self.bucket.is_empty() {
             return Err(configure_error(BACKEND, "the bucket name is empty"));
         }
@@ -827,7 +978,10 @@ impl S3StorageBuilder {
         }
         s3 = s3
             .with_bucket_name(&self.bucket)
-            .with_conditional_put(S3ConditionalPut::ETagMatch);
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            // Lets streamed writes complete multipart uploads conditionally
+            // (see complete.rs); forwards everything else untouched.
+            .with_http_connector(ConditionConnector::default());
         if let Some(r) = &self.region {
             s3 = s3.with_region(r);
         }
@@ -926,6 +1080,7 @@ impl S3StorageBuilder {
             location,
             address,
             Some(self.bucket),
+            true,
         ))
     }
 }
