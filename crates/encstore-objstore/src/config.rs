@@ -70,6 +70,48 @@ pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 2;
 /// [`ObjectStorageBuilder::max_buffered_conditional_write`]).
 pub const DEFAULT_MAX_BUFFERED_CONDITIONAL_WRITE: u64 = 64 << 20;
 
+/// Whether a conditional streamed write larger than one part may put its
+/// condition (`If-None-Match: *` / `If-Match`) on the completion of a
+/// multipart upload, which keeps it in constant memory.
+///
+/// That is only a compare-and-swap if the server checks the condition and
+/// completes the upload atomically, excluding concurrent writes. AWS S3
+/// documents it so (a concurrent conflicting write makes it answer 409).
+/// SeaweedFS 4.48 does not: it checks the condition, then completes, and
+/// racing conditional completions from one version were measured to
+/// succeed together (see docs/backends.md), while its conditional `PUT`s
+/// race correctly. Where it is not used, such writes are buffered up to
+/// [`max_buffered_conditional_write`](ObjectStorageBuilder::max_buffered_conditional_write)
+/// and sent as one conditional `PUT`, and refused beyond.
+///
+/// Either way the per-handle probe checks, before the first use, that the
+/// server refuses completions whose condition fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConditionalCompletion {
+    /// Use it on AWS S3 (no custom endpoint, or one under `amazonaws.com`),
+    /// not elsewhere. The default.
+    #[default]
+    Auto,
+    /// Use it: the server's conditional completions are atomic (check
+    /// yours; SeaweedFS 4.48's are not).
+    Enabled,
+    /// Never use it.
+    Disabled,
+}
+
+/// Whether an S3 endpoint is AWS's own.
+fn is_aws_endpoint(endpoint: &str) -> bool {
+    Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .is_some_and(|h| {
+            h == "amazonaws.com"
+                || h.ends_with(".amazonaws.com")
+                || h.ends_with(".amazonaws.com.cn")
+        })
+}
+
 /// The most parts one multipart upload may have (S3, GCS).
 pub(crate) const MAX_PARTS: usize = 10_000;
 
@@ -128,6 +170,17 @@ struct Common {
     stream: StreamSettings,
 }
 
+/// Whether a store's multipart completions can carry a condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CompletionSupport {
+    /// Not one of the S3 stores this crate builds: it cannot.
+    NoConnector,
+    /// It can, but [`ConditionalCompletion`] says not to rely on it.
+    Untrusted,
+    /// It can and may (the probe still checks the server).
+    Trusted,
+}
+
 /// How streamed writes are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct StreamSettings {
@@ -139,6 +192,8 @@ pub(crate) struct StreamSettings {
     /// The largest conditional streamed write buffered for one conditional
     /// `PUT` when the store has no conditional multipart completion.
     pub(crate) max_buffered_conditional: u64,
+    /// Whether conditional multipart completions may be used.
+    pub(crate) completion: ConditionalCompletion,
 }
 
 impl Default for StreamSettings {
@@ -147,6 +202,7 @@ impl Default for StreamSettings {
             part_size: DEFAULT_PART_SIZE,
             concurrency: DEFAULT_UPLOAD_CONCURRENCY,
             max_buffered_conditional: DEFAULT_MAX_BUFFERED_CONDITIONAL_WRITE,
+            completion: ConditionalCompletion::Auto,
         }
     }
 }
@@ -235,9 +291,8 @@ impl Common {
         Ok(b.retry(self.retry.clone().unwrap_or_else(default_retry)))
     }
 
-    /// The storage over `store`. `conditional_completion`: the store sends
-    /// multipart completions through [`ConditionConnector`], so they can
-    /// carry a condition.
+    /// The storage over `store`. `completion`: whether its multipart
+    /// completions can carry a condition, and may.
     fn finish(
         self,
         store: Arc<dyn ObjectStore>,
@@ -245,7 +300,7 @@ impl Common {
         location: String,
         address: String,
         bucket: Option<String>,
-        conditional_completion: bool,
+        completion: CompletionSupport,
     ) -> ObjectStorage {
         let mut inner = Inner::new(
             store,
@@ -258,7 +313,7 @@ impl Common {
             self.operation_timeout,
         );
         inner.stream = self.stream;
-        inner.conditional_completion = conditional_completion;
+        inner.completion = completion;
         ObjectStorage::from_inner(inner)
     }
 }
@@ -452,6 +507,17 @@ macro_rules! stream_setters {
             self.common.stream.max_buffered_conditional = bytes;
             self
         }
+
+        /// Whether conditional streamed writes larger than one part put
+        /// their condition on the multipart completion (constant memory)
+        /// or are buffered: see [`ConditionalCompletion`] (default
+        /// [`ConditionalCompletion::Auto`]: on AWS S3 only). Only the S3
+        /// stores this crate builds can send such a condition; elsewhere
+        /// this has no effect.
+        pub fn conditional_completion(mut self, mode: ConditionalCompletion) -> Self {
+            self.common.stream.completion = mode;
+            self
+        }
     };
 }
 
@@ -597,7 +663,7 @@ impl ObjectStorageBuilder {
             location,
             address,
             self.bucket,
-            false,
+            CompletionSupport::NoConnector,
         ))
     }
 }
@@ -725,7 +791,7 @@ impl UrlStorageBuilder {
                     "memory://".to_owned(),
                     "memory://".to_owned(),
                     None,
-                    false,
+                    CompletionSupport::NoConnector,
                 ))
             }
             _ => Err(bad(&format!(
@@ -753,7 +819,7 @@ fn gcs(url: Url, bucket: String, common: Common) -> Result<ObjectStorage> {
         location,
         "https://storage.googleapis.com".to_owned(),
         Some(bucket),
-        false,
+        CompletionSupport::NoConnector,
     ))
 }
 
@@ -791,7 +857,7 @@ fn azure(url: Url, container: String, common: Common) -> Result<ObjectStorage> {
         location,
         address,
         Some(container),
-        false,
+        CompletionSupport::NoConnector,
     ))
 }
 
@@ -1074,13 +1140,23 @@ impl S3StorageBuilder {
                 .map_err(|e| configure_error(BACKEND, e))?;
         }
         let location = format!("s3://{}", self.bucket);
+        let trusted = match self.common.stream.completion {
+            ConditionalCompletion::Enabled => true,
+            ConditionalCompletion::Disabled => false,
+            _ => endpoint.as_deref().is_none_or(is_aws_endpoint),
+        };
+        let completion = if trusted {
+            CompletionSupport::Trusted
+        } else {
+            CompletionSupport::Untrusted
+        };
         Ok(self.common.finish(
             Arc::new(store),
             BACKEND,
             location,
             address,
             Some(self.bucket),
-            true,
+            completion,
         ))
     }
 }
@@ -1140,6 +1216,87 @@ mod tests {
         assert!(worst < Duration::from_secs(4), "{worst:?}");
         assert!(r.retry_timeout <= Duration::from_secs(15));
         assert!(r.max_retries >= 3, "transient failures are still retried");
+    }
+
+    #[test]
+    fn aws_endpoints_are_recognised() {
+        for e in [
+            "https://s3.us-east-1.amazonaws.com",
+            "https://bucket.s3.eu-west-1.amazonaws.com/",
+            "https://s3.cn-north-1.amazonaws.com.cn",
+            "https://S3.AMAZONAWS.COM",
+        ] {
+            assert!(is_aws_endpoint(e), "{e}");
+        }
+        for e in [
+            "http://127.0.0.1:8333",
+            "https://amazonaws.com.evil.example",
+            "https://s3.amazonaws.community",
+            "https://account.r2.cloudflarestorage.com",
+            "not a url",
+        ] {
+            assert!(!is_aws_endpoint(e), "{e}");
+        }
+    }
+
+    #[test]
+    fn completion_trust_follows_the_endpoint_and_the_setting() {
+        let build = |endpoint: Option<&str>, mode| {
+            let mut b = S3StorageBuilder::new("b")
+                .credentials("id", "secret", None)
+                .allow_http(true)
+                .conditional_completion(mode);
+            if let Some(e) = endpoint {
+                b = b.endpoint(e);
+            }
+            b.build().unwrap().inner.completion
+        };
+        use CompletionSupport::{Trusted, Untrusted};
+        use ConditionalCompletion::{Auto, Disabled, Enabled};
+        assert_eq!(build(None, Auto), Trusted);
+        assert_eq!(
+            build(Some("https://s3.us-west-2.amazonaws.com"), Auto),
+            Trusted
+        );
+        assert_eq!(build(Some("http://127.0.0.1:8333"), Auto), Untrusted);
+        assert_eq!(build(Some("http://127.0.0.1:8333"), Enabled), Trusted);
+        assert_eq!(build(None, Disabled), Untrusted);
+        let mem = ObjectStorageBuilder::new(Arc::new(InMemory::new()))
+            .conditional_completion(Enabled)
+            .build()
+            .unwrap();
+        assert_eq!(mem.inner.completion, CompletionSupport::NoConnector);
+    }
+
+    #[test]
+    fn part_sizes_are_checked() {
+        let s3 = |part| {
+            S3StorageBuilder::new("b")
+                .credentials("id", "secret", None)
+                .part_size(part)
+                .build()
+        };
+        assert!(s3(MIN_PART_SIZE).is_ok());
+        let e = s3(MIN_PART_SIZE - 1).unwrap_err().to_string();
+        assert!(e.contains("below the 5 MiB"), "{e}");
+        let e = s3(MAX_PART_SIZE + 1).unwrap_err().to_string();
+        assert!(e.contains("outside 1 byte..=5 GiB"), "{e}");
+        let mem = |part, conc| {
+            ObjectStorageBuilder::new(Arc::new(InMemory::new()))
+                .part_size(part)
+                .upload_concurrency(conc)
+                .build()
+        };
+        assert!(mem(1024, 1).is_ok(), "any store may take small parts");
+        assert!(mem(0, 1).is_err());
+        assert!(mem(1024, 0).is_err());
+        assert!(mem(1024, 65).is_err());
+        assert!(
+            UrlStorageBuilder::new("memory:///p")
+                .part_size(1024)
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -91,10 +91,10 @@ mod stream;
 pub mod testing;
 
 pub use config::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEASE, DEFAULT_MAX_BUFFERED_CONDITIONAL_WRITE,
-    DEFAULT_OPERATION_TIMEOUT, DEFAULT_PART_SIZE, DEFAULT_REGION, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_UPLOAD_CONCURRENCY, MAX_PART_SIZE, MIN_PART_SIZE, ObjectStorageBuilder,
-    S3StorageBuilder, UrlStorageBuilder, default_retry,
+    ConditionalCompletion, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEASE,
+    DEFAULT_MAX_BUFFERED_CONDITIONAL_WRITE, DEFAULT_OPERATION_TIMEOUT, DEFAULT_PART_SIZE,
+    DEFAULT_REGION, DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPLOAD_CONCURRENCY, MAX_PART_SIZE,
+    MIN_PART_SIZE, ObjectStorageBuilder, S3StorageBuilder, UrlStorageBuilder, default_retry,
 };
 pub use lock::LOCK_DIR;
 /// The `object_store` crate this backend is built on (for its stores,

@@ -55,6 +55,7 @@ use object_store::{
 };
 
 use crate::complete::{CompletionCondition, complete_with};
+use crate::config::CompletionSupport;
 
 use crate::error::{Class, Kind, classify};
 use crate::storage::ObjectStorage;
@@ -99,13 +100,25 @@ impl ObjectStorage {
     /// stage of the probe passed (probed once per handle, after
     /// [`require_conditional_writes`](Self::require_conditional_writes)).
     pub(crate) async fn conditional_multipart(&self) -> Result<Conditional> {
-        if !self.inner.conditional_completion {
-            return Ok(Conditional::Ignored(format!(
-                "the store at {} cannot put a condition on the completion of a multipart \
-                 upload (object_store offers none; this crate adds it to the S3 stores it \
-                 builds itself)",
-                self.inner.address
-            )));
+        match self.inner.completion {
+            CompletionSupport::Trusted => {}
+            CompletionSupport::NoConnector => {
+                return Ok(Conditional::Ignored(format!(
+                    "the store at {} cannot put a condition on the completion of a multipart \
+                     upload (object_store offers none; this crate adds it to the S3 stores it \
+                     builds itself)",
+                    self.inner.address
+                )));
+            }
+            CompletionSupport::Untrusted => {
+                return Ok(Conditional::Ignored(format!(
+                    "conditions on multipart completions are not relied on at {}: only AWS S3 \
+                     documents them as atomic (SeaweedFS 4.48 lets racing conditional \
+                     completions succeed together); conditional_completion(Enabled) turns \
+                     them on for a server whose completions are atomic",
+                    self.inner.address
+                )));
+            }
         }
         self.inner
             .conditional_multipart

@@ -18,7 +18,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
-use crate::config::{ObjectStorageBuilder, S3StorageBuilder, StreamSettings, UrlStorageBuilder};
+use crate::config::{
+    CompletionSupport, ObjectStorageBuilder, S3StorageBuilder, StreamSettings, UrlStorageBuilder,
+};
 use crate::error::{Class, Kind, classify};
 use crate::probe::Conditional;
 
@@ -72,10 +74,10 @@ pub(crate) struct Inner {
     pub(crate) conditional: tokio::sync::OnceCell<Conditional>,
     /// Part size, concurrency and buffered bound of streamed writes.
     pub(crate) stream: StreamSettings,
-    /// The store sends multipart completions through
-    /// [`ConditionConnector`](crate::complete::ConditionConnector): the S3
-    /// stores this crate builds.
-    pub(crate) conditional_completion: bool,
+    /// Whether multipart completions can carry a condition (through
+    /// [`ConditionConnector`](crate::complete::ConditionConnector), on the
+    /// S3 stores this crate builds) and may be relied on.
+    pub(crate) completion: CompletionSupport,
     /// Whether the server honours conditions on multipart completions:
     /// probed once, before the first conditional streamed write that needs
     /// a multipart upload.
@@ -107,7 +109,7 @@ impl Inner {
             pid: std::process::id(),
             conditional: tokio::sync::OnceCell::new(),
             stream: StreamSettings::default(),
-            conditional_completion: false,
+            completion: CompletionSupport::NoConnector,
             conditional_multipart: tokio::sync::OnceCell::new(),
         }
     }
