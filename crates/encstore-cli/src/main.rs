@@ -51,6 +51,14 @@ fn main() -> ExitCode {
     logging::init();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if parse::is_refused_value(&e) => {
+            // A syntax error (such as two conflicting flags) comes first,
+            // as it did before the values were typed.
+            match parse::untyped(cli::Cli::command()).try_get_matches() {
+                Err(syntax) if !parse::is_refused_value(&syntax) => return usage_error(&syntax),
+                _ => return usage_error(&e),
+            }
+        }
         Err(e) => return usage_error(&e),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -103,6 +103,26 @@ fn parse_policy(p: &str) -> Result<Policy, PolicyError> {
     }
 }
 
+/// `cmd` with the typed flags taking any string: to find the syntax
+/// errors (conflicts, missing flags) that a refused value hid, since clap
+/// checks those only after every value parsed.
+pub fn untyped(cmd: clap::Command) -> clap::Command {
+    fn strip(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|a| {
+            let typed = a
+                .get_long()
+                .is_some_and(|l| TYPED_FLAGS.contains(&format!("--{l}").as_str()));
+            if typed {
+                a.value_parser(clap::builder::StringValueParser::new())
+            } else {
+                a
+            }
+        })
+        .mut_subcommands(strip)
+    }
+    strip(cmd)
+}
+
 /// Whether `e` is one of these parsers' refusals (exit status 1).
 pub fn is_refused_value(e: &clap::Error) -> bool {
     e.kind() == ErrorKind::ValueValidation
