@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
-use encstore::open::{MasterKeyRef, MasterKeysetFormat, MasterKeyUri};
+use encstore::open::{MasterKeyRef, MasterKeyUri, MasterKeysetFormat};
 use encstore_core::Kek;
 use encstore_tink::keyset::{Keyset, KeysetFormat, detect_format};
 use encstore_tink::templates::KeyTemplate;
@@ -61,9 +61,7 @@ pub async fn open_kek(
         (None, Some(path)) => match format {
             None => MasterKeyRef::keyset_file(path),
             Some(Format::Json) => MasterKeyRef::keyset_file_in(path, MasterKeysetFormat::Json),
-            Some(Format::Binary) => {
-                MasterKeyRef::keyset_file_in(path, MasterKeysetFormat::Binary)
-            }
+            Some(Format::Binary) => MasterKeyRef::keyset_file_in(path, MasterKeysetFormat::Binary),
         },
         (None, None) => {
             if ad_given {

@@ -33,12 +33,7 @@ pub struct Typed<T: 'static>(fn(&str) -> Result<T, String>);
 impl<T: Clone + Send + Sync + 'static> TypedValueParser for Typed<T> {
     type Value = T;
 
-    fn parse_ref(
-        &self,
-        cmd: &Command,
-        arg: Option<&Arg>,
-        value: &OsStr,
-    ) -> Result<T, clap::Error> {
+    fn parse_ref(&self, cmd: &Command, arg: Option<&Arg>, value: &OsStr) -> Result<T, clap::Error> {
         let flag = arg
             .and_then(Arg::get_long)
             .map_or_else(|| "the value".to_owned(), |l| format!("--{l}"));

@@ -87,8 +87,7 @@ async fn put_secret(st: &str, keyset: &StoreKeysetArgs, key: &str, value: &str) 
         shell_word(st),
         shell_word(&s(&keyset.keyset))
     );
-    let location: encstore::open::StoreLocation =
-        st.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let location: encstore::open::StoreLocation = st.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::store::objects::put_bytes(
         &location,
         keyset,

@@ -145,7 +145,11 @@ mod tests {
             t,
             "A   STATUS              N\n1   ENABLED (primary)  12\n22  x                   3\n"
         );
-        let t = table(["X", "LAST"], [Align::Left; 2], &[["long".into(), "".into()]]);
+        let t = table(
+            ["X", "LAST"],
+            [Align::Left; 2],
+            &[["long".into(), "".into()]],
+        );
         assert_eq!(t, "X     LAST\nlong\n");
     }
 }

@@ -147,7 +147,8 @@ pub(super) async fn manage(
     let checked = match retire {
         Some(r) => match &r.store {
             Some(location) => {
-                crate::store::retire::check_retire(&keyset, id, location, c, r.force, op.verb()).await?;
+                crate::store::retire::check_retire(&keyset, id, location, c, r.force, op.verb())
+                    .await?;
                 true
             }
             None => false,
@@ -224,4 +225,3 @@ pub(super) async fn convert_keyset(c: &ConvertKeyset) -> Result<()> {
     }
     write_keyset(&keyset, c.keyset.out.out_format, dest, new_master.as_ref()).await
 }
-

@@ -159,4 +159,3 @@ fn describe_params(p: &KeyParams) -> String {
         other => format!("{other:?}"),
     }
 }
-

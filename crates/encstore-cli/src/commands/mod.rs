@@ -235,4 +235,3 @@ const CLEARTEXT_ON_TERMINAL: &str = "warning: writing a cleartext keyset to the 
 /// The warning for a keyset created without a master key
 /// (docs/key-management.md, "A cleartext keyset").
 pub(crate) const CLEARTEXT_CREATED: &str = "warning: the keyset is in cleartext (no --master-keyset or --master-key-uri): anyone who can read it can decrypt everything it protects; use it for tests and local development only (docs/key-management.md)";
-

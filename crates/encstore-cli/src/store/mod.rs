@@ -167,12 +167,23 @@ mod tests {
 
     #[tokio::test]
     async fn locations() {
-        assert!(open_err("ftp://host/x").await.contains("unsupported scheme"));
-        assert!(open_err("ftp://host/x").await.contains("gs://bucket/prefix"));
+        assert!(
+            open_err("ftp://host/x")
+                .await
+                .contains("unsupported scheme")
+        );
+        assert!(
+            open_err("ftp://host/x")
+                .await
+                .contains("gs://bucket/prefix")
+        );
         assert!(open_err("file://rel/path").await.contains("absolute path"));
         assert!(open_err("").await.contains("empty"));
         let e = open_err("/nonexistent/encstore/store").await;
-        assert!(e.contains("does not exist (check the --store path or ENCSTORE_STORE)"), "{e}");
+        assert!(
+            e.contains("does not exist (check the --store path or ENCSTORE_STORE)"),
+            "{e}"
+        );
         let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let url: StoreLocation = format!("file://{}", d.path().display())
             .parse()
@@ -187,7 +198,11 @@ mod tests {
             let location: StoreLocation = l.parse().unwrap_or_else(|e| panic!("{e}"));
             assert!(open_backend(&location, false).await.is_ok(), "{l}");
         }
-        for l in ["s3://bucket/a?x=1", "gs://bucket/a?x=1", "az://container/a?x=1"] {
+        for l in [
+            "s3://bucket/a?x=1",
+            "gs://bucket/a?x=1",
+            "az://container/a?x=1",
+        ] {
             let e = open_err(l).await;
             assert!(e.contains("query or a fragment"), "{l}: {e}");
             assert!(!e.contains("unsupported scheme"), "{l}: {e}");

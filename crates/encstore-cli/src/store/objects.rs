@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
 use bytes::Bytes;
-use encstore::{ObjectClass, PREFIX_LESS};
 use encstore::concurrency::map_bounded;
 use encstore::open::StoreLocation;
+use encstore::{ObjectClass, PREFIX_LESS};
 use encstore_core::{Error, KeyInfo, ShownKey, Storage};
 use serde_json::json;
 
@@ -305,7 +305,6 @@ fn content_line(x: &Content) -> String {
     };
     format!("key ID:   {line}\n")
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -221,7 +221,12 @@ pub struct RunEnd<'a> {
 
 /// The error for a run that stopped early (after its summary was printed):
 /// [`Interrupted`] for Ctrl-C (exit 130).
-pub fn stop_error(end: &RunEnd<'_>, counts: &str, location: &StoreLocation, what: &str) -> Result<()> {
+pub fn stop_error(
+    end: &RunEnd<'_>,
+    counts: &str,
+    location: &StoreLocation,
+    what: &str,
+) -> Result<()> {
     let abandoned = if end.abandoned > 0 {
         format!(
             "; {} in flight {} abandoned uncounted",

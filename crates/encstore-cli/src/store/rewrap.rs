@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::open_store;
 use super::progress::{
-    self, Interrupted, Interrupts, Progress, RunEnd, SharedProgress, explain,
-    failures_json_into, stop_error, stop_str, with_progress,
+    self, Interrupted, Interrupts, Progress, RunEnd, SharedProgress, explain, failures_json_into,
+    stop_error, stop_str, with_progress,
 };
 use crate::cli::StoreRewrap;
 use crate::commands::note;
@@ -249,4 +249,3 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
     };
     io::write_output(None, text.as_bytes(), "the report")
 }
-

@@ -128,7 +128,11 @@ fn rewrappable(census: &Census) -> u64 {
 
 /// The `encstore store rewrap ...` command for this store and keyset.
 fn rewrap_command(location: &StoreLocation, k: &StoreKeysetArgs) -> String {
-    let mut words = rewrap_words(&location.to_string(), &k.keyset.display().to_string(), &k.master);
+    let mut words = rewrap_words(
+        &location.to_string(),
+        &k.keyset.display().to_string(),
+        &k.master,
+    );
     if let Some(p) = &k.policy {
         words.push("--policy".into());
         words.push(sh(&p.text));
@@ -166,4 +170,3 @@ pub(super) fn rewrap_words(location: &str, keyset: &str, m: &MasterKeyArgs) -> V
     }
     words
 }
-
