@@ -199,12 +199,23 @@ fn a_keyset_wrapped_in_openbao_through_the_whole_rotation() {
     assert_eq!(store("get", &["s/3"]), b"secret 3");
 
     // To AWS KMS and back, when this build reaches AWS KMS.
-    if !cfg!(feature = "aws-kms") {
-        eprintln!(
-            "SKIPPED: a_keyset_wrapped_in_openbao_through_the_whole_rotation (AWS KMS part): this encstore-cli was built without its `aws-kms` feature"
-        );
-        return;
-    }
+    aws_round_trip(&v, &d, &k, &uri, &st);
+}
+
+#[cfg(not(feature = "aws-kms"))]
+fn aws_round_trip(_: &TestVault, _: &Dir, _: &str, _: &str, _: &str) {
+    use std::io::Write;
+    // Past the test harness's capture, as the service helpers do.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: a_keyset_wrapped_in_openbao_through_the_whole_rotation (AWS KMS part): this encstore-cli was built without its `aws-kms` feature (cargo test -p encstore-cli --features aws-kms)"
+    );
+}
+
+/// Converts the Vault-wrapped keyset `k` to AWS KMS (moto), back to Vault,
+/// and to a master keyset file, reading the store each time.
+#[cfg(feature = "aws-kms")]
+fn aws_round_trip(v: &TestVault, d: &Dir, k: &str, uri: &str, st: &str) {
     let Some(kms) =
         encstore_awskms::testing::server("a_keyset_wrapped_in_openbao_through_the_whole_rotation")
     else {
@@ -232,9 +243,9 @@ fn a_keyset_wrapped_in_openbao_through_the_whole_rotation() {
     aws(&[
         "convert-keyset",
         "--in",
-        &k,
+        k,
         "--master-key-uri",
-        &uri,
+        uri,
         "--out",
         &ka,
         "--new-master-key-uri",
@@ -250,17 +261,17 @@ fn a_keyset_wrapped_in_openbao_through_the_whole_rotation() {
         "--out",
         &kb,
         "--new-master-key-uri",
-        &uri,
+        uri,
     ]);
     let got = aws(&[
         "store",
         "get",
         "--store",
-        &st,
+        st,
         "--keyset",
         &kb,
         "--master-key-uri",
-        &uri,
+        uri,
         "s/4",
     ]);
     assert_eq!(got, b"secret 4");
@@ -279,7 +290,7 @@ fn a_keyset_wrapped_in_openbao_through_the_whole_rotation() {
         "--in",
         &kb,
         "--master-key-uri",
-        &uri,
+        uri,
         "--out",
         &kc,
         "--new-master-keyset",
@@ -289,7 +300,7 @@ fn a_keyset_wrapped_in_openbao_through_the_whole_rotation() {
         "store",
         "get",
         "--store",
-        &st,
+        st,
         "--keyset",
         &kc,
         "--master-keyset",
