@@ -63,7 +63,7 @@ async fn reencrypt_all_moves_everything_and_reports_each_object() {
     assert_eq!((s.objects, s.reencrypted, s.already_current), (40, 40, 0));
     assert!(s.failures.is_empty() && s.stopped.is_none() && s.unlock_error.is_none());
     assert_eq!(s.primary_key_id, new);
-    let events = events.lock().unwrap();
+    let events = events.lock().unwrap().clone();
     assert_eq!(events[0], "started 40");
     assert_eq!(events.iter().filter(|e| *e == "reencrypted").count(), 40);
     assert_eq!(events.len(), 41, "{events:?}");

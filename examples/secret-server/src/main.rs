@@ -130,7 +130,7 @@ fn start_reencryption(app: &App) -> Response<Full<Bytes>> {
                     if let ReencryptOutcome::Failed { reason, .. } = outcome {
                         tracing::warn!(key, %reason, "object left untouched");
                     }
-                    if r.done % 1000 == 0 {
+                    if r.done.is_multiple_of(1000) {
                         tracing::info!(done = r.done, total = r.total, "re-encryption progress");
                     }
                 }

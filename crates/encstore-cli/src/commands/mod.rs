@@ -4,7 +4,7 @@
 //!   keyset (locks, in-place edits, refusing to overwrite);
 //! - [`keys`]: create-keyset, add-key, rotate-keyset, promote/disable/
 //!   enable/destroy/delete-key, convert-keyset;
-//! - [`list`]: list-keyset;
+//! - [`list`]: the `list-keyset` command;
 //! - [`crypt`]: encrypt, decrypt, list-key-templates.
 
 mod crypt;

@@ -107,8 +107,10 @@ pub async fn open_store(
     let keys = ReloadableKeyset::new(&keyset, policy)
         .map_err(|e| anyhow!("keyset {}: {e}", args.keyset.display()))?;
     let backend = open_backend(location, create).await?;
-    let mut options = Options::default();
-    options.allow_plaintext = allow_plaintext;
+    let options = Options {
+        allow_plaintext,
+        ..Options::default()
+    };
     Ok(EncryptedStorage::with_options(
         backend,
         Arc::new(keys),
