@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
-use encstore::open::{MasterKeyRef, MasterKeyUri, MasterKeysetFormat};
+use encstore::open::{MasterKeyRef, MasterKeyUri, MasterKeysetFormat, OpenKekError};
 use encstore_core::Kek;
 use encstore_tink::keyset::{Keyset, KeysetFormat, detect_format};
 use encstore_tink::templates::KeyTemplate;
@@ -72,14 +72,36 @@ pub async fn open_kek(
             return Ok(None);
         }
     };
-    let kek = encstore::open::open_kek(&master)
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
+    let kek = match encstore::open::open_kek(&master).await {
+        Ok(kek) => kek,
+        // An empty file says so, rather than "not a valid keyset".
+        Err(e @ (OpenKekError::InvalidKeyset { .. } | OpenKekError::EncryptedKeyset { .. })) => {
+            if let MasterKeyRef::KeysetFile { path, .. } = &master
+                && is_blank(path)
+            {
+                let bytes = io::read_input_secret(Some(path), "master keyset")?;
+                check_not_empty(&bytes, &format!("master keyset {}", path.display()))?;
+            }
+            bail!("{e}")
+        }
+        Err(e) => bail!("{e}"),
+    };
     Ok(Some(Master {
         kek,
         associated_data,
         source: master.describe(),
     }))
+}
+
+/// Whether the file at `path` is empty or only whitespace (small files
+/// only: a keyset is never large).
+fn is_blank(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() < 4096)
+        && std::fs::read(path).is_ok_and(|b| {
+            let blank = b.iter().all(u8::is_ascii_whitespace);
+            drop(Zeroizing::new(b));
+            blank
+        })
 }
 
 /// Reads the `--keyset` file `path` and opens its master key: in `format`,

@@ -510,3 +510,123 @@ fn vault_errors_are_clear_and_write_nothing() {
     vfails(dv, &dv.token, &dca, &args, "is sealed");
     assert_eq!(snapshot(&d), before, "a sealed server changed a file");
 }
+
+/// Google's Tink (Python Tink 1.16.1 with its hcvault integration) opens a
+/// keyset that the tool created, rotated and wrapped in OpenBao, and
+/// decrypts what `encstore encrypt` wrote with it
+/// (`tests/interop/kms_interop.py` does Tink's side).
+#[test]
+fn google_tink_reads_a_keyset_the_tool_wrapped_in_openbao() {
+    let test = "google_tink_reads_a_keyset_the_tool_wrapped_in_openbao";
+    let Some(v) = testing::server(test) else {
+        return;
+    };
+    let tink = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.metadata as m, tink, hvac; from tink.integration import hcvault; assert m.version('tink') == '1.16.1'",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !tink {
+        let msg = "Python Tink 1.16.1 with hvac is not installed: python3 -m pip install 'tink[hcvault,awskms]==1.16.1' hvac boto3";
+        assert!(
+            std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "{test}: ENCSTORE_REQUIRE_SERVICES=1 but {msg}"
+        );
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {msg}");
+        return;
+    }
+    let d = Dir::new();
+    let name = unique_name("cli-tink");
+    let uri = v.uri(&name);
+    let k = d.s("k.json");
+    vok(&v, &["create-master-key", "--master-key-uri", &uri]);
+    vok(
+        &v,
+        &[
+            "create-keyset",
+            "--key-template",
+            "AES256_GCM",
+            "--out",
+            &k,
+            "--master-key-uri",
+            &uri,
+        ],
+    );
+    vok(
+        &v,
+        &[
+            "rotate-keyset",
+            "--key-template",
+            "AES256_GCM",
+            "--in",
+            &k,
+            "--out",
+            &k,
+            "--master-key-uri",
+            &uri,
+        ],
+    );
+    let primary = json(&vok(
+        &v,
+        &[
+            "list-keyset",
+            "--in",
+            &k,
+            "--json",
+            "--master-key-uri",
+            &uri,
+        ],
+    ))["primaryKeyId"]
+        .as_u64()
+        .unwrap();
+    std::fs::write(d.p("pt"), b"read by Tink").unwrap();
+    let ct = d.s("ct");
+    vok(
+        &v,
+        &[
+            "encrypt",
+            "--keyset",
+            &k,
+            "--master-key-uri",
+            &uri,
+            "--associated-data",
+            "certs/a.pem",
+            "--in",
+            &d.s("pt"),
+            "--out",
+            &ct,
+        ],
+    );
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let manifest = serde_json::json!({
+        "kms": "hcvault",
+        "hcvault": {
+            "address": format!("https://{}", v.host_port),
+            "cacert": v.ca_cert,
+            "key_path": format!("transit/keys/{name}"),
+        },
+        "read": [{"keyset": k, "keyset_ad_hex": "", "ciphertext": ct,
+                  "ad_hex": hex(b"certs/a.pem"), "plaintext_hex": hex(b"read by Tink"),
+                  "primary_key_id": primary}],
+    });
+    let path = d.p("manifest.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/kms_interop.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&path)
+        .env("ENCSTORE_INTEROP_VAULT_TOKEN", &v.token)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "Tink's checks failed:\n{}{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("1/1 checks passed"), "{err}");
+}

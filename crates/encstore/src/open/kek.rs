@@ -103,18 +103,6 @@ pub enum OpenKekError {
         /// What the operating system said.
         error: io::Error,
     },
-    /// The master keyset file is empty, or holds only whitespace.
-    #[error(
-        "master keyset {} is empty ({}): it holds no keyset",
-        .path.display(),
-        if *.len == 0 { "0 bytes".to_owned() } else { format!("only {} whitespace bytes", .len) }
-    )]
-    EmptyKeyset {
-        /// The file.
-        path: PathBuf,
-        /// Its length.
-        len: usize,
-    },
     /// The master keyset file is itself an encrypted keyset.
     #[error(
         "master keyset {} is itself encrypted; a master keyset must be a cleartext AEAD keyset",
@@ -338,12 +326,6 @@ fn open_keyset_file(
         path: path.to_owned(),
         error,
     })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(OpenKekError::EmptyKeyset {
-            path: path.to_owned(),
-            len: bytes.len(),
-        });
-    }
     let detected = detect_format(&bytes);
     if detected.is_encrypted() {
         return Err(OpenKekError::EncryptedKeyset {
@@ -434,23 +416,5 @@ mod tests {
             e.to_string(),
             "aws-kms:// master keys are not supported by this build: enable the `aws-kms` cargo feature of the encstore crate"
         );
-    }
-
-    #[test]
-    fn empty_master_keysets_say_so() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        for (bytes, says) in [
-            (&b""[..], "is empty (0 bytes)"),
-            (b" \n\t", "is empty (only 3 whitespace bytes)"),
-        ] {
-            let p = dir.path().join("m.json");
-            std::fs::write(&p, bytes).unwrap_or_else(|e| panic!("{e}"));
-            let e = match open_keyset_file(&p, None) {
-                Ok(_) => panic!("an empty master keyset opened"),
-                Err(e) => e,
-            };
-            assert!(matches!(e, OpenKekError::EmptyKeyset { .. }), "{e:?}");
-            assert!(e.to_string().contains(says), "{e}");
-        }
     }
 }
