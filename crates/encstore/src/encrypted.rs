@@ -461,3 +461,10 @@ impl Storage for EncryptedStorage {
         self.inner.lease_duration()
     }
 }
+
+impl EncryptedStorage {
+    /// Whether migration mode ([`Options::allow_plaintext`]) is on.
+    pub fn allows_plaintext(&self) -> bool {
+        self.allow_plaintext
+    }
+}

@@ -19,6 +19,14 @@
 //!   is the check before retiring a key, and
 //!   [`EncryptedStorage::rewrap_one`] re-encrypts one object under the
 //!   primary key without ever overwriting a concurrent write.
+//! - The store-wide operations of the `encstore` tool, for servers too:
+//!   [`EncryptedStorage::reencrypt_all`] re-encrypts every object under
+//!   the primary (the store-wide lock, bounded concurrency, re-check,
+//!   events for progress, cancellation; `encstore store rewrap`), with its
+//!   dry run [`EncryptedStorage::reencrypt_plan`];
+//!   [`EncryptedStorage::verify_all`] decrypts every object and reports
+//!   every failure, typed (`encstore store verify`); [`retirement_check`]
+//!   is the store check before disabling, destroying or deleting a key.
 //! - [`keyfile`] rewrites keyset files safely: an exclusive lock, a
 //!   compare-before-rename, owner/group/mode kept, symlinks written
 //!   through.
@@ -56,13 +64,17 @@
 #![deny(missing_docs)]
 
 mod census;
+pub mod concurrency;
 mod encrypted;
 pub mod keyfile;
 mod keys;
 mod metrics;
 pub mod open;
 pub mod policy;
+mod reencrypt;
 mod reload;
+mod retire;
+mod verify;
 
 pub use census::{Census, KeyObjects};
 pub use encrypted::{BLOCKING_THRESHOLD, EncryptedStorage, Options, RewrapOutcome};
@@ -73,7 +85,20 @@ pub use open::{
     create_master_key, open_kek, open_store,
 };
 pub use policy::{Policy, PolicyError};
+pub use reencrypt::{
+    LockWait, REENCRYPT_LOCK, ReencryptError, ReencryptEvent, ReencryptOptions, ReencryptOutcome,
+    ReencryptPlan, ReencryptSummary,
+};
 pub use reload::{KeysetSource, ReloadReport, ReloadableKeyset, WatchHandle};
+pub use retire::{RetireCheckError, Retirement, retirement_check};
+/// The cancellation token that stops [`EncryptedStorage::reencrypt_all`]
+/// and [`EncryptedStorage::verify_all`] (re-exported from `tokio-util`).
+pub use tokio_util::sync::CancellationToken;
+pub use verify::{
+    DEFAULT_CONCURRENCY, EventSink, FailureClass, FailureCounts, FailureReason, ObjectFailure,
+    PREFIX_LESS, StopReason, UNREACHABLE_DRAIN, VerifyEvent, VerifyOptions, VerifyOutcome,
+    VerifySummary,
+};
 
 pub use encstore_core as core;
 pub use encstore_tink as tink;
