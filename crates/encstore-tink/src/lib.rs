@@ -70,6 +70,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod envelope;
 pub mod error;
 pub mod keyset;
 pub mod primitives;
@@ -79,6 +80,7 @@ pub mod templates;
 pub mod tink_rust;
 
 pub use aead::{CiphertextKey, KeysetAead};
+pub use envelope::{EnvelopeAead, EnvelopeError, KeysetAsyncAead};
 pub use error::{KeyError, KeysetError};
 pub use keyset::{
     KeyInfo, KeyStatus, Keyset, KeysetFormat, KeysetInfo, OutputPrefix, PrimitiveKind,
