@@ -79,6 +79,10 @@ async fn envelope_round_trips_and_rewrap_over_moto() {
         info.master,
         Some(MasterKeyVersion::new(t.key_uri.clone(), None))
     );
+    assert_eq!(
+        aead.newest_master_version(env_id).await.unwrap(),
+        Some(MasterKeyVersion::new(t.key_uri.clone(), None))
+    );
 
     // Rewrap: a new blob, the same DEK ciphertext bytes, still decrypts.
     let r = aead.rewrap(&ct).await.unwrap();

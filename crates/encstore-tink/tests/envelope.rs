@@ -4,6 +4,7 @@
 //! (`AeadKek`, what `encstore` uses for a master keyset file). The KMS
 //! services (OpenBao, moto) and Python Tink are exercised by
 //! `crates/encstore-vault/tests/` and `crates/encstore-awskms/tests/`.
+#![allow(clippy::unwrap_used)]
 
 mod keyset_util;
 
@@ -598,16 +599,9 @@ async fn a_mixed_keyset_encrypts_with_each_primary_and_decrypts_everything() {
             i if i == ids[2] => assert_eq!(after.1.0, before.1.0 + 1),
             _ => assert_eq!(after, before),
         }
-        match ks
-            .info()
-            .keys
-            .iter()
-            .find(|k| k.key_id == id)
-            .unwrap()
-            .output_prefix
-        {
-            OutputPrefix::Tink => assert_eq!(ct[..5], OutputPrefix::Tink.prefix_bytes(id)[..]),
-            _ => {}
+        // The TINK keys (the first two) put their prefix in front.
+        if id == ids[0] || id == ids[1] {
+            assert_eq!(ct[..5], OutputPrefix::Tink.prefix_bytes(id)[..]);
         }
         cts.push((id, ct));
     }

@@ -105,8 +105,21 @@ async fn envelope_round_trips_versions_rewrap_over_openbao() {
         Some(MasterKeyVersion::new(uri.clone(), Some(1)))
     );
 
+    assert_eq!(
+        aead.newest_master_version(env_id).await.unwrap(),
+        Some(MasterKeyVersion::new(uri.clone(), Some(1)))
+    );
+    assert!(matches!(
+        aead.newest_master_version(aes_id).await,
+        Err(EnvelopeError::NotEnvelope)
+    ));
+
     // The master key rotates.
     v.bao_ok(&["write", "-f", &format!("transit/keys/{name}/rotate")]);
+    assert_eq!(
+        aead.newest_master_version(env_id).await.unwrap(),
+        Some(MasterKeyVersion::new(uri.clone(), Some(2)))
+    );
     let v2 = aead.encrypt(b"under v2", b"ad").await.unwrap();
     assert_eq!(
         aead.envelope_info(&v2).unwrap().master,

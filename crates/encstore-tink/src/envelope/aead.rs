@@ -236,6 +236,26 @@ impl EnvelopeAead {
         Ok(self.kek.describe_wrapped(encrypted_dek))
     }
 
+    /// The master key's newest version, as the KEK describes a fresh
+    /// wrapping of a throwaway byte (one KMS call; nothing is stored):
+    /// what [`EnvelopeAead::describe`] of a ciphertext is compared with to
+    /// tell whether its DEK needs [`EnvelopeAead::rewrap`]. `Ok(None)` when
+    /// the KEK cannot tell versions.
+    ///
+    /// # Errors
+    /// [`EnvelopeError::Kek`] and [`EnvelopeError::KmsTimeout`].
+    pub async fn newest_master_version(&self) -> Result<Option<MasterKeyVersion>, EnvelopeError> {
+        let probe = self
+            .limits
+            .call(&self.kek_uri, self.kek.wrap(&[0], DEK_ASSOCIATED_DATA))
+            .await?
+            .map_err(|error| EnvelopeError::Kek {
+                kek_uri: shown_uri(&self.kek_uri),
+                error,
+            })?;
+        Ok(self.kek.describe_wrapped(&probe))
+    }
+
     /// Re-wraps the DEK of an envelope ciphertext (without output prefix)
     /// under the master key's newest version ([`Kek::rewrap`]: Vault's
     /// transit `rewrap`, where the DEK never leaves the server), in one

@@ -87,7 +87,7 @@ impl DekTemplate {
 
     /// A fresh DEK: its serialized key proto (what Tink wraps, Tink's
     /// `KeyData.value`) and its AEAD.
-    pub(crate) fn new_dek(&self) -> Result<(Zeroizing<Vec<u8>>, Box<dyn RawAead>), KeyError> {
+    pub(crate) fn new_dek(&self) -> Result<NewDek, KeyError> {
         let value = primitives::new_key_data_value(&self.type_url, &self.key_format)?;
         let (_, aead) = primitives::primitive_from_key_data(&self.type_url, &value)?;
         Ok((value, aead))
@@ -109,6 +109,9 @@ impl DekTemplate {
         }
     }
 }
+
+/// A fresh DEK's serialized key proto and its AEAD.
+pub(crate) type NewDek = (Zeroizing<Vec<u8>>, Box<dyn RawAead>);
 
 /// A live `KmsEnvelopeAeadKey`: where its KEK is and what its DEKs are.
 /// No key material: the KEK lives in a KMS.

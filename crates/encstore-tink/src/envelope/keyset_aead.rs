@@ -472,6 +472,26 @@ impl KeysetAsyncAead {
         })
     }
 
+    /// The newest version of the master key of envelope key `key_id`
+    /// ([`EnvelopeAead::newest_master_version`]: one KMS call), to compare
+    /// with [`EnvelopeInfo::master`] before a [`KeysetAsyncAead::rewrap`].
+    ///
+    /// # Errors
+    /// [`EnvelopeError::NotEnvelope`] when `key_id` is not an ENABLED
+    /// envelope key of this keyset; the KMS errors.
+    pub async fn newest_master_version(
+        &self,
+        key_id: u32,
+    ) -> Result<Option<MasterKeyVersion>, EnvelopeError> {
+        let aead = self
+            .envelopes
+            .iter()
+            .find(|e| e.key_id == key_id)
+            .and_then(|e| e.aead.as_ref())
+            .ok_or(EnvelopeError::NotEnvelope)?;
+        aead.newest_master_version().await
+    }
+
     /// Re-wraps the DEK of an envelope ciphertext under its master key's
     /// newest version ([`EnvelopeAead::rewrap`]: one KMS call, Vault's
     /// transit `rewrap`), keeping the output prefix and the DEK ciphertext

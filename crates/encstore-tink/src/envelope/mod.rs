@@ -46,9 +46,38 @@
 //!   DEK; re-wrap the DEK under the newest version, leaving the DEK
 //!   ciphertext bytes unchanged).
 //!
+//! ```
+//! use std::{collections::HashMap, sync::Arc};
+//! use encstore_core::{AeadKek, Kek};
+//! use encstore_tink::envelope::KeysetAsyncAead;
+//! use encstore_tink::{templates, Keyset, OutputPrefix};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! # rt.block_on(async {
+//! // Any KEK: here a master keyset; in production Vault, AWS KMS, an HSM.
+//! let master = Keyset::generate(&templates::by_name("AES256_GCM")?)?;
+//! let kek: Arc<dyn Kek> = Arc::new(AeadKek(Arc::new(master.aead()?)));
+//! let uri = "hcvault://vault.internal:8200/transit/keys/kek";
+//! let dek = templates::by_name("AES256_GCM")?;
+//! let keyset = Keyset::generate(&templates::kms_envelope(uri, &dek, OutputPrefix::Tink)?)?;
+//! let resolver: HashMap<String, Arc<dyn Kek>> = [(uri.to_owned(), kek)].into();
+//! let aead = KeysetAsyncAead::new(&keyset, &resolver).await?;
+//! let ct = aead.encrypt(b"data", b"name").await?; // one KMS wrap
+//! assert_eq!(aead.decrypt(&ct, b"name").await?, b"data"); // one KMS unwrap
+//! let info = aead.envelope_info(&ct)?; // no KMS call
+//! assert_eq!(info.kek_uri, uri);
+//! # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+//! # Ok(()) }
+//! ```
+//!
 //! KMS calls are bounded ([`EnvelopeOptions`]): at most
 //! `max_concurrent_kms_calls` at once per AEAD, each within
 //! `kms_call_timeout`. Nothing here caches DEKs.
+//!
+//! [`Kek`]: encstore_core::Kek
+//! [`Kek::wrap`]: encstore_core::Kek::wrap
+//! [`Kek::unwrap`]: encstore_core::Kek::unwrap
 
 mod aead;
 mod dek;
