@@ -998,3 +998,63 @@ async fn encrypted_keysets_rewrap_and_tell_their_wrapping() {
         KeysetError::UnexpectedCleartext
     );
 }
+
+// ------------------------------------------------- Send, Sync, Debug
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<EnvelopeAead>();
+    send_sync::<KeysetAsyncAead>();
+    send_sync::<EnvelopeError>();
+};
+
+/// The futures can go to `tokio::spawn` (checked at compile time).
+#[allow(dead_code)]
+fn futures_are_send(a: &KeysetAsyncAead, e: &EnvelopeAead) {
+    fn send<T: Send>(_: T) {}
+    send(a.encrypt(b"", b""));
+    send(a.decrypt(b"", b""));
+    send(a.rewrap(b""));
+    send(a.newest_master_version(1));
+    send(e.encrypt(b"", b""));
+    send(e.decrypt(b"", b""));
+    send(e.rewrap(b""));
+    send(rewrap_envelope(b"", &**e.kek()));
+    send(KeysetAsyncAead::new(
+        &Keyset::generate(&tpl("AES256_GCM")).unwrap(),
+        &HashMap::<String, Arc<dyn Kek>>::new(),
+    ));
+}
+
+#[tokio::test]
+async fn debug_shows_ids_and_types_never_keys() {
+    let mut ks =
+        Keyset::generate(&envelope_template(KEK_URI, "AES128_GCM", OutputPrefix::Tink)).unwrap();
+    let env = ks.primary_key_id();
+    let aes = ks.add_key(&tpl("AES256_GCM")).unwrap();
+    let keks = resolver(&[(KEK_URI, master())]);
+    let aead = KeysetAsyncAead::new(&ks, &keks).await.unwrap();
+    assert_eq!(
+        format!("{aead:?}"),
+        format!(
+            "KeysetAsyncAead {{ primary_key_id: {env}, enabled_key_ids: [{env}, {aes}], envelope_key_ids: [{env}] }}"
+        )
+    );
+    // The KEK's own Debug (a master keyset: key IDs only) and the DEK type.
+    let single = EnvelopeAead::new(master(), &tpl("AES128_GCM")).unwrap();
+    let dbg = format!("{single:?}");
+    assert!(dbg.starts_with("EnvelopeAead { kek: \"AeadKek(KeysetAead {"), "{dbg}");
+    assert!(
+        dbg.ends_with("dek: DekTemplate { params: AesGcm { key_size: 16 } } }"),
+        "{dbg}"
+    );
+    // A PKCS#11 URI's pin-value never shows, in listings or errors.
+    let pinned = "pkcs11:token=t;object=k?pin-value=1234";
+    let ks = Keyset::generate(&envelope_template(pinned, "AES128_GCM", OutputPrefix::Tink)).unwrap();
+    let listed = format!("{:?} {:?}", ks.info(), ks);
+    assert!(!listed.contains("1234"), "{listed}");
+    assert!(listed.contains("pin-value=REDACTED"), "{listed}");
+    let none: HashMap<String, Arc<dyn Kek>> = HashMap::new();
+    let e = KeysetAsyncAead::new(&ks, &none).await.unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("1234"), "{e:?}");
+}
