@@ -119,7 +119,9 @@ fn main() {
                 bench(
                     "KeysetAsyncAead::decrypt, envelope key (in-memory KEK)",
                     || {
-                        black_box(now(async_env.decrypt(black_box(&ct_env), AD)).expect("decrypts"));
+                        black_box(
+                            now(async_env.decrypt(black_box(&ct_env), AD)).expect("decrypts"),
+                        );
                     },
                 ),
             ],

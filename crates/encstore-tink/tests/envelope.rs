@@ -1028,8 +1028,12 @@ fn futures_are_send(a: &KeysetAsyncAead, e: &EnvelopeAead) {
 
 #[tokio::test]
 async fn debug_shows_ids_and_types_never_keys() {
-    let mut ks =
-        Keyset::generate(&envelope_template(KEK_URI, "AES128_GCM", OutputPrefix::Tink)).unwrap();
+    let mut ks = Keyset::generate(&envelope_template(
+        KEK_URI,
+        "AES128_GCM",
+        OutputPrefix::Tink,
+    ))
+    .unwrap();
     let env = ks.primary_key_id();
     let aes = ks.add_key(&tpl("AES256_GCM")).unwrap();
     let keks = resolver(&[(KEK_URI, master())]);
@@ -1043,14 +1047,18 @@ async fn debug_shows_ids_and_types_never_keys() {
     // The KEK's own Debug (a master keyset: key IDs only) and the DEK type.
     let single = EnvelopeAead::new(master(), &tpl("AES128_GCM")).unwrap();
     let dbg = format!("{single:?}");
-    assert!(dbg.starts_with("EnvelopeAead { kek: \"AeadKek(KeysetAead {"), "{dbg}");
+    assert!(
+        dbg.starts_with("EnvelopeAead { kek: \"AeadKek(KeysetAead {"),
+        "{dbg}"
+    );
     assert!(
         dbg.ends_with("dek: DekTemplate { params: AesGcm { key_size: 16 } } }"),
         "{dbg}"
     );
     // A PKCS#11 URI's pin-value never shows, in listings or errors.
     let pinned = "pkcs11:token=t;object=k?pin-value=1234";
-    let ks = Keyset::generate(&envelope_template(pinned, "AES128_GCM", OutputPrefix::Tink)).unwrap();
+    let ks =
+        Keyset::generate(&envelope_template(pinned, "AES128_GCM", OutputPrefix::Tink)).unwrap();
     let listed = format!("{:?} {:?}", ks.info(), ks);
     assert!(!listed.contains("1234"), "{listed}");
     assert!(listed.contains("pin-value=REDACTED"), "{listed}");
