@@ -95,6 +95,45 @@ impl KekError {
     }
 }
 
+/// Which master key, and which version of it, wrapped a ciphertext: what
+/// [`Kek::describe_wrapped`] reads from the wrapped bytes alone.
+///
+/// Censuses count wrapped keysets and envelope DEKs by it, so that an
+/// operator can tell when no data is left under an old master-key version
+/// (and raise Vault's `min_decryption_version` safely).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct MasterKeyVersion {
+    /// The master key's identity: its URI (`hcvault://HOST/MOUNT/keys/NAME`,
+    /// `aws-kms://arn:…`), never a secret.
+    pub key: String,
+    /// The master-key version the ciphertext names (Vault transit's `N` of
+    /// `vault:vN:`), or `None` when the KEK's ciphertexts carry none that
+    /// can be read reliably (AWS KMS: its ciphertext blob format is not
+    /// documented; key rotation there keeps old key material and needs no
+    /// rewrap).
+    pub version: Option<u32>,
+}
+
+impl MasterKeyVersion {
+    /// A master key's identity and, if known, the version.
+    pub fn new(key: impl Into<String>, version: Option<u32>) -> MasterKeyVersion {
+        MasterKeyVersion {
+            key: key.into(),
+            version,
+        }
+    }
+}
+
+impl fmt::Display for MasterKeyVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.version {
+            Some(v) => write!(f, "{} version {v}", self.key),
+            None => f.write_str(&self.key),
+        }
+    }
+}
+
 /// A key-encryption key.
 #[async_trait]
 pub trait Kek: Send + Sync + fmt::Debug {
@@ -103,6 +142,30 @@ pub trait Kek: Send + Sync + fmt::Debug {
 
     /// Decrypts what [`Kek::wrap`] produced.
     async fn unwrap(&self, ciphertext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, KekError>;
+
+    /// Which master key and version made `wrapped`, read from its bytes
+    /// alone (no I/O, no secret). `None` (the default) when the KEK cannot
+    /// tell, or `wrapped` is not one of its ciphertexts.
+    fn describe_wrapped(&self, wrapped: &[u8]) -> Option<MasterKeyVersion> {
+        let _ = wrapped;
+        None
+    }
+
+    /// Re-wraps `wrapped` (made by [`Kek::wrap`] with `associated_data`)
+    /// under the master key's newest version, for the same
+    /// `associated_data`.
+    ///
+    /// The default unwraps and wraps again (the plaintext is wiped after
+    /// use). A KEK with a server-side re-encryption (Vault transit's
+    /// `rewrap`) overrides it so that the plaintext never leaves the
+    /// server.
+    ///
+    /// # Errors
+    /// As [`Kek::unwrap`] and [`Kek::wrap`].
+    async fn rewrap(&self, wrapped: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, KekError> {
+        let plaintext = zeroize::Zeroizing::new(self.unwrap(wrapped, associated_data).await?);
+        self.wrap(&plaintext, associated_data).await
+    }
 }
 
 /// A KEK made from any [`Aead`], such as a master keyset loaded from a file.
@@ -191,6 +254,52 @@ mod tests {
         fn decrypt(&self, _: &[u8], _: &[u8]) -> Result<Vec<u8>, AeadError> {
             Err((self.0)())
         }
+    }
+
+    /// A toy AEAD for the trait's default methods: the "ciphertext" is a
+    /// generation byte, the plaintext and the associated data; each
+    /// encryption bumps the generation (like a KMS's newest key version).
+    #[derive(Debug, Default)]
+    struct Generations(std::sync::atomic::AtomicU8);
+
+    impl Aead for Generations {
+        fn encrypt(&self, pt: &[u8], ad: &[u8]) -> Result<Vec<u8>, AeadError> {
+            let g = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            Ok([&[g], pt, ad].concat())
+        }
+        fn decrypt(&self, ct: &[u8], ad: &[u8]) -> Result<Vec<u8>, AeadError> {
+            let body = ct.get(1..).ok_or(AeadError::Authentication)?;
+            let pt = body.strip_suffix(ad).ok_or(AeadError::Authentication)?;
+            Ok(pt.to_vec())
+        }
+    }
+
+    #[tokio::test]
+    async fn default_rewrap_unwraps_then_wraps_with_the_same_associated_data() {
+        let kek = AeadKek(Arc::new(Generations::default()));
+        let wrapped = kek.wrap(b"dek", b"ad").await.unwrap();
+        assert_eq!(wrapped[0], 1);
+        let re = kek.rewrap(&wrapped, b"ad").await.unwrap();
+        assert_eq!(re, [&[2u8][..], b"dek", b"ad"].concat());
+        assert_eq!(kek.unwrap(&re, b"ad").await.unwrap(), b"dek");
+        // The unwrap checks the associated data first: nothing is wrapped.
+        assert!(matches!(
+            kek.rewrap(&wrapped, b"other").await,
+            Err(KekError::Authentication)
+        ));
+        assert_eq!(kek.wrap(b"x", b"").await.unwrap()[0], 3);
+        // No description by default.
+        assert_eq!(kek.describe_wrapped(&re), None);
+    }
+
+    #[test]
+    fn master_key_versions_display_and_order() {
+        let v1 = MasterKeyVersion::new("hcvault://h/transit/keys/k", Some(1));
+        let v2 = MasterKeyVersion::new("hcvault://h/transit/keys/k", Some(2));
+        assert_eq!(v1.to_string(), "hcvault://h/transit/keys/k version 1");
+        assert!(v1 < v2);
+        let aws = MasterKeyVersion::new("aws-kms://arn:aws:kms:r:1:key/k", None);
+        assert_eq!(aws.to_string(), "aws-kms://arn:aws:kms:r:1:key/k");
     }
 
     #[tokio::test]

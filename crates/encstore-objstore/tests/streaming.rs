@@ -28,7 +28,6 @@
 //! `ENCSTORE_REQUIRE_SERVICES=1`.
 #![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
 
-
 use std::io::{BufRead, BufReader};
 use std::pin::Pin;
 use std::process::{Command, Stdio};
@@ -40,11 +39,11 @@ use bytes::{Bytes, BytesMut};
 use encstore_core::stream::Stream;
 use encstore_core::{ByteStream, Error, Result, Storage, WriteCondition, new_lease_token};
 use encstore_objstore::object_store::{BackoffConfig, RetryConfig};
+use encstore_objstore::testing::proxy::{self, Proxy, incomplete_uploads};
 use encstore_objstore::{
     ConditionalCompletion, MIN_PART_SIZE, ObjectStorage, PROBE_OBJECT, S3StorageBuilder,
 };
 use futures_util::StreamExt;
-use encstore_objstore::testing::proxy::{self, Proxy, incomplete_uploads};
 use tokio::sync::mpsc;
 
 const MIB: usize = 1 << 20;

@@ -34,9 +34,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use crate::object_store::aws::{AwsAuthorizer, AwsCredential};
 use crate::object_store::client::HttpRequestBody;
+use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
