@@ -59,13 +59,17 @@ mod census;
 mod encrypted;
 pub mod keyfile;
 mod keys;
+mod large;
 mod metrics;
 pub mod open;
 pub mod policy;
 mod reload;
 
 pub use census::{Census, KeyObjects};
-pub use encrypted::{BLOCKING_THRESHOLD, EncryptedStorage, Options, RewrapOutcome};
+pub use encrypted::{
+    BLOCKING_THRESHOLD, DEFAULT_STREAMING_THRESHOLD, EncryptedStorage, ObjectLayout, Options,
+    RewrapOutcome, VerifyOutcome,
+};
 pub use keys::{HeadClass, KeysetSnapshot, LoadError, ObjectClass};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use open::{
