@@ -335,6 +335,7 @@ impl EncryptedStorage {
     /// the streaming primary, then its streaming ciphertext.
     fn encrypt_large(&self, snap: &KeysetSnapshot, key: &str, value: &[u8]) -> Result<Vec<u8>> {
         let (s, key_id) = self.streaming(snap, key)?;
+        tracing::trace!(target: "encstore::large", len = value.len(), "whole-value crypto");
         let ad = self.associated_data(key);
         let size = s
             .layout()
@@ -426,6 +427,7 @@ impl EncryptedStorage {
         status: KeyStatus,
     ) -> Result<Zeroizing<Vec<u8>>> {
         let aead = self.large_key(snap, key, key_id, status)?;
+        tracing::trace!(target: "encstore::large", len = ct.len(), "whole-value crypto");
         let size = self.large_plaintext_size(&aead, key, ct.len() as u64)?;
         let mut dec = aead.decryptor(&self.associated_data(key));
         let mut out = Zeroizing::new(Vec::with_capacity(size as usize));

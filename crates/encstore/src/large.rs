@@ -56,6 +56,7 @@ pub(crate) trait Codec: Send + 'static {
 /// Runs one batch (and, with `finish`, the end) through `codec`.
 fn run<C: Codec>(mut codec: C, chunks: Vec<Bytes>, finish: bool) -> (C, Result<Vec<u8>>) {
     let n: usize = chunks.iter().map(Bytes::len).sum();
+    tracing::trace!(target: "encstore::large", len = n, finish, "stream crypto batch");
     let mut out = Vec::with_capacity(codec.capacity(n));
     let r = (|| {
         for c in &chunks {
@@ -461,6 +462,7 @@ pub(crate) fn decrypt_prefetched(
     body: Bytes,
     range: Range<u64>,
 ) -> io::Result<Bytes> {
+    tracing::trace!(target: "encstore::large", len = body.len(), "range crypto");
     let source = Prefetched {
         size,
         head,
