@@ -15,7 +15,11 @@
 //! - Google's Tink (Python) reads and writes a large object as
 //!   `docs/format.md` says;
 //! - a 1 GiB value streamed in and out, and rewrapped, in a child process
-//!   whose peak resident memory stays under 64 MiB.
+//!   whose peak resident memory stays under 64 MiB;
+//! - the same over S3 (SeaweedFS, `scripts/seaweedfs.sh`; skipped with a
+//!   notice without it unless `ENCSTORE_REQUIRE_SERVICES=1`), and the bytes
+//!   a 4 KiB range of a 1 GiB object transfers from S3, counted on the
+//!   wire by a TCP proxy.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
@@ -1204,6 +1208,284 @@ async fn python_tink_reads_and_writes_large_objects() {
             ));
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Over S3 (SeaweedFS).
+
+fn s3(test: &str) -> Option<Arc<dyn Storage>> {
+    let (endpoint, bucket) = encstore_objstore::testing::server(test)?;
+    Some(s3_at(&endpoint, &bucket, test))
+}
+
+fn s3_at(endpoint: &str, bucket: &str, test: &str) -> Arc<dyn Storage> {
+    let prefix = format!(
+        "encstore-tests/{test}-{}",
+        &encstore_core::new_lease_token().unwrap()[..12]
+    );
+    Arc::new(
+        encstore_objstore::S3StorageBuilder::from_env(bucket.to_owned(), prefix)
+            .endpoint(endpoint)
+            .allow_http(true)
+            .lease_duration(Duration::from_secs(2))
+            .build()
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conforms_over_s3_with_both_layouts() {
+    let Some(store) = s3("conforms_over_s3_with_both_layouts") else {
+        return;
+    };
+    conforms(store, "AES128_GCM_HKDF_4KB").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_store_over_s3() {
+    let Some(store) = s3("mixed_store_over_s3") else {
+        return;
+    };
+    mixed_store(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_of_a_large_object_never_overwrites_a_concurrent_write_s3() {
+    let Some(store) = s3("rewrap_of_a_large_object_never_overwrites_a_concurrent_write_s3") else {
+        return;
+    };
+    rewrap_races_a_writer(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_large_objects_fail_authentication_s3() {
+    let Some(store) = s3("damaged_large_objects_fail_authentication_s3") else {
+        return;
+    };
+    damaged(store).await;
+}
+
+/// A loopback TCP proxy in front of the S3 server that counts the bytes
+/// the server sends (HTTP headers and bodies). A plain TCP relay changes
+/// nothing in the requests, so their SigV4 signatures (over the proxy's
+/// `Host`) still verify.
+struct CountingProxy {
+    endpoint: String,
+    received: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CountingProxy {
+    async fn start(upstream: &str) -> CountingProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = received.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                        let _ = sw.shutdown().await;
+                    });
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        counter.fetch_add(n as u64, Ordering::SeqCst);
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = cw.shutdown().await;
+                    up.abort();
+                });
+            }
+        });
+        CountingProxy {
+            endpoint,
+            received,
+            task,
+        }
+    }
+}
+
+/// An S3Storage whose `load_range` is one ranged GET, made here over its
+/// object store: what encstore-objstore's own `load_range` will do (being
+/// built on another branch). Everything else passes through.
+#[derive(Debug)]
+struct RangedGet(encstore_objstore::S3Storage);
+
+#[async_trait]
+impl Storage for RangedGet {
+    async fn store(&self, key: &str, value: Bytes) -> Result<()> {
+        self.0.store(key, value).await
+    }
+    async fn store_if(&self, key: &str, value: Bytes, c: &WriteCondition) -> Result<Version> {
+        self.0.store_if(key, value, c).await
+    }
+    async fn load_versioned(&self, key: &str) -> Result<Versioned> {
+        self.0.load_versioned(key).await
+    }
+    async fn load_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead> {
+        use encstore_objstore::object_store::{GetOptions, GetRange};
+        let path = self.0.object_path(key)?;
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range.clone())),
+            ..GetOptions::default()
+        };
+        let got = self
+            .0
+            .object_store()
+            .get_opts(&path, opts)
+            .await
+            .map_err(|e| Error::backend("test", "ranged GET", e))?;
+        let size = got.meta.size;
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| Error::backend("test", "ranged GET", e))?;
+        Ok(RangeRead { bytes, size })
+    }
+    async fn store_stream(&self, key: &str, body: ByteStream) -> Result<()> {
+        self.0.store_stream(key, body).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.0.delete(key).await
+    }
+    async fn list(&self, prefix: &str, recursive: bool) -> Result<Vec<String>> {
+        self.0.list(prefix, recursive).await
+    }
+    async fn stat(&self, key: &str) -> Result<KeyInfo> {
+        self.0.stat(key).await
+    }
+    async fn try_lock(&self, name: &str) -> Result<Lease> {
+        self.0.try_lock(name).await
+    }
+    async fn unlock(&self, lease: Lease) -> Result<()> {
+        self.0.unlock(lease).await
+    }
+    fn lease_duration(&self) -> Duration {
+        self.0.lease_duration()
+    }
+}
+
+fn s3_storage(endpoint: &str, bucket: &str, test: &str) -> encstore_objstore::S3Storage {
+    let prefix = format!(
+        "encstore-tests/{test}-{}",
+        &encstore_core::new_lease_token().unwrap()[..12]
+    );
+    encstore_objstore::S3StorageBuilder::from_env(bucket.to_owned(), prefix)
+        .endpoint(endpoint)
+        .allow_http(true)
+        .build()
+        .unwrap()
+}
+
+/// The figure of the large-object issue: a 4 KiB range read from a 1 GiB
+/// encrypted object on S3 transfers at most two segments plus the header
+/// (plus the HTTP response headers of its two requests, allowed 2 KiB
+/// each), counted on the wire by [`CountingProxy`]. With `ranged`, the
+/// store's `load_range` is a ranged GET made by the test ([`RangedGet`]);
+/// without it, the S3 backend's own `load_range`.
+async fn range_of_1gib_on_s3(test: &str, ranged: bool) {
+    let Some((endpoint, bucket)) = encstore_objstore::testing::server(test) else {
+        return;
+    };
+    let proxy = CountingProxy::start(&endpoint).await;
+    let s3 = s3_storage(&proxy.endpoint, &bucket, test);
+    let store: Arc<dyn Storage> = if ranged {
+        Arc::new(RangedGet(s3))
+    } else {
+        Arc::new(s3)
+    };
+    let s = keyset("AES256_GCM_HKDF_1MB");
+    let enc = EncryptedStorage::new(store.clone(), pair(&keyset("AES256_GCM"), &s));
+    let units = 1024u64;
+    let body: ByteStream = Box::pin(Generated {
+        seed: 7,
+        next: 0,
+        units,
+    });
+    enc.store_stream("big", body).await.unwrap();
+    let size = units * UNIT as u64;
+    let seg = s
+        .streaming_aead()
+        .unwrap()
+        .layout()
+        .ciphertext_segment_size();
+    let bound = 45 + 2 * seg + 2 * 2048;
+    let mut results = Vec::new();
+    for start in [0, size / 2 - 2048, size - 4096] {
+        let before = proxy.received.load(Ordering::SeqCst);
+        let got = enc.load_range("big", start..start + 4096).await;
+        let moved = proxy.received.load(Ordering::SeqCst) - before;
+        println!(
+            "4 KiB range at {start} of 1 GiB on S3: {moved} bytes from the server (bound {bound})"
+        );
+        results.push((start, got, moved));
+    }
+    store.delete("big").await.unwrap();
+    for (start, got, moved) in results {
+        let got = got.unwrap();
+        let u = start / UNIT as u64;
+        let off = (start % UNIT as u64) as usize;
+        let mut want = unit(7, u);
+        if u + 1 < units {
+            want.extend(unit(7, u + 1));
+        }
+        assert_eq!(got.size, size);
+        assert!(got.bytes[..] == want[off..off + 4096], "range at {start}");
+        assert!(
+            moved <= bound,
+            "range at {start}: {moved} bytes from the server; bound {bound}"
+        );
+    }
+}
+
+/// The figure, with ranged GETs made by the test over object_store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4k_range_of_a_1gib_object_transfers_at_most_two_segments_with_ranged_gets() {
+    range_of_1gib_on_s3(
+        "a_4k_range_of_a_1gib_object_transfers_at_most_two_segments_with_ranged_gets",
+        true,
+    )
+    .await;
+}
+
+/// The figure, through the S3 backend's own `load_range`. Ignored until
+/// encstore-objstore's `load_range` is a ranged GET (being built on
+/// another branch): with the trait's default `load_range`, each of the two
+/// reads downloads the whole object (2 GiB, measured). Run it with
+/// `--ignored`; remove the `#[ignore]` once that lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs encstore-objstore's ranged GET (load_range), in progress on another branch"]
+async fn a_4k_range_of_a_1gib_object_on_s3_transfers_at_most_two_segments() {
+    range_of_1gib_on_s3(
+        "a_4k_range_of_a_1gib_object_on_s3_transfers_at_most_two_segments",
+        false,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------
