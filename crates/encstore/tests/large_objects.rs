@@ -167,6 +167,16 @@ async fn layouts_follow_the_threshold() {
     assert_eq!(enc.load_range("l", 0..1).await.unwrap().size, 1001);
     assert_eq!(enc.load_stream("l").await.unwrap().size, 1001);
     assert_eq!(enc.load("l").await.unwrap(), large);
+    // Metrics count per key ID across both keysets (a stream counts as
+    // decrypted once it has been read to its authenticated end: the one
+    // above was not read).
+    let m = enc.metrics().snapshot();
+    assert_eq!(m.encrypted_by_key_id.get(&a.primary_key_id()), Some(&1));
+    assert_eq!(m.encrypted_by_key_id.get(&s.primary_key_id()), Some(&1));
+    assert_eq!(m.decrypted_by_key_id.get(&s.primary_key_id()), Some(&2));
+    enc.load_stream("l").await.unwrap().collect().await.unwrap();
+    let m = enc.metrics().snapshot();
+    assert_eq!(m.decrypted_by_key_id.get(&s.primary_key_id()), Some(&3));
 
     // The default threshold is 1 MiB.
     let enc = EncryptedStorage::new(inner.clone(), pair(&a, &s));
@@ -1574,7 +1584,7 @@ fn child_process_entry() {
         let enc = EncryptedStorage::new(inner.clone(), keys.clone());
         let key = "big/object";
         let size = units * UNIT as u64;
-        let seed = 0xa11c_e;
+        let seed = 0x000a_11ce;
         let body = || -> ByteStream {
             Box::pin(Generated {
                 seed,
