@@ -10,15 +10,22 @@
 //!
 //! - [`EncryptedStorage`] wraps any [`Storage`](encstore_core::Storage)
 //!   (filesystem, memory, S3, ...) and is itself a `Storage`: a server swaps
-//!   it in and everything at rest is encrypted.
-//! - [`ReloadableKeyset`] holds the keyset and swaps in a new one while the
-//!   server runs (on demand, on SIGHUP, or when the file changes).
+//!   it in and everything at rest is encrypted. Small values are Tink AEAD
+//!   ciphertexts; large ones (above a threshold, and every streamed write)
+//!   are Tink streaming ciphertexts behind a 5-byte prefix naming their
+//!   key, written, read, verified and rewrapped in constant memory, and
+//!   read by range segment by segment (`docs/format.md`).
+//! - [`ReloadableKeyset`] holds the keyset (and the streaming keyset for
+//!   large objects) and swaps in new ones while the server runs (on
+//!   demand, on SIGHUP, or when a file changes).
 //! - [`Policy`] restricts which key types a deployment accepts.
 //! - [`EncryptedStorage::census`] counts objects by key ID (RAW keys
 //!   included, by trial decryption), [`EncryptedStorage::objects_under`]
 //!   is the check before retiring a key, and
 //!   [`EncryptedStorage::rewrap_one`] re-encrypts one object under the
-//!   primary key without ever overwriting a concurrent write.
+//!   primary key without ever overwriting a concurrent write;
+//!   [`EncryptedStorage::verify_one`] decrypts one object and discards the
+//!   plaintext.
 //! - The store-wide operations of the `encstore` tool, for servers too:
 //!   [`EncryptedStorage::reencrypt_all`] re-encrypts every object under
 //!   the primary (the store-wide lock, bounded concurrency, re-check,
@@ -68,6 +75,7 @@ pub mod concurrency;
 mod encrypted;
 pub mod keyfile;
 mod keys;
+mod large;
 mod metrics;
 pub mod open;
 pub mod policy;
@@ -77,7 +85,10 @@ mod retire;
 mod verify;
 
 pub use census::{Census, KeyObjects};
-pub use encrypted::{BLOCKING_THRESHOLD, EncryptedStorage, Options, RewrapOutcome};
+pub use encrypted::{
+    BLOCKING_THRESHOLD, DEFAULT_STREAMING_THRESHOLD, EncryptedStorage, ObjectCheck, ObjectLayout,
+    Options, RewrapOutcome,
+};
 pub use keys::{HeadClass, KeysetSnapshot, LoadError, ObjectClass};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use open::{

@@ -305,10 +305,13 @@ impl EncryptedStorage {
         let allow_plaintext = self.allows_plaintext();
         let holds_raw = self.keyset().snapshot().holds_raw_keys();
         let primary = census.primary_key_id;
+        // Objects under either primary (the AEAD keyset's, and the streaming
+        // keyset's for large objects) are current.
+        let streaming_primary = census.streaming_primary_key_id;
         let by_key_id: BTreeMap<u32, u64> = census
             .by_key_id
             .iter()
-            .filter(|(id, _)| **id != primary)
+            .filter(|(id, _)| **id != primary && Some(**id) != streaming_primary)
             .map(|(id, n)| (*id, *n))
             .collect();
         // Migration mode takes for plaintext the prefix-less objects, and
@@ -326,8 +329,7 @@ impl EncryptedStorage {
         };
         let others: u64 = by_key_id.values().sum();
         let would_reencrypt = others + plaintext_reencrypted;
-        let would_fail =
-            census.total - census.objects_under(primary) - others - plaintext_reencrypted;
+        let would_fail = census.total - census.under_primary() - others - plaintext_reencrypted;
         let allow_plaintext_refused =
             allow_plaintext && holds_raw && census.prefix_less_unattributed > 0;
         Ok(ReencryptPlan {
@@ -544,6 +546,26 @@ async fn reencrypt_and_check(store: &EncryptedStorage, key: &str) -> ReencryptOu
             Err(e) => return failed(FailureReason::Error(e)),
         }
         let snap = store.keyset().snapshot();
+        // A large object names its streaming key in its first five bytes,
+        // and its content was authenticated as `rewrap_one` streamed it:
+        // the re-check reads only that head (never the whole object into
+        // memory), to catch a writer that put it back under an old key.
+        match store.inner().load_head(key, 5).await {
+            Ok(head) if snap.streaming_key_of(&head).is_some() => {
+                if snap.is_under_primary(&head) {
+                    return if reencrypted {
+                        ReencryptOutcome::Reencrypted
+                    } else {
+                        ReencryptOutcome::AlreadyCurrent
+                    };
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(Error::NotFound { .. }) => return ReencryptOutcome::Deleted,
+            Err(e @ Error::Unreachable { .. }) => return ReencryptOutcome::Unreachable(e),
+            Err(e) => return failed(FailureReason::Recheck(e)),
+        }
         let raw = match store.inner().load(key).await {
             Ok(raw) => raw,
             Err(Error::NotFound { .. }) => return ReencryptOutcome::Deleted,

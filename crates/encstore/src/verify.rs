@@ -7,13 +7,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use encstore_core::{Error, Storage};
+use encstore_core::Error;
 use encstore_tink::KeyStatus;
 use tokio_util::sync::CancellationToken;
 
 use crate::concurrency::{self, Control, Flow, Halt, Step};
-use crate::encrypted::EncryptedStorage;
-use crate::keys::{HeadClass, ObjectClass};
+use crate::encrypted::{EncryptedStorage, ObjectCheck};
+use crate::keys::ObjectClass;
 
 /// Objects handled at once by default (`encstore store verify` and
 /// `store rewrap` default to the same).
@@ -499,50 +499,15 @@ impl EncryptedStorage {
     }
 }
 
-/// Decrypts one object.
+/// Decrypts one object, large ones as a stream in constant memory
+/// ([`EncryptedStorage::verify_one`]), and classifies a failure.
 async fn verify_one(store: &EncryptedStorage, key: &str) -> VerifyOutcome {
-    let raw = match store.inner().load(key).await {
-        Ok(raw) => raw,
-        Err(Error::NotFound { .. }) => return VerifyOutcome::Deleted,
-        Err(e @ Error::Unreachable { .. }) => return VerifyOutcome::Unreachable(e),
-        Err(e) => {
-            return VerifyOutcome::Failed {
-                class: FailureClass::Other,
-                reason: FailureReason::Error(e),
-            };
-        }
-    };
-    let snap = store.keyset().snapshot();
-    let ad = store.associated_data(key);
-    let len = raw.len();
-    let checked = crate::encrypted::off_the_runtime(len, move || {
-        if !snap.aead_decrypts(&raw, &ad) {
-            return None;
-        }
-        Some(match snap.classify(&raw) {
-            HeadClass::Known { key_id, .. } => Some(key_id),
-            _ => snap.raw_key_for(&raw, &ad).map(|(id, _)| id),
-        })
-    })
-    .await;
-    match checked {
-        Ok(Some(key_id)) => return VerifyOutcome::Decrypted { key_id },
-        Ok(None) => {}
-        Err(e) => {
-            return VerifyOutcome::Failed {
-                class: FailureClass::Other,
-                reason: FailureReason::Error(e),
-            };
-        }
-    }
-    // Not decryptable with the keyset: the library's load says why (and
-    // returns plaintext objects in migration mode).
-    match store.load(key).await {
-        Ok(value) => {
-            drop(zeroize::Zeroizing::new(Vec::from(value)));
-            VerifyOutcome::Plaintext
-        }
-        Err(Error::NotFound { .. }) => VerifyOutcome::Deleted,
+    match store.verify_one(key).await {
+        Ok(ObjectCheck::Verified { key_id, .. }) => VerifyOutcome::Decrypted {
+            key_id: Some(key_id),
+        },
+        Ok(ObjectCheck::Plaintext { .. }) => VerifyOutcome::Plaintext,
+        Ok(ObjectCheck::Deleted) | Err(Error::NotFound { .. }) => VerifyOutcome::Deleted,
         Err(e @ Error::Unreachable { .. }) => VerifyOutcome::Unreachable(e),
         Err(e) => {
             let (class, reason) = store.classify_failure(key, e).await;

@@ -39,7 +39,13 @@ async fn encrypted_storage_over_s3_conforms() {
     let Some(s3) = s3("encrypted_storage_over_s3_conforms") else {
         return;
     };
-    let keys = Arc::new(ReloadableKeyset::new(&keyset(), Policy::default()).unwrap());
+    // Streamed writes need a streaming keyset (large objects); small
+    // values stay one-shot AEAD ciphertexts (default threshold). Both
+    // layouts with a small threshold: `large_objects.rs`.
+    let streaming = Keyset::generate(&by_name("AES256_GCM_HKDF_1MB").unwrap()).unwrap();
+    let keys = Arc::new(
+        ReloadableKeyset::new_with_streaming(&keyset(), &streaming, Policy::default()).unwrap(),
+    );
     let enc = EncryptedStorage::new(Arc::new(s3), keys);
     run_all_with(Arc::new(enc), SuiteOptions { exact_sizes: false }).await;
 }

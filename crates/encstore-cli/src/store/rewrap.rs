@@ -189,7 +189,7 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
                 "would_rewrap_by_key_id": by_key,
                 "plaintext": census.plaintext,
                 "raw": census.raw,
-                "already_current": census.objects_under(primary),
+                "already_current": census.under_primary(),
                 "would_fail": would_fail,
                 "primary_key_id": primary,
                 "unknown_key": census.unknown_key,
@@ -204,7 +204,7 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
         let mut s = format!(
             "dry run: {}; would re-encrypt {would} under primary key {primary}; {} already current\n",
             count(census.total, "object"),
-            census.objects_under(primary)
+            census.under_primary()
         );
         for (id, n) in by_key {
             s.push_str(&format!("  {n} under key {id}\n"));

@@ -39,10 +39,7 @@ pub(super) async fn status(c: &StoreStatus) -> Result<()> {
             o.insert("keys".into(), keys.into());
             // The names shared with rewrap and verify (docs/json-output.md).
             o.insert("objects".into(), census.total.into());
-            o.insert(
-                "already_current".into(),
-                census.objects_under(census.primary_key_id).into(),
-            );
+            o.insert("already_current".into(), census.under_primary().into());
             o.insert(
                 "unknown_keys".into(),
                 key_counts_json(&census.unknown_key_ids).into(),
