@@ -76,20 +76,23 @@ mod encrypted;
 pub mod keyfile;
 mod keys;
 mod large;
+mod masters;
 mod metrics;
 pub mod open;
 pub mod policy;
 mod reencrypt;
 mod reload;
 mod retire;
+mod rewrap_deks;
 mod verify;
 
-pub use census::{Census, KeyObjects};
+pub use census::{Census, KeyObjects, MasterKeyCount};
 pub use encrypted::{
     BLOCKING_THRESHOLD, DEFAULT_STREAMING_THRESHOLD, EncryptedStorage, ObjectCheck, ObjectLayout,
     Options, RewrapOutcome,
 };
 pub use keys::{HeadClass, KeysetSnapshot, LoadError, ObjectClass};
+pub use masters::UriResolver;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use open::{
     MasterKeyRef, MasterKeyUri, OpenKekError, OpenStoreError, OpenStoreOptions, StoreLocation,
@@ -102,6 +105,7 @@ pub use reencrypt::{
 };
 pub use reload::{KeysetSource, ReloadReport, ReloadableKeyset, WatchHandle};
 pub use retire::{RetireCheckError, Retirement, retirement_check};
+pub use rewrap_deks::{DekRewrap, NewestVersions, RewrapDeksSummary};
 /// The cancellation token that stops [`EncryptedStorage::reencrypt_all`]
 /// and [`EncryptedStorage::verify_all`] (re-exported from `tokio-util`).
 pub use tokio_util::sync::CancellationToken;
