@@ -5,8 +5,13 @@
 use anyhow::{Context, Result, anyhow};
 use encstore_tink::keyset::Keyset;
 
-use super::{CLEARTEXT_CREATED, dest_other, note, read_for_update, write_keyset};
-use crate::cli::{ConvertKeyset, CreateKeyset, KeyIdCommand, KeyTemplateCommand, RetireKeyCommand};
+use super::{
+    CLEARTEXT_CREATED, dest_other, note, read_for_update, read_keyset_bytes, write_bytes,
+    write_keyset,
+};
+use crate::cli::{
+    ConvertKeyset, CreateKeyset, KeyIdCommand, KeyTemplateCommand, RetireKeyCommand, RewrapKeyset,
+};
 use crate::parse::PolicyArg;
 use crate::{io, keysets};
 
@@ -224,4 +229,61 @@ pub(super) async fn convert_keyset(c: &ConvertKeyset) -> Result<()> {
         );
     }
     write_keyset(&keyset, c.keyset.out.out_format, dest, new_master.as_ref()).await
+}
+
+/// `rewrap-keyset`: [`Keyset::rewrap_encrypted`] of the `--in` keyset
+/// under its master key's newest version, written to `--out`.
+pub(super) async fn rewrap_keyset(c: &RewrapKeyset) -> Result<()> {
+    let k = &c.keyset;
+    let (bytes, master, dest, what) =
+        read_keyset_bytes(&k.input, &k.master, Some((&k.out, c.force, "--force"))).await?;
+    let Some(master) = master else {
+        anyhow::bail!(
+            "rewrap-keyset re-wraps an encrypted keyset: give its master key (--master-key-uri URI or --master-keyset PATH)"
+        );
+    };
+    keysets::check_not_empty(&bytes, &what)?;
+    let format = encstore_tink::keyset::detect_format(&bytes);
+    if !format.is_encrypted() {
+        anyhow::bail!(
+            "{what} is a cleartext keyset; rewrap-keyset re-wraps an encrypted one (encrypt it with convert-keyset --new-master-key-uri)"
+        );
+    }
+    let is_json = format.is_json();
+    if let Some(f) = k.out.out_format
+        && (f == crate::cli::Format::Json) != is_json
+    {
+        anyhow::bail!(
+            "rewrap-keyset keeps the keyset's format; use convert-keyset to change it (no --out-format)"
+        );
+    }
+    let version = |b: &[u8]| {
+        encstore_tink::keyset::encrypted_keyset_ciphertext(b)
+            .ok()
+            .and_then(|ct| master.kek().describe_wrapped(&ct))
+    };
+    let before = version(&bytes);
+    let out = Keyset::rewrap_encrypted(&bytes, master.kek().as_ref(), master.associated_data())
+        .await
+        .map_err(|e| match e {
+            encstore_tink::error::KeysetError::Decryption => anyhow!(
+                "{what} does not decrypt with {} and this keyset associated data (wrong master key, wrong associated data, or the file was tampered with)",
+                master.source()
+            ),
+            e => anyhow!("cannot re-wrap {what} with {}: {e}", master.source()),
+        })?;
+    let after = version(&out);
+    write_bytes(zeroize::Zeroizing::new(out), dest, true).await?;
+    let shown = |v: &Option<encstore_core::MasterKeyVersion>| {
+        v.as_ref()
+            .and_then(|m| m.version)
+            .map_or_else(|| "?".to_owned(), |n| format!("version {n}"))
+    };
+    note(&format!(
+        "re-wrapped {what} with {}: {} -> {}",
+        master.source(),
+        shown(&before),
+        shown(&after)
+    ));
+    Ok(())
 }
