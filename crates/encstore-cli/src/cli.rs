@@ -480,6 +480,13 @@ pub struct CreateKeyset {
     /// Key template name (see list-key-templates), such as AES256_GCM.
     #[arg(long, value_name = "NAME")]
     pub key_template: String,
+    /// Make the key a KMS envelope key (Tink's KmsEnvelopeAeadKey): no key
+    /// material in the keyset; every encryption makes a fresh DEK from
+    /// --key-template (AES256_GCM, ...; its _RAW variant makes a RAW
+    /// envelope key) and has this master key wrap it (`hcvault://…`,
+    /// `aws-kms://…`). The master key is opened first: it must exist.
+    #[arg(long, value_name = "URI", value_parser = parse::master_key_uri())]
+    pub envelope_kek_uri: Option<MasterKeyUri>,
     /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
     /// Keys outside it are refused. Default: tink (every key type Tink
     /// supports).
@@ -502,6 +509,13 @@ pub struct KeyTemplateCommand {
     /// Key template name (see list-key-templates), such as AES256_GCM.
     #[arg(long, value_name = "NAME")]
     pub key_template: String,
+    /// Make the key a KMS envelope key (Tink's KmsEnvelopeAeadKey): no key
+    /// material in the keyset; every encryption makes a fresh DEK from
+    /// --key-template (AES256_GCM, ...; its _RAW variant makes a RAW
+    /// envelope key) and has this master key wrap it (`hcvault://…`,
+    /// `aws-kms://…`). The master key is opened first: it must exist.
+    #[arg(long, value_name = "URI", value_parser = parse::master_key_uri())]
+    pub envelope_kek_uri: Option<MasterKeyUri>,
     /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
     /// Keys outside it are refused. Default: tink (every key type Tink
     /// supports).

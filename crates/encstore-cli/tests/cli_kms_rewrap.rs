@@ -149,15 +149,58 @@ fn dek_rewrap_across_a_transit_rotate_with_a_writer_and_a_sigkill() {
 
     // A keyset wrapped by the transit key, holding an envelope key whose
     // DEKs that same key wraps.
-    let dek = templates::by_name("AES256_GCM").unwrap();
-    let keyset =
-        Keyset::generate(&templates::kms_envelope(&uri, &dek, OutputPrefix::Tink).unwrap())
-            .unwrap();
-    rt.block_on(async {
+    let out = run(
+        &v,
+        &v.token,
+        &[
+            "create-keyset",
+            "--key-template",
+            "AES256_GCM",
+            "--envelope-kek-uri",
+            &uri,
+            "--master-key-uri",
+            &uri,
+            "--out",
+            &k,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keyset = rt.block_on(async {
         let kek = VaultKek::open_with(&uri, v.config()).await.unwrap();
-        let file = keyset.to_encrypted_json_with_kek(&kek, b"").await.unwrap();
-        std::fs::write(&k, file).unwrap();
+        Keyset::read_with_kek(&std::fs::read(&k).unwrap(), &kek, b"")
+            .await
+            .unwrap()
     });
+    let info = keyset.info();
+    assert_eq!(
+        info.keys[0].type_url,
+        "type.googleapis.com/google.crypto.tink.KmsEnvelopeAeadKey"
+    );
+    assert_eq!(info.keys[0].output_prefix, OutputPrefix::Tink);
+    // A master key that does not exist: refused, nothing written.
+    let missing = v.uri(&unique_name("cli-deks-missing"));
+    let other = d.s("other.json");
+    let out = run(
+        &v,
+        &v.token,
+        &[
+            "create-keyset",
+            "--key-template",
+            "AES256_GCM",
+            "--envelope-kek-uri",
+            &missing,
+            "--out",
+            &other,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no transit key"), "{err}");
+    assert!(!d.p("other.json").exists());
     const N: usize = 400;
     let store = rt.block_on(lib_store(&v, &d.p("store"), &keyset));
     rt.block_on(async {
@@ -419,6 +462,30 @@ fn failed_dek_and_keyset_rewraps_change_no_file() {
         "--master-key-uri",
         uri.as_str(),
     ];
+    // A DEK type the policy refuses: refused, nothing written.
+    let other = d.s("chacha.json");
+    let out = run(
+        &v,
+        &v.token,
+        &[
+            "create-keyset",
+            "--key-template",
+            "CHACHA20_POLY1305",
+            "--envelope-kek-uri",
+            &uri,
+            "--policy",
+            "fips",
+            "--out",
+            &other,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("KmsEnvelopeAeadKey") && err.contains("not allowed by policy"),
+        "{err}"
+    );
+    assert_eq!(before, files(d.0.path()));
     // A wrong token: refused by the server.
     fails("not-a-token", &deks, "403");
     fails("not-a-token", &keyset_args, "403");

@@ -52,8 +52,28 @@ fn check_new_key(
     }
 }
 
+/// The template of a new key: `name`, or with `--envelope-kek-uri` a KMS
+/// envelope key whose DEKs `name` makes (its output prefix is the
+/// envelope key's), after checking that the master key opens.
+async fn new_key_template(
+    name: &str,
+    envelope: Option<&encstore::open::MasterKeyUri>,
+) -> Result<encstore_tink::templates::KeyTemplate> {
+    let template = keysets::template(name)?;
+    let Some(uri) = envelope else {
+        return Ok(template);
+    };
+    encstore::open::open_kek(&encstore::open::MasterKeyRef::Uri(uri.clone()))
+        .await
+        .map_err(|e| anyhow!("--envelope-kek-uri: {e}; nothing was written"))?;
+    encstore_tink::templates::kms_envelope(uri.as_str(), &template, template.output_prefix())
+        .map_err(|e| {
+            anyhow!("template {name} cannot be the DEK template of a KMS envelope key: {e}")
+        })
+}
+
 pub(super) async fn create_keyset(c: &CreateKeyset) -> Result<()> {
-    let template = keysets::template(&c.key_template)?;
+    let template = new_key_template(&c.key_template, c.envelope_kek_uri.as_ref()).await?;
     let dest = dest_other(&c.out, c.force, "--force")?;
     let master = keysets::open_master(&c.master).await?;
     let keyset = Keyset::generate(&template)
@@ -77,7 +97,7 @@ pub(super) async fn create_keyset(c: &CreateKeyset) -> Result<()> {
 }
 
 pub(super) async fn add_key(c: &KeyTemplateCommand, rotate: bool) -> Result<()> {
-    let template = keysets::template(&c.key_template)?;
+    let template = new_key_template(&c.key_template, c.envelope_kek_uri.as_ref()).await?;
     let (mut keyset, master, dest) = read_for_update(&c.keyset, c.force, "--force").await?;
     let old_primary = keyset.primary_key_id();
     let id = if rotate {
