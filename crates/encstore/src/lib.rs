@@ -34,6 +34,15 @@
 //!   [`EncryptedStorage::verify_all`] decrypts every object and reports
 //!   every failure, typed (`encstore store verify`); [`retirement_check`]
 //!   is the store check before disabling, destroying or deleting a key.
+//! - KMS envelope keys (each object's DEK wrapped by Vault transit, AWS
+//!   KMS, an HSM): [`ReloadableKeyset::open`] and
+//!   [`ReloadableKeyset::new_with_master_keys`] open their master keys
+//!   ([`UriResolver`]); reads and writes then go through the async keyset
+//!   AEAD with bounded, timed KMS calls and no DEK cache. The census counts
+//!   envelope objects by master-key version ([`Census::master_keys`]), and
+//!   [`EncryptedStorage::rewrap_deks_all`] re-wraps every DEK under the
+//!   newest master-key version without touching payloads (`encstore store
+//!   rewrap-deks`).
 //! - [`keyfile`] rewrites keyset files safely: an exclusive lock, a
 //!   compare-before-rename, owner/group/mode kept, symlinks written
 //!   through.
