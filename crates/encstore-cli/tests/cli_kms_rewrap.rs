@@ -127,7 +127,7 @@ async fn census_versions(store: &EncryptedStorage) -> (u64, u64) {
 
 /// Whether the writer overwrites object `i`.
 fn written(i: usize) -> bool {
-    i >= 3 && (i - 3) % 13 == 0
+    i >= 3 && (i - 3).is_multiple_of(13)
 }
 
 /// Objects the writer never touches whose DEK is under version 2: what a
