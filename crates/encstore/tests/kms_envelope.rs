@@ -469,3 +469,111 @@ mod vault {
         assert_eq!(before, files(dir.path()));
     }
 }
+
+// ------------------------------------------------- bounds on KMS calls
+
+/// A KEK over a master keyset that counts the calls in flight (and the
+/// most at once), and can be made to hang.
+#[derive(Debug)]
+struct Probe {
+    inner: AeadKek,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    hang: std::sync::atomic::AtomicBool,
+}
+
+impl Probe {
+    async fn call<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        if self.hang.load(SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        let r = f.await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        r
+    }
+}
+
+#[async_trait::async_trait]
+impl Kek for Probe {
+    async fn wrap(&self, pt: &[u8], ad: &[u8]) -> Result<Vec<u8>, encstore_core::KekError> {
+        self.call(self.inner.wrap(pt, ad)).await
+    }
+    async fn unwrap(&self, ct: &[u8], ad: &[u8]) -> Result<Vec<u8>, encstore_core::KekError> {
+        self.call(self.inner.unwrap(ct, ad)).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_calls_are_bounded_in_number_and_time() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let master = Keyset::generate(&templates::by_name("AES256_GCM").unwrap()).unwrap();
+    let probe = Arc::new(Probe {
+        inner: AeadKek(Arc::new(master.aead().unwrap())),
+        in_flight: 0.into(),
+        most: 0.into(),
+        hang: false.into(),
+    });
+    let kek: Arc<dyn Kek> = probe.clone();
+    let resolver: HashMap<String, Arc<dyn Kek>> = [(LOCAL_URI.to_owned(), kek)].into();
+    let keyset = envelope_keyset(LOCAL_URI, OutputPrefix::Tink);
+    let keys = ReloadableKeyset::new_with_master_keys(
+        &keyset,
+        None,
+        Policy::default(),
+        Arc::new(resolver),
+        EnvelopeOptions::new()
+            .max_concurrent_kms_calls(3)
+            .kms_call_timeout(std::time::Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let store = EncryptedStorage::new(fs_store(dir.path()), Arc::new(keys));
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let s = store.clone();
+        set.spawn(async move { s.store(&format!("o/{i}"), "v".into()).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap().unwrap();
+    }
+    let most = probe.most.load(SeqCst);
+    assert!(most <= 3, "{most} KMS calls at once");
+    assert!(most >= 2, "the writes did not overlap: {most}");
+
+    // A KMS that never answers: each call fails after the timeout, as an
+    // unreachable KMS, and a DEK rewrap run stops on it.
+    probe.hang.store(true, SeqCst);
+    let e = store.load("o/1").await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Unreachable { backend: "kms", .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("did not answer within 0.3 s"), "{e}");
+    let e = store.store("o/new", "v".into()).await.unwrap_err();
+    assert!(matches!(e, Error::Unreachable { .. }), "{e:?}");
+    assert!(!store.inner().exists("o/new").await.unwrap());
+    let before = files(dir.path());
+    let r = store.rewrap_deks_all("", &ReencryptOptions::new()).await;
+    // Asking for the newest version already times out: nothing starts.
+    assert!(
+        matches!(
+            &r,
+            Err(encstore::ReencryptError::Census(Error::Unreachable { .. }))
+        ),
+        "{r:?}"
+    );
+    let after: Vec<_> = files(dir.path())
+        .into_iter()
+        .filter(|(p, _)| !p.to_string_lossy().contains(".encstore"))
+        .collect();
+    let before: Vec<_> = before
+        .into_iter()
+        .filter(|(p, _)| !p.to_string_lossy().contains(".encstore"))
+        .collect();
+    assert_eq!(before, after);
+}
