@@ -577,3 +577,54 @@ async fn kms_calls_are_bounded_in_number_and_time() {
         .collect();
     assert_eq!(before, after);
 }
+
+// ------------------------------------------------- AWS KMS (moto)
+
+#[cfg(feature = "aws-kms")]
+mod aws_kms {
+    use super::*;
+    use encstore_awskms::testing::server;
+
+    #[tokio::test]
+    async fn aws_envelope_objects_are_counted_by_key_and_rewrapped_by_unwrap_and_wrap() {
+        let Some(kms) = server("aws_envelope_objects_are_counted_by_key") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let keyset = envelope_keyset(&kms.key_uri, OutputPrefix::Tink);
+        let resolver = UriResolver::with_options(KekOptions::new().aws_kms(kms.config()));
+        let keys = ReloadableKeyset::new_with_master_keys(
+            &keyset,
+            None,
+            Policy::fips(),
+            Arc::new(resolver),
+            EnvelopeOptions::default(),
+        )
+        .await
+        .unwrap();
+        let store = EncryptedStorage::new(fs_store(dir.path()), Arc::new(keys));
+        for i in 0..3 {
+            store.store(&format!("a/{i}"), "aws".into()).await.unwrap();
+        }
+        let c = store.census("").await.unwrap();
+        // The key's identity, and no version (AWS names none).
+        assert_eq!(
+            c.master_keys,
+            vec![MasterKeyCount::new(kms.key_uri.clone(), None, 3)]
+        );
+        let before = store.inner().load("a/0").await.unwrap();
+        let s = store
+            .rewrap_deks_all("", &ReencryptOptions::new())
+            .await
+            .unwrap();
+        // Without versions, every DEK is unwrapped and wrapped again.
+        assert_eq!(s.rewrapped, 3, "{s:?}");
+        assert_eq!(s.newest.get(&kms.key_uri), Some(&None));
+        let after = store.inner().load("a/0").await.unwrap();
+        assert_ne!(before, after);
+        assert_eq!(payload(&before), payload(&after));
+        for i in 0..3 {
+            assert_eq!(&store.load(&format!("a/{i}")).await.unwrap()[..], b"aws");
+        }
+    }
+}
