@@ -85,6 +85,36 @@ where
     }
 }
 
+/// Runs an operation of the async keyset AEAD (`make` builds its future):
+/// awaited in place below [`BLOCKING_THRESHOLD`] bytes; at or above it, on
+/// tokio's blocking pool, where [`Handle::block_on`](tokio::runtime::Handle::block_on)
+/// drives the KMS call too, so that the AEAD work on a large value never
+/// holds an async worker (as [`off_the_runtime`] does for ordinary keys).
+/// Without a tokio runtime it is awaited in place.
+pub(crate) async fn envelope_op<T, F, Fut>(len: usize, make: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send,
+{
+    if len < BLOCKING_THRESHOLD {
+        return Ok(make().await);
+    }
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return Ok(make().await);
+    };
+    let inner = handle.clone();
+    match handle.spawn_blocking(move || inner.block_on(make())).await {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::backend(
+            "encstore",
+            "run AEAD work on the blocking pool",
+            e.to_string(),
+        )),
+    }
+}
+
 /// What [`EncryptedStorage::rewrap_one`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -373,7 +403,7 @@ impl EncryptedStorage {
     ) -> Result<Vec<u8>> {
         let large = snap.has_streaming() && value.len() > self.streaming_threshold;
         if !large && let Some(env) = snap.envelope_aead() {
-            return self.encrypt_envelope(&snap, env, key, &value).await;
+            return self.encrypt_envelope(&snap, env, key, value).await;
         }
         if value.len() < BLOCKING_THRESHOLD {
             return self.encrypt_value(&snap, key, &value);
@@ -569,20 +599,29 @@ impl EncryptedStorage {
     /// async keyset AEAD (an envelope primary wraps a fresh DEK with one
     /// KMS call, bounded in concurrency and time; an ordinary primary
     /// makes no I/O).
-    async fn encrypt_envelope(
+    async fn encrypt_envelope<V>(
         &self,
         snap: &KeysetSnapshot,
-        env: &KeysetAsyncAead,
+        env: &Arc<KeysetAsyncAead>,
         key: &str,
-        value: &[u8],
-    ) -> Result<Vec<u8>> {
+        value: V,
+    ) -> Result<Vec<u8>>
+    where
+        V: AsRef<[u8]> + Send + 'static,
+    {
         let ad = self.associated_data(key);
-        match env.encrypt(value, &ad).await {
+        let len = value.as_ref().len();
+        let env = Arc::clone(env);
+        let r = envelope_op(len, move || async move {
+            env.encrypt(value.as_ref(), &ad).await
+        })
+        .await?;
+        match r {
             Ok(ct) => {
                 let key_id = snap.primary_key_id();
                 snap.warn_raw_primary_once();
                 self.metrics().encrypted(key_id);
-                tracing::trace!(key_id, len = value.len(), "encrypted");
+                tracing::trace!(key_id, len, "encrypted");
                 Ok(ct)
             }
             Err(e) => Err(self.fail(envelope_error(key, e, "wrap a data key"))),
@@ -608,7 +647,13 @@ impl EncryptedStorage {
         };
         let ad = self.associated_data(key);
         let class = snap.classify(&ct);
-        match env.decrypt(&ct, &ad).await {
+        let (env, owned) = (Arc::clone(env), ct.clone());
+        let r = envelope_op(
+            ct.len(),
+            move || async move { env.decrypt(&owned, &ad).await },
+        )
+        .await?;
+        match r {
             Ok(pt) => {
                 let pt = Zeroizing::new(pt);
                 let key_id = match class {
@@ -661,7 +706,7 @@ impl EncryptedStorage {
         let Some(env) = snap.envelope_aead() else {
             return Ok(Some((self.encrypt(&snap, key, &plaintext)?, from)));
         };
-        let ct = self.encrypt_envelope(&snap, env, key, &plaintext).await?;
+        let ct = self.encrypt_envelope(&snap, env, key, plaintext).await?;
         Ok(Some((ct, from)))
     }
 

@@ -628,3 +628,85 @@ mod aws_kms {
         }
     }
 }
+
+/// A value at or above BLOCKING_THRESHOLD under an envelope key: its AEAD
+/// work (and the KMS call with it) runs on the blocking pool, on both
+/// runtime flavours; a value below it in place.
+async fn large_and_small_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = local_store(dir.path(), OutputPrefix::Tink).await;
+    let big: Vec<u8> = (0..encstore::BLOCKING_THRESHOLD * 2)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    store.store("big", big.clone().into()).await.unwrap();
+    store.store("small", "s".into()).await.unwrap();
+    assert_eq!(&store.load("big").await.unwrap()[..], &big[..]);
+    assert_eq!(&store.load("small").await.unwrap()[..], b"s");
+    assert!(matches!(
+        store.verify_one("big").await.unwrap(),
+        encstore::ObjectCheck::Verified { size, .. } if size == big.len() as u64
+    ));
+}
+
+/// A KEK that records the thread of its last call.
+#[derive(Debug)]
+struct Threads {
+    inner: AeadKek,
+    last: std::sync::Mutex<Option<std::thread::ThreadId>>,
+}
+
+#[async_trait::async_trait]
+impl Kek for Threads {
+    async fn wrap(&self, pt: &[u8], ad: &[u8]) -> Result<Vec<u8>, encstore_core::KekError> {
+        *self.last.lock().unwrap() = Some(std::thread::current().id());
+        self.inner.wrap(pt, ad).await
+    }
+    async fn unwrap(&self, ct: &[u8], ad: &[u8]) -> Result<Vec<u8>, encstore_core::KekError> {
+        *self.last.lock().unwrap() = Some(std::thread::current().id());
+        self.inner.unwrap(ct, ad).await
+    }
+}
+
+#[tokio::test]
+async fn large_values_on_a_current_thread_runtime() {
+    large_and_small_values().await;
+    // On this runtime the test's thread is the only async worker: a large
+    // value's KMS call (with its AEAD work) runs on another thread, a small
+    // one's here.
+    let dir = tempfile::tempdir().unwrap();
+    let master = Keyset::generate(&templates::by_name("AES256_GCM").unwrap()).unwrap();
+    let threads = Arc::new(Threads {
+        inner: AeadKek(Arc::new(master.aead().unwrap())),
+        last: std::sync::Mutex::new(None),
+    });
+    let kek: Arc<dyn Kek> = threads.clone();
+    let resolver: HashMap<String, Arc<dyn Kek>> = [(LOCAL_URI.to_owned(), kek)].into();
+    let keys = ReloadableKeyset::new_with_master_keys(
+        &envelope_keyset(LOCAL_URI, OutputPrefix::Tink),
+        None,
+        Policy::default(),
+        Arc::new(resolver),
+        EnvelopeOptions::default(),
+    )
+    .await
+    .unwrap();
+    let store = EncryptedStorage::new(fs_store(dir.path()), Arc::new(keys));
+    let here = std::thread::current().id();
+    let last = || threads.last.lock().unwrap().unwrap();
+    store
+        .store("big", vec![7u8; encstore::BLOCKING_THRESHOLD].into())
+        .await
+        .unwrap();
+    assert_ne!(last(), here);
+    store.load("big").await.unwrap();
+    assert_ne!(last(), here);
+    store.store("small", "s".into()).await.unwrap();
+    assert_eq!(last(), here);
+    store.load("small").await.unwrap();
+    assert_eq!(last(), here);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_on_a_multi_thread_runtime() {
+    large_and_small_values().await;
+}
