@@ -58,6 +58,12 @@ pub enum Command {
     Encrypt(Crypt),
     /// Decrypt data with a keyset. Writes nothing unless decryption succeeds.
     Decrypt(Crypt),
+    /// Re-wrap an encrypted keyset under its master key's newest version
+    /// (after a master-key rotation such as `bao write -f
+    /// transit/keys/NAME/rotate`): Vault transit's rewrap endpoint, unwrap
+    /// and wrap for other master keys. The keys inside do not change; the
+    /// result is checked to unwrap to the same keyset before it is written.
+    RewrapKeyset(RewrapKeyset),
     /// Create a master key: a non-extractable AES-256 key in an HSM
     /// (pkcs11:, labelled by the URI's object=), or a Vault/OpenBao transit
     /// key (hcvault://, type aes256-gcm96, not exportable). Refuses if the
@@ -183,6 +189,15 @@ pub enum StoreCommand {
     /// on a terminal, plain lines otherwise); the summary to stdout. Exits
     /// non-zero if any object failed.
     Rewrap(StoreRewrap),
+    /// Re-wrap the encrypted DEK of every KMS envelope object under its
+    /// master key's newest version (after `bao write -f
+    /// transit/keys/NAME/rotate`), without decrypting or rewriting the
+    /// payloads: Vault transit's rewrap endpoint, unwrap and wrap for
+    /// other KMSs. Holds the same store-wide lock as `store rewrap`; each
+    /// object is written back with a conditional write; safe to stop or
+    /// kill at any moment and run again (what is done is skipped). Exits
+    /// non-zero if any object failed.
+    RewrapDeks(StoreRewrapDeks),
     /// Decrypt every object; report every failure.
     Verify(StoreVerify),
 }
@@ -319,6 +334,40 @@ pub struct StoreRewrap {
     pub json: bool,
 }
 
+/// `store rewrap-deks`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreRewrapDeks {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keyset: StoreKeysetArgs,
+    /// Objects handled at once (each is one KMS call when its DEK needs
+    /// re-wrapping).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Fail at once if another rewrap holds the store's rewrap lock, instead
+    /// of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rewrap-keyset`.
+#[derive(Debug, Clone, Args)]
+pub struct RewrapKeyset {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keyset: KeysetInOut,
+    /// Replace the --out file if it exists and is not the --in file (same
+    /// as --overwrite).
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// `store verify`.
 #[derive(Debug, Clone, Args)]
 pub struct StoreVerify {
@@ -431,6 +480,13 @@ pub struct CreateKeyset {
     /// Key template name (see list-key-templates), such as AES256_GCM.
     #[arg(long, value_name = "NAME")]
     pub key_template: String,
+    /// Make the key a KMS envelope key (Tink's KmsEnvelopeAeadKey): no key
+    /// material in the keyset; every encryption makes a fresh DEK from
+    /// --key-template (AES256_GCM, ...; its _RAW variant makes a RAW
+    /// envelope key) and has this master key wrap it (`hcvault://…`,
+    /// `aws-kms://…`). The master key is opened first: it must exist.
+    #[arg(long, value_name = "URI", value_parser = parse::master_key_uri())]
+    pub envelope_kek_uri: Option<MasterKeyUri>,
     /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
     /// Keys outside it are refused. Default: tink (every key type Tink
     /// supports).
@@ -453,6 +509,13 @@ pub struct KeyTemplateCommand {
     /// Key template name (see list-key-templates), such as AES256_GCM.
     #[arg(long, value_name = "NAME")]
     pub key_template: String,
+    /// Make the key a KMS envelope key (Tink's KmsEnvelopeAeadKey): no key
+    /// material in the keyset; every encryption makes a fresh DEK from
+    /// --key-template (AES256_GCM, ...; its _RAW variant makes a RAW
+    /// envelope key) and has this master key wrap it (`hcvault://…`,
+    /// `aws-kms://…`). The master key is opened first: it must exist.
+    #[arg(long, value_name = "URI", value_parser = parse::master_key_uri())]
+    pub envelope_kek_uri: Option<MasterKeyUri>,
     /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
     /// Keys outside it are refused. Default: tink (every key type Tink
     /// supports).

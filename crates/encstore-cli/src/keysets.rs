@@ -27,6 +27,23 @@ pub struct Master {
     source: String,
 }
 
+impl Master {
+    /// The KEK.
+    pub fn kek(&self) -> &Arc<dyn Kek> {
+        &self.kek
+    }
+
+    /// The keyset associated data.
+    pub fn associated_data(&self) -> &[u8] {
+        &self.associated_data
+    }
+
+    /// Where the KEK came from, for messages.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
 /// Opens the master key named by `--master-keyset` / `--master-key-uri`,
 /// if any, with its keyset associated data.
 pub async fn open_master(args: &MasterKeyArgs) -> Result<Option<Master>> {

@@ -9,6 +9,8 @@ use tokio::task::JoinSet;
 
 use crate::encrypted::{EncryptedStorage, off_the_runtime};
 use crate::keys::ObjectClass;
+use encstore_tink::OutputPrefix;
+use encstore_tink::envelope::MAX_HEAD_LEN;
 
 /// How many objects are under each key; what `encstore store status` prints.
 ///
@@ -51,6 +53,41 @@ pub struct Census {
     pub prefix_less_unattributed: u64,
     /// `unknown_key`, by the key ID their prefix names.
     pub unknown_key_ids: BTreeMap<u32, u64>,
+    /// Of the objects in `by_key_id`, those under a KMS envelope key of
+    /// the AEAD keyset (each holds its own DEK, wrapped by a master key).
+    pub envelope: u64,
+    /// The `envelope` objects by the master key and version that wrapped
+    /// their DEK (read from the encrypted DEK, no KMS call), sorted by
+    /// master key then version. Sums to `envelope`.
+    pub master_keys: Vec<MasterKeyCount>,
+}
+
+/// How many envelope objects (or keysets) have their DEK wrapped by one
+/// master key version: a row of [`Census::master_keys`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[non_exhaustive]
+pub struct MasterKeyCount {
+    /// The master key's identity: its URI (`hcvault://HOST/MOUNT/keys/NAME`,
+    /// `aws-kms://arn:…` with the key ARN).
+    pub master_key: String,
+    /// The master-key version (Vault transit's `N` of `vault:vN:`); `None`
+    /// when the KMS's ciphertexts name no version (AWS KMS, whose rotation
+    /// keeps old key material and needs no rewrap) or the envelope key is
+    /// not ENABLED (its master key is not opened).
+    pub version: Option<u32>,
+    /// The objects.
+    pub objects: u64,
+}
+
+impl MasterKeyCount {
+    /// A row.
+    pub fn new(master_key: impl Into<String>, version: Option<u32>, objects: u64) -> Self {
+        MasterKeyCount {
+            master_key: master_key.into(),
+            version,
+            objects,
+        }
+    }
 }
 
 impl Census {
@@ -68,6 +105,17 @@ impl Census {
             + self
                 .streaming_primary_key_id
                 .map_or(0, |id| self.objects_under(id))
+    }
+
+    /// Envelope objects whose DEK is wrapped by `master_key` under a
+    /// version other than `version` (what a master-key rewrap would
+    /// re-wrap).
+    pub fn master_key_objects_not_at(&self, master_key: &str, version: u32) -> u64 {
+        self.master_keys
+            .iter()
+            .filter(|m| m.master_key == master_key && m.version != Some(version))
+            .map(|m| m.objects)
+            .sum()
     }
 
     /// Objects under key `key_id` (by prefix, or by trial decryption for a
@@ -112,6 +160,10 @@ pub struct KeyObjects {
     pub census: Census,
 }
 
+/// What the census learns of one object: its class, whether it is large,
+/// and for an envelope object the master key and version of its DEK.
+type Counted = (ObjectClass, bool, Option<(String, Option<u32>)>);
+
 /// Head reads in flight at once.
 const CENSUS_CONCURRENCY: usize = 32;
 
@@ -142,7 +194,15 @@ impl EncryptedStorage {
             streaming_primary_key_id: snap.streaming_primary_key_id(),
             ..Census::default()
         };
-        let mut set: JoinSet<Result<Option<(ObjectClass, bool)>>> = JoinSet::new();
+        // With envelope keys, the head holds the encrypted DEK too (its
+        // master-key version).
+        let head_len = if snap.envelope_aead().is_some() {
+            MAX_HEAD_LEN
+        } else {
+            5
+        };
+        let mut set: JoinSet<Result<Option<Counted>>> = JoinSet::new();
+        let mut masters: BTreeMap<(String, Option<u32>), u64> = BTreeMap::new();
         let mut iter = keys.into_iter();
         loop {
             while set.len() < CENSUS_CONCURRENCY {
@@ -150,15 +210,35 @@ impl EncryptedStorage {
                 let store = self.clone();
                 let snap = std::sync::Arc::clone(&snap);
                 set.spawn(async move {
-                    let head = match store.inner().load_head(&key, 5).await {
-                        Ok(head) => snap.classify(&head),
+                    let head_bytes = match store.inner().load_head(&key, head_len).await {
+                        Ok(head) => head,
                         Err(Error::NotFound { .. }) => return Ok(None),
                         Err(e) => return Err(e),
                     };
+                    let head = snap.classify(&head_bytes);
+                    // An envelope object: its prefix names an envelope key,
+                    // or (prefix-less) its encrypted DEK is attributed to a
+                    // RAW envelope key. No KMS call.
+                    // (A RAW envelope ciphertext starts with the BE32
+                    // length of its encrypted DEK, 0x00 0x00: it looks
+                    // like a LEGACY prefix of an unknown key.)
+                    if let Some(info) = snap.envelope_info(&head_bytes)
+                    {
+                        let class = ObjectClass::Key {
+                            key_id: info.key_id,
+                            status: info.status,
+                            raw: info.output_prefix == OutputPrefix::Raw,
+                        };
+                        let master = match info.master {
+                            Some(m) => (m.key, m.version),
+                            None => (crate::open::display_uri(&info.kek_uri), None),
+                        };
+                        return Ok(Some((class, false, Some(master))));
+                    }
                     if !snap.needs_whole_object(head) {
                         let class = snap.class_from_head(head);
                         let large = matches!(class, ObjectClass::Key { key_id, .. } if snap.is_streaming_key(key_id));
-                        return Ok(Some((class, large)));
+                        return Ok(Some((class, large, None)));
                     }
                     let object = match store.inner().load(&key).await {
                         Ok(o) => o,
@@ -169,17 +249,25 @@ impl EncryptedStorage {
                     let len = object.len();
                     let class =
                         off_the_runtime(len, move || snap.classify_object(&object, &ad)).await?;
-                    Ok(Some((class, false)))
+                    Ok(Some((class, false, None)))
                 });
             }
             let Some(joined) = set.join_next().await else {
                 break;
             };
             let item = joined.map_err(|e| Error::backend("census", "join", e.to_string()))??;
-            if let Some((class, large)) = item {
+            if let Some((class, large, master)) = item {
                 census.count(class, large);
+                if let Some(m) = master {
+                    census.envelope += 1;
+                    *masters.entry(m).or_default() += 1;
+                }
             }
         }
+        census.master_keys = masters
+            .into_iter()
+            .map(|((key, version), n)| MasterKeyCount::new(key, version, n))
+            .collect();
         Ok(census)
     }
 

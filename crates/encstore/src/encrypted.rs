@@ -14,6 +14,8 @@ use encstore_core::{
     Version, Versioned, VersionedStream, WriteCondition, validate_key,
 };
 
+use encstore_core::KekError;
+use encstore_tink::envelope::{EnvelopeError, KeysetAsyncAead};
 use encstore_tink::{KeyStatus, KeysetStreamingAead};
 use futures_util::StreamExt;
 use zeroize::{Zeroize, Zeroizing};
@@ -73,6 +75,36 @@ where
         return Ok(f());
     };
     match handle.spawn_blocking(f).await {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::backend(
+            "encstore",
+            "run AEAD work on the blocking pool",
+            e.to_string(),
+        )),
+    }
+}
+
+/// Runs an operation of the async keyset AEAD (`make` builds its future):
+/// awaited in place below [`BLOCKING_THRESHOLD`] bytes; at or above it, on
+/// tokio's blocking pool, where [`Handle::block_on`](tokio::runtime::Handle::block_on)
+/// drives the KMS call too, so that the AEAD work on a large value never
+/// holds an async worker (as [`off_the_runtime`] does for ordinary keys).
+/// Without a tokio runtime it is awaited in place.
+pub(crate) async fn envelope_op<T, F, Fut>(len: usize, make: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send,
+{
+    if len < BLOCKING_THRESHOLD {
+        return Ok(make().await);
+    }
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return Ok(make().await);
+    };
+    let inner = handle.clone();
+    match handle.spawn_blocking(move || inner.block_on(make())).await {
         Ok(v) => Ok(v),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(Error::backend(
@@ -369,6 +401,10 @@ impl EncryptedStorage {
         key: &str,
         value: Bytes,
     ) -> Result<Vec<u8>> {
+        let large = snap.has_streaming() && value.len() > self.streaming_threshold;
+        if !large && let Some(env) = snap.envelope_aead() {
+            return self.encrypt_envelope(&snap, env, key, value).await;
+        }
         if value.len() < BLOCKING_THRESHOLD {
             return self.encrypt_value(&snap, key, &value);
         }
@@ -529,6 +565,10 @@ impl EncryptedStorage {
         key: &str,
         ct: Bytes,
     ) -> Result<(Bytes, Option<u32>)> {
+        if snap.envelope_aead().is_some() && snap.streaming_key_of(&ct).is_none() {
+            let (mut pt, key_id) = self.decrypt_small_async(snap, key, ct).await?;
+            return Ok((Bytes::from(std::mem::take(&mut *pt)), key_id));
+        }
         if ct.len() < BLOCKING_THRESHOLD {
             return self.decrypt(&snap, key, ct);
         }
@@ -553,6 +593,142 @@ impl EncryptedStorage {
         let (plaintext, from) = self.decrypt_secret(snap, key, ct)?;
         let ct = self.encrypt(snap, key, &plaintext)?;
         Ok(Some((ct, from)))
+    }
+
+    /// Encrypts a small value with the AEAD keyset's primary through the
+    /// async keyset AEAD (an envelope primary wraps a fresh DEK with one
+    /// KMS call, bounded in concurrency and time; an ordinary primary
+    /// makes no I/O).
+    async fn encrypt_envelope<V>(
+        &self,
+        snap: &KeysetSnapshot,
+        env: &Arc<KeysetAsyncAead>,
+        key: &str,
+        value: V,
+    ) -> Result<Vec<u8>>
+    where
+        V: AsRef<[u8]> + Send + 'static,
+    {
+        let ad = self.associated_data(key);
+        let len = value.as_ref().len();
+        let env = Arc::clone(env);
+        let r = envelope_op(len, move || async move {
+            env.encrypt(value.as_ref(), &ad).await
+        })
+        .await?;
+        match r {
+            Ok(ct) => {
+                let key_id = snap.primary_key_id();
+                snap.warn_raw_primary_once();
+                self.metrics().encrypted(key_id);
+                tracing::trace!(key_id, len, "encrypted");
+                Ok(ct)
+            }
+            Err(e) => Err(self.fail(envelope_error(key, e, "wrap a data key"))),
+        }
+    }
+
+    /// Decrypts a small object: through the async keyset AEAD when the
+    /// keyset has a KMS envelope key (the KMS call is awaited, never
+    /// blocking a worker), else as [`decrypt_secret`](Self::decrypt_secret)
+    /// on the blocking pool for large values. The key ID is the one the
+    /// prefix names or, for a RAW envelope key, the one its encrypted DEK
+    /// is attributed to.
+    async fn decrypt_small_async(
+        &self,
+        snap: Arc<KeysetSnapshot>,
+        key: &str,
+        ct: Bytes,
+    ) -> Result<(Zeroizing<Vec<u8>>, Option<u32>)> {
+        let Some(env) = snap.envelope_aead() else {
+            let this = self.clone();
+            let key = key.to_owned();
+            return off_the_runtime(ct.len(), move || this.decrypt_secret(&snap, &key, ct)).await?;
+        };
+        let ad = self.associated_data(key);
+        let class = snap.classify(&ct);
+        let (env, owned) = (Arc::clone(env), ct.clone());
+        let r = envelope_op(
+            ct.len(),
+            move || async move { env.decrypt(&owned, &ad).await },
+        )
+        .await?;
+        match r {
+            Ok(pt) => {
+                let pt = Zeroizing::new(pt);
+                let key_id = match class {
+                    HeadClass::Known { key_id, .. } => Some(key_id),
+                    _ => snap.envelope_info(&ct).map(|i| i.key_id),
+                };
+                if let Some(id) = key_id {
+                    self.metrics().decrypted(id);
+                }
+                tracing::trace!(key_id, "decrypted");
+                Ok((pt, key_id))
+            }
+            Err(e) => {
+                if self.allow_plaintext && snap.may_be_plaintext(class) && e.is_authentication() {
+                    self.metrics().plaintext_read();
+                    tracing::warn!(
+                        key,
+                        "returning a plaintext object (migration mode); re-encrypt the store with `encstore store rewrap`"
+                    );
+                    return Ok((Zeroizing::new(Vec::from(ct)), None));
+                }
+                let err = match class {
+                    HeadClass::Known { key_id, status } if status != KeyStatus::Enabled => {
+                        Error::KeyNotEnabled {
+                            key: key.to_owned(),
+                            key_id,
+                            status: status.as_str(),
+                        }
+                    }
+                    _ => envelope_error(key, e, "unwrap a data key"),
+                };
+                Err(self.fail(err))
+            }
+        }
+    }
+
+    /// [`reencrypt`](Self::reencrypt) through the async keyset AEAD.
+    async fn reencrypt_envelope(
+        &self,
+        snap: Arc<KeysetSnapshot>,
+        key: &str,
+        ct: Bytes,
+    ) -> Result<Option<(Vec<u8>, Option<u32>)>> {
+        if snap.decrypts_with_primary(&ct, &self.associated_data(key)) {
+            // Under the primary by its prefix (or, for a RAW envelope
+            // primary, by its encrypted DEK); the re-check decrypts it.
+            return Ok(None);
+        }
+        let (plaintext, from) = self.decrypt_small_async(Arc::clone(&snap), key, ct).await?;
+        let Some(env) = snap.envelope_aead() else {
+            return Ok(Some((self.encrypt(&snap, key, &plaintext)?, from)));
+        };
+        let ct = self.encrypt_envelope(&snap, env, key, plaintext).await?;
+        Ok(Some((ct, from)))
+    }
+
+    /// Whether `ct`, stored at `key`, decrypts with the snapshot's keysets
+    /// and is under the primary key of its layout: the re-check after a
+    /// re-encryption. Through the async keyset AEAD (a KMS call) when the
+    /// keyset has an envelope key.
+    pub(crate) async fn is_current(
+        &self,
+        snap: Arc<KeysetSnapshot>,
+        key: &str,
+        ct: Bytes,
+    ) -> Result<bool> {
+        let ad = self.associated_data(key);
+        if snap.envelope_aead().is_some() && snap.streaming_key_of(&ct).is_none() {
+            return Ok(snap.decrypts_with_primary(&ct, &ad)
+                && self.decrypt_small_async(snap, key, ct).await.is_ok());
+        }
+        off_the_runtime(ct.len(), move || {
+            snap.decrypts_with_primary(&ct, &ad) && snap.aead_decrypts(&ct, &ad)
+        })
+        .await
     }
 
     /// A stream of the large-object ciphertext of `body`, under the
@@ -621,6 +797,7 @@ impl EncryptedStorage {
         let class = snap.classify(&head);
         if let HeadClass::UnknownId { key_id } = class
             && !snap.can_attribute_raw()
+            && !snap.has_raw_envelope_keys()
             && !(self.allow_plaintext && snap.may_be_plaintext(class))
         {
             return Err(self.fail(Error::UnknownKeyId {
@@ -629,6 +806,10 @@ impl EncryptedStorage {
             }));
         }
         let ct = encstore_core::stream::collect(large::prepend(head, body)).await?;
+        if snap.envelope_aead().is_some() {
+            let (plaintext, key_id) = self.decrypt_small_async(snap, key, ct).await?;
+            return Ok((Opened::Small { plaintext, key_id }, version));
+        }
         let len = ct.len();
         let this = self.clone();
         let owned_key = key.to_owned();
@@ -690,11 +871,14 @@ impl EncryptedStorage {
             }
             let primary = snap.primary_key_id();
             let len = loaded.value.len();
-            let this = self.clone();
-            let owned_key = key.to_owned();
             let value = loaded.value;
-            let step =
-                off_the_runtime(len, move || this.reencrypt(&snap, &owned_key, value)).await??;
+            let step = if snap.envelope_aead().is_some() {
+                self.reencrypt_envelope(snap, key, value).await?
+            } else {
+                let this = self.clone();
+                let owned_key = key.to_owned();
+                off_the_runtime(len, move || this.reencrypt(&snap, &owned_key, value)).await??
+            };
             let Some((ct, from)) = step else {
                 return Ok(RewrapOutcome::AlreadyCurrent);
             };
@@ -1084,5 +1268,36 @@ impl EncryptedStorage {
     /// Whether migration mode ([`Options::allow_plaintext`]) is on.
     pub fn allows_plaintext(&self) -> bool {
         self.allow_plaintext
+    }
+}
+
+/// The storage error for a failed envelope operation on the object at
+/// `key`: authentication failures as for any ciphertext; an unreachable
+/// or silent KMS as [`Error::Unreachable`] (a store-wide run stops on it);
+/// other KMS failures as a `kms` backend error naming the master key.
+pub(crate) fn envelope_error(key: &str, e: EnvelopeError, op: &'static str) -> Error {
+    match e {
+        EnvelopeError::Authentication | EnvelopeError::Malformed { .. } => Error::Authentication {
+            key: key.to_owned(),
+        },
+        EnvelopeError::UnknownKeyId { key_id } => Error::UnknownKeyId {
+            key: key.to_owned(),
+            key_id,
+        },
+        EnvelopeError::Aead(a) => Error::from_aead(key, a),
+        EnvelopeError::KmsTimeout { ref kek_uri, .. }
+        | EnvelopeError::Kek {
+            ref kek_uri,
+            error: KekError::Unavailable(_),
+        } => Error::Unreachable {
+            backend: "kms",
+            address: kek_uri.clone(),
+            source: Box::new(e),
+        },
+        e => Error::Backend {
+            backend: "kms",
+            op,
+            source: Box::new(e),
+        },
     }
 }

@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use encstore_core::{Aead, AeadError, PolicyRefusal};
+use encstore_tink::envelope::{EnvelopeError, EnvelopeInfo, KeysetAsyncAead};
+use encstore_tink::primitives::KeyParams;
 use encstore_tink::{
     CiphertextKey, KeyStatus, Keyset, KeysetAead, KeysetError, KeysetInfo, KeysetStreamingAead,
     OutputPrefix, SegmentLayout,
 };
 use zeroize::Zeroizing;
 
+use crate::masters::MasterKeys;
 use crate::policy::{Policy, describe};
 
 /// What the first five bytes of a stored object say about it.
@@ -88,7 +91,11 @@ struct RawKey {
 /// The AEAD keyset of a snapshot, validated, with its AEAD.
 pub(crate) struct AeadKeys {
     info: KeysetInfo,
-    aead: KeysetAead,
+    /// The synchronous AEAD, when the keyset has no ENABLED KMS envelope
+    /// key.
+    aead: Option<KeysetAead>,
+    /// The async AEAD, when it has one (its calls reach a KMS).
+    envelope: Option<Arc<KeysetAsyncAead>>,
     /// For a RAW primary, an AEAD of the primary alone, to tell whether an
     /// object is already under it (a prefix cannot).
     primary_only: Option<KeysetAead>,
@@ -232,12 +239,25 @@ pub enum LoadError {
         /// The refused key.
         refusal: PolicyRefusal,
     },
+    /// The keyset has an ENABLED KMS envelope key, but was given without a
+    /// way to open master keys (the synchronous constructors): use
+    /// [`ReloadableKeyset::open`](crate::ReloadableKeyset::open) or
+    /// [`ReloadableKeyset::new_with_master_keys`](crate::ReloadableKeyset::new_with_master_keys).
+    #[error(
+        "{0}: load it with ReloadableKeyset::open or new_with_master_keys, which open the master keys of its KMS envelope keys"
+    )]
+    NoMasterKeys(KeysetError),
     /// `reload` was called on a keyset that has no file to reload from.
     #[error("this keyset was not loaded from a file, so it cannot be reloaded")]
     NoSource,
     /// The streaming keyset was refused (the error says why).
     #[error("streaming keyset: {0}")]
     Streaming(Box<LoadError>),
+    /// The keyset's KMS envelope keys cannot be used: a master key could
+    /// not be opened, or the keyset was given without a way to open them
+    /// (see [`ReloadableKeyset::new_with_master_keys`](crate::ReloadableKeyset::new_with_master_keys)).
+    #[error("KMS envelope keys: {0}")]
+    Envelope(#[from] EnvelopeError),
     /// A key ID is in both the AEAD keyset and the streaming keyset. The
     /// key ID in an object's prefix says which keyset decrypts it, so IDs
     /// must be unique across the two.
@@ -278,14 +298,31 @@ pub(crate) fn check_policy(info: &KeysetInfo, policy: &Policy) -> Result<(), Pol
 }
 
 impl AeadKeys {
-    /// Validates an AEAD keyset against `policy` and builds its AEAD.
-    pub(crate) fn new(keyset: &Keyset, policy: &Policy) -> Result<Self, LoadError> {
+    /// Validates an AEAD keyset against `policy` and builds its AEAD: the
+    /// async one over the master keys in `masters` when the keyset has an
+    /// ENABLED KMS envelope key, else the synchronous one.
+    pub(crate) fn new(
+        keyset: &Keyset,
+        policy: &Policy,
+        masters: Option<&MasterKeys>,
+    ) -> Result<Self, LoadError> {
         let info = keyset.info();
         check_policy(&info, policy).map_err(|refusal| LoadError::Policy {
             policy: policy.name.clone(),
             refusal,
         })?;
-        let aead = keyset.aead()?;
+        let envelope = match masters {
+            Some(m) => m.build(keyset)?.map(Arc::new),
+            None => None,
+        };
+        let aead = match (&envelope, keyset.aead()) {
+            (Some(_), _) => None,
+            (None, Ok(a)) => Some(a),
+            (None, Err(e @ KeysetError::NeedsAsyncAead { .. })) => {
+                return Err(LoadError::NoMasterKeys(e));
+            }
+            (None, Err(e)) => return Err(e.into()),
+        };
         let primary_prefix = info
             .keys
             .iter()
@@ -302,7 +339,13 @@ impl AeadKeys {
             .any(|k| k.output_prefix == OutputPrefix::Raw);
         let mut raw_keys = Vec::new();
         for k in &info.keys {
-            if k.output_prefix == OutputPrefix::Raw && k.params.is_some() {
+            // RAW envelope keys are attributed by their encrypted DEK
+            // (KeysetAsyncAead::envelope_info), never by a trial decryption
+            // (a KMS call per try).
+            if k.output_prefix == OutputPrefix::Raw
+                && k.params.is_some()
+                && !matches!(k.params, Some(KeyParams::KmsEnvelope { .. }))
+            {
                 raw_keys.push(RawKey {
                     key_id: k.key_id,
                     status: k.status,
@@ -310,7 +353,8 @@ impl AeadKeys {
                 });
             }
         }
-        let primary_only = if primary_prefix.is_empty() {
+        let primary_is_envelope = envelope.as_ref().is_some_and(|e| e.primary_is_envelope());
+        let primary_only = if primary_prefix.is_empty() && !primary_is_envelope {
             Some(single_key(keyset, info.primary_key_id)?.aead()?)
         } else {
             None
@@ -318,6 +362,7 @@ impl AeadKeys {
         Ok(AeadKeys {
             info,
             aead,
+            envelope,
             primary_only,
             primary_prefix,
             has_raw_keys,
@@ -351,7 +396,7 @@ impl KeysetSnapshot {
         policy: &Policy,
         generation: u64,
     ) -> Result<Self, LoadError> {
-        let aead = Arc::new(AeadKeys::new(keyset, policy)?);
+        let aead = Arc::new(AeadKeys::new(keyset, policy, None)?);
         let streaming = streaming
             .map(|s| StreamingKeys::new(s, policy).map(Arc::new))
             .transpose()
@@ -503,6 +548,19 @@ impl KeysetSnapshot {
             .collect()
     }
 
+    /// Whether the keyset has an ENABLED RAW KMS envelope key (Tink's
+    /// own envelope templates are RAW): a prefix-less object, or one whose
+    /// first bytes look like a prefix of an unknown key (a RAW envelope
+    /// ciphertext starts with `0x00 0x00`), may be under it.
+    pub fn has_raw_envelope_keys(&self) -> bool {
+        self.aead.envelope.is_some()
+            && self.aead.info.keys.iter().any(|k| {
+                k.output_prefix == OutputPrefix::Raw
+                    && k.status == KeyStatus::Enabled
+                    && matches!(k.params, Some(KeyParams::KmsEnvelope { .. }))
+            })
+    }
+
     /// Whether trial decryption can attribute prefix-less objects: the
     /// keyset has a RAW key with key material (ENABLED or DISABLED).
     pub fn can_attribute_raw(&self) -> bool {
@@ -579,9 +637,30 @@ impl KeysetSnapshot {
         self.class_from_head(head)
     }
 
-    /// The AEAD keyset's AEAD.
-    pub fn aead(&self) -> &KeysetAead {
-        &self.aead.aead
+    /// The AEAD keyset's synchronous AEAD; `None` when the keyset has an
+    /// ENABLED KMS envelope key (then [`KeysetSnapshot::envelope_aead`]
+    /// encrypts and decrypts).
+    pub fn aead(&self) -> Option<&KeysetAead> {
+        self.aead.aead.as_ref()
+    }
+
+    /// The AEAD keyset's async AEAD, when it has an ENABLED KMS envelope
+    /// key: every encryption with an envelope primary and every decryption
+    /// of an envelope ciphertext is a KMS call.
+    pub fn envelope_aead(&self) -> Option<&Arc<KeysetAsyncAead>> {
+        self.aead.envelope.as_ref()
+    }
+
+    /// Which envelope key wrote a small object, and which master key and
+    /// version wrapped its DEK, from its first
+    /// [`MAX_HEAD_LEN`](encstore_tink::envelope::MAX_HEAD_LEN) bytes (no
+    /// I/O); `None` for an object not under an envelope key of the keyset
+    /// (or when the keyset has no ENABLED envelope key).
+    pub fn envelope_info(&self, head: &[u8]) -> Option<EnvelopeInfo> {
+        if self.streaming_key_of(head).is_some() {
+            return None;
+        }
+        self.aead.envelope.as_ref()?.envelope_info(head).ok()
     }
 
     /// Classifies a stored object by its first five bytes: a key of the
@@ -591,7 +670,12 @@ impl KeysetSnapshot {
         if let Some((key_id, status)) = self.streaming_key_of(head) {
             return HeadClass::Known { key_id, status };
         }
-        match self.aead.aead.classify(head) {
+        let class = match (&self.aead.aead, &self.aead.envelope) {
+            (Some(a), _) => a.classify(head),
+            (None, Some(e)) => e.classify(head),
+            (None, None) => CiphertextKey::Unprefixed,
+        };
+        match class {
             CiphertextKey::Prefixed {
                 key_id,
                 status: Some(status),
@@ -631,6 +715,11 @@ impl KeysetSnapshot {
                 .decrypt(ciphertext, associated_data)
                 .map(Zeroizing::new)
                 .is_ok(),
+            // A RAW envelope primary: the envelope key its encrypted DEK
+            // is attributed to (no KMS call).
+            None if self.primary_is_raw() => self
+                .envelope_info(ciphertext)
+                .is_some_and(|i| i.key_id == self.primary_key_id()),
             None => self.is_under_primary(ciphertext),
         }
     }
@@ -650,17 +739,24 @@ impl KeysetSnapshot {
                         .is_ok()
                 });
         }
-        self.aead
-            .aead
-            .decrypt(ciphertext, associated_data)
-            .map(Zeroizing::new)
-            .is_ok()
+        self.aead.aead.as_ref().is_some_and(|a| {
+            a.decrypt(ciphertext, associated_data)
+                .map(Zeroizing::new)
+                .is_ok()
+        })
     }
 
     /// Encrypts with the primary key; returns the ciphertext and the
     /// primary key's ID.
     pub(crate) fn encrypt(&self, plaintext: &[u8], ad: &[u8]) -> Result<(Vec<u8>, u32), AeadError> {
-        let ct = self.aead.aead.encrypt(plaintext, ad)?;
+        // EncryptedStorage takes the async path when there is an envelope
+        // AEAD; without a synchronous AEAD there is nothing to encrypt with.
+        let ct = self
+            .aead
+            .aead
+            .as_ref()
+            .ok_or(AeadError::NoPrimary)?
+            .encrypt(plaintext, ad)?;
         Ok((ct, self.aead.info.primary_key_id))
     }
 
@@ -677,7 +773,12 @@ impl KeysetSnapshot {
             HeadClass::Known { key_id, .. } => Some(key_id),
             _ => None,
         };
-        let pt = self.aead.aead.decrypt_owned(ciphertext, ad)?;
+        let pt = self
+            .aead
+            .aead
+            .as_ref()
+            .ok_or(AeadError::Authentication)?
+            .decrypt_owned(ciphertext, ad)?;
         Ok((pt, key_id))
     }
 }

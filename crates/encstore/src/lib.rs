@@ -34,6 +34,15 @@
 //!   [`EncryptedStorage::verify_all`] decrypts every object and reports
 //!   every failure, typed (`encstore store verify`); [`retirement_check`]
 //!   is the store check before disabling, destroying or deleting a key.
+//! - KMS envelope keys (each object's DEK wrapped by Vault transit, AWS
+//!   KMS, an HSM): [`ReloadableKeyset::open`] and
+//!   [`ReloadableKeyset::new_with_master_keys`] open their master keys
+//!   ([`UriResolver`]); reads and writes then go through the async keyset
+//!   AEAD with bounded, timed KMS calls and no DEK cache. The census counts
+//!   envelope objects by master-key version ([`Census::master_keys`]), and
+//!   [`EncryptedStorage::rewrap_deks_all`] re-wraps every DEK under the
+//!   newest master-key version without touching payloads (`encstore store
+//!   rewrap-deks`).
 //! - [`keyfile`] rewrites keyset files safely: an exclusive lock, a
 //!   compare-before-rename, owner/group/mode kept, symlinks written
 //!   through.
@@ -76,20 +85,23 @@ mod encrypted;
 pub mod keyfile;
 mod keys;
 mod large;
+mod masters;
 mod metrics;
 pub mod open;
 pub mod policy;
 mod reencrypt;
 mod reload;
 mod retire;
+mod rewrap_deks;
 mod verify;
 
-pub use census::{Census, KeyObjects};
+pub use census::{Census, KeyObjects, MasterKeyCount};
 pub use encrypted::{
     BLOCKING_THRESHOLD, DEFAULT_STREAMING_THRESHOLD, EncryptedStorage, ObjectCheck, ObjectLayout,
     Options, RewrapOutcome,
 };
 pub use keys::{HeadClass, KeysetSnapshot, LoadError, ObjectClass};
+pub use masters::UriResolver;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use open::{
     MasterKeyRef, MasterKeyUri, OpenKekError, OpenStoreError, OpenStoreOptions, StoreLocation,
@@ -102,6 +114,7 @@ pub use reencrypt::{
 };
 pub use reload::{KeysetSource, ReloadReport, ReloadableKeyset, WatchHandle};
 pub use retire::{RetireCheckError, Retirement, retirement_check};
+pub use rewrap_deks::{DekRewrap, NewestVersions, RewrapDeksSummary};
 /// The cancellation token that stops [`EncryptedStorage::reencrypt_all`]
 /// and [`EncryptedStorage::verify_all`] (re-exported from `tokio-util`).
 pub use tokio_util::sync::CancellationToken;

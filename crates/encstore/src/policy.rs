@@ -58,6 +58,11 @@ pub enum KeyFamily {
     AesGcmHkdfStreamingKey,
     /// `AesCtrHmacStreamingKey` (streaming AEAD: large objects).
     AesCtrHmacStreamingKey,
+    /// `KmsEnvelopeAeadKey`: a master key in a KMS (`kek_uri`) and a DEK
+    /// template. The rule allows the envelope; its DEK must be allowed by
+    /// a rule of the same policy too (the rule's own size and hash fields
+    /// do not apply to it).
+    KmsEnvelopeAeadKey,
 }
 
 impl KeyFamily {
@@ -79,6 +84,10 @@ impl KeyFamily {
         KeyFamily::AesCtrHmacStreamingKey,
     ];
 
+    /// The KMS envelope family (keys whose DEKs are made per encryption
+    /// and wrapped by a master key in a KMS).
+    pub const ENVELOPE: [KeyFamily; 1] = [KeyFamily::KmsEnvelopeAeadKey];
+
     /// The family of a key.
     pub fn of(params: &KeyParams) -> Option<KeyFamily> {
         Some(match params {
@@ -91,6 +100,7 @@ impl KeyFamily {
             KeyParams::XAesGcm { .. } => KeyFamily::XAesGcmKey,
             KeyParams::AesGcmHkdfStreaming { .. } => KeyFamily::AesGcmHkdfStreamingKey,
             KeyParams::AesCtrHmacStreaming { .. } => KeyFamily::AesCtrHmacStreamingKey,
+            KeyParams::KmsEnvelope { .. } => KeyFamily::KmsEnvelopeAeadKey,
             #[allow(unreachable_patterns)]
             _ => return None,
         })
@@ -217,13 +227,15 @@ impl fmt::Debug for Policy {
 
 impl Policy {
     /// Everything Google's Tink 1.16 accepts as an AEAD key or a streaming
-    /// AEAD key. The default.
+    /// AEAD key, KMS envelope keys included (with any DEK type Tink
+    /// allows). The default.
     pub fn tink() -> Policy {
         Policy {
             name: "tink".into(),
             allow: KeyFamily::ALL
                 .into_iter()
                 .chain(KeyFamily::STREAMING)
+                .chain(KeyFamily::ENVELOPE)
                 .map(Rule::any)
                 .collect(),
         }
@@ -237,6 +249,11 @@ impl Policy {
     /// segment tag of at least 128 bits (HKDF with an approved HMAC is the
     /// key-derivation function of SP 800-56C).
     ///
+    /// KMS envelope keys are allowed when their DEKs are (AES-GCM or
+    /// AES-CTR-HMAC as above): the payload is encrypted by the DEK, and
+    /// the master key's algorithm is the KMS's (Vault transit
+    /// `aes256-gcm96`, AWS KMS's AES-256-GCM).
+    ///
     /// This restricts *algorithms*. It does not by itself make a validated
     /// cryptographic module: encstore's primitives (ring, RustCrypto) are
     /// not FIPS 140-3 validated.
@@ -244,6 +261,7 @@ impl Policy {
         Policy {
             name: "fips".into(),
             allow: vec![
+                Rule::any(KeyFamily::KmsEnvelopeAeadKey),
                 Rule::any(KeyFamily::AesGcmKey).key_sizes(&[16, 32]),
                 Rule {
                     key_type: KeyFamily::AesCtrHmacAeadKey,
@@ -270,12 +288,14 @@ impl Policy {
     /// streaming (128- or 256-bit derived keys, HKDF-SHA256 or SHA512).
     /// Leaves out AES-EAX, AES-CTR-HMAC and AES-CTR-HMAC streaming, which
     /// Tink keeps for compatibility (AES-GCM does the same job with one
-    /// pass and a smaller tag), and SHA-1.
+    /// pass and a smaller tag), and SHA-1. KMS envelope keys are allowed
+    /// when their DEKs are.
     pub fn modern() -> Policy {
         use KeyFamily::*;
         Policy {
             name: "modern".into(),
             allow: vec![
+                Rule::any(KmsEnvelopeAeadKey),
                 Rule::any(AesGcmKey).key_sizes(&[16, 32]),
                 Rule::any(AesGcmSivKey).key_sizes(&[16, 32]),
                 Rule::any(ChaCha20Poly1305Key),
@@ -333,8 +353,17 @@ impl Policy {
         Policy::from_json(&text, &path.display().to_string())
     }
 
-    /// Whether a key with these parameters is allowed.
+    /// Whether a key with these parameters is allowed. A KMS envelope key
+    /// needs a `KmsEnvelopeAeadKey` rule and a rule allowing its DEK.
     pub fn allows(&self, params: &KeyParams) -> bool {
+        if let KeyParams::KmsEnvelope { dek, .. } = params {
+            return self
+                .allow
+                .iter()
+                .any(|r| r.key_type == KeyFamily::KmsEnvelopeAeadKey)
+                && !matches!(**dek, KeyParams::KmsEnvelope { .. })
+                && self.allows(dek);
+        }
         self.allow.iter().any(|r| r.allows(params))
     }
 }
@@ -385,6 +414,12 @@ pub fn describe(params: &KeyParams) -> String {
             "AesCtrHmacStreamingKey, {}-bit AES, HKDF-{hkdf_hash}, HMAC-{hmac_hash}, {tag_size}-byte tag, {ciphertext_segment_size}-byte segments",
             derived_key_size * 8
         ),
+        KeyParams::KmsEnvelope { kek_uri, dek } => {
+            format!(
+                "KmsEnvelopeAeadKey, master key {kek_uri}, DEK {}",
+                describe(dek)
+            )
+        }
         #[allow(unreachable_patterns)]
         other => format!("{other:?}"),
     }
@@ -433,6 +468,45 @@ mod tests {
         }));
         assert!(!p.allows(&ctr(32, "SHA256", 32)));
         assert!(Policy::tink().allows(&ctr(16, "SHA1", 10)));
+    }
+
+    fn envelope(dek: KeyParams) -> KeyParams {
+        KeyParams::KmsEnvelope {
+            kek_uri: "hcvault://vault:8200/transit/keys/k".into(),
+            dek: Box::new(dek),
+        }
+    }
+
+    #[test]
+    fn envelope_keys_are_allowed_when_their_dek_is() {
+        let gcm = envelope(KeyParams::AesGcm { key_size: 32 });
+        let chacha = envelope(KeyParams::ChaCha20Poly1305);
+        let eax = envelope(KeyParams::AesEax {
+            key_size: 16,
+            iv_size: 16,
+        });
+        for p in [Policy::tink(), Policy::modern(), Policy::fips()] {
+            assert!(p.allows(&gcm), "{}", p.name);
+        }
+        assert!(Policy::tink().allows(&chacha));
+        assert!(Policy::modern().allows(&chacha));
+        assert!(!Policy::fips().allows(&chacha));
+        assert!(Policy::tink().allows(&eax));
+        assert!(!Policy::modern().allows(&eax));
+        // A policy allowing AES-GCM but not the envelope family refuses it.
+        let only_gcm = Policy {
+            name: "gcm".into(),
+            allow: vec![Rule::any(KeyFamily::AesGcmKey)],
+        };
+        assert!(!only_gcm.allows(&gcm));
+        let p = Policy::from_json(
+            r#"{"name":"kms","allow":[{"key_type":"KmsEnvelopeAeadKey"},{"key_type":"AesGcmKey","key_sizes":[32]}]}"#,
+            "inline",
+        )
+        .unwrap();
+        assert!(p.allows(&gcm));
+        assert!(!p.allows(&envelope(KeyParams::AesGcm { key_size: 16 })));
+        assert!(describe(&gcm).contains("KmsEnvelopeAeadKey, master key hcvault://"));
     }
 
     #[test]

@@ -572,12 +572,7 @@ async fn reencrypt_and_check(store: &EncryptedStorage, key: &str) -> ReencryptOu
             Err(e @ Error::Unreachable { .. }) => return ReencryptOutcome::Unreachable(e),
             Err(e) => return failed(FailureReason::Recheck(e)),
         };
-        let ad = store.associated_data(key);
-        let len = raw.len();
-        let current = crate::encrypted::off_the_runtime(len, move || {
-            snap.decrypts_with_primary(&raw, &ad) && snap.aead_decrypts(&raw, &ad)
-        })
-        .await;
+        let current = store.is_current(snap, key, raw).await;
         match current {
             Ok(true) if reencrypted => return ReencryptOutcome::Reencrypted,
             Ok(true) => return ReencryptOutcome::AlreadyCurrent,

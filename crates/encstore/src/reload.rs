@@ -10,7 +10,10 @@ use arc_swap::ArcSwap;
 use encstore_core::Kek;
 use encstore_tink::{Keyset, KeysetInfo};
 
+use encstore_tink::envelope::{EnvelopeOptions, KekResolver};
+
 use crate::keys::{AeadKeys, KeysetSnapshot, LoadError, StreamingKeys};
+use crate::masters::{MasterKeys, UriResolver};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 
@@ -152,6 +155,9 @@ pub struct ReloadableKeyset {
     /// Where the streaming keyset is read from, if from a file.
     streaming_source: Option<KeysetSource>,
     policy: Policy,
+    /// How the master keys of KMS envelope keys are opened; `None` for the
+    /// synchronous constructors (an envelope keyset is then refused).
+    masters: Option<Arc<MasterKeys>>,
     metrics: Metrics,
     generation: AtomicU64,
     last_stamp: std::sync::Mutex<Option<FileStamp>>,
@@ -214,12 +220,53 @@ impl ReloadableKeyset {
         Ok(Self::from_snapshot(snap, policy))
     }
 
+    /// A handle over an in-memory AEAD keyset (and optionally a streaming
+    /// keyset) whose KMS envelope keys' master keys are opened through
+    /// `resolver` (once per `kek_uri`, here and at each reload that names
+    /// a new one), with `options` bounding their calls (concurrency and a
+    /// timeout per call). A keyset without envelope keys is used as by
+    /// [`ReloadableKeyset::new`].
+    ///
+    /// # Errors
+    /// As [`ReloadableKeyset::new_with_streaming`], and
+    /// [`LoadError::Envelope`] when a master key cannot be opened.
+    pub async fn new_with_master_keys(
+        keyset: &Keyset,
+        streaming: Option<&Keyset>,
+        policy: Policy,
+        resolver: Arc<dyn KekResolver>,
+        options: EnvelopeOptions,
+    ) -> Result<Self, LoadError> {
+        // A key the policy refuses is refused before any KMS is called.
+        crate::keys::check_policy(&keyset.info(), &policy)
+            .map_err(|refusal| LoadError::Policy {
+                policy: policy.name.clone(),
+                refusal,
+            })
+            .inspect_err(log_policy_refusal)?;
+        let masters = Arc::new(MasterKeys::new(resolver, options));
+        masters.prepare(keyset).await?;
+        let aead = Arc::new(
+            AeadKeys::new(keyset, &policy, Some(&masters)).inspect_err(log_policy_refusal)?,
+        );
+        let streaming = streaming
+            .map(|s| StreamingKeys::new(s, &policy).map(Arc::new))
+            .transpose()
+            .map_err(|e| LoadError::Streaming(Box::new(e)))
+            .inspect_err(log_policy_refusal)?;
+        let snap = KeysetSnapshot::from_parts(aead, streaming, 1)?;
+        let mut handle = Self::from_snapshot(snap, policy);
+        handle.masters = Some(masters);
+        Ok(handle)
+    }
+
     fn from_snapshot(snap: KeysetSnapshot, policy: Policy) -> Self {
         ReloadableKeyset {
             current: ArcSwap::from_pointee(snap),
             source: None,
             streaming_source: None,
             policy,
+            masters: None,
             metrics: Metrics::default(),
             generation: AtomicU64::new(1),
             last_stamp: std::sync::Mutex::new(None),
@@ -237,7 +284,14 @@ impl ReloadableKeyset {
     pub async fn open(source: KeysetSource, policy: Policy) -> Result<Self, LoadError> {
         let before = stamp(&source.path);
         let keyset = source.read().await?;
-        let mut handle = Self::new(&keyset, policy)?;
+        let mut handle = Self::new_with_master_keys(
+            &keyset,
+            None,
+            policy,
+            Arc::new(UriResolver::new()),
+            EnvelopeOptions::default(),
+        )
+        .await?;
         handle.source = Some(source);
         handle.last_stamp = std::sync::Mutex::new(before);
         tracing::info!(
@@ -265,7 +319,14 @@ impl ReloadableKeyset {
         let before_streaming = stamp(&streaming.path);
         let keyset = source.read().await?;
         let streaming_keyset = read_streaming(&streaming).await?;
-        let mut handle = Self::new_with_streaming(&keyset, &streaming_keyset, policy)?;
+        let mut handle = Self::new_with_master_keys(
+            &keyset,
+            Some(&streaming_keyset),
+            policy,
+            Arc::new(UriResolver::new()),
+            EnvelopeOptions::default(),
+        )
+        .await?;
         handle.source = Some(source);
         handle.streaming_source = Some(streaming);
         handle.last_stamp = std::sync::Mutex::new(before);
@@ -318,12 +379,12 @@ impl ReloadableKeyset {
             };
             let (aead, streaming) = match what {
                 Swap::Aead(k) => (
-                    Arc::new(AeadKeys::new(k, &self.policy)?),
+                    Arc::new(AeadKeys::new(k, &self.policy, self.masters.as_deref())?),
                     old.streaming_part().cloned(),
                 ),
                 Swap::Streaming(s) => (Arc::clone(old.aead_part()), Some(streaming(s)?)),
                 Swap::Both(k, s) => (
-                    Arc::new(AeadKeys::new(k, &self.policy)?),
+                    Arc::new(AeadKeys::new(k, &self.policy, self.masters.as_deref())?),
                     s.map(streaming).transpose()?,
                 ),
             };
@@ -375,8 +436,26 @@ impl ReloadableKeyset {
         }
     }
 
+    /// Opens the master keys of `keyset`'s ENABLED KMS envelope keys that
+    /// this handle has not opened yet, so that a following
+    /// [`replace`](ReloadableKeyset::replace) (synchronous) can use them.
+    /// Needs a handle made with master keys
+    /// ([`open`](ReloadableKeyset::open),
+    /// [`new_with_master_keys`](ReloadableKeyset::new_with_master_keys)).
+    ///
+    /// # Errors
+    /// [`LoadError::Envelope`] when a master key cannot be opened.
+    pub async fn prepare_master_keys(&self, keyset: &Keyset) -> Result<(), LoadError> {
+        match &self.masters {
+            Some(m) => m.prepare(keyset).await,
+            None => Ok(()),
+        }
+    }
+
     /// Replaces the AEAD keyset with an in-memory one (the streaming
-    /// keyset stays).
+    /// keyset stays). A keyset naming a master key this handle has not
+    /// opened needs [`prepare_master_keys`](ReloadableKeyset::prepare_master_keys)
+    /// first.
     ///
     /// # Errors
     /// [`LoadError`] if the keyset is refused; the old one stays.
@@ -439,6 +518,9 @@ impl ReloadableKeyset {
                 Some(s) => Some(read_streaming(s).await?),
                 None => None,
             };
+            if let (Some(a), Some(m)) = (&aead, &self.masters) {
+                m.prepare(a).await?;
+            }
             match (&aead, &streaming) {
                 (Some(a), Some(s)) => self.swap_in(Swap::Both(a, Some(s))),
                 (Some(a), None) => self.swap_in(Swap::Aead(a)),

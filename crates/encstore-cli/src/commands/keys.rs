@@ -5,8 +5,13 @@
 use anyhow::{Context, Result, anyhow};
 use encstore_tink::keyset::Keyset;
 
-use super::{CLEARTEXT_CREATED, dest_other, note, read_for_update, write_keyset};
-use crate::cli::{ConvertKeyset, CreateKeyset, KeyIdCommand, KeyTemplateCommand, RetireKeyCommand};
+use super::{
+    CLEARTEXT_CREATED, dest_other, note, read_for_update, read_keyset_bytes, write_bytes,
+    write_keyset,
+};
+use crate::cli::{
+    ConvertKeyset, CreateKeyset, KeyIdCommand, KeyTemplateCommand, RetireKeyCommand, RewrapKeyset,
+};
 use crate::parse::PolicyArg;
 use crate::{io, keysets};
 
@@ -47,8 +52,28 @@ fn check_new_key(
     }
 }
 
+/// The template of a new key: `name`, or with `--envelope-kek-uri` a KMS
+/// envelope key whose DEKs `name` makes (its output prefix is the
+/// envelope key's), after checking that the master key opens.
+async fn new_key_template(
+    name: &str,
+    envelope: Option<&encstore::open::MasterKeyUri>,
+) -> Result<encstore_tink::templates::KeyTemplate> {
+    let template = keysets::template(name)?;
+    let Some(uri) = envelope else {
+        return Ok(template);
+    };
+    encstore::open::open_kek(&encstore::open::MasterKeyRef::Uri(uri.clone()))
+        .await
+        .map_err(|e| anyhow!("--envelope-kek-uri: {e}; nothing was written"))?;
+    encstore_tink::templates::kms_envelope(uri.as_str(), &template, template.output_prefix())
+        .map_err(|e| {
+            anyhow!("template {name} cannot be the DEK template of a KMS envelope key: {e}")
+        })
+}
+
 pub(super) async fn create_keyset(c: &CreateKeyset) -> Result<()> {
-    let template = keysets::template(&c.key_template)?;
+    let template = new_key_template(&c.key_template, c.envelope_kek_uri.as_ref()).await?;
     let dest = dest_other(&c.out, c.force, "--force")?;
     let master = keysets::open_master(&c.master).await?;
     let keyset = Keyset::generate(&template)
@@ -72,7 +97,7 @@ pub(super) async fn create_keyset(c: &CreateKeyset) -> Result<()> {
 }
 
 pub(super) async fn add_key(c: &KeyTemplateCommand, rotate: bool) -> Result<()> {
-    let template = keysets::template(&c.key_template)?;
+    let template = new_key_template(&c.key_template, c.envelope_kek_uri.as_ref()).await?;
     let (mut keyset, master, dest) = read_for_update(&c.keyset, c.force, "--force").await?;
     let old_primary = keyset.primary_key_id();
     let id = if rotate {
@@ -224,4 +249,61 @@ pub(super) async fn convert_keyset(c: &ConvertKeyset) -> Result<()> {
         );
     }
     write_keyset(&keyset, c.keyset.out.out_format, dest, new_master.as_ref()).await
+}
+
+/// `rewrap-keyset`: [`Keyset::rewrap_encrypted`] of the `--in` keyset
+/// under its master key's newest version, written to `--out`.
+pub(super) async fn rewrap_keyset(c: &RewrapKeyset) -> Result<()> {
+    let k = &c.keyset;
+    let (bytes, master, dest, what) =
+        read_keyset_bytes(&k.input, &k.master, Some((&k.out, c.force, "--force"))).await?;
+    let Some(master) = master else {
+        anyhow::bail!(
+            "rewrap-keyset re-wraps an encrypted keyset: give its master key (--master-key-uri URI or --master-keyset PATH)"
+        );
+    };
+    keysets::check_not_empty(&bytes, &what)?;
+    let format = encstore_tink::keyset::detect_format(&bytes);
+    if !format.is_encrypted() {
+        anyhow::bail!(
+            "{what} is a cleartext keyset; rewrap-keyset re-wraps an encrypted one (encrypt it with convert-keyset --new-master-key-uri)"
+        );
+    }
+    let is_json = format.is_json();
+    if let Some(f) = k.out.out_format
+        && (f == crate::cli::Format::Json) != is_json
+    {
+        anyhow::bail!(
+            "rewrap-keyset keeps the keyset's format; use convert-keyset to change it (no --out-format)"
+        );
+    }
+    let version = |b: &[u8]| {
+        encstore_tink::keyset::encrypted_keyset_ciphertext(b)
+            .ok()
+            .and_then(|ct| master.kek().describe_wrapped(&ct))
+    };
+    let before = version(&bytes);
+    let out = Keyset::rewrap_encrypted(&bytes, master.kek().as_ref(), master.associated_data())
+        .await
+        .map_err(|e| match e {
+            encstore_tink::error::KeysetError::Decryption => anyhow!(
+                "{what} does not decrypt with {} and this keyset associated data (wrong master key, wrong associated data, or the file was tampered with)",
+                master.source()
+            ),
+            e => anyhow!("cannot re-wrap {what} with {}: {e}", master.source()),
+        })?;
+    let after = version(&out);
+    write_bytes(zeroize::Zeroizing::new(out), dest, true).await?;
+    let shown = |v: &Option<encstore_core::MasterKeyVersion>| {
+        v.as_ref()
+            .and_then(|m| m.version)
+            .map_or_else(|| "?".to_owned(), |n| format!("version {n}"))
+    };
+    note(&format!(
+        "re-wrapped {what} with {}: {} -> {}",
+        master.source(),
+        shown(&before),
+        shown(&after)
+    ));
+    Ok(())
 }

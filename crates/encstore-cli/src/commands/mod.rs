@@ -37,6 +37,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::DeleteKey(c) => keys::manage(&c.key, Some(&c), false, keys::Op::Delete).await,
         Command::ListKeyset(c) => list::list_keyset(&c).await,
         Command::ConvertKeyset(c) => keys::convert_keyset(&c).await,
+        Command::RewrapKeyset(c) => keys::rewrap_keyset(&c).await,
         Command::ListKeyTemplates => crypt::list_key_templates(),
         Command::Encrypt(c) => crypt::crypt(&c, true).await,
         Command::Decrypt(c) => crypt::crypt(&c, false).await,
@@ -142,6 +143,25 @@ pub(crate) async fn read_keyset(
     master: &MasterKeyArgs,
     out: Option<(&KeysetOut, bool, &'static str)>,
 ) -> Result<(Keyset, Option<Master>, Dest)> {
+    let (bytes, master, dest, what) = read_keyset_bytes(input, master, out).await?;
+    let keyset = keysets::load(
+        &bytes,
+        keysets::format_of(&bytes, input.in_format),
+        master.as_ref(),
+        &what,
+        "--in-format",
+    )
+    .await?;
+    Ok((keyset, master, dest))
+}
+
+/// The bytes of the `--in` keyset, its master key, where the result goes
+/// (as [`read_keyset`]) and how messages name the input.
+pub(crate) async fn read_keyset_bytes(
+    input: &KeysetIn,
+    master: &MasterKeyArgs,
+    out: Option<(&KeysetOut, bool, &'static str)>,
+) -> Result<(Zeroizing<Vec<u8>>, Option<Master>, Dest, String)> {
     let in_path = io::file_name(input.input.as_deref()).map(PathBuf::from);
     let out_path = out.and_then(|(o, _, _)| io::file_name(o.output.as_deref()).map(PathBuf::from));
     let master = keysets::open_master(master).await?;
@@ -166,15 +186,7 @@ pub(crate) async fn read_keyset(
         || "the keyset on stdin".to_owned(),
         |p| format!("keyset {}", p.display()),
     );
-    let keyset = keysets::load(
-        &bytes,
-        keysets::format_of(&bytes, input.in_format),
-        master.as_ref(),
-        &what,
-        "--in-format",
-    )
-    .await?;
-    Ok((keyset, master, dest))
+    Ok((bytes, master, dest, what))
 }
 
 /// Reads the keyset of a command that rewrites it (`--in`, `--out`).
@@ -199,9 +211,19 @@ pub(crate) async fn write_keyset(
         (_, None) => crate::cli::Format::Json,
     };
     let bytes = keysets::serialize(keyset, format, master).await?;
+    write_bytes(bytes, dest, master.is_some()).await
+}
+
+/// Writes serialized keyset `bytes` to `dest`, as [`write_keyset`] does
+/// (`encrypted`: whether they are an encrypted keyset).
+pub(crate) async fn write_bytes(
+    bytes: Zeroizing<Vec<u8>>,
+    dest: Dest,
+    encrypted: bool,
+) -> Result<()> {
     match dest {
         Dest::Stdout => {
-            if master.is_none() && std::io::stdout().is_terminal() {
+            if !encrypted && std::io::stdout().is_terminal() {
                 note(CLEARTEXT_ON_TERMINAL);
             }
             io::write_output(None, &bytes, "the keyset")

@@ -26,6 +26,7 @@ pub mod objects;
 pub mod progress;
 pub mod retire;
 pub mod rewrap;
+pub mod rewrap_deks;
 pub mod status;
 pub mod verify;
 
@@ -54,6 +55,7 @@ pub async fn run(command: StoreCommand) -> Result<()> {
         StoreCommand::Stat(c) => objects::stat(&c).await,
         StoreCommand::Status(c) => status::status(&c).await,
         StoreCommand::Rewrap(c) => rewrap::rewrap(&c).await,
+        StoreCommand::RewrapDeks(c) => rewrap_deks::rewrap_deks(&c).await,
         StoreCommand::Verify(c) => verify::verify(&c).await,
     }
 }
@@ -104,8 +106,17 @@ pub async fn open_store(
         .as_ref()
         .map(|p| p.policy.clone())
         .unwrap_or_default();
-    let keys = ReloadableKeyset::new(&keyset, policy)
-        .map_err(|e| anyhow!("keyset {}: {e}", args.keyset.display()))?;
+    // KMS envelope keys open their master keys from their kek_uri, with
+    // the configuration from the environment (VAULT_TOKEN, AWS_*, ...).
+    let keys = ReloadableKeyset::new_with_master_keys(
+        &keyset,
+        None,
+        policy,
+        Arc::new(encstore::UriResolver::new()),
+        encstore_tink::envelope::EnvelopeOptions::default(),
+    )
+    .await
+    .map_err(|e| anyhow!("keyset {}: {e}", args.keyset.display()))?;
     let backend = open_backend(location, create).await?;
     let options = Options {
         allow_plaintext,

@@ -238,6 +238,8 @@ pub fn stop_error(
     };
     let again = if what == "rewrap" {
         "every object is either re-encrypted or untouched; run the rewrap again to finish (it resumes where it stopped)"
+    } else if what == "rewrap-deks" {
+        "every object's DEK is either re-wrapped or untouched; run rewrap-deks again to finish (it skips the DEKs already under the newest master-key version)"
     } else {
         "nothing was changed; run the verify again"
     };

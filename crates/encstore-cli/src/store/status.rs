@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, anyhow};
 use encstore::open::StoreLocation;
 use encstore::{Census, PREFIX_LESS};
+use encstore_core::MasterKeyVersion;
 use serde_json::json;
 
 use super::open_store;
@@ -17,6 +18,7 @@ pub(super) async fn status(c: &StoreStatus) -> Result<()> {
         .await
         .map_err(|e| anyhow!("cannot take the census of {}: {e}", c.store.store))?;
     let info = store.keyset().info();
+    let keyset_master = keyset_master_key(&c.keyset).await?;
     let text = if c.json {
         let keys: Vec<serde_json::Value> = info
             .keys
@@ -43,6 +45,13 @@ pub(super) async fn status(c: &StoreStatus) -> Result<()> {
             o.insert(
                 "unknown_keys".into(),
                 key_counts_json(&census.unknown_key_ids).into(),
+            );
+            o.insert(
+                "keyset_master_key".into(),
+                keyset_master.as_ref().map_or(
+                    serde_json::Value::Null,
+                    |m| json!({"master_key": m.key, "version": m.version}),
+                ),
             );
         }
         format!("{v}\n")
@@ -98,6 +107,37 @@ pub(super) async fn status(c: &StoreStatus) -> Result<()> {
                 rewrap_command(&c.store.store, &c.keyset)
             ));
         }
+        if census.envelope > 0 {
+            let rows: Vec<[String; 3]> = census
+                .master_keys
+                .iter()
+                .map(|m| {
+                    [
+                        m.master_key.clone(),
+                        m.version.map_or_else(|| "-".to_owned(), |v| v.to_string()),
+                        m.objects.to_string(),
+                    ]
+                })
+                .collect();
+            s.push_str(&table(
+                ["MASTER KEY", "VERSION", "OBJECTS"],
+                [Align::Left, Align::Right, Align::Right],
+                &rows,
+            ));
+            s.push_str(&format!(
+                "{} under KMS envelope keys (each with its own DEK, wrapped by the master key version above)\n",
+                count(census.envelope, "object")
+            ));
+            if has_older_versions(&census) {
+                s.push_str(&format!(
+                    "re-wrap the DEKs under older master-key versions with: {}\n",
+                    rewrap_deks_command(&c.store.store, &c.keyset)
+                ));
+            }
+        }
+        if let Some(m) = &keyset_master {
+            s.push_str(&format!("keyset wrapped by master key {m}\n"));
+        }
         if census.unknown_key > 0 {
             let ids: Vec<String> = census.unknown_key_ids.keys().map(u32::to_string).collect();
             s.push_str(&format!(
@@ -115,6 +155,48 @@ pub(super) async fn status(c: &StoreStatus) -> Result<()> {
         s
     };
     io::write_output(None, text.as_bytes(), "the census")
+}
+
+/// Which master key and version wrapped the `--keyset` file itself, when
+/// it is an encrypted keyset and its master key can tell (no KMS call
+/// beyond opening the master key).
+async fn keyset_master_key(k: &StoreKeysetArgs) -> Result<Option<MasterKeyVersion>> {
+    let Some(master) = crate::keysets::open_master(&k.master).await? else {
+        return Ok(None);
+    };
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(&k.keyset)
+            .with_context(|| format!("cannot read keyset {}", k.keyset.display()))?,
+    );
+    Ok(encstore_tink::keyset::encrypted_keyset_ciphertext(&bytes)
+        .ok()
+        .and_then(|ct| master.kek().describe_wrapped(&ct)))
+}
+
+/// Whether some master key has envelope objects under two versions or
+/// more (the older ones can be re-wrapped).
+fn has_older_versions(census: &Census) -> bool {
+    census.master_keys.iter().any(|m| {
+        census
+            .master_keys
+            .iter()
+            .any(|o| o.master_key == m.master_key && o.version > m.version)
+    })
+}
+
+/// The `encstore store rewrap-deks ...` command for this store and keyset.
+fn rewrap_deks_command(location: &StoreLocation, k: &StoreKeysetArgs) -> String {
+    let mut words = rewrap_words(
+        &location.to_string(),
+        &k.keyset.display().to_string(),
+        &k.master,
+    );
+    words[2] = "rewrap-deks".into();
+    if let Some(p) = &k.policy {
+        words.push("--policy".into());
+        words.push(sh(&p.text));
+    }
+    words.join(" ")
 }
 
 /// Objects a rewrap can move to the primary: those under another key of
