@@ -242,7 +242,7 @@ pub struct StoreGet {
     /// counted from 0, as an HTTP range (`0-99` is the first 100 bytes;
     /// `START-` runs to the end). Of a large object, only the segments
     /// covering the range are read.
-    #[arg(long, value_name = "START-END", value_parser = parse::byte_range)]
+    #[arg(long, value_name = "START-END", value_parser = parse::byte_range, allow_hyphen_values = true)]
     pub range: Option<parse::ByteRange>,
     /// Migration mode: return an object stored before encryption (plaintext).
     #[arg(long)]
