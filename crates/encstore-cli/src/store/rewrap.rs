@@ -206,9 +206,11 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
                 "prefix_less_unattributed": census.prefix_less_unattributed,
                 "allow_plaintext_refused": refuses,
         });
-        if let (Some(o), Some(id)) = (v.as_object_mut(), streaming) {
-            o.insert("streaming_primary_key_id".into(), id.into());
+        if let Some(o) = v.as_object_mut() {
             o.insert("large".into(), census.large.into());
+            if let Some(id) = streaming {
+                o.insert("streaming_primary_key_id".into(), id.into());
+            }
         }
         format!("{v}\n")
     } else {

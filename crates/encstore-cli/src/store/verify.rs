@@ -82,9 +82,9 @@ pub(super) async fn verify(c: &StoreVerify) -> Result<()> {
         });
         if let Some(o) = v.as_object_mut() {
             failures_json_into(o, &s.failures, &c.keyset.keyset);
+            o.insert("large".into(), large.into());
             if let Some(id) = streaming_primary {
                 o.insert("streaming_primary_key_id".into(), id.into());
-                o.insert("large".into(), large.into());
             }
         }
         format!("{v}\n")
