@@ -810,3 +810,47 @@ fn store_commands_refuse_swapped_or_colliding_keysets() {
         "streaming keyset",
     );
 }
+
+/// `store put`/`get` of a large value show a byte progress bar on a
+/// terminal (util-linux `script`), and nothing on a pipe.
+#[test]
+fn store_put_and_get_show_a_progress_bar_on_a_terminal_only() {
+    let d = Dir::new();
+    let st = d.s("store");
+    let k = keyset(&d, "k.json");
+    let sk = new_keyset(&d, "s.json", "AES128_GCM_HKDF_1MB");
+    let big = data(20 << 20, 4);
+    let p = d.s("big");
+    std::fs::write(&p, &big).unwrap();
+    let t = Tty::spawn(&store_args("put", &st, &k, &sk, &["big", "--in", &p]), &[]);
+    let (code, shown) = t.finish();
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("put ["), "{shown:?}");
+    assert!(shown.contains("20.00 MiB/20.00 MiB"), "{shown:?}");
+    let got = d.s("got");
+    let t = Tty::spawn(
+        &store_args("get", &st, &k, &sk, &["big", "--out", &got]),
+        &[],
+    );
+    let (code, shown) = t.finish();
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("get ["), "{shown:?}");
+    assert!(shown.contains("20.00 MiB/20.00 MiB"), "{shown:?}");
+    assert_eq!(std::fs::read(&got).unwrap(), big);
+    // On a pipe: no bar, no progress lines.
+    let out = run(&store_args("put", &st, &k, &sk, &["big2", "--in", &p]));
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&store_args("get", &st, &k, &sk, &["big2"]));
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, big);
+}
