@@ -854,3 +854,74 @@ fn store_put_and_get_show_a_progress_bar_on_a_terminal_only() {
     );
     assert_eq!(out.stdout, big);
 }
+
+/// `disable-key --store` on a streaming keyset counts the large objects
+/// still under the key (refusing while there are any, and naming the
+/// rewrap to run), then lets it go once they were re-encrypted.
+#[test]
+fn retiring_a_streaming_key_checks_the_store() {
+    let d = Dir::new();
+    let st = d.s("store");
+    let k = keyset(&d, "k.json");
+    let sk = new_keyset(&d, "s.json", "AES128_GCM_HKDF_4KB");
+    let big = data(1_200_000, 6);
+    let p = d.s("big");
+    std::fs::write(&p, &big).unwrap();
+    for i in 0..2 {
+        ok(&store_args(
+            "put",
+            &st,
+            &k,
+            &sk,
+            &[&format!("l/{i}"), "--in", &p],
+        ));
+    }
+    // A small object under the AEAD keyset is not counted for the
+    // streaming key.
+    put(&st, &k, "small", b"tiny");
+    let old = primary_of(&sk);
+    ok(&[
+        "add-key",
+        "--key-template",
+        "AES256_GCM_HKDF_1MB",
+        "--in",
+        &sk,
+        "--out",
+        &sk,
+    ]);
+    let new = read_keyset(&sk)
+        .info()
+        .keys
+        .iter()
+        .map(|x| x.key_id)
+        .find(|id| *id != old)
+        .unwrap();
+    ok(&key_args("promote-key", &new.to_string(), &sk));
+    let before = std::fs::read(&sk).unwrap();
+    let old_id = old.to_string();
+    let mut args = key_args("disable-key", &old_id, &sk);
+    args.extend(["--store", &st]);
+    let e = fails(
+        &args,
+        1,
+        &format!("refusing to disable key {old}: 2 objects are in store"),
+    );
+    assert!(
+        e.contains("--keyset AEAD_KEYSET --streaming-keyset"),
+        "the suggested rewrap names both keysets: {e}"
+    );
+    assert_eq!(std::fs::read(&sk).unwrap(), before, "nothing written");
+    ok(&store_args("rewrap", &st, &k, &sk, &[]));
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("no object is under key {old} (3 objects checked)")),
+        "{stderr}"
+    );
+    assert_eq!(ok(&store_args("get", &st, &k, &sk, &["l/1"])), big);
+}
