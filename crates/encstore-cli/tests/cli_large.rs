@@ -925,3 +925,112 @@ fn retiring_a_streaming_key_checks_the_store() {
     );
     assert_eq!(ok(&store_args("get", &st, &k, &sk, &["l/1"])), big);
 }
+
+/// Sends SIGINT to `child`, then closes its stdin; returns its exit code
+/// and stderr.
+fn interrupt(mut child: std::process::Child) -> (Option<i32>, String) {
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid = child.id().to_string();
+    let killed = StdCommand::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `encstore ARGS` with piped stdin, stdout and stderr; the first
+/// `first` bytes are written to its stdin (which stays open).
+fn spawn_feeding(args: &[&str], first: &[u8]) -> std::process::Child {
+    use std::io::Write;
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("encstore"))
+        .args(args)
+        .env_remove("ENCSTORE_STORE")
+        .env_remove("ENCSTORE_KEYSET")
+        .env_remove("ENCSTORE_STREAMING_KEYSET")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.as_mut().unwrap().write_all(first).unwrap();
+    child
+}
+
+/// Files under `dir` (recursively).
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Ctrl-C in the middle of a streamed `decrypt --out`, `store put` or
+/// `encrypt --out`: exit status 130, and no output, no stored object, no
+/// temporary file (a half-decrypted plaintext must not stay on disk).
+#[test]
+fn ctrl_c_in_the_middle_of_a_stream_leaves_nothing_behind() {
+    let d = Dir::new();
+    let sk = new_keyset(&d, "s.json", "AES128_GCM_HKDF_4KB");
+    let k = keyset(&d, "k.json");
+    let pt = data(3 << 20, 8);
+    let ct = read_keyset(&sk)
+        .streaming_aead()
+        .unwrap()
+        .encrypt(&pt, b"")
+        .unwrap();
+    let outdir = d.p("out");
+    std::fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("plain").display().to_string();
+
+    let child = spawn_feeding(
+        &["decrypt", "--keyset", &sk, "--out", &out],
+        &ct[..ct.len() - 1000],
+    );
+    let (code, stderr) = interrupt(child);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted;") && stderr.contains("was not written"),
+        "{stderr}"
+    );
+    assert!(
+        files_under(&outdir).is_empty(),
+        "{:?}",
+        files_under(&outdir)
+    );
+
+    let enc_out = outdir.join("ct").display().to_string();
+    let child = spawn_feeding(&["encrypt", "--keyset", &sk, "--out", &enc_out], &pt);
+    let (code, stderr) = interrupt(child);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        files_under(&outdir).is_empty(),
+        "{:?}",
+        files_under(&outdir)
+    );
+
+    let st = d.s("store");
+    let child = spawn_feeding(&store_args("put", &st, &k, &sk, &["big"]), &pt);
+    let (code, stderr) = interrupt(child);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("\"big\" was not stored"), "{stderr}");
+    assert!(
+        files_under(Path::new(&st)).is_empty(),
+        "{:?}",
+        files_under(Path::new(&st))
+    );
+}

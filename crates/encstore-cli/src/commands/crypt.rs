@@ -1,6 +1,8 @@
 //! `encrypt`, `decrypt` and `list-key-templates`.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, anyhow};
 use encstore_core::Aead;
@@ -125,11 +127,35 @@ async fn stream_crypt(c: &Crypt, keyset: &Keyset, encrypt: bool) -> Result<()> {
     let input = c.input.clone();
     let output = c.output.clone();
     let keyset_path = c.keyset.clone();
-    tokio::task::spawn_blocking(move || {
-        stream_crypt_blocking(&streaming, encrypt, &ad, input, output, &keyset_path)
-    })
-    .await
-    .map_err(|e| anyhow!("the streaming task failed: {e}"))?
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = Arc::clone(&stop);
+    let mut task = tokio::task::spawn_blocking(move || {
+        stream_crypt_blocking(
+            &streaming,
+            encrypt,
+            &ad,
+            input,
+            output,
+            &keyset_path,
+            &stop_flag,
+        )
+    });
+    tokio::select! {
+        r = &mut task => r.map_err(|e| anyhow!("the streaming task failed: {e}"))?,
+        _ = tokio::signal::ctrl_c() => {
+            // The loop stops before its next chunk and drops the output,
+            // which removes the temporary file of --out.
+            stop.store(true, Ordering::SeqCst);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+            let out = match io::file_name(c.output.as_deref()) {
+                Some(p) => format!("{p} was not written"),
+                None => "stdout has only part of the output".to_owned(),
+            };
+            Err(anyhow::Error::new(crate::store::Interrupted(format!(
+                "interrupted; {out}"
+            ))))
+        }
+    }
 }
 
 /// Refuses a keyset with a key outside `policy` (the check
@@ -161,6 +187,7 @@ fn stream_crypt_blocking(
     input: Option<std::path::PathBuf>,
     output: Option<std::path::PathBuf>,
     keyset_path: &Path,
+    stop: &AtomicBool,
 ) -> Result<()> {
     let what = io::file_name(input.as_deref()).unwrap_or_else(|| "stdin".to_owned());
     let out_what = if encrypt {
@@ -177,6 +204,7 @@ fn stream_crypt_blocking(
         let encrypt_error = |e| anyhow!("cannot encrypt {what}: {e}");
         let mut enc = s.encryptor(ad).map_err(encrypt_error)?;
         loop {
+            check_stop(stop)?;
             let n = io::read_full(&mut reader, &mut buf).map_err(read_error)?;
             enc.update(&buf[..n], &mut out).map_err(encrypt_error)?;
             sink.write(&out, out_what)?;
@@ -195,6 +223,7 @@ fn stream_crypt_blocking(
         };
         let mut dec = s.decryptor(ad);
         loop {
+            check_stop(stop)?;
             let n = io::read_full(&mut reader, &mut buf).map_err(read_error)?;
             dec.update(&buf[..n], &mut out).map_err(decrypt_error)?;
             sink.write(&out, out_what)?;
@@ -205,6 +234,16 @@ fn stream_crypt_blocking(
         }
         dec.finish_into(&mut out).map_err(decrypt_error)?;
     }
+    check_stop(stop)?;
     sink.write(&out, out_what)?;
     sink.finish(out_what)
+}
+
+/// Fails once Ctrl-C was pressed (the error is not shown: the async side
+/// reports the interruption).
+fn check_stop(stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::SeqCst) {
+        anyhow::bail!("interrupted");
+    }
+    Ok(())
 }

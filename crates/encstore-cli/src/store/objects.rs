@@ -108,7 +108,20 @@ async fn put_streaming(c: &StorePut) -> Result<()> {
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    let result = store.store_stream(key, Box::pin(body)).await;
+    // Ctrl-C drops the write: nothing is stored (the library's streamed
+    // writes are atomic; an S3 multipart upload is aborted).
+    let result = tokio::select! {
+        r = store.store_stream(key, Box::pin(body)) => r,
+        _ = tokio::signal::ctrl_c() => {
+            if let Some(b) = bar {
+                b.abandon();
+            }
+            return Err(anyhow::Error::new(super::Interrupted(format!(
+                "interrupted; {} was not stored (it keeps its old value, if it had one)",
+                ShownKey(key)
+            ))));
+        }
+    };
     // The reading thread ends once the body is dropped (its sends fail).
     let _ = feeder.await;
     match result {
@@ -190,7 +203,7 @@ async fn get_streaming(store: &EncryptedStorage, c: &StoreGet) -> Result<()> {
     let bar = progress::byte_bar(Some(size), "get");
     let mut body = stream.body;
     let mut written = 0u64;
-    let result: Result<()> = async {
+    let work = async {
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
                 Ok(chunk) => chunk,
@@ -209,8 +222,17 @@ async fn get_streaming(store: &EncryptedStorage, c: &StoreGet) -> Result<()> {
             );
         }
         Ok(())
-    }
-    .await;
+    };
+    // Ctrl-C drops the output: the temporary file of --out is removed.
+    let result: Result<()> = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::Error::new(super::Interrupted(
+            match io::file_name(c.output.as_deref()) {
+                Some(p) => format!("interrupted; {p} was not written"),
+                None => "interrupted; stdout has only part of the value".to_owned(),
+            },
+        ))),
+    };
     if let Some(b) = &bar {
         if result.is_ok() {
             b.finish();
