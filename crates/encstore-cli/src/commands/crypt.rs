@@ -195,7 +195,16 @@ fn stream_crypt_blocking(
     } else {
         "the plaintext"
     };
-    let (mut reader, _) = io::open_input(input.as_deref(), "input")?;
+    let (mut reader, size) = io::open_input(input.as_deref(), "input")?;
+    // The end of a pipe may come from Ctrl-C itself (it also stops the
+    // command writing into the pipe): wait a moment for the signal before
+    // taking it for the end of the input.
+    let at_end = || {
+        if size.is_none() {
+            std::thread::sleep(SIGNAL_GRACE);
+        }
+        check_stop(stop)
+    };
     let mut sink = io::Sink::open(output.as_deref(), out_what)?;
     let mut buf = Zeroizing::new(vec![0u8; STREAM_CHUNK]);
     let mut out = Zeroizing::new(Vec::with_capacity(2 * STREAM_CHUNK));
@@ -213,6 +222,7 @@ fn stream_crypt_blocking(
                 break;
             }
         }
+        at_end()?;
         enc.finish_into(&mut out).map_err(encrypt_error)?;
     } else {
         let decrypt_error = |e| {
@@ -232,12 +242,17 @@ fn stream_crypt_blocking(
                 break;
             }
         }
+        at_end()?;
         dec.finish_into(&mut out).map_err(decrypt_error)?;
     }
     check_stop(stop)?;
     sink.write(&out, out_what)?;
     sink.finish(out_what)
 }
+
+/// How long the end of a piped input waits for a Ctrl-C that may have
+/// caused it (see `stream_crypt_blocking`, `store put`).
+pub(crate) const SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Fails once Ctrl-C was pressed (the error is not shown: the async side
 /// reports the interruption).

@@ -73,6 +73,15 @@ async fn put_streaming(c: &StorePut) -> Result<()> {
     let reader_bar = bar.clone();
     let reader_what = what.clone();
     let first = Bytes::from_owner(head);
+    // The end of a pipe may come from Ctrl-C itself (it also stops the
+    // command writing into the pipe): the body ends (and the library
+    // commits the value) only after a moment in which that Ctrl-C drops the
+    // write instead.
+    let end_of_input = move || {
+        if size.is_none() {
+            std::thread::sleep(crate::commands::SIGNAL_GRACE);
+        }
+    };
     let feeder = tokio::task::spawn_blocking(move || {
         if tx.blocking_send(Ok(first)).is_err() {
             return;
@@ -84,13 +93,20 @@ async fn put_streaming(c: &StorePut) -> Result<()> {
             // same bytes); the value stays in this process only.
             let mut buf = vec![0u8; PUT_CHUNK];
             match io::read_full(&mut reader, &mut buf) {
-                Ok(0) => return,
+                Ok(0) => {
+                    end_of_input();
+                    return;
+                }
                 Ok(got) => {
                     buf.truncate(got);
                     if let Some(b) = &reader_bar {
                         b.inc(got as u64);
                     }
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() || got < PUT_CHUNK {
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                    if got < PUT_CHUNK {
+                        end_of_input();
                         return;
                     }
                 }
@@ -467,12 +483,20 @@ async fn stat_content(c: &StoreStat, backend: &Arc<dyn Storage>, key: &str) -> R
     };
     let keyset = keysets::load_file(path, c.keyset_format, &c.master).await?;
     let store = super::with_keyset(backend, &keyset, path)?;
-    let object = backend
-        .load(key)
-        .await
-        .map_err(|e| object_error(key, location, &e))?;
     let snap = store.keyset().snapshot();
-    let class = snap.classify_object(&object, &store.associated_data(key));
+    let head_class = snap.classify(&head);
+    // As the census: the whole object is read only when its class depends
+    // on more than its prefix (a RAW key to try), never for an object
+    // whose prefix names a key (a large object may be gigabytes).
+    let class = if snap.needs_whole_object(head_class) {
+        let object = backend
+            .load(key)
+            .await
+            .map_err(|e| object_error(key, location, &e))?;
+        snap.classify_object(&object, &store.associated_data(key))
+    } else {
+        snap.class_from_head(head_class)
+    };
     content.checked = true;
     content.raw = Some(false);
     match class {
