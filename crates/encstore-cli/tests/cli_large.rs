@@ -1034,3 +1034,61 @@ fn ctrl_c_in_the_middle_of_a_stream_leaves_nothing_behind() {
         files_under(Path::new(&st))
     );
 }
+
+/// Both keysets of a store wrapped by one master keyset (with keyset
+/// associated data): the store commands open the streaming keyset with
+/// the same master key options as --keyset.
+#[test]
+fn the_streaming_keyset_opens_with_the_master_key_options_of_the_keyset() {
+    let d = Dir::new();
+    let st = d.s("store");
+    let m = keyset(&d, "master.json");
+    let (k, sk) = (d.s("k.json"), d.s("s.json"));
+    for (path, template) in [(&k, "AES256_GCM"), (&sk, "AES256_GCM_HKDF_4KB")] {
+        ok(&[
+            "create-keyset",
+            "--key-template",
+            template,
+            "--out",
+            path,
+            "--master-keyset",
+            &m,
+            "--keyset-associated-data",
+            "app",
+        ]);
+    }
+    let big = data(1_100_000, 2);
+    let p = d.s("big");
+    std::fs::write(&p, &big).unwrap();
+    let master = [
+        "--master-keyset",
+        m.as_str(),
+        "--keyset-associated-data",
+        "app",
+    ];
+    let mut args = store_args("put", &st, &k, &sk, &["big", "--in", &p]);
+    args.extend(master);
+    ok(&args);
+    let mut args = store_args("get", &st, &k, &sk, &["big"]);
+    args.extend(master);
+    assert_eq!(ok(&args), big);
+    let mut args = store_args("status", &st, &k, &sk, &["--json"]);
+    args.extend(master);
+    let v: Value = serde_json::from_slice(&ok(&args)).unwrap();
+    assert_eq!(v["large"], 1);
+    // Without the master key, or with other associated data, the pair does
+    // not open.
+    fails(
+        &store_args("get", &st, &k, &sk, &["big"]),
+        1,
+        "is an encrypted keyset",
+    );
+    let mut args = store_args("get", &st, &k, &sk, &["big"]);
+    args.extend([
+        "--master-keyset",
+        m.as_str(),
+        "--keyset-associated-data",
+        "other",
+    ]);
+    fails(&args, 1, "does not decrypt with master keyset");
+}
