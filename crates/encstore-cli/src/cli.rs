@@ -54,9 +54,15 @@ pub enum Command {
     ConvertKeyset(ConvertKeyset),
     /// List the key template names accepted by --key-template.
     ListKeyTemplates,
-    /// Encrypt data with a keyset's primary key.
+    /// Encrypt data with a keyset's primary key. With a streaming AEAD
+    /// keyset, streams input of any size in constant memory and writes
+    /// Tink's streaming ciphertext.
     Encrypt(Crypt),
-    /// Decrypt data with a keyset. Writes nothing unless decryption succeeds.
+    /// Decrypt data with a keyset. Writes nothing unless decryption
+    /// succeeds (with a streaming keyset and stdout as the output, each
+    /// segment's plaintext is written once it authenticated, and a
+    /// ciphertext altered or cut short further on fails at its end with
+    /// exit status 1: check it).
     Decrypt(Crypt),
     /// Re-wrap an encrypted keyset under its master key's newest version
     /// (after a master-key rotation such as `bao write -f
@@ -139,15 +145,25 @@ pub struct StoreArgs {
     pub store: StoreLocation,
 }
 
-/// `--keyset PATH` and how to open it, for the store commands.
+/// `--keyset PATH` (and `--streaming-keyset PATH`) and how to open them,
+/// for the store commands.
 #[derive(Debug, Clone, Args)]
 pub struct StoreKeysetArgs {
-    /// The keyset file.
+    /// The keyset file (AEAD keys: small objects).
     #[arg(long, value_name = "PATH", env = "ENCSTORE_KEYSET")]
     pub keyset: PathBuf,
     /// Format of the keyset file (default: detected from its content).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub keyset_format: Option<Format>,
+    /// The streaming keyset file (streaming AEAD keys: large objects,
+    /// docs/format.md). Opened with the same master key options as
+    /// --keyset. Without it, large objects cannot be written or read.
+    #[arg(long, value_name = "PATH", env = "ENCSTORE_STREAMING_KEYSET")]
+    pub streaming_keyset: Option<PathBuf>,
+    /// Format of the streaming keyset file (default: detected from its
+    /// content).
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "streaming_keyset")]
+    pub streaming_keyset_format: Option<Format>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub master: MasterKeyArgs,
@@ -213,7 +229,9 @@ pub struct StorePut {
     pub keyset: StoreKeysetArgs,
     /// The key name, such as certs/example.com.key.
     pub key: String,
-    /// Read the value from this file (default: stdin).
+    /// Read the value from this file (default: stdin). With
+    /// --streaming-keyset, a value of more than 1 MiB is streamed in
+    /// constant memory and stored as a large object.
     #[arg(long = "in", value_name = "PATH")]
     pub input: Option<PathBuf>,
 }
@@ -230,9 +248,17 @@ pub struct StoreGet {
     /// The key name.
     pub key: String,
     /// Write the value to this file (default: stdout), atomically, mode
-    /// 0600, only once it decrypted.
+    /// 0600, only once it decrypted (a large object is streamed to a
+    /// temporary file, renamed into place once its last segment
+    /// authenticated).
     #[arg(long = "out", value_name = "PATH")]
     pub output: Option<PathBuf>,
+    /// Print only the bytes START to END of the value, both inclusive and
+    /// counted from 0, as an HTTP range (`0-99` is the first 100 bytes;
+    /// `START-` runs to the end). Of a large object, only the segments
+    /// covering the range are read.
+    #[arg(long, value_name = "START-END", value_parser = parse::byte_range, allow_hyphen_values = true)]
+    pub range: Option<parse::ByteRange>,
     /// Migration mode: return an object stored before encryption (plaintext).
     #[arg(long)]
     pub allow_plaintext: bool,

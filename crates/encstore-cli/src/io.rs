@@ -97,34 +97,160 @@ pub fn write_output(path: Option<&Path>, data: &[u8], what: &str) -> Result<()> 
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o600));
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(data)?;
+    f.commit()
+}
+
+/// A file written atomically, for outputs written piece by piece (a
+/// stream): a private (mode 0600) temporary file in the same directory,
+/// fsynced and renamed over the destination by [`commit`](Self::commit),
+/// and the directory fsynced. Dropped without `commit`, the temporary file
+/// is removed and the destination is untouched, so a failure half-way
+/// never leaves a partial file.
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file next to `path`.
+    pub fn create(path: &Path) -> Result<AtomicFile> {
+        let dir = parent_dir(path);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(fs::Permissions::from_mode(0o600));
+        }
+        let tmp = builder
+            .tempfile_in(&dir)
+            .context("cannot create a temporary file next to it")?;
+        #[cfg(unix)]
+        {
+            // Whatever the umask did, the file is private.
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(AtomicFile {
+            tmp,
+            path: path.to_path_buf(),
+        })
     }
-    let mut tmp = builder
-        .tempfile_in(&dir)
-        .context("cannot create a temporary file next to it")?;
-    tmp.write_all(data)?;
-    #[cfg(unix)]
-    {
-        // Whatever the umask did, the file is private.
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o600))?;
+
+    /// Appends `data`.
+    pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.tmp.write_all(data)
     }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(&dir)?;
-    Ok(())
+
+    /// Fsyncs the file, renames it over the destination and fsyncs the
+    /// directory.
+    pub fn commit(self) -> Result<()> {
+        self.tmp.as_file().sync_all()?;
+        let dir = parent_dir(&self.path);
+        self.tmp.persist(&self.path).map_err(|e| e.error)?;
+        sync_dir(&dir)?;
+        Ok(())
+    }
+}
+
+/// Where a streamed output goes: a file written atomically, or stdout
+/// (written as it comes).
+pub enum Sink {
+    /// `--out PATH`: replaced only by [`finish`](Sink::finish).
+    File(AtomicFile, PathBuf),
+    /// Standard output.
+    Stdout(io::Stdout),
+}
+
+impl Sink {
+    /// The sink for `path` (stdout when `None` or `-`); `what` names the
+    /// output in messages.
+    pub fn open(path: Option<&Path>, what: &str) -> Result<Sink> {
+        match path {
+            Some(p) if p != Path::new("-") => Ok(Sink::File(
+                AtomicFile::create(p)
+                    .with_context(|| format!("cannot write {what} to {}", p.display()))?,
+                p.to_path_buf(),
+            )),
+            _ => Ok(Sink::Stdout(io::stdout())),
+        }
+    }
+
+    /// Writes `data`; `what` names the output in messages.
+    pub fn write(&mut self, data: &[u8], what: &str) -> Result<()> {
+        match self {
+            Sink::File(f, p) => f
+                .write_all(data)
+                .with_context(|| format!("cannot write {what} to {}", p.display())),
+            Sink::Stdout(out) => out
+                .write_all(data)
+                .with_context(|| format!("cannot write {what} to stdout")),
+        }
+    }
+
+    /// Ends the output: a file is committed (renamed into place), stdout
+    /// flushed.
+    pub fn finish(self, what: &str) -> Result<()> {
+        match self {
+            Sink::File(f, p) => f
+                .commit()
+                .with_context(|| format!("cannot write {what} to {}", p.display())),
+            Sink::Stdout(mut out) => out
+                .flush()
+                .with_context(|| format!("cannot write {what} to stdout")),
+        }
+    }
+}
+
+/// Opens `path` for reading, or stdin when `path` is `None` or `-` (with
+/// the hint that stdin is being read when it is a terminal). Returns the
+/// reader and, for a regular file, its size.
+pub fn open_input(path: Option<&Path>, what: &str) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
+    match path {
+        Some(p) if p != Path::new("-") => {
+            let f =
+                fs::File::open(p).with_context(|| format!("cannot read {what} {}", p.display()))?;
+            let size = f
+                .metadata()
+                .ok()
+                .filter(fs::Metadata::is_file)
+                .map(|m| m.len());
+            Ok((Box::new(f), size))
+        }
+        _ => {
+            let stdin = io::stdin();
+            if stdin.is_terminal() {
+                let w = what.strip_prefix("the ").unwrap_or(what);
+                eprintln!(
+                    "encstore: reading the {w} from standard input (no --in given); end it with Ctrl-D"
+                );
+            }
+            Ok((Box::new(stdin), None))
+        }
+    }
+}
+
+/// Reads into `buf` until it is full or the input ends; returns how many
+/// bytes were read (fewer than `buf.len()` only at the end).
+pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

@@ -98,6 +98,72 @@ fn parse_policy(p: &str) -> Result<Policy, PolicyError> {
     }
 }
 
+/// `--range START-END`: bytes START to END of a value, both inclusive and
+/// counted from 0, as in an HTTP `Range: bytes=START-END` header; `START-`
+/// runs to the end of the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// The first byte.
+    pub start: u64,
+    /// The last byte (inclusive); `None` for `START-` (to the end).
+    pub last: Option<u64>,
+}
+
+impl ByteRange {
+    /// The range as a half-open `start..end` (`u64::MAX` as the end of
+    /// `START-`, clamped by the reader to the value's size).
+    pub fn to_range(self) -> std::ops::Range<u64> {
+        self.start..self.last.map_or(u64::MAX, |l| l.saturating_add(1))
+    }
+}
+
+impl std::fmt::Display for ByteRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.last {
+            Some(l) => write!(f, "{}-{l}", self.start),
+            None => write!(f, "{}-", self.start),
+        }
+    }
+}
+
+/// Parses `--range`. Refuses (with a message saying what is expected)
+/// anything but `START-END` or `START-` in decimal, and a range whose end
+/// comes before its start.
+pub fn byte_range(s: &str) -> Result<ByteRange, String> {
+    const FORM: &str = "expected START-END (bytes START to END, both inclusive, counted from 0, such as 0-4095) or START- (from START to the end)";
+    let Some((a, b)) = s.split_once('-') else {
+        return Err(format!("{s:?} has no '-'; {FORM}"));
+    };
+    let number = |t: &str, which: &str| -> Result<u64, String> {
+        if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(format!(
+                "{which} {t:?} of {s:?} is not a decimal byte offset; {FORM}"
+            ));
+        }
+        t.parse::<u64>()
+            .map_err(|_| format!("{which} {t:?} of {s:?} is too large"))
+    };
+    if a.is_empty() {
+        return Err(format!(
+            "{s:?} has no START (a suffix range, the last N bytes, is not supported); {FORM}"
+        ));
+    }
+    let start = number(a, "START")?;
+    let last = if b.is_empty() {
+        None
+    } else {
+        Some(number(b, "END")?)
+    };
+    if let Some(l) = last
+        && l < start
+    {
+        return Err(format!(
+            "{s:?} ends before it starts (END {l} < START {start}); {FORM}"
+        ));
+    }
+    Ok(ByteRange { start, last })
+}
+
 /// `cmd` with the typed flags taking any string: to find the syntax
 /// errors (conflicts, missing flags) that a refused value hid, since clap
 /// checks those only after every value parsed.
@@ -125,4 +191,41 @@ pub fn is_refused_value(e: &clap::Error) -> bool {
             e.get(ContextKind::InvalidArg),
             Some(ContextValue::String(flag)) if TYPED_FLAGS.contains(&flag.as_str())
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(
+            byte_range("0-99"),
+            Ok(ByteRange {
+                start: 0,
+                last: Some(99)
+            })
+        );
+        assert_eq!(byte_range("5-5").map(ByteRange::to_range), Ok(5..6));
+        assert_eq!(byte_range("7-").map(ByteRange::to_range), Ok(7..u64::MAX));
+        assert_eq!(
+            byte_range("0-18446744073709551615").map(ByteRange::to_range),
+            Ok(0..u64::MAX)
+        );
+        for (bad, why) in [
+            ("", "no '-'"),
+            ("12", "no '-'"),
+            ("-5", "suffix range"),
+            ("a-5", "START \"a\""),
+            ("1-b", "END \"b\""),
+            ("+1-2", "START \"+1\""),
+            (" 1-2", "not a decimal"),
+            ("1-2-3", "END \"2-3\""),
+            ("9-3", "ends before it starts"),
+            ("99999999999999999999-", "too large"),
+        ] {
+            let e = byte_range(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
 }

@@ -154,6 +154,8 @@ pub async fn run(c: &Quickstart) -> Result<()> {
     let store_args = StoreKeysetArgs {
         keyset: keyset.clone(),
         keyset_format: None,
+        streaming_keyset: None,
+        streaming_keyset_format: None,
         master: crate::cli::MasterKeyArgs::default(),
         policy: None,
     };

@@ -97,8 +97,8 @@ fn every_listed_template_creates_a_working_keyset() {
     let d = Dir::new();
     let names = String::from_utf8(ok(&["list-key-templates"])).expect("utf8");
     fs::write(d.p("pt"), b"some data").expect("write");
-    // Streaming AEAD templates: tests/cli_streaming.rs (encrypt takes an
-    // AEAD keyset).
+    // Streaming AEAD templates: tests/cli_streaming.rs and, for encrypt
+    // and decrypt with them, tests/cli_large.rs.
     let aead = |n: &&str| {
         encstore_tink::templates::by_name(n)
             .expect("listed")

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Dir, fails, ok};
+use encstore_tink::keyset::Keyset;
 
 const STREAMING: [&str; 8] = [
     "AES128_GCM_HKDF_4KB",
@@ -119,12 +120,25 @@ fn aead_and_streaming_keys_never_mix() {
         before_s,
         "nothing written"
     );
-    // encrypt needs an AEAD keyset.
+    // encrypt with a streaming keyset writes Tink's streaming ciphertext
+    // (issue 12; before, it was refused): no AEAD prefix, the streaming
+    // keyset's decryption (tested against Tink) reads it, and the AEAD
+    // keyset does not.
     std::fs::write(d.p("pt"), b"x").expect("write");
+    let ct = ok(&["encrypt", "--keyset", &s, "--in", &d.s("pt")]);
+    let ks = Keyset::from_json_insecure(&before_s).expect("keyset");
+    assert_eq!(
+        ks.streaming_aead()
+            .expect("streaming")
+            .decrypt(&ct, b"")
+            .expect("decrypts"),
+        b"x"
+    );
+    std::fs::write(d.p("ct"), &ct).expect("write");
     fails(
-        &["encrypt", "--keyset", &s, "--in", &d.s("pt")],
+        &["decrypt", "--keyset", &a, "--in", &d.s("ct")],
         1,
-        "this keyset holds streaming AEAD keys, not AEAD keys",
+        "cannot decrypt",
     );
     // Policies list AEAD key types: a streaming template with --policy is refused.
     fails(

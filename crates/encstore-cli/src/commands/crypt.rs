@@ -1,10 +1,14 @@
 //! `encrypt`, `decrypt` and `list-key-templates`.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, anyhow};
 use encstore_core::Aead;
-use encstore_tink::keyset::Keyset;
+use encstore_tink::keyset::{Keyset, PrimitiveKind};
+use encstore_tink::streaming::KeysetStreamingAead;
+use zeroize::Zeroizing;
 
 use crate::cli::Crypt;
 use crate::{io, keysets};
@@ -54,6 +58,9 @@ pub(super) fn list_key_templates() -> Result<()> {
 
 pub(super) async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
     let keyset = keysets::load_file(&c.keyset, c.keyset_format, &c.master).await?;
+    if keyset.primitive() == PrimitiveKind::StreamingAead {
+        return stream_crypt(c, &keyset, encrypt).await;
+    }
     if let Some(policy) = &c.policy {
         // The same check a server makes when it loads the keyset.
         encstore::ReloadableKeyset::new(&keyset, policy.policy.clone())
@@ -86,4 +93,172 @@ pub(super) async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
             "the plaintext"
         },
     )
+}
+
+/// How much input `encrypt`/`decrypt` read at once with a streaming keyset.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// `encrypt`/`decrypt` with a streaming keyset: Tink's streaming AEAD, in
+/// constant memory (one read chunk and one segment), whatever the size of
+/// the input. The output is exactly Tink's streaming ciphertext (a header,
+/// then segments; no key ID: `decrypt` tries every ENABLED key, as Tink
+/// does).
+///
+/// A file output (`--out`) is written to a temporary file and renamed into
+/// place only once the whole input was encrypted, or decrypted and
+/// authenticated up to its last segment. On stdout, the plaintext of each
+/// segment is written once that segment authenticated; a ciphertext cut
+/// short or altered further on is detected when its end is read, and the
+/// command then fails (exit status 1) after part of the plaintext was
+/// written: check the exit status.
+async fn stream_crypt(c: &Crypt, keyset: &Keyset, encrypt: bool) -> Result<()> {
+    if let Some(policy) = &c.policy {
+        check_policy(keyset, &policy.policy)
+            .map_err(|e| anyhow!("keyset {}: {e}", c.keyset.display()))?;
+    }
+    let streaming = keyset
+        .streaming_aead()
+        .map_err(|e| anyhow!("keyset {}: {e}", c.keyset.display()))?;
+    let ad = io::text_or_hex(
+        c.associated_data.as_deref(),
+        c.associated_data_hex.as_deref(),
+        "--associated-data-hex",
+    )?;
+    let input = c.input.clone();
+    let output = c.output.clone();
+    let keyset_path = c.keyset.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = Arc::clone(&stop);
+    let mut task = tokio::task::spawn_blocking(move || {
+        stream_crypt_blocking(
+            &streaming,
+            encrypt,
+            &ad,
+            input,
+            output,
+            &keyset_path,
+            &stop_flag,
+        )
+    });
+    tokio::select! {
+        r = &mut task => r.map_err(|e| anyhow!("the streaming task failed: {e}"))?,
+        _ = tokio::signal::ctrl_c() => {
+            // The loop stops before its next chunk and drops the output,
+            // which removes the temporary file of --out.
+            stop.store(true, Ordering::SeqCst);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+            let out = match io::file_name(c.output.as_deref()) {
+                Some(p) => format!("{p} was not written"),
+                None => "stdout has only part of the output".to_owned(),
+            };
+            Err(anyhow::Error::new(crate::store::Interrupted(format!(
+                "interrupted; {out}"
+            ))))
+        }
+    }
+}
+
+/// Refuses a keyset with a key outside `policy` (the check
+/// `ReloadableKeyset` makes for AEAD keysets).
+pub(crate) fn check_policy(keyset: &Keyset, policy: &encstore::Policy) -> Result<()> {
+    for k in keyset.info().keys {
+        if let Some(params) = &k.params
+            && !policy.allows(params)
+        {
+            return Err(anyhow!(
+                "{}",
+                encstore::LoadError::Policy {
+                    policy: policy.name.clone(),
+                    refusal: encstore_core::PolicyRefusal {
+                        key_id: k.key_id,
+                        key_type: encstore::policy::describe(params),
+                    },
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn stream_crypt_blocking(
+    s: &KeysetStreamingAead,
+    encrypt: bool,
+    ad: &[u8],
+    input: Option<std::path::PathBuf>,
+    output: Option<std::path::PathBuf>,
+    keyset_path: &Path,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let what = io::file_name(input.as_deref()).unwrap_or_else(|| "stdin".to_owned());
+    let out_what = if encrypt {
+        "the ciphertext"
+    } else {
+        "the plaintext"
+    };
+    let (mut reader, size) = io::open_input(input.as_deref(), "input")?;
+    // The end of a pipe may come from Ctrl-C itself (it also stops the
+    // command writing into the pipe): wait a moment for the signal before
+    // taking it for the end of the input.
+    let at_end = || {
+        if size.is_none() {
+            std::thread::sleep(SIGNAL_GRACE);
+        }
+        check_stop(stop)
+    };
+    let mut sink = io::Sink::open(output.as_deref(), out_what)?;
+    let mut buf = Zeroizing::new(vec![0u8; STREAM_CHUNK]);
+    let mut out = Zeroizing::new(Vec::with_capacity(2 * STREAM_CHUNK));
+    let read_error = |e: std::io::Error| anyhow!("cannot read {what}: {e}");
+    if encrypt {
+        let encrypt_error = |e| anyhow!("cannot encrypt {what}: {e}");
+        let mut enc = s.encryptor(ad).map_err(encrypt_error)?;
+        loop {
+            check_stop(stop)?;
+            let n = io::read_full(&mut reader, &mut buf).map_err(read_error)?;
+            enc.update(&buf[..n], &mut out).map_err(encrypt_error)?;
+            sink.write(&out, out_what)?;
+            out.clear();
+            if n < buf.len() {
+                break;
+            }
+        }
+        at_end()?;
+        enc.finish_into(&mut out).map_err(encrypt_error)?;
+    } else {
+        let decrypt_error = |e| {
+            anyhow!(
+                "cannot decrypt {what} with streaming keyset {}: {e}",
+                keyset_path.display()
+            )
+        };
+        let mut dec = s.decryptor(ad);
+        loop {
+            check_stop(stop)?;
+            let n = io::read_full(&mut reader, &mut buf).map_err(read_error)?;
+            dec.update(&buf[..n], &mut out).map_err(decrypt_error)?;
+            sink.write(&out, out_what)?;
+            out.clear();
+            if n < buf.len() {
+                break;
+            }
+        }
+        at_end()?;
+        dec.finish_into(&mut out).map_err(decrypt_error)?;
+    }
+    check_stop(stop)?;
+    sink.write(&out, out_what)?;
+    sink.finish(out_what)
+}
+
+/// How long the end of a piped input waits for a Ctrl-C that may have
+/// caused it (see `stream_crypt_blocking`, `store put`).
+pub(crate) const SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Fails once Ctrl-C was pressed (the error is not shown: the async side
+/// reports the interruption).
+fn check_stop(stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::SeqCst) {
+        anyhow::bail!("interrupted");
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@
 //! - [`crypt`]: encrypt, decrypt, list-key-templates.
 
 mod crypt;
+pub(crate) use crypt::SIGNAL_GRACE;
 mod keys;
 mod list;
 

@@ -33,11 +33,11 @@ pub mod verify;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use encstore::open::{OpenStoreError, OpenStoreOptions, StoreLocation};
-use encstore::{EncryptedStorage, Options, Policy, ReloadableKeyset};
+use encstore::{EncryptedStorage, LoadError, Options, Policy, ReloadableKeyset};
 use encstore_core::{Error, ShownKey, Storage};
-use encstore_tink::keyset::Keyset;
+use encstore_tink::keyset::{Keyset, PrimitiveKind};
 
 pub use self::progress::Interrupted;
 use crate::cli::{StoreCommand, StoreKeysetArgs};
@@ -86,37 +86,15 @@ pub async fn open_backend(location: &StoreLocation, create: bool) -> Result<Arc<
         })
 }
 
-/// Reads the keyset a store command names, unwrapping it with its master
-/// key.
-pub async fn open_keyset(args: &StoreKeysetArgs) -> Result<Keyset> {
-    keysets::load_file(&args.keyset, args.keyset_format, &args.master).await
-}
-
-/// The encrypted store at `location` with the `--keyset` and `--policy`
-/// of `args`.
+/// The encrypted store at `location` with the `--keyset`, the
+/// `--streaming-keyset` (if any) and `--policy` of `args`.
 pub async fn open_store(
     location: &StoreLocation,
     args: &StoreKeysetArgs,
     allow_plaintext: bool,
     create: bool,
 ) -> Result<EncryptedStorage> {
-    let keyset = open_keyset(args).await?;
-    let policy = args
-        .policy
-        .as_ref()
-        .map(|p| p.policy.clone())
-        .unwrap_or_default();
-    // KMS envelope keys open their master keys from their kek_uri, with
-    // the configuration from the environment (VAULT_TOKEN, AWS_*, ...).
-    let keys = ReloadableKeyset::new_with_master_keys(
-        &keyset,
-        None,
-        policy,
-        Arc::new(encstore::UriResolver::new()),
-        encstore_tink::envelope::EnvelopeOptions::default(),
-    )
-    .await
-    .map_err(|e| anyhow!("keyset {}: {e}", args.keyset.display()))?;
+    let keys = open_keys(args).await?;
     let backend = open_backend(location, create).await?;
     let options = Options {
         allow_plaintext,
@@ -127,6 +105,79 @@ pub async fn open_store(
         Arc::new(keys),
         options,
     ))
+}
+
+/// The keysets of `args` (the AEAD keyset and, with `--streaming-keyset`,
+/// the streaming keyset, both unwrapped with the same master key),
+/// checked against `--policy`.
+pub async fn open_keys(args: &StoreKeysetArgs) -> Result<ReloadableKeyset> {
+    let policy = args
+        .policy
+        .as_ref()
+        .map(|p| p.policy.clone())
+        .unwrap_or_default();
+    let master = keysets::open_master(&args.master).await?;
+    let keyset = read_keyset_file(&args.keyset, args.keyset_format, master.as_ref()).await?;
+    let shown = args.keyset.display();
+    if keyset.primitive() == PrimitiveKind::StreamingAead {
+        bail!(
+            "keyset {shown} holds streaming AEAD keys: give it as --streaming-keyset, and an AEAD keyset (for small objects) as --keyset"
+        );
+    }
+    let streaming = match &args.streaming_keyset {
+        Some(spath) => {
+            let streaming =
+                read_keyset_file(spath, args.streaming_keyset_format, master.as_ref()).await?;
+            if streaming.primitive() != PrimitiveKind::StreamingAead {
+                bail!(
+                    "streaming keyset {} holds AEAD keys, not streaming AEAD keys: create one with a streaming template (such as `encstore create-keyset --key-template AES256_GCM_HKDF_1MB`; see `encstore list-key-templates`)",
+                    spath.display()
+                );
+            }
+            Some(streaming)
+        }
+        None => None,
+    };
+    // KMS envelope keys open their master keys from their kek_uri, with
+    // the configuration from the environment (VAULT_TOKEN, AWS_*, ...).
+    let keys = ReloadableKeyset::new_with_master_keys(
+        &keyset,
+        streaming.as_ref(),
+        policy,
+        Arc::new(encstore::UriResolver::new()),
+        encstore_tink::envelope::EnvelopeOptions::default(),
+    )
+    .await;
+    let Some(spath) = &args.streaming_keyset else {
+        return keys.map_err(|e| anyhow!("keyset {shown}: {e}"));
+    };
+    let sshown = spath.display();
+    keys.map_err(|e| match e {
+        LoadError::Streaming(inner) => anyhow!("streaming keyset {sshown}: {inner}"),
+        e @ LoadError::KeyIdCollision { .. } => {
+            anyhow!("keyset {shown} and streaming keyset {sshown}: {e}")
+        }
+        e => anyhow!("keyset {shown}: {e}"),
+    })
+}
+
+/// Reads the keyset file `path` (in `format`, or detected) and unwraps it
+/// with `master`.
+async fn read_keyset_file(
+    path: &Path,
+    format: Option<crate::cli::Format>,
+    master: Option<&keysets::Master>,
+) -> Result<Keyset> {
+    let bytes = crate::io::read_input_secret(Some(path), "keyset")?;
+    let format = keysets::format_of(&bytes, format);
+    keysets::load(
+        &bytes,
+        format,
+        master,
+        &format!("keyset {}", path.display()),
+        "--keyset-format",
+    )
+    .await
 }
 
 /// `keyset` at its full strength (every key type Tink supports) over

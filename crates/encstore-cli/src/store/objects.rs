@@ -6,19 +6,154 @@ use anyhow::{Result, anyhow, bail};
 use bytes::Bytes;
 use encstore::concurrency::map_bounded;
 use encstore::open::StoreLocation;
-use encstore::{ObjectClass, PREFIX_LESS};
+use encstore::{DEFAULT_STREAMING_THRESHOLD, EncryptedStorage, ObjectClass, PREFIX_LESS};
 use encstore_core::{Error, KeyInfo, ShownKey, Storage};
+use futures_util::StreamExt;
 use serde_json::json;
 
-use super::{object_error, open_backend, open_store, trim_slash, with_keyset_path};
+use super::{object_error, open_backend, open_store, progress, trim_slash, with_keyset_path};
 use crate::cli::{StoreGet, StoreKeysetArgs, StoreLs, StorePut, StoreRm, StoreStat};
 use crate::commands::note;
+use crate::parse::ByteRange;
 use crate::text::{count, rfc3339};
 use crate::{io, keysets};
 
 pub(super) async fn put(c: &StorePut) -> Result<()> {
+    if c.keyset.streaming_keyset.is_some() {
+        return put_streaming(c).await;
+    }
+    if let Some(size) = c
+        .input
+        .as_deref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .filter(|m| m.is_file() && m.len() > DEFAULT_STREAMING_THRESHOLD as u64)
+        .map(|m| m.len())
+    {
+        note(&format!(
+            "warning: no --streaming-keyset (or ENCSTORE_STREAMING_KEYSET): the value ({}) is read into memory and stored as one AEAD ciphertext; with a streaming keyset it is streamed in constant memory as a large object",
+            count(size, "byte")
+        ));
+    }
     let value = io::read_input_secret(c.input.as_deref(), "the value")?;
     put_bytes(&c.store.store, &c.keyset, &c.key, value).await
+}
+
+/// How much of the input `store put` reads at once when it streams.
+const PUT_CHUNK: usize = 256 * 1024;
+
+/// `store put` with a streaming keyset: a value of at most the streaming
+/// threshold (1 MiB) is stored as a small object (one AEAD ciphertext, as
+/// without a streaming keyset); a longer one is streamed from the input
+/// in constant memory (a bounded queue of chunks between the reading
+/// thread and the encryption) and stored as a large object.
+async fn put_streaming(c: &StorePut) -> Result<()> {
+    let location = &c.store.store;
+    let key = &c.key;
+    let store = open_store(location, &c.keyset, false, true).await?;
+    let threshold = store.streaming_threshold();
+    let (mut reader, size) = io::open_input(c.input.as_deref(), "the value")?;
+    let what = io::file_name(c.input.as_deref()).unwrap_or_else(|| "stdin".to_owned());
+    let store_error = |e: Error| anyhow!("cannot store {} in {location}: {e}", ShownKey(key));
+    let mut head = zeroize::Zeroizing::new(vec![0u8; threshold.saturating_add(1)]);
+    let n = io::read_full(&mut reader, &mut head)
+        .map_err(|e| anyhow!("cannot read the value from {what}: {e}"))?;
+    if n <= threshold {
+        head.truncate(n);
+        return store
+            .store(key, Bytes::from_owner(head))
+            .await
+            .map_err(store_error);
+    }
+    head.truncate(n);
+    let bar = progress::byte_bar(size, "put");
+    if let Some(b) = &bar {
+        b.inc(n as u64);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<encstore_core::Result<Bytes>>(2);
+    let reader_bar = bar.clone();
+    let reader_what = what.clone();
+    let first = Bytes::from_owner(head);
+    // The end of a pipe may come from Ctrl-C itself (it also stops the
+    // command writing into the pipe): the body ends (and the library
+    // commits the value) only after a moment in which that Ctrl-C drops the
+    // write instead.
+    let end_of_input = move || {
+        if size.is_none() {
+            std::thread::sleep(crate::commands::SIGNAL_GRACE);
+        }
+    };
+    let feeder = tokio::task::spawn_blocking(move || {
+        if tx.blocking_send(Ok(first)).is_err() {
+            return;
+        }
+        loop {
+            // Streamed chunks are not wiped when dropped (a 1 GiB value
+            // would cost seconds of byte-by-byte volatile writes in a
+            // debug build, and the library's segment buffers hold the
+            // same bytes); the value stays in this process only.
+            let mut buf = vec![0u8; PUT_CHUNK];
+            match io::read_full(&mut reader, &mut buf) {
+                Ok(0) => {
+                    end_of_input();
+                    return;
+                }
+                Ok(got) => {
+                    buf.truncate(got);
+                    if let Some(b) = &reader_bar {
+                        b.inc(got as u64);
+                    }
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                    if got < PUT_CHUNK {
+                        end_of_input();
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(Error::backend(
+                        "encstore",
+                        "read the value",
+                        format!("{reader_what}: {e}"),
+                    )));
+                    return;
+                }
+            }
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    // Ctrl-C drops the write: nothing is stored (the library's streamed
+    // writes are atomic; an S3 multipart upload is aborted).
+    let result = tokio::select! {
+        r = store.store_stream(key, Box::pin(body)) => r,
+        _ = tokio::signal::ctrl_c() => {
+            if let Some(b) = bar {
+                b.abandon();
+            }
+            return Err(anyhow::Error::new(super::Interrupted(format!(
+                "interrupted; {} was not stored (it keeps its old value, if it had one)",
+                ShownKey(key)
+            ))));
+        }
+    };
+    // The reading thread ends once the body is dropped (its sends fail).
+    let _ = feeder.await;
+    match result {
+        Ok(()) => {
+            if let Some(b) = bar {
+                b.finish();
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(b) = bar {
+                b.abandon();
+            }
+            Err(store_error(e))
+        }
+    }
 }
 
 /// Stores `value` under `key` (also used by `quickstart`). The value is
@@ -37,27 +172,121 @@ pub async fn put_bytes(
         .map_err(|e| anyhow!("cannot store {} in {location}: {e}", ShownKey(key)))
 }
 
+/// Why `key` could not be read: the library's explanation when it has one
+/// (a key not ENABLED, an unknown key ID, ...), else the error.
+async fn unreadable(store: &EncryptedStorage, c: &StoreGet, e: &Error) -> anyhow::Error {
+    match store.explain_unreadable(&c.key).await {
+        Some(why) => anyhow!("{}: {why}", ShownKey(&c.key)),
+        None => anyhow!(
+            "{}",
+            with_keyset_path(
+                &object_error(&c.key, &c.store.store, e).to_string(),
+                &c.keyset.keyset
+            )
+        ),
+    }
+}
+
 pub(super) async fn get(c: &StoreGet) -> Result<()> {
     let store = open_store(&c.store.store, &c.keyset, c.allow_plaintext, false).await?;
+    if let Some(range) = c.range {
+        return get_range(&store, c, range).await;
+    }
+    if c.keyset.streaming_keyset.is_some() {
+        return get_streaming(&store, c).await;
+    }
     let value = match store.load(&c.key).await {
         Ok(v) => v,
-        Err(e) => {
-            return Err(match store.explain_unreadable(&c.key).await {
-                Some(why) => anyhow!("{}: {why}", ShownKey(&c.key)),
-                None => anyhow!(
-                    "{}",
-                    with_keyset_path(
-                        &object_error(&c.key, &c.store.store, &e).to_string(),
-                        &c.keyset.keyset
-                    )
-                ),
-            });
-        }
+        Err(e) => return Err(unreadable(&store, c, &e).await),
     };
     // The library hands the plaintext over without a copy; this takes the
     // buffer back (no copy when it is the only reference) to wipe it.
     let value = zeroize::Zeroizing::new(Vec::from(value));
     io::write_output(c.output.as_deref(), &value, "the value")
+}
+
+/// `store get` with a streaming keyset: the value is streamed (a large
+/// object segment by segment, in constant memory) to stdout, or to a
+/// temporary file renamed over `--out` once the whole value decrypted.
+async fn get_streaming(store: &EncryptedStorage, c: &StoreGet) -> Result<()> {
+    let what = "the value";
+    let stream = match store.load_stream(&c.key).await {
+        Ok(s) => s,
+        Err(e) => return Err(unreadable(store, c, &e).await),
+    };
+    let size = stream.size;
+    let mut sink = io::Sink::open(c.output.as_deref(), what)?;
+    let bar = progress::byte_bar(Some(size), "get");
+    let mut body = stream.body;
+    let mut written = 0u64;
+    let work = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => return Err(unreadable(store, c, &e).await),
+            };
+            sink.write(&chunk, what)?;
+            written += chunk.len() as u64;
+            if let Some(b) = &bar {
+                b.inc(chunk.len() as u64);
+            }
+        }
+        if written != size {
+            bail!(
+                "{}: the store returned {written} bytes of a {size}-byte value",
+                ShownKey(&c.key)
+            );
+        }
+        Ok(())
+    };
+    // Ctrl-C drops the output: the temporary file of --out is removed.
+    let result: Result<()> = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::Error::new(super::Interrupted(
+            match io::file_name(c.output.as_deref()) {
+                Some(p) => format!("interrupted; {p} was not written"),
+                None => "interrupted; stdout has only part of the value".to_owned(),
+            },
+        ))),
+    };
+    if let Some(b) = &bar {
+        if result.is_ok() {
+            b.finish();
+        } else {
+            b.abandon();
+        }
+    }
+    result?;
+    sink.finish(what)
+}
+
+/// `store get --range START-END`: exactly the bytes START to END
+/// (inclusive) of the value, clamped to its end as HTTP does. A range
+/// that starts at or after the end of the value is refused
+/// (unsatisfiable, as HTTP's 416).
+async fn get_range(store: &EncryptedStorage, c: &StoreGet, range: ByteRange) -> Result<()> {
+    let unsatisfiable = |size: u64| {
+        let valid = if size == 0 {
+            "it is empty, so no range is satisfiable".to_owned()
+        } else {
+            format!("its bytes are 0 to {}", size - 1)
+        };
+        anyhow!(
+            "range {range} is not satisfiable: {} holds {} ({valid})",
+            ShownKey(&c.key),
+            count(size, "byte")
+        )
+    };
+    let read = match store.load_range(&c.key, range.to_range()).await {
+        Ok(r) => r,
+        Err(Error::RangeNotSatisfiable { size, .. }) => return Err(unsatisfiable(size)),
+        Err(e) => return Err(unreadable(store, c, &e).await),
+    };
+    if range.start >= read.size {
+        return Err(unsatisfiable(read.size));
+    }
+    let bytes = zeroize::Zeroizing::new(Vec::from(read.bytes));
+    io::write_output(c.output.as_deref(), &bytes, "the range")
 }
 
 pub(super) async fn ls(c: &StoreLs) -> Result<()> {
@@ -254,12 +483,20 @@ async fn stat_content(c: &StoreStat, backend: &Arc<dyn Storage>, key: &str) -> R
     };
     let keyset = keysets::load_file(path, c.keyset_format, &c.master).await?;
     let store = super::with_keyset(backend, &keyset, path)?;
-    let object = backend
-        .load(key)
-        .await
-        .map_err(|e| object_error(key, location, &e))?;
     let snap = store.keyset().snapshot();
-    let class = snap.classify_object(&object, &store.associated_data(key));
+    let head_class = snap.classify(&head);
+    // As the census: the whole object is read only when its class depends
+    // on more than its prefix (a RAW key to try), never for an object
+    // whose prefix names a key (a large object may be gigabytes).
+    let class = if snap.needs_whole_object(head_class) {
+        let object = backend
+            .load(key)
+            .await
+            .map_err(|e| object_error(key, location, &e))?;
+        snap.classify_object(&object, &store.associated_data(key))
+    } else {
+        snap.class_from_head(head_class)
+    };
     content.checked = true;
     content.raw = Some(false);
     match class {

@@ -127,6 +127,32 @@ impl Progress {
     }
 }
 
+/// A byte-count progress bar for `store put`/`get` on stderr, only when
+/// stderr is a terminal (`None` otherwise: pipes and logs get nothing).
+/// `total` is the size when known (a spinner with the count otherwise).
+pub fn byte_bar(total: Option<u64>, what: &'static str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let (bar, template) = match total {
+        Some(n) => (
+            indicatif::ProgressBar::new(n),
+            "{msg} [{bar:40}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}, ETA {eta}",
+        ),
+        None => (
+            indicatif::ProgressBar::new_spinner(),
+            "{msg} {spinner} {binary_bytes} {binary_bytes_per_sec}",
+        ),
+    };
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
 /// The progress of a run, shared with the library's event callback: none
 /// until the run starts.
 pub type SharedProgress = std::sync::Arc<Mutex<Option<Progress>>>;

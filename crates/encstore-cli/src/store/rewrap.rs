@@ -83,7 +83,11 @@ pub(super) async fn rewrap(c: &StoreRewrap) -> Result<()> {
             summary.lease.as_secs()
         ));
     }
-    print_summary(c, &summary)?;
+    print_summary(
+        c,
+        &summary,
+        store.keyset().snapshot().streaming_primary_key_id(),
+    )?;
     let end = RunEnd {
         stopped: summary.stopped,
         unreachable: summary.unreachable.as_ref(),
@@ -134,7 +138,7 @@ fn run_error(c: &StoreRewrap, e: ReencryptError) -> anyhow::Error {
     }
 }
 
-fn print_summary(c: &StoreRewrap, s: &ReencryptSummary) -> Result<()> {
+fn print_summary(c: &StoreRewrap, s: &ReencryptSummary, streaming: Option<u32>) -> Result<()> {
     let primary = s.primary_key_id;
     let text = if c.json {
         let mut v = json!({
@@ -148,16 +152,20 @@ fn print_summary(c: &StoreRewrap, s: &ReencryptSummary) -> Result<()> {
         });
         if let Some(o) = v.as_object_mut() {
             failures_json_into(o, &s.failures, &c.keyset.keyset);
+            if let Some(id) = streaming {
+                o.insert("streaming_primary_key_id".into(), id.into());
+            }
         }
         format!("{v}\n")
     } else {
         let mut text = format!(
-            "rewrap: {}: re-encrypted {}, already current {}, deleted meanwhile {}, failed {} (primary key {primary}) in {:.1} s\n",
+            "rewrap: {}: re-encrypted {}, already current {}, deleted meanwhile {}, failed {} ({}) in {:.1} s\n",
             count(s.objects, "object"),
             s.reencrypted,
             s.already_current,
             s.deleted,
             s.failures.len(),
+            primaries(primary, streaming),
             s.elapsed.as_secs_f64()
         );
         text.push_str(&explain(&s.failures, &c.keyset.keyset));
@@ -174,15 +182,14 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
         .map_err(|e| anyhow!("cannot take the census of {location}: {e}"))?;
     let census = &plan.census;
     let primary = census.primary_key_id;
+    let streaming = census.streaming_primary_key_id;
     let by_key = &plan.by_key_id;
     let migrating = plan.migrating;
     let would = plan.would_reencrypt;
     let would_fail = plan.would_fail;
     let refuses = plan.allow_plaintext_refused;
     let text = if c.json {
-        format!(
-            "{}\n",
-            json!({
+        let mut v = json!({
                 "dry_run": true,
                 "objects": census.total,
                 "would_rewrap": would,
@@ -198,12 +205,19 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
                 "would_rewrap_keys": key_counts_json(by_key),
                 "prefix_less_unattributed": census.prefix_less_unattributed,
                 "allow_plaintext_refused": refuses,
-            })
-        )
+        });
+        if let Some(o) = v.as_object_mut() {
+            o.insert("large".into(), census.large.into());
+            if let Some(id) = streaming {
+                o.insert("streaming_primary_key_id".into(), id.into());
+            }
+        }
+        format!("{v}\n")
     } else {
         let mut s = format!(
-            "dry run: {}; would re-encrypt {would} under primary key {primary}; {} already current\n",
+            "dry run: {}; would re-encrypt {would} under {}; {} already current\n",
             count(census.total, "object"),
+            primaries(primary, streaming),
             census.under_primary()
         );
         for (id, n) in by_key {
@@ -248,4 +262,13 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
         s
     };
     io::write_output(None, text.as_bytes(), "the report")
+}
+
+/// `primary key P`, or with a streaming keyset `primary key P, streaming
+/// primary key S (large objects)`.
+pub(super) fn primaries(primary: u32, streaming: Option<u32>) -> String {
+    match streaming {
+        None => format!("primary key {primary}"),
+        Some(s) => format!("primary key {primary}, streaming primary key {s} (large objects)"),
+    }
 }

@@ -4,6 +4,7 @@ use anyhow::{Context, Result, anyhow};
 use encstore::open::StoreLocation;
 use encstore::{Census, PREFIX_LESS};
 use encstore_core::MasterKeyVersion;
+use encstore_tink::keyset::KeyInfo;
 use serde_json::json;
 
 use super::open_store;
@@ -19,15 +20,28 @@ pub(super) async fn status(c: &StoreStatus) -> Result<()> {
         .map_err(|e| anyhow!("cannot take the census of {}: {e}", c.store.store))?;
     let info = store.keyset().info();
     let keyset_master = keyset_master_key(&c.keyset).await?;
+    let streaming = store.keyset().streaming_info();
+    // The keys of both keysets: the AEAD keyset's, then the streaming
+    // keyset's (large objects).
+    let all_keys: Vec<(&KeyInfo, &'static str)> = info
+        .keys
+        .iter()
+        .map(|k| (k, "aead"))
+        .chain(
+            streaming
+                .iter()
+                .flat_map(|s| s.keys.iter().map(|k| (k, "streaming"))),
+        )
+        .collect();
     let text = if c.json {
-        let keys: Vec<serde_json::Value> = info
-            .keys
+        let keys: Vec<serde_json::Value> = all_keys
             .iter()
-            .map(|k| {
+            .map(|(k, keyset)| {
                 json!({
                     "key_id": k.key_id,
                     "status": k.status.as_str(),
                     "primary": k.primary,
+                    "keyset": keyset,
                     "objects": census.by_key_id.get(&k.key_id).copied().unwrap_or(0),
                 })
             })
@@ -56,13 +70,15 @@ pub(super) async fn status(c: &StoreStatus) -> Result<()> {
         }
         format!("{v}\n")
     } else {
-        let mut rows: Vec<[String; 3]> = info
-            .keys
+        let mut rows: Vec<[String; 3]> = all_keys
             .iter()
-            .map(|k| {
+            .map(|(k, keyset)| {
                 let mut st = k.status.as_str().to_owned();
-                if k.primary {
-                    st.push_str(" (primary)");
+                match (k.primary, *keyset) {
+                    (true, "streaming") => st.push_str(" (streaming primary)"),
+                    (true, _) => st.push_str(" (primary)"),
+                    (false, "streaming") => st.push_str(" (streaming)"),
+                    _ => {}
                 }
                 [
                     k.key_id.to_string(),
@@ -95,12 +111,21 @@ pub(super) async fn status(c: &StoreStatus) -> Result<()> {
             [Align::Left, Align::Left, Align::Right],
             &rows,
         );
-        s.push_str(&format!(
-            "{}; {} not under the primary key {}\n",
-            count(census.total, "object"),
-            census.not_under_primary(),
-            census.primary_key_id
-        ));
+        match census.streaming_primary_key_id {
+            None => s.push_str(&format!(
+                "{}; {} not under the primary key {}\n",
+                count(census.total, "object"),
+                census.not_under_primary(),
+                census.primary_key_id
+            )),
+            Some(sp) => s.push_str(&format!(
+                "{} ({} large); {} not under the primary key of their kind ({} for small objects, streaming primary {sp} for large ones)\n",
+                count(census.total, "object"),
+                census.large,
+                census.not_under_primary(),
+                census.primary_key_id
+            )),
+        }
         if rewrappable(&census) > 0 {
             s.push_str(&format!(
                 "re-encrypt them with: {}\n",
@@ -140,8 +165,13 @@ pub(super) async fn status(c: &StoreStatus) -> Result<()> {
         }
         if census.unknown_key > 0 {
             let ids: Vec<String> = census.unknown_key_ids.keys().map(u32::to_string).collect();
+            let hint = if census.streaming_primary_key_id.is_none() {
+                " Large objects are under keys of the store's streaming keyset: give it with --streaming-keyset"
+            } else {
+                ""
+            };
             s.push_str(&format!(
-                "{} under key ID(s) {} that this keyset does not have (written with a newer keyset, or with another one?)\n",
+                "{} under key ID(s) {} that this keyset does not have (written with a newer keyset, or with another one?{hint})\n",
                 count(census.unknown_key, "object"),
                 ids.join(", ")
             ));
@@ -212,6 +242,10 @@ fn rewrap_command(location: &StoreLocation, k: &StoreKeysetArgs) -> String {
         &k.keyset.display().to_string(),
         &k.master,
     );
+    if let Some(sk) = &k.streaming_keyset {
+        words.push("--streaming-keyset".into());
+        words.push(sh(&sk.display().to_string()));
+    }
     if let Some(p) = &k.policy {
         words.push("--policy".into());
         words.push(sh(&p.text));

@@ -57,6 +57,15 @@ pub(super) async fn verify(c: &StoreVerify) -> Result<()> {
         .await
         .map_err(|e| anyhow!("cannot list {location}: {e}"))?;
     with_progress(&shared, |p| p.finish(s.stopped));
+    let snap = store.keyset().snapshot();
+    let streaming_primary = snap.streaming_primary_key_id();
+    // Objects that decrypted under a key of the streaming keyset.
+    let large: u64 = s
+        .by_key_id
+        .iter()
+        .filter(|(id, _)| snap.is_streaming_key(**id))
+        .map(|(_, n)| n)
+        .sum();
     let total = s.objects;
     let ok = s.ok;
     let text = if c.json {
@@ -73,6 +82,10 @@ pub(super) async fn verify(c: &StoreVerify) -> Result<()> {
         });
         if let Some(o) = v.as_object_mut() {
             failures_json_into(o, &s.failures, &c.keyset.keyset);
+            o.insert("large".into(), large.into());
+            if let Some(id) = streaming_primary {
+                o.insert("streaming_primary_key_id".into(), id.into());
+            }
         }
         format!("{v}\n")
     } else {
@@ -82,6 +95,9 @@ pub(super) async fn verify(c: &StoreVerify) -> Result<()> {
             if ok == 1 { "decrypts" } else { "decrypt" },
             s.failures.len()
         );
+        if streaming_primary.is_some() {
+            text.push_str(&format!(" ({large} large)"));
+        }
         if s.plaintext > 0 {
             text.push_str(&format!(", {} plaintext (migration mode)", s.plaintext));
         }
