@@ -238,6 +238,10 @@ fn aws_aead_alg(alg: AeadAlg) -> &'static aws_lc_rs::aead::Algorithm {
 /// not wipe its key schedule, aws-lc-rs does.
 pub(crate) struct AeadKey(AeadInner);
 
+// ring's key is held inline (as before providers existed): the enum lives
+// inside the key's one heap allocation, built once per key, and boxing it
+// would add a pointer chase to every ring operation for nothing.
+#[allow(clippy::large_enum_variant)]
 enum AeadInner {
     #[cfg(feature = "ring")]
     Ring(ring::aead::LessSafeKey),
@@ -328,6 +332,8 @@ impl AeadKey {
 /// nonce the ciphertext carries.
 pub(crate) struct RandomNonceKey(RandomInner);
 
+// As for `AeadInner`: one allocation per key, no pointer chase per message.
+#[allow(clippy::large_enum_variant)]
 enum RandomInner {
     /// The nonce comes from the provider's source, then a caller-nonce seal.
     Caller {
