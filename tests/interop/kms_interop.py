@@ -30,6 +30,34 @@ The manifest (JSON):
   "refused": [{"ad_hex": H}]
            Tink's KMS AEAD must refuse to encrypt with this associated data.
 
+KMS envelope AEAD (Tink's KmsEnvelopeAeadKey); the KMS AEAD above is the
+key-encryption key:
+  "envelope_kek_uri": URI
+           the kek_uri the envelope keysets name (hcvault://... or
+           aws-kms://...). A Tink KmsClient for it is registered: Tink's own
+           awskms client (bound to the URI) for AWS KMS; for Vault, whose
+           Python integration has no KmsClient, a client bound to the URI
+           that returns tink.integration.hcvault's AEAD.
+  "envelope_read": [{"keyset": PATH, "no_secret": BOOL, "ciphertext": PATH,
+                     "ad_hex": H, "plaintext_hex": H}]
+           encstore wrote the cleartext JSON keyset (envelope keys, maybe
+           with ordinary keys) and the ciphertext: Tink parses the keyset
+           (parse_without_secret when no_secret: an envelope-only keyset
+           holds no secret) and decrypts with its keyset AEAD.
+  "envelope_write": [{"dek_template": NAME, "prefix": "TINK"|"RAW",
+                      "keyset_out": PATH, "ciphertext_out": PATH,
+                      "ad_hex": H, "plaintext_hex": H}]
+           Tink makes a keyset from create_kms_envelope_aead_key_template
+           (kek URI, aead_key_templates.NAME) with that output prefix,
+           writes it without secret, and encrypts with it.
+  "envelope_raw_decrypt": [{"dek_template": NAME, "ciphertext": PATH,
+                            "ad_hex": H, "plaintext_hex": H}]
+           aead.KmsEnvelopeAead(aead_key_templates.NAME, KMS AEAD) decrypts
+           what encstore's EnvelopeAead wrote (no output prefix).
+  "envelope_raw_encrypt": [{"dek_template": NAME, "out": PATH, "ad_hex": H,
+                            "plaintext_hex": H}]
+           the same Tink primitive encrypts, for encstore to decrypt.
+
 Prints one line per failure and exits 1 if any check failed.
 """
 
@@ -39,6 +67,8 @@ import sys
 
 import tink
 from tink import aead
+from tink import secret_key_access
+from tink.proto import tink_pb2
 
 
 def kms_aead(manifest):
@@ -71,10 +101,47 @@ def kms_aead(manifest):
     raise SystemExit(f"unknown kms {kind!r}")
 
 
+def register_envelope_client(manifest, remote):
+    """A Tink KmsClient for the envelope keysets' kek_uri."""
+    uri = manifest.get("envelope_kek_uri")
+    if not uri:
+        return
+    if manifest["kms"] == "awskms":
+        import boto3
+        from tink.integration import awskms
+
+        cfg = manifest["awskms"]
+        client = boto3.client(
+            "kms",
+            endpoint_url=cfg["endpoint"],
+            region_name=cfg["region"],
+            aws_access_key_id=cfg["access_key_id"],
+            aws_secret_access_key=os.environ["ENCSTORE_INTEROP_AWS_SECRET_ACCESS_KEY"],
+        )
+        tink.register_kms_client(awskms.new_client(boto3_client=client, key_uri=uri))
+        return
+
+    class BoundClient(tink.KmsClient):
+        def does_support(self, key_uri):
+            return key_uri == uri
+
+        def get_aead(self, key_uri):
+            if key_uri != uri:
+                raise tink.TinkError("unsupported key URI " + key_uri)
+            return remote
+
+    tink.register_kms_client(BoundClient())
+
+
+def dek_template(name):
+    return getattr(aead.aead_key_templates, name)
+
+
 def main():
     manifest = json.load(open(sys.argv[1]))
     aead.register()
     remote = kms_aead(manifest)
+    register_envelope_client(manifest, remote)
     failures = []
     checks = 0
 
@@ -147,6 +214,69 @@ def main():
             failures.append(f"refused {case['ad_hex']}: Tink encrypted, expected a refusal")
         except tink.TinkError:
             pass
+
+    for case in manifest.get("envelope_read", []):
+        checks += 1
+        name = os.path.basename(case["ciphertext"])
+        try:
+            text = open(case["keyset"]).read()
+            if case["no_secret"]:
+                handle = tink.json_proto_keyset_format.parse_without_secret(text)
+            else:
+                handle = tink.json_proto_keyset_format.parse(
+                    text, secret_key_access.TOKEN
+                )
+            pt = handle.primitive(aead.Aead).decrypt(
+                open(case["ciphertext"], "rb").read(), bytes.fromhex(case["ad_hex"])
+            )
+            if pt.hex() != case["plaintext_hex"]:
+                failures.append(f"envelope_read {name}: wrong plaintext")
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"envelope_read {name}: {type(e).__name__}: {e}")
+
+    prefixes = {"TINK": tink_pb2.TINK, "RAW": tink_pb2.RAW}
+    for case in manifest.get("envelope_write", []):
+        checks += 1
+        name = os.path.basename(case["keyset_out"])
+        try:
+            template = aead.aead_key_templates.create_kms_envelope_aead_key_template(
+                manifest["envelope_kek_uri"], dek_template(case["dek_template"])
+            )
+            template.output_prefix_type = prefixes[case["prefix"]]
+            handle = tink.new_keyset_handle(template)
+            text = tink.json_proto_keyset_format.serialize_without_secret(handle)
+            ct = handle.primitive(aead.Aead).encrypt(
+                bytes.fromhex(case["plaintext_hex"]), bytes.fromhex(case["ad_hex"])
+            )
+            open(case["keyset_out"], "w").write(text)
+            open(case["ciphertext_out"], "wb").write(ct)
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"envelope_write {name}: {type(e).__name__}: {e}")
+
+    for case in manifest.get("envelope_raw_decrypt", []):
+        checks += 1
+        name = os.path.basename(case["ciphertext"])
+        try:
+            primitive = aead.KmsEnvelopeAead(dek_template(case["dek_template"]), remote)
+            pt = primitive.decrypt(
+                open(case["ciphertext"], "rb").read(), bytes.fromhex(case["ad_hex"])
+            )
+            if pt.hex() != case["plaintext_hex"]:
+                failures.append(f"envelope_raw_decrypt {name}: wrong plaintext")
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"envelope_raw_decrypt {name}: {type(e).__name__}: {e}")
+
+    for case in manifest.get("envelope_raw_encrypt", []):
+        checks += 1
+        name = os.path.basename(case["out"])
+        try:
+            primitive = aead.KmsEnvelopeAead(dek_template(case["dek_template"]), remote)
+            ct = primitive.encrypt(
+                bytes.fromhex(case["plaintext_hex"]), bytes.fromhex(case["ad_hex"])
+            )
+            open(case["out"], "wb").write(ct)
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"envelope_raw_encrypt {name}: {type(e).__name__}: {e}")
 
     for f in failures:
         print(f)

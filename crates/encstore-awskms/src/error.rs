@@ -179,20 +179,19 @@ impl AwsKmsError {
 /// - a malformed URI becomes [`KekError::InvalidUri`];
 /// - data that does not authenticate, or was wrapped by another key,
 ///   becomes [`KekError::Authentication`];
-/// - a credential, network, permission or key problem becomes
-///   [`KekError::Unavailable`] with this error's message;
-/// - anything else (a server or protocol error) becomes [`KekError::Failed`]
-///   with this error as its source.
+/// - a credential, network, permission or key problem (or a build without
+///   the `aws` feature) becomes [`KekError::Unavailable`];
+/// - anything else (a server or protocol error) becomes [`KekError::Failed`].
+///
+/// Each carries this error as its typed inner error (reach it with
+/// [`KekError::downcast_ref`]) and shows its message.
 impl From<AwsKmsError> for KekError {
     fn from(e: AwsKmsError) -> Self {
         match e {
-            AwsKmsError::InvalidUri(m) => KekError::InvalidUri(format!("aws-kms: {m}")),
+            e @ AwsKmsError::InvalidUri(_) => KekError::invalid_uri(e),
             AwsKmsError::Authentication | AwsKmsError::WrongKey { .. } => KekError::Authentication,
-            e if e.is_unavailable() => KekError::Unavailable(e.to_string()),
-            e => KekError::Failed {
-                message: e.to_string(),
-                source: Some(Box::new(e)),
-            },
+            e if e.is_unavailable() => KekError::unavailable(e),
+            e => KekError::failed(e),
         }
     }
 }
@@ -203,9 +202,12 @@ mod tests {
 
     #[test]
     fn conversion_into_kek_error() {
+        let e = KekError::from(AwsKmsError::InvalidUri("x".into()));
+        assert!(matches!(&e, KekError::InvalidUri(_)), "{e:?}");
+        assert_eq!(e.to_string(), "invalid aws-kms URI: x");
         assert!(matches!(
-            KekError::from(AwsKmsError::InvalidUri("x".into())),
-            KekError::InvalidUri(m) if m == "aws-kms: x"
+            e.downcast_ref::<AwsKmsError>(),
+            Some(AwsKmsError::InvalidUri(_))
         ));
         assert!(matches!(
             KekError::from(AwsKmsError::WrongKey {
@@ -214,9 +216,11 @@ mod tests {
             }),
             KekError::Authentication
         ));
+        let e = KekError::from(AwsKmsError::NotCompiled);
+        assert!(matches!(e, KekError::Unavailable(_)));
         assert!(matches!(
-            KekError::from(AwsKmsError::NotCompiled),
-            KekError::Unavailable(_)
+            e.downcast_ref::<AwsKmsError>(),
+            Some(AwsKmsError::NotCompiled)
         ));
         let e = KekError::from(AwsKmsError::Server {
             service: "AWS KMS (us-east-1)".into(),
@@ -225,15 +229,15 @@ mod tests {
             code: Some("KMSInternalException".into()),
             message: "boom".into(),
         });
-        let KekError::Failed { message, source } = e else {
+        let KekError::Failed(source) = &e else {
             panic!("expected Failed");
         };
         assert_eq!(
-            message,
+            e.to_string(),
             "AWS KMS (us-east-1): kms:Encrypt failed (500, KMSInternalException): boom"
         );
         assert!(matches!(
-            source.expect("source").downcast_ref::<AwsKmsError>(),
+            source.downcast_ref::<AwsKmsError>(),
             Some(AwsKmsError::Server { status: 500, .. })
         ));
     }

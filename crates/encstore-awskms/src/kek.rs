@@ -14,7 +14,7 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-use encstore_core::{Kek, KekError};
+use encstore_core::{Kek, KekError, MasterKeyVersion};
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
@@ -447,6 +447,14 @@ impl Kek for AwsKmsKek {
 
     async fn unwrap(&self, ciphertext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, KekError> {
         Ok(self.decrypt(ciphertext, associated_data).await?.to_vec())
+    }
+
+    /// This key's URI, without a version: KMS's ciphertext blob format is
+    /// not documented, so encstore reads nothing out of it (and KMS key
+    /// rotation keeps the old key material, so no rewrap is ever needed
+    /// for it). `None` for an empty blob.
+    fn describe_wrapped(&self, wrapped: &[u8]) -> Option<MasterKeyVersion> {
+        (!wrapped.is_empty()).then(|| MasterKeyVersion::new(self.uri.to_string(), None))
     }
 }
 

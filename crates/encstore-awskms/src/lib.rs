@@ -42,8 +42,7 @@ mod error;
 mod kek;
 #[cfg(not(feature = "aws"))]
 mod stub;
-#[cfg(feature = "aws")]
-#[doc(hidden)]
+#[cfg(all(feature = "aws", feature = "test-util"))]
 pub mod testing;
 mod uri;
 

@@ -1,6 +1,7 @@
-//! For tests against moto's KMS emulator (any crate's): where it is, or a
-//! printed notice that the test is skipped; configurations for its users;
-//! an SDK client for setting keys up.
+//! Test helpers (cargo features `aws` and `test-util`; enable `test-util`
+//! in dev-dependencies only). For tests against moto's KMS emulator (any
+//! crate's): where it is, or a printed notice that the test is skipped;
+//! configurations for its users; an SDK client for setting keys up.
 //!
 //! Not part of the stable API.
 #![allow(clippy::missing_panics_doc)]

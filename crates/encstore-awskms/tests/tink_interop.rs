@@ -152,3 +152,133 @@ fn tempfile_dir() -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// Tink's KMS envelope AEAD over moto's KMS, both ways: Python Tink (its
+/// own awskms `KmsClient`, bound to the key URI) decrypts encstore's
+/// envelope ciphertexts (keysets with envelope keys, TINK and RAW; the bare
+/// primitive; after encstore's rewrap too), and encstore decrypts Python
+/// Tink's.
+#[tokio::test]
+async fn tink_and_encstore_read_each_others_envelope_ciphertexts() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use encstore_tink::envelope::{self, EnvelopeAead, KeysetAsyncAead};
+    use encstore_tink::{OutputPrefix, templates};
+
+    let test = "tink_and_encstore_read_each_others_envelope_ciphertexts (awskms)";
+    let Some(t) = testing::server(test) else {
+        return;
+    };
+    if !python_tink(test) {
+        return;
+    }
+    let kek = Arc::new(AwsKmsKek::open_with(&t.key_uri, t.config()).await.unwrap());
+    let resolver: HashMap<String, Arc<dyn Kek>> =
+        [(t.key_uri.clone(), kek.clone() as Arc<dyn Kek>)]
+            .into_iter()
+            .collect();
+    let dir = tempfile_dir();
+    let d = |f: &str| dir.join(f).to_str().unwrap().to_owned();
+    let tpl = |n: &str| templates::by_name(n).unwrap();
+    // Python Tink has no ChaCha20-Poly1305.
+    let deks = [
+        "AES256_GCM",
+        "AES128_GCM_SIV",
+        "AES256_CTR_HMAC_SHA256",
+        "AES128_EAX",
+        "XCHACHA20_POLY1305",
+    ];
+    let ads: [&[u8]; 2] = [b"", b"objects/some name"];
+    let (mut read, mut raw_decrypt, mut write, mut raw_encrypt) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, dek) in deks.iter().enumerate() {
+        let prefix = if i % 2 == 0 {
+            OutputPrefix::Tink
+        } else {
+            OutputPrefix::Raw
+        };
+        let ad = ads[i % 2];
+        let ks = Keyset::generate(&templates::kms_envelope(&t.key_uri, &tpl(dek), prefix).unwrap())
+            .unwrap();
+        std::fs::write(d(&format!("env{i}.json")), &*ks.to_json_insecure()).unwrap();
+        let aead = KeysetAsyncAead::new(&ks, &resolver).await.unwrap();
+        let pt = format!("envelope {dek}").into_bytes();
+        let ct = aead.encrypt(&pt, ad).await.unwrap();
+        let rewrapped = aead.rewrap(&ct).await.unwrap().ciphertext;
+        for (f, c) in [
+            (format!("env{i}.ct"), &ct),
+            (format!("env{i}-rewrapped.ct"), &rewrapped),
+        ] {
+            std::fs::write(d(&f), c).unwrap();
+            read.push(serde_json::json!({
+                "keyset": d(&format!("env{i}.json")), "no_secret": true,
+                "ciphertext": d(&f), "ad_hex": hex(ad), "plaintext_hex": hex(&pt),
+            }));
+        }
+        let single = EnvelopeAead::new(kek.clone(), &tpl(dek)).unwrap();
+        let ct = single.encrypt(&pt, ad).await.unwrap();
+        std::fs::write(d(&format!("raw{i}.ct")), &ct).unwrap();
+        raw_decrypt.push(serde_json::json!({
+            "dek_template": dek, "ciphertext": d(&format!("raw{i}.ct")),
+            "ad_hex": hex(ad), "plaintext_hex": hex(&pt),
+        }));
+        write.push(serde_json::json!({
+            "dek_template": dek, "prefix": if i % 2 == 0 { "RAW" } else { "TINK" },
+            "keyset_out": d(&format!("tink-env{i}.json")), "ciphertext_out": d(&format!("tink-env{i}.ct")),
+            "ad_hex": hex(ad), "plaintext_hex": hex(format!("tink {dek}").as_bytes()),
+        }));
+        raw_encrypt.push(serde_json::json!({
+            "dek_template": dek, "out": d(&format!("tink-raw{i}.ct")),
+            "ad_hex": hex(ad), "plaintext_hex": hex(format!("tink raw {dek}").as_bytes()),
+        }));
+    }
+    let checks = read.len() + raw_decrypt.len() + write.len() + raw_encrypt.len();
+    let manifest = serde_json::json!({
+        "kms": "awskms",
+        "awskms": {
+            "endpoint": t.endpoint, "region": t.region,
+            "access_key_id": t.access_key_id, "key_uri": t.key_uri,
+        },
+        "envelope_kek_uri": t.key_uri,
+        "envelope_read": read, "envelope_raw_decrypt": raw_decrypt,
+        "envelope_write": write, "envelope_raw_encrypt": raw_encrypt,
+    });
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let out = Command::new("python3")
+        .arg(script())
+        .arg(&path)
+        .env(
+            "ENCSTORE_INTEROP_AWS_SECRET_ACCESS_KEY",
+            &t.secret_access_key,
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains(&format!("{checks}/{checks} checks passed")),
+        "Tink's checks failed:\n{}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for (i, dek) in deks.iter().enumerate() {
+        let json = std::fs::read(d(&format!("tink-env{i}.json"))).unwrap();
+        assert!(String::from_utf8_lossy(&json).contains("REMOTE"));
+        let ks = Keyset::from_json_insecure(&json).unwrap();
+        let aead = KeysetAsyncAead::new(&ks, &resolver).await.unwrap();
+        let ct = std::fs::read(d(&format!("tink-env{i}.ct"))).unwrap();
+        assert_eq!(
+            aead.decrypt(&ct, ads[i % 2]).await.unwrap(),
+            format!("tink {dek}").into_bytes()
+        );
+        assert_eq!(aead.envelope_info(&ct).unwrap().kek_uri, t.key_uri);
+        let single = EnvelopeAead::new(kek.clone(), &tpl(dek)).unwrap();
+        let ct = std::fs::read(d(&format!("tink-raw{i}.ct"))).unwrap();
+        assert!(envelope::split(&ct).is_ok());
+        assert_eq!(
+            single.decrypt(&ct, ads[i % 2]).await.unwrap(),
+            format!("tink raw {dek}").into_bytes()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -10,6 +10,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use encstore::open::{MasterKeyUri, StoreLocation};
+
+use crate::parse::{self, PolicyArg};
 
 /// encstore: client-side encryption for storage, with Tink keysets.
 #[derive(Debug, Parser)]
@@ -55,8 +58,10 @@ pub enum Command {
     Encrypt(Crypt),
     /// Decrypt data with a keyset. Writes nothing unless decryption succeeds.
     Decrypt(Crypt),
-    /// Create a non-extractable AES-256 master key in an HSM (PKCS#11),
-    /// labelled by the URI's object=. Refuses if the label exists.
+    /// Create a master key: a non-extractable AES-256 key in an HSM
+    /// (pkcs11:, labelled by the URI's object=), or a Vault/OpenBao transit
+    /// key (hcvault://, type aes256-gcm96, not exportable). Refuses if the
+    /// key exists.
     CreateMasterKey(CreateMasterKey),
     /// Commands on an encrypted store: put, get, ls, rm, stat, status,
     /// rewrap, verify.
@@ -81,8 +86,8 @@ pub struct RetireKeyCommand {
     /// Check this store first (a directory, file:///abs/path,
     /// s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or
     /// memory:///): refuse while objects are still under the key.
-    #[arg(long, value_name = "LOCATION", env = "ENCSTORE_STORE")]
-    pub store: Option<String>,
+    #[arg(long, value_name = "LOCATION", env = "ENCSTORE_STORE", value_parser = parse::store())]
+    pub store: Option<StoreLocation>,
     /// Go ahead even though the store still has objects under the key
     /// (they will no longer decrypt). It does not allow replacing an
     /// existing --out file: that is --overwrite.
@@ -107,9 +112,10 @@ pub struct KeyIdForceCommand {
 #[derive(Debug, Clone, Args)]
 pub struct CreateMasterKey {
     /// The key to create, such as
-    /// `pkcs11:token=encstore;object=kek-2026?module-path=...&pin-source=file:...`.
-    #[arg(long, value_name = "URI")]
-    pub master_key_uri: String,
+    /// `pkcs11:token=encstore;object=kek-2026?module-path=...&pin-source=file:...`
+    /// or `hcvault://vault.internal:8200/transit/keys/kek-2026`.
+    #[arg(long, value_name = "URI", value_parser = parse::master_key_uri())]
+    pub master_key_uri: MasterKeyUri,
 }
 
 /// `quickstart`.
@@ -127,8 +133,8 @@ pub struct StoreArgs {
     /// The store: a directory, `file:///abs/path`, `s3://bucket/prefix`,
     /// `gs://bucket/prefix`, `az://container/prefix`, or `memory:///` (an
     /// empty in-memory store that lasts one command, for trying things).
-    #[arg(long, value_name = "LOCATION", env = "ENCSTORE_STORE")]
-    pub store: String,
+    #[arg(long, value_name = "LOCATION", env = "ENCSTORE_STORE", value_parser = parse::store())]
+    pub store: StoreLocation,
 }
 
 /// `--keyset PATH` and how to open it, for the store commands.
@@ -145,8 +151,8 @@ pub struct StoreKeysetArgs {
     pub master: MasterKeyArgs,
     /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
     /// Default: tink (every key type Tink supports).
-    #[arg(long, value_name = "NAME|PATH")]
-    pub policy: Option<String>,
+    #[arg(long, value_name = "NAME|PATH", value_parser = parse::policy())]
+    pub policy: Option<PolicyArg>,
 }
 
 /// `encstore store ...`.
@@ -358,9 +364,11 @@ pub struct MasterKeyArgs {
     /// Format of the --master-keyset file (default: detected from its content).
     #[arg(long, value_enum, value_name = "FORMAT", requires = "master_keyset")]
     pub master_keyset_format: Option<Format>,
-    /// A KMS or HSM key used as the key-encryption key, such as `pkcs11:...`.
-    #[arg(long, value_name = "URI")]
-    pub master_key_uri: Option<String>,
+    /// A KMS or HSM key used as the key-encryption key: `pkcs11:...` (an
+    /// HSM), `hcvault://HOST[:PORT]/MOUNT/keys/NAME` (Vault or OpenBao
+    /// transit; token from VAULT_TOKEN) or `aws-kms://arn:aws:kms:...`.
+    #[arg(long, value_name = "URI", value_parser = parse::master_key_uri())]
+    pub master_key_uri: Option<MasterKeyUri>,
     /// Associated data binding the encrypted keyset (UTF-8 text).
     #[arg(
         long,
@@ -430,8 +438,8 @@ pub struct CreateKeyset {
     /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
     /// Keys outside it are refused. Default: tink (every key type Tink
     /// supports).
-    #[arg(long, value_name = "NAME|PATH")]
-    pub policy: Option<String>,
+    #[arg(long, value_name = "NAME|PATH", value_parser = parse::policy())]
+    pub policy: Option<PolicyArg>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub out: KeysetOut,
@@ -452,8 +460,8 @@ pub struct KeyTemplateCommand {
     /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
     /// Keys outside it are refused. Default: tink (every key type Tink
     /// supports).
-    #[arg(long, value_name = "NAME|PATH")]
-    pub policy: Option<String>,
+    #[arg(long, value_name = "NAME|PATH", value_parser = parse::policy())]
+    pub policy: Option<PolicyArg>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub keyset: KeysetInOut,
@@ -507,8 +515,8 @@ pub struct ConvertKeyset {
     )]
     pub new_master_keyset_format: Option<Format>,
     /// Encrypt the output with this KMS or HSM key.
-    #[arg(long, value_name = "URI")]
-    pub new_master_key_uri: Option<String>,
+    #[arg(long, value_name = "URI", value_parser = parse::master_key_uri())]
+    pub new_master_key_uri: Option<MasterKeyUri>,
     /// Associated data for the output keyset (default: the input's
     /// --keyset-associated-data).
     #[arg(
@@ -535,8 +543,8 @@ pub struct Crypt {
     /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
     /// Keys outside it are refused. Default: tink (every key type Tink
     /// supports).
-    #[arg(long, value_name = "NAME|PATH")]
-    pub policy: Option<String>,
+    #[arg(long, value_name = "NAME|PATH", value_parser = parse::policy())]
+    pub policy: Option<PolicyArg>,
     /// Format of the keyset file (default: detected from its content).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub keyset_format: Option<Format>,

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail};
-use encstore_core::{AeadKek, Kek};
-use encstore_pkcs11::Pkcs11Kek;
+use anyhow::{Result, anyhow, bail};
+use encstore::open::{MasterKeyRef, MasterKeyUri, MasterKeysetFormat, OpenKekError};
+use encstore_core::Kek;
 use encstore_tink::keyset::{Keyset, KeysetFormat, detect_format};
 use encstore_tink::templates::KeyTemplate;
 use zeroize::Zeroizing;
@@ -16,14 +16,14 @@ use crate::io;
 
 /// A key-encryption key and the associated data that binds the keyset.
 pub struct Master {
-    /// The KEK: a master keyset's AEAD ([`AeadKek`]) or an HSM key
-    /// ([`Pkcs11Kek`]). Every wrap and unwrap goes through the async
-    /// [`Kek`] path.
+    /// The KEK, as [`encstore::open::open_kek`] opened it: a master
+    /// keyset's AEAD, an HSM key, a Vault transit key or an AWS KMS key.
+    /// Every wrap and unwrap goes through the async [`Kek`] path.
     kek: Arc<dyn Kek>,
     /// `--keyset-associated-data[-hex]`, empty by default.
     associated_data: Vec<u8>,
     /// Where the KEK came from, for messages ("master keyset PATH" or
-    /// "master key pkcs11:..."; never a PIN).
+    /// "master key pkcs11:..."; never a PIN or a token).
     source: String,
 }
 
@@ -38,7 +38,7 @@ pub async fn open_master(args: &MasterKeyArgs) -> Result<Option<Master>> {
     open_kek(
         args.master_keyset.as_deref(),
         args.master_keyset_format,
-        args.master_key_uri.as_deref(),
+        args.master_key_uri.as_ref(),
         ad,
         args.keyset_associated_data.is_some() || args.keyset_associated_data_hex.is_some(),
         "--master-keyset",
@@ -46,93 +46,62 @@ pub async fn open_master(args: &MasterKeyArgs) -> Result<Option<Master>> {
     .await
 }
 
-/// A master key URI as shown in messages: without its query (module and
-/// PIN-file paths), which is noise in a one-line error.
-pub fn display_uri(uri: &str) -> &str {
-    uri.split_once('?').map_or(uri, |(head, _)| head)
-}
-
-/// Opens a PKCS#11 key named by a `pkcs11:` URI (blocking work runs on the
-/// blocking pool). `create` generates it first (refusing an existing label).
-pub async fn open_pkcs11(uri: &str, create: bool) -> Result<Arc<dyn Kek>> {
-    let owned = uri.to_owned();
-    let kek = tokio::task::spawn_blocking(move || {
-        if create {
-            Pkcs11Kek::create_master_key(&owned)
-        } else {
-            Pkcs11Kek::open(&owned)
-        }
-    })
-    .await
-    .map_err(|e| anyhow!("the PKCS#11 task failed: {e}"))?
-    .map_err(|e| anyhow!("{e}"))?;
-    Ok(Arc::new(kek))
-}
-
-/// Opens a KEK from a master keyset file or a URI.
+/// Opens a KEK from a master keyset file or a URI, through the library's
+/// [`encstore::open::open_kek`].
 pub async fn open_kek(
     keyset: Option<&Path>,
     format: Option<Format>,
-    uri: Option<&str>,
+    uri: Option<&MasterKeyUri>,
     associated_data: Vec<u8>,
     ad_given: bool,
     flag: &str,
 ) -> Result<Option<Master>> {
-    if let Some(uri) = uri {
-        let scheme = uri.split_once(':').map_or("", |(s, _)| s);
-        if !scheme.eq_ignore_ascii_case("pkcs11") {
-            bail!(
-                "unsupported master key URI scheme {scheme:?} (in {:?}): encstore supports pkcs11: URIs (RFC 7512); for a master keyset file use {flag} PATH",
-                display_uri(uri)
-            );
+    let master = match (uri, keyset) {
+        (Some(uri), _) => MasterKeyRef::Uri(uri.clone()),
+        (None, Some(path)) => match format {
+            None => MasterKeyRef::keyset_file(path),
+            Some(Format::Json) => MasterKeyRef::keyset_file_in(path, MasterKeysetFormat::Json),
+            Some(Format::Binary) => MasterKeyRef::keyset_file_in(path, MasterKeysetFormat::Binary),
+        },
+        (None, None) => {
+            if ad_given {
+                bail!(
+                    "keyset associated data was given, but no master key ({flag} or a master key URI)"
+                );
+            }
+            return Ok(None);
         }
-        let kek = open_pkcs11(uri, false).await?;
-        return Ok(Some(Master {
-            kek,
-            associated_data,
-            source: format!("master key {}", display_uri(uri)),
-        }));
-    }
-    let Some(path) = keyset else {
-        if ad_given {
-            bail!(
-                "keyset associated data was given, but no master key ({flag} or a master key URI)"
-            );
+    };
+    let kek = match encstore::open::open_kek(&master).await {
+        Ok(kek) => kek,
+        // An empty file says so, rather than "not a valid keyset".
+        Err(e @ (OpenKekError::InvalidKeyset { .. } | OpenKekError::EncryptedKeyset { .. })) => {
+            if let MasterKeyRef::KeysetFile { path, .. } = &master
+                && is_blank(path)
+            {
+                let bytes = io::read_input_secret(Some(path), "master keyset")?;
+                check_not_empty(&bytes, &format!("master keyset {}", path.display()))?;
+            }
+            bail!("{e}")
         }
-        return Ok(None);
+        Err(e) => bail!("{e}"),
     };
-    let bytes = io::read_input_secret(Some(path), "master keyset")?;
-    check_not_empty(&bytes, &format!("master keyset {}", path.display()))?;
-    let detected = detect_format(&bytes);
-    if detected.is_encrypted() {
-        bail!(
-            "master keyset {} is itself encrypted; {flag} needs a cleartext AEAD keyset",
-            path.display()
-        );
-    }
-    let json = match format {
-        Some(f) => f == Format::Json,
-        None => detected == KeysetFormat::Json,
-    };
-    let ks = if json {
-        Keyset::from_json_insecure(&bytes)
-    } else {
-        Keyset::from_binary_insecure(&bytes)
-    }
-    .with_context(|| {
-        format!(
-            "master keyset {} is not a valid AEAD keyset",
-            path.display()
-        )
-    })?;
-    let aead = ks
-        .aead()
-        .with_context(|| format!("master keyset {} cannot encrypt", path.display()))?;
     Ok(Some(Master {
-        kek: Arc::new(AeadKek(Arc::new(aead))),
+        kek,
         associated_data,
-        source: format!("master keyset {}", path.display()),
+        source: master.describe(),
     }))
+}
+
+/// Whether the file at `path` is empty or only whitespace (small files
+/// only: a keyset is never large).
+fn is_blank(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() < 4096)
+        && std::fs::read(path).is_ok_and(|b| {
+            let blank = b.iter().all(u8::is_ascii_whitespace);
+            drop(Zeroizing::new(b));
+            blank
+        })
 }
 
 /// Reads the `--keyset` file `path` and opens its master key: in `format`,

@@ -6,9 +6,18 @@
 //! - [`commands`]: the keyset commands and `encrypt`/`decrypt`.
 //! - [`keysets`]: loading and saving keysets (formats, master keys).
 //! - [`io`]: stdin/stdout and atomic, mode-0600 file writes.
+//! - [`parse`]: clap value parsers for `--store`, `--master-key-uri` and
+//!   `--policy` (the library's types).
+//! - [`text`]: plurals, shell quoting, tables, time stamps.
 //!
 //! - [`store`]: `encstore store put|get|ls|rm|stat|status|rewrap|verify`,
 //!   and the store check of `disable-key`/`destroy-key`/`delete-key`.
+//!
+//! The tool is a thin shell: opening master keys and stores, re-encrypting
+//! the store, verifying it and the retire check are the `encstore`
+//! library's (`encstore::open`, `EncryptedStorage::reencrypt_all`,
+//! `verify_all`, `encstore::retirement_check`); this crate parses
+//! arguments, prints, and shows progress.
 //! - [`quickstart`]: the guided tour (`encstore quickstart`).
 //! - [`logging`]: the `tracing` subscriber that shows the library's
 //!   warnings (`RUST_LOG` changes what is shown).
@@ -17,7 +26,8 @@
 //! keys (HSMs) are async.
 //!
 //! Every failure prints one line, `encstore: error: ...`, on stderr and
-//! exits non-zero (1 for a failed command, 2 for a usage error, 130 for a
+//! exits non-zero (1 for a failed command or a store location, master key
+//! URI or policy the library refuses, 2 for a usage error, 130 for a
 //! command interrupted with Ctrl-C).
 #![forbid(unsafe_code)]
 
@@ -26,19 +36,29 @@ mod commands;
 mod io;
 mod keysets;
 mod logging;
+mod parse;
 mod quickstart;
 mod store;
+mod text;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::error::ErrorKind;
 use clap::CommandFactory;
+use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
     logging::init();
-    let cli = match parse() {
+    let cli = match parse_args() {
         Ok(cli) => cli,
+        Err(e) if parse::is_refused_value(&e) => {
+            // A syntax error (such as two conflicting flags) comes first,
+            // as it did before the values were typed.
+            match parse::untyped(cli::Cli::command()).try_get_matches() {
+                Err(syntax) if !parse::is_refused_value(&syntax) => return usage_error(&syntax),
+                _ => return usage_error(&e),
+            }
+        }
         Err(e) => return usage_error(&e),
     };
     // The crypto provider is fixed (and, under `fips`, the module's FIPS
@@ -82,7 +102,7 @@ fn main() -> ExitCode {
 /// Parses the command line. `--version` also names the crypto provider in
 /// use and whether the FIPS module is in FIPS mode (`encstore providers`
 /// says more).
-fn parse() -> Result<cli::Cli, clap::Error> {
+fn parse_args() -> Result<cli::Cli, clap::Error> {
     use clap::FromArgMatches;
     let provider = match encstore_tink::provider::status() {
         Ok(s) => s.to_string(),
@@ -138,7 +158,11 @@ fn usage_error(e: &clap::Error) -> ExitCode {
             }
             line.push_str(&format!(" (see `encstore{path} --help`)"));
             eprintln!("{line}");
-            ExitCode::from(2)
+            if parse::is_refused_value(e) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use clap::Parser;
 use encstore_tink::keyset::Keyset;
 
 use crate::cli::{Cli, Command, Quickstart, StoreKeysetArgs};
-use crate::store::sh as shell_word;
+use crate::text::sh as shell_word;
 
 /// The secrets the tour stores: (key, value).
 const SECRETS: &[(&str, &str)] = &[
@@ -87,8 +87,9 @@ async fn put_secret(st: &str, keyset: &StoreKeysetArgs, key: &str, value: &str) 
         shell_word(st),
         shell_word(&s(&keyset.keyset))
     );
-    crate::store::put_bytes(
-        st,
+    let location: encstore::open::StoreLocation = st.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::store::objects::put_bytes(
+        &location,
         keyset,
         key,
         zeroize::Zeroizing::new(value.as_bytes().to_vec()),
@@ -120,7 +121,9 @@ pub async fn run(c: &Quickstart) -> Result<()> {
             .with_context(|| format!("cannot remove {}", keyset.display()))?;
     }
     if store.is_dir() {
-        let backend = crate::store::open_backend(&st, false)?;
+        let backend =
+            crate::store::open_backend(&encstore::open::StoreLocation::directory(&store), false)
+                .await?;
         match backend.delete("quickstart").await {
             Ok(()) | Err(encstore_core::Error::NotFound { .. }) => {}
             Err(e) => bail!("cannot clear the earlier tour's objects in {st}: {e}"),

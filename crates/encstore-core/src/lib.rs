@@ -52,7 +52,7 @@ pub use aead::{Aead, AeadError, PolicyRefusal};
 pub use bytes::Bytes;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use host::hostname;
-pub use kek::{AeadKek, Kek, KekError};
+pub use kek::{AeadKek, Kek, KekError, MasterKeyVersion};
 pub use key::{InvalidKeyReason, ShownKey, is_reserved_segment, validate_key, validate_prefix};
 pub use lease::{LeaseError, check_lease};
 pub use memory::{DEFAULT_LEASE, MemoryStorage};

@@ -26,6 +26,7 @@ use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreSchem
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::complete::ConditionConnector;
 use crate::error::NoCredentials;
 use crate::storage::{Inner, ObjectStorage};
 
@@ -41,6 +42,78 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The default deadline of one storage operation, retries included.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The default part size of streamed writes: 8 MiB. A streamed body of
+/// at most this size is written with one `PUT`; a larger one with a
+/// multipart upload of parts of this size (the last one smaller). With the
+/// 10,000 parts S3 and GCS allow, objects of up to 80 GiB; raise it for
+/// larger ones (see [`ObjectStorageBuilder::part_size`]).
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+
+/// The smallest part size S3-compatible servers and GCS accept for every
+/// part but the last (5 MiB); the S3 and URL builders refuse a smaller one.
+pub const MIN_PART_SIZE: usize = 5 << 20;
+
+/// The largest part size S3 accepts (5 GiB).
+pub const MAX_PART_SIZE: usize = 5 << 30;
+
+/// The default number of parts of one streamed write uploaded at once: 2.
+/// A streamed write holds at most this many parts in flight plus the one
+/// being filled: 24 MiB with the default part size.
+pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 2;
+
+/// The default bound of a conditional streamed write on a store without
+/// conditional multipart completion (anything but the S3 stores this
+/// crate builds, or an S3 server that does not honour it): 64 MiB. Such a
+/// write is buffered and sent as one conditional `PUT`; a larger body is
+/// refused with [`Error::Unsupported`] (see
+/// [`ObjectStorageBuilder::max_buffered_conditional_write`]).
+pub const DEFAULT_MAX_BUFFERED_CONDITIONAL_WRITE: u64 = 64 << 20;
+
+/// Whether a conditional streamed write larger than one part may put its
+/// condition (`If-None-Match: *` / `If-Match`) on the completion of a
+/// multipart upload, which keeps it in constant memory.
+///
+/// That is only a compare-and-swap if the server checks the condition and
+/// completes the upload atomically, excluding concurrent writes. AWS S3
+/// documents it so (a concurrent conflicting write makes it answer 409).
+/// SeaweedFS 4.48 does not: it checks the condition, then completes, and
+/// racing conditional completions from one version were measured to
+/// succeed together (see docs/backends.md), while its conditional `PUT`s
+/// race correctly. Where it is not used, such writes are buffered up to
+/// [`max_buffered_conditional_write`](ObjectStorageBuilder::max_buffered_conditional_write)
+/// and sent as one conditional `PUT`, and refused beyond.
+///
+/// Either way the per-handle probe checks, before the first use, that the
+/// server refuses completions whose condition fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConditionalCompletion {
+    /// Use it on AWS S3 (no custom endpoint, or one under `amazonaws.com`),
+    /// not elsewhere. The default.
+    #[default]
+    Auto,
+    /// Use it: the server's conditional completions are atomic (check
+    /// yours; SeaweedFS 4.48's are not).
+    Enabled,
+    /// Never use it.
+    Disabled,
+}
+
+/// Whether an S3 endpoint is AWS's own.
+fn is_aws_endpoint(endpoint: &str) -> bool {
+    Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .is_some_and(|h| {
+            h == "amazonaws.com"
+                || h.ends_with(".amazonaws.com")
+                || h.ends_with(".amazonaws.com.cn")
+        })
+}
+
+/// The most parts one multipart upload may have (S3, GCS).
+pub(crate) const MAX_PARTS: usize = 10_000;
 
 /// The region used when none is configured (SeaweedFS, MinIO and most
 /// S3-compatible servers accept any region; AWS needs the bucket's).
@@ -92,6 +165,46 @@ struct Common {
     allow_http: Option<bool>,
     /// Extra `object_store` configuration keys (values may be secrets).
     options: Vec<(String, SecretString)>,
+    /// Part size, upload concurrency and the buffered conditional bound of
+    /// streamed writes.
+    stream: StreamSettings,
+}
+
+/// Whether a store's multipart completions can carry a condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CompletionSupport {
+    /// Not one of the S3 stores this crate builds: it cannot.
+    NoConnector,
+    /// It can, but [`ConditionalCompletion`] says not to rely on it.
+    Untrusted,
+    /// It can and may (the probe still checks the server).
+    Trusted,
+}
+
+/// How streamed writes are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StreamSettings {
+    /// Bodies up to this size are one `PUT`; larger ones are uploaded in
+    /// parts of this size.
+    pub(crate) part_size: usize,
+    /// Parts uploaded at once.
+    pub(crate) concurrency: usize,
+    /// The largest conditional streamed write buffered for one conditional
+    /// `PUT` when the store has no conditional multipart completion.
+    pub(crate) max_buffered_conditional: u64,
+    /// Whether conditional multipart completions may be used.
+    pub(crate) completion: ConditionalCompletion,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            part_size: DEFAULT_PART_SIZE,
+            concurrency: DEFAULT_UPLOAD_CONCURRENCY,
+            max_buffered_conditional: DEFAULT_MAX_BUFFERED_CONDITIONAL_WRITE,
+            completion: ConditionalCompletion::Auto,
+        }
+    }
 }
 
 impl Common {
@@ -105,6 +218,7 @@ impl Common {
             retry: None,
             allow_http: None,
             options: Vec::new(),
+            stream: StreamSettings::default(),
         }
     }
 
@@ -112,6 +226,36 @@ impl Common {
     fn check(&self) -> Result<()> {
         validate_prefix(&self.prefix)?;
         check_lease(self.lease)?;
+        let s = &self.stream;
+        if s.part_size == 0 || s.part_size > MAX_PART_SIZE {
+            return Err(configure_error(
+                "object_store",
+                format!("the part size {} is outside 1 byte..=5 GiB", s.part_size),
+            ));
+        }
+        if !(1..=64).contains(&s.concurrency) {
+            return Err(configure_error(
+                "object_store",
+                format!("the upload concurrency {} is outside 1..=64", s.concurrency),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`check`](Self::check), plus the part-size minimum of the cloud
+    /// stores (S3, GCS and Azure alike, for one rule).
+    fn check_cloud(&self, backend: &'static str) -> Result<()> {
+        self.check()?;
+        if self.stream.part_size < MIN_PART_SIZE {
+            return Err(configure_error(
+                backend,
+                format!(
+                    "the part size {} is below the 5 MiB that S3-compatible servers require \
+                     of every part but the last",
+                    self.stream.part_size
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -147,6 +291,8 @@ impl Common {
         Ok(b.retry(self.retry.clone().unwrap_or_else(default_retry)))
     }
 
+    /// The storage over `store`. `completion`: whether its multipart
+    /// completions can carry a condition, and may.
     fn finish(
         self,
         store: Arc<dyn ObjectStore>,
@@ -154,8 +300,9 @@ impl Common {
         location: String,
         address: String,
         bucket: Option<String>,
+        completion: CompletionSupport,
     ) -> ObjectStorage {
-        ObjectStorage::from_inner(Inner::new(
+        let mut inner = Inner::new(
             store,
             backend,
             location,
@@ -164,7 +311,10 @@ impl Common {
             self.prefix,
             self.lease,
             self.operation_timeout,
-        ))
+        );
+        inner.stream = self.stream;
+        inner.completion = completion;
+        ObjectStorage::from_inner(inner)
     }
 }
 
@@ -317,6 +467,57 @@ macro_rules! common_setters {
             self.common.operation_timeout = timeout;
             self
         }
+
+        stream_setters!();
+    };
+}
+
+/// Implements the setters of streamed writes.
+macro_rules! stream_setters {
+    () => {
+        /// The part size of streamed writes (default [`DEFAULT_PART_SIZE`],
+        /// at most [`MAX_PART_SIZE`]): a body of at most this size is one
+        /// `PUT`, a larger one a multipart upload of parts of this size, of
+        /// which [`upload_concurrency`](Self::upload_concurrency) are held
+        /// in memory at once. One upload has at most 10,000 parts, so this
+        /// bounds the largest streamed object (80 GiB by default). The S3
+        /// and URL builders refuse less than [`MIN_PART_SIZE`], which S3
+        /// servers require; a store you built may take smaller parts.
+        pub fn part_size(mut self, bytes: usize) -> Self {
+            self.common.stream.part_size = bytes;
+            self
+        }
+
+        /// How many parts of one streamed write are uploaded at once
+        /// (default [`DEFAULT_UPLOAD_CONCURRENCY`], 1..=64).
+        pub fn upload_concurrency(mut self, parts: usize) -> Self {
+            self.common.stream.concurrency = parts;
+            self
+        }
+
+        /// The largest conditional streamed write
+        /// ([`store_stream_if`](encstore_core::Storage::store_stream_if))
+        /// that is buffered in memory and sent as one conditional `PUT`
+        /// when the store cannot complete a multipart upload conditionally
+        /// (default [`DEFAULT_MAX_BUFFERED_CONDITIONAL_WRITE`]). Larger
+        /// bodies are refused there with [`Error::Unsupported`], writing
+        /// nothing. S3 stores built by this crate on a server that honours
+        /// conditional completions stream any size in constant memory.
+        pub fn max_buffered_conditional_write(mut self, bytes: u64) -> Self {
+            self.common.stream.max_buffered_conditional = bytes;
+            self
+        }
+
+        /// Whether conditional streamed writes larger than one part put
+        /// their condition on the multipart completion (constant memory)
+        /// or are buffered: see [`ConditionalCompletion`] (default
+        /// [`ConditionalCompletion::Auto`]: on AWS S3 only). Only the S3
+        /// stores this crate builds can send such a condition; elsewhere
+        /// this has no effect.
+        pub fn conditional_completion(mut self, mode: ConditionalCompletion) -> Self {
+            self.common.stream.completion = mode;
+            self
+        }
     };
 }
 
@@ -456,9 +657,14 @@ impl ObjectStorageBuilder {
             Some(b) => format!("{}:{b}", self.backend),
             None => address.clone(),
         };
-        Ok(self
-            .common
-            .finish(self.store, self.backend, location, address, self.bucket))
+        Ok(self.common.finish(
+            self.store,
+            self.backend,
+            location,
+            address,
+            self.bucket,
+            CompletionSupport::NoConnector,
+        ))
     }
 }
 
@@ -508,6 +714,8 @@ impl UrlStorageBuilder {
         self.common.operation_timeout = timeout;
         self
     }
+
+    stream_setters!();
 
     /// Builds the storage. No request is sent.
     ///
@@ -583,6 +791,7 @@ impl UrlStorageBuilder {
                     "memory://".to_owned(),
                     "memory://".to_owned(),
                     None,
+                    CompletionSupport::NoConnector,
                 ))
             }
             _ => Err(bad(&format!(
@@ -596,7 +805,7 @@ impl UrlStorageBuilder {
 #[cfg(feature = "gcs")]
 fn gcs(url: Url, bucket: String, common: Common) -> Result<ObjectStorage> {
     use object_store::gcp::GoogleCloudStorageBuilder;
-    common.check()?;
+    common.check_cloud("gcs")?;
     install_crypto_provider();
     let b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
     let store = common
@@ -610,6 +819,7 @@ fn gcs(url: Url, bucket: String, common: Common) -> Result<ObjectStorage> {
         location,
         "https://storage.googleapis.com".to_owned(),
         Some(bucket),
+        CompletionSupport::NoConnector,
     ))
 }
 
@@ -625,7 +835,7 @@ fn gcs(_url: Url, _bucket: String, _common: Common) -> Result<ObjectStorage> {
 #[cfg(feature = "azure")]
 fn azure(url: Url, container: String, common: Common) -> Result<ObjectStorage> {
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-    common.check()?;
+    common.check_cloud("azure")?;
     install_crypto_provider();
     let b = common.apply(MicrosoftAzureBuilder::from_env().with_url(url.as_str()))?;
     let address = match (
@@ -641,7 +851,14 @@ fn azure(url: Url, container: String, common: Common) -> Result<ObjectStorage> {
     };
     let store = b.build().map_err(|e| configure_error("azure", e))?;
     let location = format!("az://{container}");
-    Ok(common.finish(Arc::new(store), "azure", location, address, Some(container)))
+    Ok(common.finish(
+        Arc::new(store),
+        "azure",
+        location,
+        address,
+        Some(container),
+        CompletionSupport::NoConnector,
+    ))
 }
 
 #[cfg(not(feature = "azure"))]
@@ -804,7 +1021,7 @@ impl S3StorageBuilder {
     /// configuration `object_store` refuses.
     pub fn build(self) -> Result<ObjectStorage> {
         const BACKEND: &str = "s3";
-        self.common.check()?;
+        self.common.check_cloud(BACKEND)?;
         if self.bucket.is_empty() {
             return Err(configure_error(BACKEND, "the bucket name is empty"));
         }
@@ -827,7 +1044,10 @@ impl S3StorageBuilder {
         }
         s3 = s3
             .with_bucket_name(&self.bucket)
-            .with_conditional_put(S3ConditionalPut::ETagMatch);
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            // Lets streamed writes complete multipart uploads conditionally
+            // (see complete.rs); forwards everything else untouched.
+            .with_http_connector(ConditionConnector::default());
         if let Some(r) = &self.region {
             s3 = s3.with_region(r);
         }
@@ -920,12 +1140,23 @@ impl S3StorageBuilder {
                 .map_err(|e| configure_error(BACKEND, e))?;
         }
         let location = format!("s3://{}", self.bucket);
+        let trusted = match self.common.stream.completion {
+            ConditionalCompletion::Enabled => true,
+            ConditionalCompletion::Disabled => false,
+            _ => endpoint.as_deref().is_none_or(is_aws_endpoint),
+        };
+        let completion = if trusted {
+            CompletionSupport::Trusted
+        } else {
+            CompletionSupport::Untrusted
+        };
         Ok(self.common.finish(
             Arc::new(store),
             BACKEND,
             location,
             address,
             Some(self.bucket),
+            completion,
         ))
     }
 }
@@ -985,6 +1216,87 @@ mod tests {
         assert!(worst < Duration::from_secs(4), "{worst:?}");
         assert!(r.retry_timeout <= Duration::from_secs(15));
         assert!(r.max_retries >= 3, "transient failures are still retried");
+    }
+
+    #[test]
+    fn aws_endpoints_are_recognised() {
+        for e in [
+            "https://s3.us-east-1.amazonaws.com",
+            "https://bucket.s3.eu-west-1.amazonaws.com/",
+            "https://s3.cn-north-1.amazonaws.com.cn",
+            "https://S3.AMAZONAWS.COM",
+        ] {
+            assert!(is_aws_endpoint(e), "{e}");
+        }
+        for e in [
+            "http://127.0.0.1:8333",
+            "https://amazonaws.com.evil.example",
+            "https://s3.amazonaws.community",
+            "https://account.r2.cloudflarestorage.com",
+            "not a url",
+        ] {
+            assert!(!is_aws_endpoint(e), "{e}");
+        }
+    }
+
+    #[test]
+    fn completion_trust_follows_the_endpoint_and_the_setting() {
+        let build = |endpoint: Option<&str>, mode| {
+            let mut b = S3StorageBuilder::new("b")
+                .credentials("id", "secret", None)
+                .allow_http(true)
+                .conditional_completion(mode);
+            if let Some(e) = endpoint {
+                b = b.endpoint(e);
+            }
+            b.build().unwrap().inner.completion
+        };
+        use CompletionSupport::{Trusted, Untrusted};
+        use ConditionalCompletion::{Auto, Disabled, Enabled};
+        assert_eq!(build(None, Auto), Trusted);
+        assert_eq!(
+            build(Some("https://s3.us-west-2.amazonaws.com"), Auto),
+            Trusted
+        );
+        assert_eq!(build(Some("http://127.0.0.1:8333"), Auto), Untrusted);
+        assert_eq!(build(Some("http://127.0.0.1:8333"), Enabled), Trusted);
+        assert_eq!(build(None, Disabled), Untrusted);
+        let mem = ObjectStorageBuilder::new(Arc::new(InMemory::new()))
+            .conditional_completion(Enabled)
+            .build()
+            .unwrap();
+        assert_eq!(mem.inner.completion, CompletionSupport::NoConnector);
+    }
+
+    #[test]
+    fn part_sizes_are_checked() {
+        let s3 = |part| {
+            S3StorageBuilder::new("b")
+                .credentials("id", "secret", None)
+                .part_size(part)
+                .build()
+        };
+        assert!(s3(MIN_PART_SIZE).is_ok());
+        let e = s3(MIN_PART_SIZE - 1).unwrap_err().to_string();
+        assert!(e.contains("below the 5 MiB"), "{e}");
+        let e = s3(MAX_PART_SIZE + 1).unwrap_err().to_string();
+        assert!(e.contains("outside 1 byte..=5 GiB"), "{e}");
+        let mem = |part, conc| {
+            ObjectStorageBuilder::new(Arc::new(InMemory::new()))
+                .part_size(part)
+                .upload_concurrency(conc)
+                .build()
+        };
+        assert!(mem(1024, 1).is_ok(), "any store may take small parts");
+        assert!(mem(0, 1).is_err());
+        assert!(mem(1024, 0).is_err());
+        assert!(mem(1024, 65).is_err());
+        assert!(
+            UrlStorageBuilder::new("memory:///p")
+                .part_size(1024)
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -84,6 +84,12 @@ pub(crate) enum Class {
     Precondition,
     /// The store does not implement the operation (`NotImplemented`, 501).
     NotImplemented,
+    /// A ranged read starts at or beyond the object's end (416, or
+    /// `object_store`'s own range check).
+    RangeNotSatisfiable,
+    /// The multipart upload is gone (`NoSuchUpload`: aborted, or already
+    /// completed).
+    NoSuchUpload,
     /// A request timed out.
     Timeout,
     /// The endpoint could not be reached (refused, reset, DNS).
@@ -126,6 +132,14 @@ pub(crate) fn classify(e: &object_store::Error) -> Class {
     }
     if text.contains("non-2xx status code: 501") {
         return Class::NotImplemented;
+    }
+    // A 416 from a server; "Wanted range starting at …" is object_store's
+    // own check (InMemory, local files), which has no public type.
+    if text.contains("non-2xx status code: 416") || text.contains("Wanted range starting at") {
+        return Class::RangeNotSatisfiable;
+    }
+    if text.contains("<Code>NoSuchUpload</Code>") {
+        return Class::NoSuchUpload;
     }
     match e {
         E::NotFound { .. } => return Class::NotFound,
@@ -203,6 +217,40 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_and_uploads_classify_by_their_messages() {
+        let generic = |msg: &str| object_store::Error::Generic {
+            store: "S3",
+            source: msg.to_owned().into(),
+        };
+        assert_eq!(
+            classify(&generic(
+                "Error performing GET http://h/b/k - Server returned non-2xx status code: \
+                 416 Range Not Satisfiable: <Error><Code>InvalidRange</Code></Error>"
+            )),
+            Class::RangeNotSatisfiable
+        );
+        assert_eq!(
+            classify(&generic(
+                "Wanted range starting at 11, but object was only 10 bytes long"
+            )),
+            Class::RangeNotSatisfiable
+        );
+        assert_eq!(
+            classify(&object_store::Error::NotFound {
+                path: "p".into(),
+                source: "Server returned non-2xx status code: 404 Not Found: \
+                         <Error><Code>NoSuchUpload</Code></Error>"
+                    .into()
+            }),
+            Class::NoSuchUpload
+        );
+        assert_eq!(
+            classify(&generic("non-2xx status code: 400 Bad Request")),
+            Class::Other
+        );
+    }
 
     #[test]
     fn object_store_kinds_classify() {

@@ -25,9 +25,22 @@
 //!   [`store_if`](encstore_core::Storage::store_if) is `object_store`'s
 //!   `PutMode::Create` / `PutMode::Update` (on S3, `If-None-Match: *` /
 //!   `If-Match: <ETag>`).
+//! - `stream`: ranged reads (one ranged `GET`), streamed reads (one `GET`,
+//!   resumed pinned to its ETag if cut) and streamed writes (one `PUT` up
+//!   to one part, else a multipart upload with bounded parts in flight,
+//!   aborted on failure or drop). A conditional streamed write larger than
+//!   a part puts its condition on the multipart completion where that is
+//!   trusted to be atomic ([`ConditionalCompletion`]: AWS S3 by default),
+//!   and is otherwise buffered up to a bound into one conditional `PUT`,
+//!   refused with [`Error::Unsupported`](encstore_core::Error::Unsupported)
+//!   beyond it.
+//! - `complete`: the HTTP connector of the S3 stores this crate builds,
+//!   which adds `If-Match` / `If-None-Match` to a multipart completion
+//!   (`object_store` 0.14 has no way to ask for it).
 //! - `probe`: before the first conditional write or lock, each store
-//!   handle checks once that the server enforces those conditions (see
-//!   below).
+//!   handle checks once that the server enforces those conditions, and
+//!   before the first conditional multipart completion, that it enforces
+//!   them on completions (see below).
 //! - `lock`: leased locks on conditional writes, with the protocol and
 //!   clock assumptions in that module's documentation and in
 //!   `docs/backends.md`.
@@ -80,18 +93,21 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod complete;
 mod config;
 mod error;
 mod lock;
 mod probe;
 mod storage;
+mod stream;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
 pub use config::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEASE, DEFAULT_OPERATION_TIMEOUT, DEFAULT_REGION,
-    DEFAULT_REQUEST_TIMEOUT, ObjectStorageBuilder, S3StorageBuilder, UrlStorageBuilder,
-    default_retry,
+    ConditionalCompletion, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEASE,
+    DEFAULT_MAX_BUFFERED_CONDITIONAL_WRITE, DEFAULT_OPERATION_TIMEOUT, DEFAULT_PART_SIZE,
+    DEFAULT_REGION, DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPLOAD_CONCURRENCY, MAX_PART_SIZE,
+    MIN_PART_SIZE, ObjectStorageBuilder, S3StorageBuilder, UrlStorageBuilder, default_retry,
 };
 pub use lock::LOCK_DIR;
 /// The `object_store` crate this backend is built on (for its stores,

@@ -26,11 +26,36 @@
 //! probe ([`tokio::sync::OnceCell`]); concurrent probes from other handles
 //! or processes only ever race on the sentinel's creation, which they
 //! tolerate.
+//!
+//! ## Conditional multipart completions
+//!
+//! A conditional streamed write too large for one `PUT` puts its condition
+//! on the completion of a multipart upload (see `complete.rs`). Before the
+//! first such write, each handle probes that too, on the same sentinel,
+//! after the checks above passed:
+//!
+//! 4. A multipart upload of the sentinel's bytes, completed with
+//!    `If-None-Match: *`, must fail.
+//! 5. Another, completed with `If-Match` on a wrong ETag, must fail.
+//!
+//! Both uploads are then aborted. A server that ignores the conditions
+//! rewrites the sentinel with its own bytes (only its ETag and time
+//! change). If either completion succeeds, or the store cannot send a
+//! condition with a completion at all (any store but the S3 stores this
+//! crate builds), large conditional streamed writes fall back to one
+//! buffered conditional `PUT` up to a bound, and are refused beyond it.
+//! This stage is cached per handle like the first.
 
 use bytes::Bytes;
 use encstore_core::{Error, Result};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{
+    MultipartUpload, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    UpdateVersion,
+};
+
+use crate::complete::{CompletionCondition, complete_with};
+use crate::config::CompletionSupport;
 
 use crate::error::{Class, Kind, classify};
 use crate::storage::ObjectStorage;
@@ -67,6 +92,131 @@ impl ObjectStorage {
                 op,
                 reason: reason.clone(),
             }),
+        }
+    }
+
+    /// Whether large conditional streamed writes can put their condition on
+    /// a multipart completion: [`Conditional::Honoured`] once the multipart
+    /// stage of the probe passed (probed once per handle, after
+    /// [`require_conditional_writes`](Self::require_conditional_writes)).
+    pub(crate) async fn conditional_multipart(&self) -> Result<Conditional> {
+        match self.inner.completion {
+            CompletionSupport::Trusted => {}
+            CompletionSupport::NoConnector => {
+                return Ok(Conditional::Ignored(format!(
+                    "the store at {} cannot put a condition on the completion of a multipart \
+                     upload (object_store offers none; this crate adds it to the S3 stores it \
+                     builds itself)",
+                    self.inner.address
+                )));
+            }
+            CompletionSupport::Untrusted => {
+                return Ok(Conditional::Ignored(format!(
+                    "conditions on multipart completions are not relied on at {}: only AWS S3 \
+                     documents them as atomic (SeaweedFS 4.48 lets racing conditional \
+                     completions succeed together); conditional_completion(Enabled) turns \
+                     them on for a server whose completions are atomic",
+                    self.inner.address
+                )));
+            }
+        }
+        self.inner
+            .conditional_multipart
+            .get_or_try_init(|| self.probe_conditional_multipart())
+            .await
+            .cloned()
+    }
+
+    /// The reason text when the server fails the multipart stage.
+    fn ignored_multipart(&self, what: &str) -> Conditional {
+        let bucket = match &self.inner.bucket {
+            Some(b) => format!(" (bucket {b:?})"),
+            None => String::new(),
+        };
+        Conditional::Ignored(format!(
+            "the server at {}{bucket} {what}: it does not honour conditions on multipart \
+             completions (CompleteMultipartUpload with If-None-Match / If-Match)",
+            self.inner.address
+        ))
+    }
+
+    async fn probe_conditional_multipart(&self) -> Result<Conditional> {
+        const OP: &str = "probe conditional multipart completions";
+        let path = self.path(PROBE_OBJECT)?;
+        let Some((body, e_tag, _)) = self.read_sentinel(OP, &path).await? else {
+            return Err(Error::backend(
+                self.inner.backend,
+                OP,
+                "the probe object vanished; retry",
+            ));
+        };
+        let cases = [
+            (
+                "accepted a multipart completion with If-None-Match: * over an existing object",
+                CompletionCondition::absent(),
+            ),
+            (
+                "accepted a multipart completion conditional on an ETag that did not match \
+                 (If-Match)",
+                CompletionCondition::matches(&wrong_e_tag(e_tag.as_deref()))
+                    .ok_or_else(|| Error::backend(self.inner.backend, OP, "bad probe ETag"))?,
+            ),
+        ];
+        for (what, condition) in cases {
+            let mut upload = self
+                .inner
+                .store
+                .put_multipart_opts(&path, PutMultipartOptions::default())
+                .await
+                .map_err(|e| self.map(OP, PROBE_OBJECT, Kind::Other, e))?;
+            let verdict = self
+                .probe_completion(OP, &mut *upload, body.clone(), condition, what)
+                .await;
+            // A refused completion leaves the upload open; aborting one
+            // that completed fails harmlessly.
+            if let Err(e) = upload.abort().await {
+                tracing::debug!(error = %e, "aborting a probe upload failed");
+            }
+            if let Some(v) = verdict? {
+                return Ok(v);
+            }
+        }
+        tracing::debug!(
+            store = %self.inner.location,
+            "the store honours conditional multipart completions"
+        );
+        Ok(Conditional::Honoured)
+    }
+
+    /// One probing upload: `None` when the completion was refused as it
+    /// must be, else the verdict.
+    async fn probe_completion(
+        &self,
+        op: &'static str,
+        upload: &mut dyn MultipartUpload,
+        body: Bytes,
+        condition: CompletionCondition,
+        what: &str,
+    ) -> Result<Option<Conditional>> {
+        upload
+            .put_part(PutPayload::from(body))
+            .await
+            .map_err(|e| self.map(op, PROBE_OBJECT, Kind::Other, e))?;
+        let done = complete_with(upload, condition).await;
+        if done.attempts == 0 {
+            return Ok(Some(
+                self.ignored_multipart("was sent a completion without its condition"),
+            ));
+        }
+        match done.result {
+            Ok(_) => Ok(Some(self.ignored_multipart(what))),
+            Err(e) => match classify(&e) {
+                Class::Precondition | Class::NotFound => Ok(None),
+                Class::NotImplemented => Ok(Some(self.ignored_multipart(&format!(
+                    "does not implement conditional completions ({e})"
+                )))),
+                _ => Err(self.map(op, PROBE_OBJECT, Kind::Other, e)),
+            },
         }
     }
 

@@ -3,23 +3,24 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use encstore_core::stream::{ByteStream, ObjectStream, RangeRead, VersionedStream};
 use encstore_core::{
     Error, KeyInfo, Lease, Result, Storage, Version, Versioned, WriteCondition,
     is_reserved_segment, validate_key, validate_prefix,
 };
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    UpdateVersion,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
-use crate::config::{ObjectStorageBuilder, S3StorageBuilder, UrlStorageBuilder};
+use crate::config::{
+    CompletionSupport, ObjectStorageBuilder, S3StorageBuilder, StreamSettings, UrlStorageBuilder,
+};
 use crate::error::{Class, Kind, classify};
 use crate::probe::Conditional;
 
@@ -71,6 +72,16 @@ pub(crate) struct Inner {
     /// Whether the store honours conditional writes: probed once, before
     /// the first conditional write or lock of this handle (and its clones).
     pub(crate) conditional: tokio::sync::OnceCell<Conditional>,
+    /// Part size, concurrency and buffered bound of streamed writes.
+    pub(crate) stream: StreamSettings,
+    /// Whether multipart completions can carry a condition (through
+    /// [`ConditionConnector`](crate::complete::ConditionConnector), on the
+    /// S3 stores this crate builds) and may be relied on.
+    pub(crate) completion: CompletionSupport,
+    /// Whether the server honours conditions on multipart completions:
+    /// probed once, before the first conditional streamed write that needs
+    /// a multipart upload.
+    pub(crate) conditional_multipart: tokio::sync::OnceCell<Conditional>,
 }
 
 impl Inner {
@@ -97,6 +108,9 @@ impl Inner {
             host: encstore_core::hostname(),
             pid: std::process::id(),
             conditional: tokio::sync::OnceCell::new(),
+            stream: StreamSettings::default(),
+            completion: CompletionSupport::NoConnector,
+            conditional_multipart: tokio::sync::OnceCell::new(),
         }
     }
 }
@@ -265,7 +279,7 @@ impl ObjectStorage {
     /// A HEAD answers 404 without a body, for a missing key and a missing
     /// bucket alike. After one, this tells them apart with a listing (whose
     /// error names a missing bucket): `Ok` when the bucket exists.
-    async fn check_bucket(&self, op: &'static str) -> Result<()> {
+    pub(crate) async fn check_bucket(&self, op: &'static str) -> Result<()> {
         let probe = self.path(crate::lock::LOCK_DIR)?;
         match self.inner.store.list_with_delimiter(Some(&probe)).await {
             Ok(_) => Ok(()),
@@ -397,17 +411,7 @@ impl Storage for ObjectStorage {
     ) -> Result<Version> {
         validate_key(key)?;
         let path = self.path(key)?;
-        let mode = match condition {
-            WriteCondition::Absent => PutMode::Create,
-            WriteCondition::Matches(v) => PutMode::Update(update_version(v)),
-            _ => {
-                return Err(Error::backend(
-                    self.inner.backend,
-                    "store_if",
-                    "unsupported write condition",
-                ));
-            }
-        };
+        let mode = self.put_mode(condition)?;
         self.deadline("store_if", async {
             self.require_conditional_writes("write conditionally")
                 .await?;
@@ -454,48 +458,41 @@ impl Storage for ObjectStorage {
         .await
     }
 
-    async fn load_head(&self, key: &str, len: usize) -> Result<Bytes> {
-        validate_key(key)?;
-        let path = self.path(key)?;
-        self.deadline("load", async {
-            if len == 0 {
-                // A zero-length range is not a valid HTTP range; check that
-                // the key exists instead.
-                return match self.inner.store.head(&path).await {
-                    Ok(_) => Ok(Bytes::new()),
-                    Err(e) if classify(&e) == Class::NotFound => {
-                        self.check_bucket("load").await?;
-                        Err(Error::not_found(key))
-                    }
-                    Err(e) => Err(self.map("load", key, Kind::Read, e)),
-                };
-            }
-            let opts = GetOptions {
-                range: Some(GetRange::Bounded(0..len as u64)),
-                ..GetOptions::default()
-            };
-            match self.inner.store.get_opts(&path, opts).await {
-                Ok(r) => {
-                    let mut b = r
-                        .bytes()
-                        .await
-                        .map_err(|e| self.map("load", key, Kind::Read, e))?;
-                    b.truncate(len);
-                    Ok(b)
-                }
-                Err(e) if classify(&e) == Class::NotFound => Err(Error::not_found(key)),
-                Err(e) if classify(&e) == Class::Other => {
-                    // An empty object has no byte 0, so servers refuse any
-                    // range on it (416); its first `len` bytes are empty.
-                    match self.inner.store.head(&path).await {
-                        Ok(meta) if meta.size == 0 => Ok(Bytes::new()),
-                        _ => Err(self.map("load", key, Kind::Read, e)),
-                    }
-                }
-                Err(e) => Err(self.map("load", key, Kind::Read, e)),
-            }
-        })
-        .await
+    async fn load_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead> {
+        self.read_range(key, range).await
+    }
+
+    async fn store_stream(&self, key: &str, body: ByteStream) -> Result<()> {
+        self.write_stream(key, body, None).await.map(|_| ())
+    }
+
+    async fn store_stream_if(
+        &self,
+        key: &str,
+        body: ByteStream,
+        condition: &WriteCondition,
+    ) -> Result<Version> {
+        match self.write_stream(key, body, Some(condition)).await? {
+            Some(v) => Ok(v),
+            None => Err(Error::backend(
+                self.inner.backend,
+                "store a stream conditionally",
+                "the write returned no version",
+            )),
+        }
+    }
+
+    async fn load_stream(&self, key: &str) -> Result<ObjectStream> {
+        Ok(self.open_stream(key).await?.0)
+    }
+
+    async fn load_stream_versioned(&self, key: &str) -> Result<VersionedStream> {
+        let (stream, version) = self.open_stream(key).await?;
+        let version = match version {
+            Some(v) => v,
+            None => self.version_of(None, None, "load a stream")?,
+        };
+        Ok(VersionedStream { stream, version })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -12,14 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use encstore::{EncryptedStorage, Policy, ReloadableKeyset};
 use encstore_core::{Error, Storage, WriteCondition, new_lease_token};
 use encstore_objstore::object_store::path::Path;
 use encstore_objstore::object_store::{ObjectStore, ObjectStoreExt};
 use encstore_objstore::testing::proxy::Proxy;
 use encstore_objstore::{ObjectStorage, PROBE_OBJECT, S3StorageBuilder};
-use encstore_tink::Keyset;
-use encstore_tink::templates::by_name;
 use futures_util::TryStreamExt;
 
 fn b(s: &str) -> Bytes {
@@ -264,41 +261,4 @@ async fn concurrent_first_callers_share_one_probe() {
             }
         }
     }
-}
-
-/// `EncryptedStorage::rewrap_one` over an ignoring server refuses instead
-/// of writing, and leaves the object as it was.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rewrap_over_ignoring_server_refuses() {
-    let Some((endpoint, bucket)) = encstore_objstore::testing::server("rewrap_ignoring") else {
-        return;
-    };
-    let prefix = unique_prefix("rewrap-ignoring");
-    let direct: Arc<dyn Storage> = Arc::new(store(&endpoint, &bucket, &prefix));
-    let k0 = Keyset::generate(&by_name("AES256_GCM").unwrap()).unwrap();
-    let mut k1 = k0.clone();
-    k1.rotate(&by_name("AES256_GCM").unwrap()).unwrap();
-    let old = EncryptedStorage::new(
-        Arc::clone(&direct),
-        Arc::new(ReloadableKeyset::new(&k0, Policy::default()).unwrap()),
-    );
-    old.store("certs/a.pem", b("secret")).await.unwrap();
-    let raw = direct.load("certs/a.pem").await.unwrap();
-
-    let proxy = Proxy::start(&endpoint, true).await;
-    let bad: Arc<dyn Storage> = Arc::new(store(&proxy.endpoint, &bucket, &prefix));
-    let new = EncryptedStorage::new(
-        bad,
-        Arc::new(ReloadableKeyset::new(&k1, Policy::default()).unwrap()),
-    );
-    match new.rewrap_one("certs/a.pem").await {
-        Err(e @ Error::Unsupported { .. }) => {
-            let msg = e.to_string();
-            assert!(msg.contains("does not honour conditional writes"), "{msg}");
-        }
-        other => panic!("expected Unsupported, got {other:?}"),
-    }
-    assert_eq!(direct.load("certs/a.pem").await.unwrap(), raw, "untouched");
-    assert_eq!(old.load("certs/a.pem").await.unwrap(), b("secret"));
-    direct.delete("certs").await.unwrap();
 }

@@ -234,3 +234,220 @@ async fn unparsable_lock_object_is_stale_after_one_lease() {
     assert!(all.iter().all(|p| p.as_ref().starts_with("p/.encstore")));
     assert!(os.list(None).next().await.is_some());
 }
+
+/// Counts the multipart uploads an `InMemory` store is asked for, and how
+/// they end.
+#[derive(Debug, Default)]
+struct CountingMultipart {
+    inner: InMemory,
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    started: std::sync::atomic::AtomicUsize,
+    completed: std::sync::atomic::AtomicUsize,
+    aborted: std::sync::atomic::AtomicUsize,
+}
+
+impl Counts {
+    fn get(&self) -> (usize, usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (
+            self.started.load(SeqCst),
+            self.completed.load(SeqCst),
+            self.aborted.load(SeqCst),
+        )
+    }
+}
+
+impl fmt::Display for CountingMultipart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CountingMultipart")
+    }
+}
+
+#[derive(Debug)]
+struct CountingUpload {
+    inner: Box<dyn MultipartUpload>,
+    counts: Arc<Counts>,
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for CountingUpload {
+    fn put_part(&mut self, data: PutPayload) -> encstore_objstore::object_store::UploadPart {
+        self.inner.put_part(data)
+    }
+    async fn complete(&mut self) -> encstore_objstore::object_store::Result<PutResult> {
+        let r = self.inner.complete().await;
+        self.counts
+            .completed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        r
+    }
+    async fn abort(&mut self) -> encstore_objstore::object_store::Result<()> {
+        self.counts
+            .aborted
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.abort().await
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for CountingMultipart {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> encstore_objstore::object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> encstore_objstore::object_store::Result<Box<dyn MultipartUpload>> {
+        self.counts
+            .started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(CountingUpload {
+            inner,
+            counts: Arc::clone(&self.counts),
+        }))
+    }
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> encstore_objstore::object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, encstore_objstore::object_store::Result<Path>>,
+    ) -> BoxStream<'static, encstore_objstore::object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> BoxStream<'static, encstore_objstore::object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&Path>,
+    ) -> encstore_objstore::object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> encstore_objstore::object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// The whole suite with 64 KiB parts, so that its larger streamed writes
+/// are multipart uploads (the in-memory store takes parts of any size):
+/// writes of many chunks complete their uploads; failing and dropped ones
+/// abort them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_with_small_parts() {
+    let os = Arc::new(CountingMultipart::default());
+    let counts = Arc::clone(&os.counts);
+    let store = ObjectStorage::builder(os)
+        .part_size(64 << 10)
+        .upload_concurrency(3)
+        .lease_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    encstore_core::conformance::run_all(Arc::new(store)).await;
+    // Let the aborts of dropped writes (spawned) run.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (started, completed, aborted) = counts.get();
+    eprintln!("multipart uploads: {started} started, {completed} completed, {aborted} aborted");
+    assert!(completed >= 1, "multipart uploads completed: {completed}");
+    assert!(
+        aborted >= 4,
+        "failed and dropped uploads aborted: {aborted}"
+    );
+    assert_eq!(started, completed + aborted, "every upload ended one way");
+}
+
+/// Without conditional completions (any store but the S3 stores this crate
+/// builds), a conditional streamed write is buffered up to the bound and
+/// written with one conditional `PUT`; a larger one is refused with
+/// `Unsupported`, writing nothing and starting no upload.
+#[tokio::test]
+async fn conditional_streams_beyond_the_bound_are_refused() {
+    let os = Arc::new(CountingMultipart::default());
+    let counts = Arc::clone(&os.counts);
+    let store = ObjectStorage::builder(os)
+        .part_size(64 << 10)
+        .max_buffered_conditional_write(256 << 10)
+        .backend_name("test")
+        .address("memory://bounded")
+        .build()
+        .unwrap();
+    let body = |len: usize, seed: u8| {
+        let chunks: Vec<Bytes> = (0..len)
+            .map(|i| (i as u8) ^ seed)
+            .collect::<Vec<u8>>()
+            .chunks(10_000)
+            .map(Bytes::copy_from_slice)
+            .collect();
+        encstore_core::stream::from_chunks(chunks)
+    };
+    let v1 = store
+        .store_stream_if("k", body(200 << 10, 1), &WriteCondition::Absent)
+        .await
+        .unwrap();
+    let v2 = store
+        .store_stream_if(
+            "k",
+            body(256 << 10, 2),
+            &WriteCondition::Matches(v1.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .store_stream_if("k", body(100 << 10, 3), &WriteCondition::Matches(v1))
+            .await,
+        Err(Error::PreconditionFailed { .. })
+    ));
+    match store
+        .store_stream_if(
+            "k",
+            body((256 << 10) + 1, 4),
+            &WriteCondition::Matches(v2.clone()),
+        )
+        .await
+    {
+        Err(Error::Unsupported {
+            backend: "test",
+            op: "write a large stream conditionally",
+            reason,
+        }) => {
+            assert!(reason.contains("memory://bounded"), "{reason}");
+            assert!(reason.contains("cannot put a condition"), "{reason}");
+            assert!(reason.contains("262144 bytes"), "{reason}");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    let now = store.load_versioned("k").await.unwrap();
+    assert_eq!(now.version, v2);
+    assert_eq!(now.value.len(), 256 << 10);
+    assert_eq!(counts.get(), (0, 0, 0), "no multipart upload for them");
+    // Plain streamed writes of the same size are multipart uploads.
+    store
+        .store_stream("k", body((256 << 10) + 1, 5))
+        .await
+        .unwrap();
+    assert_eq!(counts.get(), (1, 1, 0));
+}

@@ -199,21 +199,85 @@ fn available_list(v: &[String]) -> String {
     }
 }
 
+/// The one place a [`Pkcs11Error`] becomes a [`KekError`], which carries
+/// it as its typed inner error (reach it with
+/// [`KekError::downcast_ref`]):
+/// - a malformed URI (or one with `pin-value`) becomes
+///   [`KekError::InvalidUri`];
+/// - a wrapped keyset that does not authenticate becomes
+///   [`KekError::Authentication`];
+/// - a failure in the middle of a wrap or unwrap becomes
+///   [`KekError::Failed`];
+/// - everything else (module, token, PIN, key) becomes
+///   [`KekError::Unavailable`].
 impl From<Pkcs11Error> for KekError {
     fn from(e: Pkcs11Error) -> Self {
         match e {
-            Pkcs11Error::InvalidUri(m) => KekError::InvalidUri(format!("PKCS#11: {m}")),
-            e @ Pkcs11Error::PinInUri => KekError::InvalidUri(e.to_string().replacen(
-                "invalid PKCS#11 URI: ",
-                "PKCS#11: ",
-                1,
-            )),
+            e @ (Pkcs11Error::InvalidUri(_) | Pkcs11Error::PinInUri) => KekError::invalid_uri(e),
             Pkcs11Error::Authentication => KekError::Authentication,
-            e @ Pkcs11Error::Operation { .. } => KekError::Failed {
-                message: e.to_string(),
-                source: Some(Box::new(e)),
-            },
-            other => KekError::Unavailable(other.to_string()),
+            e @ Pkcs11Error::Operation { .. } => KekError::failed(e),
+            other => KekError::unavailable(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_conversions() {
+        let k: KekError = Pkcs11Error::Authentication.into();
+        assert!(matches!(k, KekError::Authentication));
+        let k: KekError = Pkcs11Error::PinInUri.into();
+        assert!(matches!(k, KekError::InvalidUri(_)));
+        assert!(matches!(
+            k.downcast_ref::<Pkcs11Error>(),
+            Some(Pkcs11Error::PinInUri)
+        ));
+        let k: KekError = Pkcs11Error::InvalidUri("x".into()).into();
+        assert!(matches!(k, KekError::InvalidUri(_)));
+        assert_eq!(k.to_string(), "invalid PKCS#11 URI: x");
+        let k: KekError = Pkcs11Error::WrongPin {
+            token: "\"t\"".into(),
+        }
+        .into();
+        assert!(matches!(k, KekError::Unavailable(_)));
+        assert_eq!(
+            k.to_string(),
+            "PKCS#11 token \"t\": the user PIN is incorrect (CKR_PIN_INCORRECT)"
+        );
+        assert!(matches!(
+            k.downcast_ref::<Pkcs11Error>(),
+            Some(Pkcs11Error::WrongPin { .. })
+        ));
+        let k: KekError = Pkcs11Error::PinLocked {
+            token: "\"t\"".into(),
+        }
+        .into();
+        assert_eq!(
+            k.to_string(),
+            "PKCS#11 token \"t\": the user PIN is locked (CKR_PIN_LOCKED); the token's security officer must reset it"
+        );
+        let k: KekError = Pkcs11Error::Operation {
+            operation: "wrap",
+            token: "\"t\"".into(),
+            key: "\"k\"".into(),
+            reason: "x".into(),
+        }
+        .into();
+        match &k {
+            KekError::Failed(inner) => {
+                assert!(inner.downcast_ref::<Pkcs11Error>().is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        // Displayed once: the message is the PKCS#11 error's, and the
+        // source chain does not repeat it.
+        assert_eq!(
+            k.to_string(),
+            "PKCS#11 wrap with key \"k\" on token \"t\" failed mid-operation: x"
+        );
+        assert!(std::error::Error::source(&k).is_none());
     }
 }

@@ -36,12 +36,19 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod ck;
 mod error;
+mod gcm;
 mod kek;
-#[doc(hidden)]
+mod key;
+mod pin;
+mod session;
+#[cfg(feature = "test-util")]
 pub mod testing;
+mod token;
 mod uri;
 
 pub use error::Pkcs11Error;
-pub use kek::{IV_LEN, Pkcs11Kek, TAG_LEN};
+pub use gcm::{IV_LEN, TAG_LEN};
+pub use kek::Pkcs11Kek;
 pub use uri::{ENV_MODULE, ENV_PIN_FILE, PinSource, Pkcs11Uri};

@@ -1,13 +1,11 @@
 //! `Pkcs11Kek` against a real PKCS#11 module: SoftHSM2, one fresh token per
-//! test (see `common/mod.rs`). No mocks.
+//! test (see `encstore_pkcs11::testing::hsm_test`). No mocks.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Hsm, PIN, TOKEN, assert_no_pin, hsm_test};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use encstore_core::{Kek, KekError};
+use encstore_pkcs11::testing::{Hsm, PIN, TOKEN, assert_no_pin, hsm_test};
 use encstore_pkcs11::{IV_LEN, Pkcs11Error, Pkcs11Kek, Pkcs11Uri, TAG_LEN};
 
 /// Opens and checks that neither Debug nor Display of the error shows a PIN.
@@ -20,9 +18,8 @@ fn open_err(uri: &str) -> Pkcs11Error {
 
 fn kek_failed_source(e: &KekError) -> &Pkcs11Error {
     match e {
-        KekError::Failed { source, .. } => source
-            .as_deref()
-            .and_then(|s| s.downcast_ref::<Pkcs11Error>())
+        KekError::Failed(inner) => inner
+            .downcast_ref::<Pkcs11Error>()
             .expect("a Pkcs11Error source"),
         other => panic!("expected KekError::Failed, got {other:?}"),
     }
@@ -496,10 +493,11 @@ fn module_finalized_under_an_open_kek() {
             ),
             "{src:?}"
         );
-        // The IV is drawn from the token first, so that is the call that fails.
+        // The IV is drawn from the token first, so that is the call that
+        // fails. KekError displays the PKCS#11 error transparently.
         assert_eq!(
             e.to_string(),
-            "master key operation failed: PKCS#11 wrap with key \"kek-fin\" on token \"encstore\" failed mid-operation: CKR_CRYPTOKI_NOT_INITIALIZED from C_GenerateRandom (the module was finalised by another part of this process; open the KEK again)"
+            "PKCS#11 wrap with key \"kek-fin\" on token \"encstore\" failed mid-operation: CKR_CRYPTOKI_NOT_INITIALIZED from C_GenerateRandom (the module was finalised by another part of this process; open the KEK again)"
         );
         let e = kek.unwrap(&w, b"").await.unwrap_err();
         assert!(matches!(

@@ -52,7 +52,7 @@ pub enum CiphertextKey {
 /// flooding resistance is needed and SipHash would cost more than the
 /// lookup.
 #[derive(Default)]
-struct PrefixHasher(u64);
+pub(crate) struct PrefixHasher(u64);
 
 impl Hasher for PrefixHasher {
     fn finish(&self) -> u64 {
@@ -69,10 +69,10 @@ impl Hasher for PrefixHasher {
     }
 }
 
-type PrefixMap<V> = HashMap<u64, V, BuildHasherDefault<PrefixHasher>>;
+pub(crate) type PrefixMap<V> = HashMap<u64, V, BuildHasherDefault<PrefixHasher>>;
 
 /// The prefix bytes packed into a u64 map key.
-fn prefix_key(first: u8, key_id: u32) -> u64 {
+pub(crate) fn prefix_key(first: u8, key_id: u32) -> u64 {
     (u64::from(first) << 32) | u64::from(key_id)
 }
 
@@ -268,7 +268,7 @@ impl KeysetAead {
 
 /// The first byte and key ID of a Tink prefix, if `ct` has one.
 #[inline]
-fn split_prefix(ct: &[u8]) -> Option<(u8, u32)> {
+pub(crate) fn split_prefix(ct: &[u8]) -> Option<(u8, u32)> {
     match ct {
         [first @ (0x00 | 0x01), a, b, c, d, ..] => {
             Some((*first, u32::from_be_bytes([*a, *b, *c, *d])))

@@ -35,12 +35,30 @@ pub enum KeyError {
         /// The allowed sizes, in words.
         allowed: &'static str,
     },
-    /// The type URL is a Tink AEAD whose key material lives in a KMS
-    /// (`KmsAeadKey`, `KmsEnvelopeAeadKey`); encstore does not implement it.
+    /// The type URL is a Tink AEAD whose key material lives in a KMS and
+    /// that encstore does not implement (`KmsAeadKey`; `KmsEnvelopeAeadKey`
+    /// is implemented by [`crate::envelope`], not by the raw primitives).
     #[error("AEAD key type {type_url:?} is not supported (its key lives in a KMS)")]
     UnsupportedAead {
         /// The refused type URL.
         type_url: String,
+    },
+    /// A KMS envelope key (or envelope DEK template) names a DEK type that
+    /// Tink does not allow in envelopes (see
+    /// [`crate::envelope::DEK_TYPES`]).
+    #[error(
+        "KMS envelope DEK type {type_url:?} is not allowed; Tink allows AesGcmKey, AesGcmSivKey, AesCtrHmacAeadKey, AesEaxKey, ChaCha20Poly1305Key and XChaCha20Poly1305Key"
+    )]
+    UnsupportedDek {
+        /// The refused DEK type URL.
+        type_url: String,
+    },
+    /// A KMS envelope key's DEK template has a key format its DEK type
+    /// refuses.
+    #[error("the KMS envelope DEK template is invalid: {dek}")]
+    InvalidDekTemplate {
+        /// What the DEK type refused.
+        dek: Box<KeyError>,
     },
     /// A parameter is outside what Tink allows.
     #[error("{key_type} has an invalid parameter: {what}")]
@@ -69,6 +87,10 @@ pub enum KeyError {
         /// Why, in words.
         reason: &'static str,
     },
+    /// The process has no usable crypto provider (see
+    /// [`crate::provider`]), such as the FIPS module not in FIPS mode.
+    #[error("crypto provider: {0}")]
+    Provider(crate::provider::ProviderError),
 }
 
 /// Why a keyset could not be read, written, validated or changed.
@@ -124,8 +146,11 @@ pub enum KeysetError {
         /// The key at fault.
         key_id: u32,
     },
-    /// A key's `keyMaterialType` is not SYMMETRIC (every AEAD key is).
-    #[error("key {key_id} has key material type {found}; AEAD keys are SYMMETRIC")]
+    /// A key's `keyMaterialType` is not SYMMETRIC (every AEAD key is; a
+    /// KMS envelope key may also be REMOTE, which Tink writes for it).
+    #[error(
+        "key {key_id} has key material type {found}; AEAD keys are SYMMETRIC (KMS envelope keys REMOTE or SYMMETRIC)"
+    )]
     WrongKeyMaterialType {
         /// The key at fault.
         key_id: u32,
@@ -251,6 +276,17 @@ pub enum KeysetError {
         wanted: crate::keyset::PrimitiveKind,
         /// The keyset's primitive.
         found: crate::keyset::PrimitiveKind,
+    },
+    /// The keyset holds an ENABLED KMS envelope key
+    /// (`KmsEnvelopeAeadKey`): encrypting or decrypting with it calls a
+    /// KMS, which the synchronous [`crate::KeysetAead`] never does. Use
+    /// [`crate::envelope::KeysetAsyncAead`].
+    #[error(
+        "key {key_id} is a KMS envelope key (KmsEnvelopeAeadKey): it encrypts and decrypts through a KMS, so this keyset needs the async AEAD (encstore_tink::envelope::KeysetAsyncAead), not the synchronous Keyset::aead"
+    )]
+    NeedsAsyncAead {
+        /// The (first) ENABLED envelope key.
+        key_id: u32,
     },
     /// The template makes keys of another primitive than the keyset's.
     #[error(

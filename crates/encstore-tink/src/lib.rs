@@ -19,6 +19,11 @@
 //!   segment arithmetic ([`SegmentLayout`]), sync encrypt/decrypt cores,
 //!   tokio `AsyncRead`/`AsyncWrite` adapters, and random access to any
 //!   plaintext range over a ranged-read source.
+//! - [`envelope`]: Tink's KMS envelope AEAD (`KmsEnvelopeAeadKey`): a
+//!   fresh data key per message, wrapped by a KMS key-encryption key
+//!   ([`encstore_core::Kek`]); [`KeysetAsyncAead`], the async AEAD of a
+//!   keyset that mixes envelope and ordinary keys; the master-key version
+//!   of an envelope ciphertext and its re-wrap.
 //! - [`primitives`]: one raw AEAD per Tink key type (no prefix).
 //! - [`provider`]: the crypto providers (ring by default, AWS-LC, AWS-LC's
 //!   FIPS 140-3 module), chosen by cargo features and at run time; which
@@ -52,7 +57,8 @@
 //! Tink checks only ENABLED keys when it reads a keyset. encstore also
 //! refuses duplicate key IDs anywhere in the keyset, a DISABLED key whose
 //! key data is missing or invalid (it could never be enabled), a live
-//! key whose `keyMaterialType` is not SYMMETRIC, and a keyset whose keys
+//! key whose `keyMaterialType` is not SYMMETRIC (REMOTE or SYMMETRIC for a
+//! KMS envelope key), and a keyset whose keys
 //! that are not destroyed mix AEAD and streaming AEAD keys (Tink refuses
 //! the mix among ENABLED keys: "Wrong primitive class").
 //!
@@ -74,6 +80,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod envelope;
 pub mod error;
 pub mod keyset;
 pub mod primitives;
@@ -84,6 +91,7 @@ pub mod templates;
 pub mod tink_rust;
 
 pub use aead::{CiphertextKey, KeysetAead};
+pub use envelope::{EnvelopeAead, EnvelopeError, KeysetAsyncAead};
 pub use error::{KeyError, KeysetError};
 pub use keyset::{
     KeyInfo, KeyStatus, Keyset, KeysetFormat, KeysetInfo, OutputPrefix, PrimitiveKind,

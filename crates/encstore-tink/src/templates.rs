@@ -283,6 +283,51 @@ fn xaes(salt_size: u32, prefix: OutputPrefix) -> KeyTemplate {
     KeyTemplate::new(url("XAesGcmKey"), format.encode_to_vec(), prefix)
 }
 
+/// A template for a KMS envelope key (`KmsEnvelopeAeadKey`, see
+/// [`crate::envelope`]) whose master key is `kek_uri` and whose DEKs come
+/// from `dek` (its output prefix is ignored and written as RAW, as Tink
+/// Java's `KmsEnvelopeAeadKeyManager.createKeyTemplate` does).
+///
+/// Tink's own envelope templates (Java `createKeyTemplate`, Python
+/// `create_kms_envelope_aead_key_template`) use the RAW prefix; TINK is
+/// allowed too and is what encstore recommends: it lets decryption and
+/// censuses find the key by its ID instead of trying each RAW key (a KMS
+/// call each).
+///
+/// # Errors
+/// [`KeysetError::Template`] with [`KeyError::UnsupportedDek`] for a DEK
+/// type Tink does not allow in envelopes, [`KeyError::InvalidDekTemplate`]
+/// for a DEK key format its type refuses, or [`KeyError::InvalidParameter`]
+/// for a LEGACY or CRUNCHY `output_prefix` (Tink refuses them for envelope
+/// keys).
+///
+/// [`KeyError::UnsupportedDek`]: crate::KeyError::UnsupportedDek
+/// [`KeyError::InvalidDekTemplate`]: crate::KeyError::InvalidDekTemplate
+/// [`KeyError::InvalidParameter`]: crate::KeyError::InvalidParameter
+pub fn kms_envelope(
+    kek_uri: &str,
+    dek: &KeyTemplate,
+    output_prefix: OutputPrefix,
+) -> Result<KeyTemplate, KeysetError> {
+    if matches!(output_prefix, OutputPrefix::Legacy | OutputPrefix::Crunchy) {
+        return Err(KeysetError::Template(crate::KeyError::InvalidParameter {
+            key_type: "KmsEnvelopeAeadKey",
+            what: format!(
+                "output prefix type {output_prefix}; Tink allows TINK or RAW for KMS envelope keys"
+            ),
+        }));
+    }
+    let dek = crate::envelope::DekTemplate::new(dek).map_err(|e| match e {
+        crate::KeyError::Randomness => KeysetError::Randomness,
+        e => KeysetError::Template(e),
+    })?;
+    Ok(KeyTemplate::new(
+        crate::envelope::TYPE_URL,
+        crate::envelope::key_format(kek_uri, &dek),
+        output_prefix,
+    ))
+}
+
 /// The template with Tinkey's name `name` (see [`NAMES`]), or
 /// [`KeysetError::UnknownTemplate`].
 pub fn by_name(name: &str) -> Result<KeyTemplate, KeysetError> {

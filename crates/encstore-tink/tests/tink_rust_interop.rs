@@ -24,7 +24,7 @@
 mod provider_util;
 
 use encstore_core::{Aead, AeadError};
-use encstore_tink::error::{KeyError, KeysetError};
+use encstore_tink::error::KeysetError;
 use encstore_tink::{
     KeyParams, KeyStatus, KeyTemplate, Keyset, KeysetAead, OutputPrefix, templates,
 };
@@ -807,7 +807,7 @@ fn destroyed_keys_between_the_two() {
 /// encstore's template names split exactly into shared types (checked
 /// both ways here with their named prefix) and types tink-rust 0.3 lacks
 /// (which it refuses); tink-rust's AEAD key types split into shared and
-/// KMS envelope (which encstore refuses with a typed error).
+/// KMS envelope (checked by `kms_envelope_keysets_interoperate_with_tink_rust`).
 #[test]
 fn key_type_coverage_is_exhaustive() {
     tink_aead::init();
@@ -854,6 +854,7 @@ fn key_type_coverage_is_exhaustive() {
             "{url} is not registered by tink_aead::init()"
         );
         if url == tink_aead::KMS_ENVELOPE_AEAD_TYPE_URL {
+            // Checked by `kms_envelope_keysets_interoperate_with_tink_rust`.
             continue;
         }
         assert!(
@@ -902,39 +903,166 @@ fn fips_refuses_the_types_it_does_not_approve() {
     assert_eq!(read_refused, 5, "SIV x3, ChaCha20, XChaCha20");
 }
 
-/// tink-rust's KMS envelope key (key material REMOTE: it names a KMS key
-/// URI, the key lives in the KMS) is refused by encstore with a typed
-/// error naming the key.
-#[test]
-fn kms_envelope_keysets_are_refused_by_encstore() {
+/// The URI of the master key both sides use for KMS envelope keys: a
+/// master keyset, reached through tink-rust's KMS client registry on one
+/// side and encstore's resolver on the other.
+const MASTER_KMS_URI: &str = "encstore-test-master://envelope";
+
+/// The master keyset (cleartext JSON), made once per process.
+fn master_keyset_json() -> &'static [u8] {
+    static MASTER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    MASTER.get_or_init(|| {
+        Keyset::generate(&templates::by_name("AES256_GCM").expect("template"))
+            .expect("generates")
+            .to_json_insecure()
+            .to_vec()
+    })
+}
+
+/// tink-rust's KMS client for [`MASTER_KMS_URI`]: tink-rust's own AEAD of
+/// the master keyset.
+struct MasterKms;
+
+impl tink_core::registry::KmsClient for MasterKms {
+    fn supported(&self, key_uri: &str) -> bool {
+        key_uri == MASTER_KMS_URI
+    }
+    fn get_aead(&self, _: &str) -> Result<Box<dyn tink_core::Aead>, tink_core::TinkError> {
+        let handle = insecure::read(&mut JsonReader::new(master_keyset_json()))?;
+        tink_aead::new(&handle)
+    }
+}
+
+/// tink-rust's KMS envelope keys (key material REMOTE: the key names a KMS
+/// key URI; the key-encryption key lives in the KMS).
+///
+/// This test used to pin encstore's refusal of them
+/// (`kms_envelope_keysets_are_refused_by_encstore`: `WrongKeyMaterialType`
+/// REMOTE, then `UnsupportedAead`). The change is deliberate: encstore now
+/// implements Tink's `KmsEnvelopeAeadKey` (`encstore_tink::envelope`, issue
+/// "Tink's KMS envelope key type"), so it reads them, keeps them REMOTE,
+/// refuses them in the synchronous AEAD (they need KMS calls) and, through
+/// its async AEAD, decrypts what tink-rust encrypts and the reverse, for
+/// every DEK type tink-rust has.
+#[tokio::test]
+async fn kms_envelope_keysets_interoperate_with_tink_rust() {
     tink_aead::init();
-    let t = tink_aead::kms_envelope_aead_key_template(
-        "aws-kms://arn:aws:kms:us-east-1:000000000000:key/interop",
-        tink_aead::aes128_gcm_key_template(),
-    );
-    let handle = Handle::new(&t).expect("tink-rust makes the key");
-    let key_id = handle.keyset_info().primary_key_id;
-    let json = tink_json(&handle);
-    assert_eq!(
-        Keyset::from_json_insecure(&json).expect_err("refused"),
-        KeysetError::WrongKeyMaterialType {
-            key_id,
-            found: "REMOTE".into()
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| tink_core::registry::register_kms_client(MasterKms));
+    let master = Keyset::from_json_insecure(master_keyset_json()).expect("master");
+    let kek: std::sync::Arc<dyn encstore_core::Kek> = std::sync::Arc::new(encstore_core::AeadKek(
+        std::sync::Arc::new(master.aead().expect("master AEAD")),
+    ));
+    let resolver: std::collections::HashMap<String, std::sync::Arc<dyn encstore_core::Kek>> =
+        [(MASTER_KMS_URI.to_owned(), kek)].into_iter().collect();
+    let deks = [
+        (
+            tink_aead::aes128_gcm_key_template(),
+            KeyParams::AesGcm { key_size: 16 },
+        ),
+        (
+            tink_aead::aes256_gcm_siv_key_template(),
+            KeyParams::AesGcmSiv { key_size: 32 },
+        ),
+        (
+            tink_aead::aes128_ctr_hmac_sha256_key_template(),
+            ctr_hmac_params(16, 16, 32, "SHA256", 16),
+        ),
+        (
+            tink_aead::cha_cha20_poly1305_key_template(),
+            KeyParams::ChaCha20Poly1305,
+        ),
+        (
+            tink_aead::x_cha_cha20_poly1305_key_template(),
+            KeyParams::XChaCha20Poly1305,
+        ),
+    ];
+    let mut fips_refused = 0;
+    for (dek, dek_params) in deks {
+        let refused = provider_util::refuses_type(&dek.type_url);
+        let t = tink_aead::kms_envelope_aead_key_template(MASTER_KMS_URI, dek);
+        if refused {
+            // Under `fips`, an envelope key whose DEKs are of a type the
+            // module does not approve is refused when read, naming the
+            // DEK's key type.
+            let handle = Handle::new(&t).expect("tink-rust makes the key");
+            provider_util::assert_fips_refusal(
+                Keyset::from_json_insecure(&tink_json(&handle)),
+                &format!("envelope with DEK {dek_params:?}"),
+            );
+            fips_refused += 1;
+            continue;
         }
-    );
-    // Marked SYMMETRIC, it is still refused: encstore has no KMS AEAD.
-    let text = std::str::from_utf8(&json).expect("utf-8");
-    assert!(text.contains("\"REMOTE\""), "{text}");
-    let relabelled = text.replace("\"REMOTE\"", "\"SYMMETRIC\"");
-    assert_eq!(
-        Keyset::from_json_insecure(relabelled.as_bytes()).expect_err("refused"),
-        KeysetError::Key {
-            key_id,
-            source: KeyError::UnsupportedAead {
-                type_url: t.type_url.clone()
+        for prefix in [
+            tink_proto::OutputPrefixType::Raw,
+            tink_proto::OutputPrefixType::Tink,
+        ] {
+            let mut t = t.clone();
+            t.output_prefix_type = prefix as i32;
+            let handle = Handle::new(&t).expect("tink-rust makes the key");
+            let key_id = handle.keyset_info().primary_key_id;
+            let json = tink_json(&handle);
+            let text = std::str::from_utf8(&json).expect("utf-8");
+            assert!(text.contains("\"REMOTE\""), "{text}");
+            let ks = Keyset::from_json_insecure(&json).expect("encstore reads it");
+            assert_eq!(
+                ks.info().keys[0].params,
+                Some(KeyParams::KmsEnvelope {
+                    kek_uri: MASTER_KMS_URI.into(),
+                    dek: Box::new(dek_params.clone()),
+                })
+            );
+            // Written back as read: REMOTE, byte for byte.
+            assert_eq!(
+                Keyset::from_json_insecure(&ks.to_json_insecure())
+                    .expect("again")
+                    .info(),
+                ks.info()
+            );
+            assert!(
+                std::str::from_utf8(&ks.to_json_insecure())
+                    .expect("utf-8")
+                    .contains("\"REMOTE\"")
+            );
+            // The synchronous AEAD cannot call a KMS: a typed refusal.
+            assert_eq!(
+                ks.aead().expect_err("refused"),
+                KeysetError::NeedsAsyncAead { key_id }
+            );
+            let ours = encstore_tink::KeysetAsyncAead::new(&ks, &resolver)
+                .await
+                .expect("async AEAD");
+            let theirs = tink_aead::new(&handle).expect("tink-rust AEAD");
+            for (pt, ad) in [(&b""[..], &b""[..]), (b"envelope", b"name/of/object")] {
+                let ct = theirs.encrypt(pt, ad).expect("tink-rust encrypts");
+                assert_eq!(ours.decrypt(&ct, ad).await.expect("encstore decrypts"), pt);
+                let ct = ours.encrypt(pt, ad).await.expect("encstore encrypts");
+                assert_eq!(theirs.decrypt(&ct, ad).expect("tink-rust decrypts"), pt);
+                if prefix == tink_proto::OutputPrefixType::Tink {
+                    assert_eq!(ct[..5], OutputPrefix::Tink.prefix_bytes(key_id)[..]);
+                }
+                assert!(theirs.decrypt(&ct, b"other").is_err());
             }
         }
+    }
+    // Under `fips`: the AES-GCM-SIV, ChaCha20 and XChaCha20 DEKs.
+    let expected_refused = if provider_util::provider().fips() {
+        3
+    } else {
+        0
+    };
+    assert_eq!(fips_refused, expected_refused);
+    // Relabelled SYMMETRIC (what Tink Java's old KeyManager.newKeyData
+    // wrote for this type), it still reads.
+    let t = tink_aead::kms_envelope_aead_key_template(
+        MASTER_KMS_URI,
+        tink_aead::aes128_gcm_key_template(),
     );
+    let json = tink_json(&Handle::new(&t).expect("key"));
+    let relabelled = std::str::from_utf8(&json)
+        .expect("utf-8")
+        .replace("\"REMOTE\"", "\"SYMMETRIC\"");
+    Keyset::from_json_insecure(relabelled.as_bytes()).expect("SYMMETRIC envelope key");
 }
 
 // --------------------------------------------------------------- adapter

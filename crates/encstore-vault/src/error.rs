@@ -225,22 +225,21 @@ impl VaultError {
 /// - a ciphertext that does not authenticate (or is not a transit
 ///   ciphertext) becomes [`KekError::Authentication`];
 /// - a server, network, token or key problem becomes
-///   [`KekError::Unavailable`] with this error's message;
+///   [`KekError::Unavailable`];
 /// - everything else (a too-old key version, associated data the server
-///   cannot bind, a server or protocol error) becomes [`KekError::Failed`]
-///   with this error as its source, so callers can downcast to it.
+///   cannot bind, a server or protocol error) becomes [`KekError::Failed`].
+///
+/// Each carries this error as its typed inner error (reach it with
+/// [`KekError::downcast_ref`]) and shows its message.
 impl From<VaultError> for KekError {
     fn from(e: VaultError) -> Self {
         match e {
-            VaultError::InvalidUri(m) => KekError::InvalidUri(format!("hcvault: {m}")),
+            e @ VaultError::InvalidUri(_) => KekError::invalid_uri(e),
             VaultError::Authentication | VaultError::NotTransitCiphertext => {
                 KekError::Authentication
             }
-            e if e.is_unavailable() => KekError::Unavailable(e.to_string()),
-            e => KekError::Failed {
-                message: e.to_string(),
-                source: Some(Box::new(e)),
-            },
+            e if e.is_unavailable() => KekError::unavailable(e),
+            e => KekError::failed(e),
         }
     }
 }
@@ -251,9 +250,12 @@ mod tests {
 
     #[test]
     fn conversion_into_kek_error() {
+        let e = KekError::from(VaultError::InvalidUri("x".into()));
+        assert!(matches!(&e, KekError::InvalidUri(_)), "{e:?}");
+        assert_eq!(e.to_string(), "invalid hcvault URI: x");
         assert!(matches!(
-            KekError::from(VaultError::InvalidUri("x".into())),
-            KekError::InvalidUri(m) if m == "hcvault: x"
+            e.downcast_ref::<VaultError>(),
+            Some(VaultError::InvalidUri(_))
         ));
         assert!(matches!(
             KekError::from(VaultError::Authentication),
@@ -267,22 +269,27 @@ mod tests {
             address: "https://h:1".into(),
         });
         assert!(
-            matches!(&e, KekError::Unavailable(m) if m.starts_with("Vault server https://h:1 is sealed")),
+            matches!(&e, KekError::Unavailable(_))
+                && e.to_string()
+                    .starts_with("Vault server https://h:1 is sealed"),
             "{e:?}"
         );
+        assert!(matches!(
+            e.downcast_ref::<VaultError>(),
+            Some(VaultError::Sealed { .. })
+        ));
         let e = KekError::from(VaultError::KeyVersionTooOld {
             key: "k".into(),
             version: 1,
             min_decryption_version: Some(2),
         });
-        let KekError::Failed { message, source } = e else {
+        let KekError::Failed(source) = &e else {
             panic!("expected Failed");
         };
         assert_eq!(
-            message,
+            e.to_string(),
             "Vault transit key \"k\": the data was wrapped with key version 1, below the key's min_decryption_version (2); lower min_decryption_version to read it, then rewrap it under the newest version"
         );
-        let source = source.expect("a source");
         assert!(matches!(
             source.downcast_ref::<VaultError>(),
             Some(VaultError::KeyVersionTooOld { version: 1, .. })

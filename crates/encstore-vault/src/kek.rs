@@ -5,7 +5,7 @@ use std::fmt;
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use encstore_core::{Kek, KekError};
+use encstore_core::{Kek, KekError, MasterKeyVersion};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -572,6 +572,21 @@ impl Kek for VaultKek {
     async fn unwrap(&self, ciphertext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, KekError> {
         let pt = self.decrypt(ciphertext, associated_data).await?;
         Ok(pt.to_vec())
+    }
+
+    /// This key's URI and the `N` of a `vault:vN:…` ciphertext; `None` for
+    /// bytes that are not a transit ciphertext. Which transit key made a
+    /// ciphertext is not in its bytes: the URI is this KEK's.
+    fn describe_wrapped(&self, wrapped: &[u8]) -> Option<MasterKeyVersion> {
+        let version = ciphertext_key_version(wrapped).ok()?;
+        Some(MasterKeyVersion::new(self.uri.to_string(), Some(version)))
+    }
+
+    /// [`VaultKek::rewrap_ciphertext`]: with empty associated data (what
+    /// Tink's envelope AEAD and keyset wrapping use), transit's `rewrap`
+    /// endpoint, so the plaintext never leaves the server.
+    async fn rewrap(&self, wrapped: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, KekError> {
+        Ok(self.rewrap_ciphertext(wrapped, associated_data).await?)
     }
 }
 

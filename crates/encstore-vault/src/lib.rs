@@ -47,7 +47,7 @@ mod client;
 mod config;
 mod error;
 mod kek;
-#[doc(hidden)]
+#[cfg(feature = "test-util")]
 pub mod testing;
 mod uri;
 

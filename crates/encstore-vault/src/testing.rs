@@ -1,4 +1,5 @@
-//! For tests against a real OpenBao server (any crate's): where the shared
+//! Test helpers (cargo feature `test-util`; enable it in dev-dependencies
+//! only). For tests against a real OpenBao server (any crate's): where the shared
 //! server is (or a printed notice that the test is skipped), the `bao`
 //! command, and a private dev server for tests that break their server
 //! (sealing it).

@@ -225,9 +225,7 @@ async fn rotation_key_versions_and_rewrap() {
     );
     // Through the Kek trait: a Failed whose source is the typed error.
     match kek.unwrap(&old_ad, b"ad").await {
-        Err(KekError::Failed {
-            source: Some(s), ..
-        }) => assert!(matches!(
+        Err(KekError::Failed(s)) => assert!(matches!(
             s.downcast_ref::<VaultError>(),
             Some(VaultError::KeyVersionTooOld { version: 1, .. })
         )),

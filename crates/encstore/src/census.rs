@@ -13,18 +13,28 @@ use crate::keys::ObjectClass;
 /// How many objects are under each key; what `encstore store status` prints.
 ///
 /// Every object is counted once, in exactly one of `by_key_id`, `plaintext`,
-/// `unknown_key` and `prefix_less_unattributed` (`raw` is a part of
-/// `by_key_id`).
+/// `unknown_key` and `prefix_less_unattributed` (`raw` and `large` are
+/// parts of `by_key_id`). Keys of the AEAD keyset (small objects) and of
+/// the streaming keyset (large objects) are counted alike: their IDs are
+/// unique across the two.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Census {
     /// Objects counted.
     pub total: u64,
-    /// Objects by key ID, for keys of the keyset (whatever their status):
-    /// the key ID in their Tink prefix or, for an object without one, the
-    /// RAW key (ENABLED or DISABLED) that decrypts it.
+    /// Objects by key ID, for keys of either keyset (whatever their
+    /// status): the key ID in their prefix or, for an object without one,
+    /// the RAW key (ENABLED or DISABLED) that decrypts it.
     pub by_key_id: BTreeMap<u32, u64>,
-    /// The keyset's primary key ID.
+    /// The AEAD keyset's primary key ID (small objects are written with
+    /// it).
     pub primary_key_id: u32,
+    /// The streaming keyset's primary key ID (large objects are written
+    /// with it); absent when the store has no streaming keyset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streaming_primary_key_id: Option<u32>,
+    /// Of the objects in `by_key_id`, those under a key of the streaming
+    /// keyset (large objects).
+    pub large: u64,
     /// Objects with no Tink prefix while the keyset holds no RAW key:
     /// plaintext written before encryption was turned on.
     pub plaintext: u64,
@@ -44,9 +54,20 @@ pub struct Census {
 }
 
 impl Census {
-    /// Objects not under the primary key (what a rewrap would touch).
+    /// Objects not under the primary key of their layout: the AEAD
+    /// primary for small objects, the streaming primary for large ones
+    /// (what a rewrap would touch).
     pub fn not_under_primary(&self) -> u64 {
-        self.total - self.objects_under(self.primary_key_id)
+        self.total - self.under_primary()
+    }
+
+    /// Objects under a primary key: the AEAD primary's and the streaming
+    /// primary's (what a rewrap leaves alone).
+    pub fn under_primary(&self) -> u64 {
+        self.objects_under(self.primary_key_id)
+            + self
+                .streaming_primary_key_id
+                .map_or(0, |id| self.objects_under(id))
     }
 
     /// Objects under key `key_id` (by prefix, or by trial decryption for a
@@ -55,13 +76,16 @@ impl Census {
         self.by_key_id.get(&key_id).copied().unwrap_or(0)
     }
 
-    fn count(&mut self, class: ObjectClass) {
+    fn count(&mut self, class: ObjectClass, large: bool) {
         self.total += 1;
         match class {
             ObjectClass::Key { key_id, raw, .. } => {
                 *self.by_key_id.entry(key_id).or_default() += 1;
                 if raw {
                     self.raw += 1;
+                }
+                if large {
+                    self.large += 1;
                 }
             }
             ObjectClass::UnknownKeyId { key_id } => {
@@ -92,10 +116,13 @@ pub struct KeyObjects {
 const CENSUS_CONCURRENCY: usize = 32;
 
 impl EncryptedStorage {
-    /// Counts the objects under `prefix` (`""` for all) by key ID.
+    /// Counts the objects under `prefix` (`""` for all) by key ID, small
+    /// and large objects alike.
     ///
     /// It reads only the first five bytes of each object (a range read
-    /// where the backend has one). Only when the keyset has a RAW key with
+    /// where the backend has one): the prefix names a key of the AEAD
+    /// keyset or, for a large object (`0x01 ‖ BE32(id)`), of the streaming
+    /// keyset. Only when the keyset has a RAW key with
     /// key material (ENABLED or DISABLED) does it load the objects that
     /// have no Tink prefix, or a prefix naming a key ID the keyset does not
     /// have, and try each such RAW key on them, to attribute them to the
@@ -112,9 +139,10 @@ impl EncryptedStorage {
         let keys = self.inner().list(prefix, true).await?;
         let mut census = Census {
             primary_key_id: snap.primary_key_id(),
+            streaming_primary_key_id: snap.streaming_primary_key_id(),
             ..Census::default()
         };
-        let mut set: JoinSet<Result<Option<ObjectClass>>> = JoinSet::new();
+        let mut set: JoinSet<Result<Option<(ObjectClass, bool)>>> = JoinSet::new();
         let mut iter = keys.into_iter();
         loop {
             while set.len() < CENSUS_CONCURRENCY {
@@ -128,7 +156,9 @@ impl EncryptedStorage {
                         Err(e) => return Err(e),
                     };
                     if !snap.needs_whole_object(head) {
-                        return Ok(Some(snap.class_from_head(head)));
+                        let class = snap.class_from_head(head);
+                        let large = matches!(class, ObjectClass::Key { key_id, .. } if snap.is_streaming_key(key_id));
+                        return Ok(Some((class, large)));
                     }
                     let object = match store.inner().load(&key).await {
                         Ok(o) => o,
@@ -139,22 +169,23 @@ impl EncryptedStorage {
                     let len = object.len();
                     let class =
                         off_the_runtime(len, move || snap.classify_object(&object, &ad)).await?;
-                    Ok(Some(class))
+                    Ok(Some((class, false)))
                 });
             }
             let Some(joined) = set.join_next().await else {
                 break;
             };
             let item = joined.map_err(|e| Error::backend("census", "join", e.to_string()))??;
-            if let Some(class) = item {
-                census.count(class);
+            if let Some((class, large)) = item {
+                census.count(class, large);
             }
         }
         Ok(census)
     }
 
-    /// How many objects in the whole store are under key `key_id`: the
-    /// check to make before disabling, destroying or deleting it. RAW keys
+    /// How many objects in the whole store are under key `key_id` (of the
+    /// AEAD keyset or the streaming keyset): the check to make before
+    /// disabling, destroying or deleting it. RAW keys
     /// are checked by trial decryption of the prefix-less objects (see
     /// [`EncryptedStorage::census`]), so a RAW key that still has objects
     /// is found like a TINK one, in any status that keeps key material.

@@ -2,20 +2,27 @@
 //! keyset's primary key before it reaches the wrapped backend.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use encstore_core::stream::{clamp_range, slice_range, validate_range};
 use encstore_core::{
-    AeadError, Error, KeyInfo, Lease, Result, Storage, Version, Versioned, WriteCondition,
-    validate_key,
+    AeadError, ByteStream, Error, KeyInfo, Lease, ObjectStream, RangeRead, Result, Storage,
+    Version, Versioned, VersionedStream, WriteCondition, validate_key,
 };
 
-use encstore_tink::KeyStatus;
-use zeroize::Zeroizing;
+use encstore_tink::{KeyStatus, KeysetStreamingAead};
+use futures_util::StreamExt;
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::keys::{HeadClass, KeysetSnapshot};
+use crate::keys::{HeadClass, KeysetSnapshot, large_prefix};
+use crate::large::{
+    self, DecryptCodec, EncryptCodec, HEAD_LEN, PREFIX_LEN, ReencryptCodec, auth_error,
+    encrypt_error,
+};
 use crate::metrics::Metrics;
 use crate::reload::ReloadableKeyset;
 
@@ -37,6 +44,20 @@ const REWRAP_ATTEMPTS: usize = 8;
 /// requests). `cargo bench -p encstore --bench blocking` measures the cost
 /// per size. Without a tokio runtime the work runs inline.
 pub const BLOCKING_THRESHOLD: usize = 256 * 1024;
+
+/// The default streaming threshold of [`EncryptedStorage`]: values of more
+/// than 1 MiB passed to `store`/`store_if` are written as large objects
+/// (the streaming layout) when a streaming keyset is loaded.
+///
+/// 1 MiB is the segment size of the `_1MB` streaming templates: a value
+/// that fits in one segment gains nothing from the streaming layout (a
+/// range read or a streamed read fetches and authenticates the whole
+/// segment, that is, the whole value, exactly as for a one-shot AEAD
+/// ciphertext), while it would lose the format the certmagic Tink storages
+/// read. Above it, range reads fetch only the covering segments and reads,
+/// verifies and rewraps run in constant memory. Streaming calls
+/// (`store_stream`, `store_stream_if`) always write the large layout.
+pub const DEFAULT_STREAMING_THRESHOLD: usize = 1 << 20;
 
 /// Runs `f` (AEAD work on `len` bytes) on tokio's blocking pool when `len`
 /// is at least [`BLOCKING_THRESHOLD`], inline otherwise.
@@ -79,7 +100,53 @@ pub enum RewrapOutcome {
     Deleted,
 }
 
-/// Options for [`EncryptedStorage`].
+/// What [`EncryptedStorage::verify_one`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ObjectCheck {
+    /// Every byte of the object authenticated (and was discarded).
+    Verified {
+        /// The key that decrypts it: named by its prefix, or the RAW key
+        /// found by trial decryption.
+        key_id: u32,
+        /// The object's layout.
+        layout: ObjectLayout,
+        /// The plaintext size in bytes.
+        size: u64,
+    },
+    /// Migration mode: a plaintext object (see [`Options::allow_plaintext`]).
+    Plaintext {
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The object was deleted meanwhile.
+    Deleted,
+}
+
+/// The two layouts of a stored object (`docs/format.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ObjectLayout {
+    /// A small object: one Tink AEAD ciphertext, under a key of the AEAD
+    /// keyset.
+    Aead,
+    /// A large object: `0x01 ‖ BE32(key ID) ‖ Tink streaming ciphertext`,
+    /// under a key of the streaming keyset.
+    Streaming,
+}
+
+impl ObjectLayout {
+    /// `aead` or `streaming`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectLayout::Aead => "aead",
+            ObjectLayout::Streaming => "streaming",
+        }
+    }
+}
+
+/// Options for [`EncryptedStorage`]. The streaming threshold is set with
+/// [`EncryptedStorage::with_streaming_threshold`].
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Bytes bound into every object's associated data before the key name
@@ -98,16 +165,29 @@ pub struct Options {
 /// A [`Storage`] that encrypts on `store` and decrypts on `load`, with the
 /// keyset's primary key, over any other `Storage`.
 ///
-/// Each stored object is exactly a Tink AEAD ciphertext (key-ID prefix,
-/// then the primitive's output) whose associated data is the UTF-8 key name,
-/// optionally preceded by a namespace. `list`, `delete`, `stat`, `exists`
-/// and the locks pass through; `stat` reports the ciphertext's size.
+/// A small object is exactly a Tink AEAD ciphertext (key-ID prefix, then
+/// the primitive's output) whose associated data is the UTF-8 key name,
+/// optionally preceded by a namespace. A large object (a value above the
+/// [streaming threshold](EncryptedStorage::with_streaming_threshold) when
+/// a streaming keyset is loaded, and every value written by
+/// `store_stream`/`store_stream_if`) is `0x01 ‖ BE32(key ID) ‖` a Tink
+/// streaming ciphertext under the streaming keyset's primary, with the
+/// same associated data (`docs/format.md`). Every read accepts both
+/// layouts: the prefix's key ID says which keyset decrypts. Large objects
+/// are written, read, verified and rewrapped in constant memory, and a
+/// `load_range` fetches only the segments covering the range.
+///
+/// `list`, `delete`, `stat`, `exists` and the locks pass through; `stat`
+/// reports the ciphertext's size. `load_range`'s and `load_stream`'s sizes
+/// are plaintext sizes.
 #[derive(Clone)]
 pub struct EncryptedStorage {
     inner: Arc<dyn Storage>,
     keys: Arc<ReloadableKeyset>,
     namespace: Option<Arc<[u8]>>,
     allow_plaintext: bool,
+    /// Values of more bytes than this go to the streaming layout.
+    streaming_threshold: usize,
 }
 
 impl fmt::Debug for EncryptedStorage {
@@ -120,6 +200,7 @@ impl fmt::Debug for EncryptedStorage {
                 &self.namespace.as_ref().map(|n| String::from_utf8_lossy(n)),
             )
             .field("allow_plaintext", &self.allow_plaintext)
+            .field("streaming_threshold", &self.streaming_threshold)
             .finish()
     }
 }
@@ -151,7 +232,26 @@ impl EncryptedStorage {
             keys,
             namespace: options.namespace.map(Arc::from),
             allow_plaintext: options.allow_plaintext,
+            streaming_threshold: DEFAULT_STREAMING_THRESHOLD,
         }
+    }
+
+    /// Sets the streaming threshold: a value of more than `bytes` bytes
+    /// passed to `store`/`store_if` is written as a large object (the
+    /// streaming layout) when a streaming keyset is loaded; smaller ones
+    /// stay one-shot AEAD ciphertexts. Default
+    /// [`DEFAULT_STREAMING_THRESHOLD`] (1 MiB). Streaming calls always
+    /// write large objects; reads accept both layouts whatever the
+    /// threshold.
+    pub fn with_streaming_threshold(mut self, bytes: usize) -> Self {
+        self.streaming_threshold = bytes;
+        self
+    }
+
+    /// The streaming threshold (see
+    /// [`with_streaming_threshold`](Self::with_streaming_threshold)).
+    pub fn streaming_threshold(&self) -> usize {
+        self.streaming_threshold
     }
 
     /// The wrapped backend.
@@ -184,7 +284,7 @@ impl EncryptedStorage {
         }
     }
 
-    fn fail(&self, err: Error) -> Error {
+    pub(crate) fn fail(&self, err: Error) -> Error {
         self.metrics().failure(err.kind());
         // Its own target, so that a caller that reports the error anyway
         // (the CLI) can leave this event out: `encstore::failure=off`.
@@ -192,6 +292,7 @@ impl EncryptedStorage {
         err
     }
 
+    /// Encrypts a small value with the AEAD keyset's primary.
     fn encrypt(&self, snap: &KeysetSnapshot, key: &str, value: &[u8]) -> Result<Vec<u8>> {
         let ad = self.associated_data(key);
         match snap.encrypt(value, &ad) {
@@ -210,7 +311,58 @@ impl EncryptedStorage {
         }
     }
 
-    /// [`encrypt`](Self::encrypt), on the blocking pool for large values.
+    /// The streaming keyset's AEAD, or the error for a large write without
+    /// one.
+    fn streaming<'a>(
+        &self,
+        snap: &'a KeysetSnapshot,
+        key: &str,
+    ) -> Result<(&'a KeysetStreamingAead, u32)> {
+        match (snap.streaming_aead(), snap.streaming_primary_key_id()) {
+            (Some(s), Some(id)) => Ok((s, id)),
+            _ => Err(self.fail(Error::Unsupported {
+                backend: "encstore",
+                op: "store a large object",
+                reason: format!(
+                    "no streaming keyset is loaded, so {} cannot be written as a large object (streamed writes always are): load a streaming keyset beside the AEAD keyset (ReloadableKeyset::new_with_streaming, open_with_streaming or replace_streaming; see docs/rotation.md)",
+                    encstore_core::ShownKey(key)
+                ),
+            })),
+        }
+    }
+
+    /// Encrypts a whole value as a large object (in memory): the prefix of
+    /// the streaming primary, then its streaming ciphertext.
+    fn encrypt_large(&self, snap: &KeysetSnapshot, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        let (s, key_id) = self.streaming(snap, key)?;
+        tracing::trace!(target: "encstore::large", len = value.len(), "whole-value crypto");
+        let ad = self.associated_data(key);
+        let size = s
+            .layout()
+            .ciphertext_size(value.len() as u64)
+            .map_err(|e| encrypt_error(self, key, e))?;
+        let mut enc = s.encryptor(&ad).map_err(|e| encrypt_error(self, key, e))?;
+        let mut out = Vec::with_capacity(PREFIX_LEN + size as usize);
+        out.extend_from_slice(&large_prefix(key_id));
+        enc.update(value, &mut out)
+            .and_then(|()| enc.finish_into(&mut out))
+            .map_err(|e| encrypt_error(self, key, e))?;
+        self.metrics().encrypted(key_id);
+        tracing::trace!(key_id, len = value.len(), "encrypted a large object");
+        Ok(out)
+    }
+
+    /// Encrypts a value in the layout its size calls for.
+    fn encrypt_value(&self, snap: &KeysetSnapshot, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        if snap.has_streaming() && value.len() > self.streaming_threshold {
+            self.encrypt_large(snap, key, value)
+        } else {
+            self.encrypt(snap, key, value)
+        }
+    }
+
+    /// [`encrypt_value`](Self::encrypt_value), on the blocking pool for
+    /// large values.
     async fn encrypt_async(
         &self,
         snap: Arc<KeysetSnapshot>,
@@ -218,16 +370,80 @@ impl EncryptedStorage {
         value: Bytes,
     ) -> Result<Vec<u8>> {
         if value.len() < BLOCKING_THRESHOLD {
-            return self.encrypt(&snap, key, &value);
+            return self.encrypt_value(&snap, key, &value);
         }
         let this = self.clone();
         let key = key.to_owned();
-        off_the_runtime(value.len(), move || this.encrypt(&snap, &key, &value)).await?
+        off_the_runtime(value.len(), move || this.encrypt_value(&snap, &key, &value)).await?
+    }
+
+    /// The error for an object under key `key_id` of status `status`, which
+    /// is not ENABLED.
+    fn not_enabled(&self, key: &str, key_id: u32, status: KeyStatus) -> Error {
+        self.fail(Error::KeyNotEnabled {
+            key: key.to_owned(),
+            key_id,
+            status: status.as_str(),
+        })
+    }
+
+    /// The single-key streaming AEAD of the large object whose prefix
+    /// names `key_id` with `status`.
+    fn large_key(
+        &self,
+        snap: &KeysetSnapshot,
+        key: &str,
+        key_id: u32,
+        status: KeyStatus,
+    ) -> Result<Arc<KeysetStreamingAead>> {
+        match snap.streaming_entry(key_id).and_then(|e| e.aead.clone()) {
+            Some(a) if status == KeyStatus::Enabled => Ok(a),
+            _ => Err(self.not_enabled(key, key_id, status)),
+        }
+    }
+
+    /// The plaintext size of a large object of `object_size` bytes under
+    /// `aead`, or an authentication error when no ciphertext has that size
+    /// (a truncated object).
+    fn large_plaintext_size(
+        &self,
+        aead: &KeysetStreamingAead,
+        key: &str,
+        object_size: u64,
+    ) -> Result<u64> {
+        let ct = object_size.saturating_sub(PREFIX_LEN as u64);
+        aead.layout()
+            .plaintext_size(ct)
+            .map_err(|e| auth_error(self, key, &e))
+    }
+
+    /// Decrypts a whole large object in memory.
+    fn decrypt_large(
+        &self,
+        snap: &KeysetSnapshot,
+        key: &str,
+        ct: &[u8],
+        key_id: u32,
+        status: KeyStatus,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let aead = self.large_key(snap, key, key_id, status)?;
+        tracing::trace!(target: "encstore::large", len = ct.len(), "whole-value crypto");
+        let size = self.large_plaintext_size(&aead, key, ct.len() as u64)?;
+        let mut dec = aead.decryptor(&self.associated_data(key));
+        let mut out = Zeroizing::new(Vec::with_capacity(size as usize));
+        dec.update(&ct[PREFIX_LEN..], &mut out)
+            .and_then(|()| dec.finish_into(&mut out))
+            .map_err(|e| auth_error(self, key, &e))?;
+        self.metrics().decrypted(key_id);
+        tracing::trace!(key_id, "decrypted a large object");
+        Ok(out)
     }
 
     /// Decrypts `ct` stored at `key` into a buffer that is wiped when
     /// dropped. Returns the plaintext and the key ID that decrypted it
     /// (`None` for a plaintext object in migration mode or a RAW key).
+    /// Both layouts: a large object (its prefix names a streaming key) is
+    /// decrypted in memory.
     ///
     /// Migration mode takes an object that does not decrypt for plaintext
     /// only when [`KeysetSnapshot::may_be_plaintext`] allows it: never
@@ -239,6 +455,10 @@ impl EncryptedStorage {
         key: &str,
         ct: Bytes,
     ) -> Result<(Zeroizing<Vec<u8>>, Option<u32>)> {
+        if let Some((key_id, status)) = snap.streaming_key_of(&ct) {
+            let pt = self.decrypt_large(snap, key, &ct, key_id, status)?;
+            return Ok((pt, Some(key_id)));
+        }
         let ad = self.associated_data(key);
         let class = snap.classify(&ct);
         let owned: Vec<u8> = Vec::from(ct);
@@ -317,9 +537,10 @@ impl EncryptedStorage {
         off_the_runtime(ct.len(), move || this.decrypt(&snap, &key, ct)).await?
     }
 
-    /// The CPU part of a rewrap: `None` when `ct` is already under the
-    /// primary, otherwise the new ciphertext and the key it was under. The
-    /// plaintext is wiped before this returns.
+    /// The CPU part of a rewrap of a small object: `None` when `ct` is
+    /// already under the primary, otherwise the new ciphertext (one-shot
+    /// AEAD, whatever its size: objects keep their layout) and the key it
+    /// was under. The plaintext is wiped before this returns.
     fn reencrypt(
         &self,
         snap: &KeysetSnapshot,
@@ -334,8 +555,101 @@ impl EncryptedStorage {
         Ok(Some((ct, from)))
     }
 
-    /// Re-encrypts the object at `key` under the current primary key, with a
-    /// conditional write: if a writer changes the object in between, the
+    /// A stream of the large-object ciphertext of `body`, under the
+    /// streaming primary, in constant memory.
+    fn encrypting_body(
+        &self,
+        snap: &KeysetSnapshot,
+        key: &str,
+        body: ByteStream,
+    ) -> Result<ByteStream> {
+        let (s, key_id) = self.streaming(snap, key)?;
+        let enc = s
+            .encryptor(&self.associated_data(key))
+            .map_err(|e| encrypt_error(self, key, e))?;
+        let codec = EncryptCodec {
+            enc,
+            store: self.clone(),
+            key: key.to_owned(),
+            key_id,
+        };
+        let prefix = Bytes::copy_from_slice(&large_prefix(key_id));
+        Ok(large::pump(codec, Some(prefix), body))
+    }
+
+    /// Opens the object at `key` for reading: a large object as a
+    /// decrypting stream (constant memory), a small one decrypted whole
+    /// (with `attribute_raw`, a small object that decrypted without naming
+    /// its key is attributed to the RAW key that decrypts it).
+    async fn open_read(
+        &self,
+        key: &str,
+        versioned: bool,
+        attribute_raw: bool,
+    ) -> Result<(Opened, Option<Version>)> {
+        validate_key(key)?;
+        let (stream, version) = if versioned {
+            let v = self.inner.load_stream_versioned(key).await?;
+            (v.stream, Some(v.version))
+        } else {
+            (self.inner.load_stream(key).await?, None)
+        };
+        let snap = self.keys.snapshot();
+        let object_size = stream.size;
+        let mut body = stream.body;
+        let head = large::peek(&mut body, PREFIX_LEN).await?;
+        if let Some((key_id, status)) = snap.streaming_key_of(&head) {
+            let aead = self.large_key(&snap, key, key_id, status)?;
+            let size = self.large_plaintext_size(&aead, key, object_size)?;
+            let codec = DecryptCodec {
+                dec: aead.decryptor(&self.associated_data(key)),
+                store: self.clone(),
+                key: key.to_owned(),
+                key_id,
+            };
+            let rest = large::prepend(head.slice(PREFIX_LEN..), body);
+            let stream = ObjectStream {
+                size,
+                body: large::pump(codec, None, rest),
+            };
+            return Ok((Opened::Large { stream, key_id }, version));
+        }
+        // A small object: the whole ciphertext is needed to decrypt it. An
+        // object under a key ID neither keyset has fails here, before it
+        // is read whole, unless migration mode or a RAW key may still read
+        // it.
+        let class = snap.classify(&head);
+        if let HeadClass::UnknownId { key_id } = class
+            && !snap.can_attribute_raw()
+            && !(self.allow_plaintext && snap.may_be_plaintext(class))
+        {
+            return Err(self.fail(Error::UnknownKeyId {
+                key: key.to_owned(),
+                key_id,
+            }));
+        }
+        let ct = encstore_core::stream::collect(large::prepend(head, body)).await?;
+        let len = ct.len();
+        let this = self.clone();
+        let owned_key = key.to_owned();
+        let kept = (attribute_raw && snap.can_attribute_raw()).then(|| ct.clone());
+        let (plaintext, key_id) = off_the_runtime(len, move || {
+            let (pt, id) = this.decrypt_secret(&snap, &owned_key, ct)?;
+            let id = id.or_else(|| {
+                let ct = kept?;
+                let ad = this.associated_data(&owned_key);
+                snap.raw_key_for(&ct, &ad).map(|(id, _)| id)
+            });
+            Ok::<_, Error>((pt, id))
+        })
+        .await??;
+        Ok((Opened::Small { plaintext, key_id }, version))
+    }
+
+    /// Re-encrypts the object at `key` under the current primary key of
+    /// its layout (a small object under the AEAD keyset's primary, a large
+    /// one under the streaming keyset's, streamed in constant memory), with
+    /// a conditional write: if a writer changes the object in between, the
     /// new value is re-read and the attempt repeated, so a value a server
     /// wrote meanwhile is never overwritten.
     ///
@@ -347,11 +661,33 @@ impl EncryptedStorage {
         validate_key(key)?;
         for _ in 0..REWRAP_ATTEMPTS {
             let snap = self.keys.snapshot();
+            if snap.has_streaming() {
+                // Five bytes say whether the object is large (and whether
+                // it is already under a primary) without reading it.
+                let head = match self.inner.load_head(key, PREFIX_LEN).await {
+                    Ok(h) => h,
+                    Err(Error::NotFound { .. }) => return Ok(RewrapOutcome::Deleted),
+                    Err(e) => return Err(e),
+                };
+                if let Some((from, status)) = snap.streaming_key_of(&head) {
+                    match self.rewrap_large(&snap, key, &head, from, status).await? {
+                        Some(outcome) => return Ok(outcome),
+                        None => continue,
+                    }
+                }
+                if snap.is_under_primary(&head) {
+                    return Ok(RewrapOutcome::AlreadyCurrent);
+                }
+            }
             let loaded = match self.inner.load_versioned(key).await {
                 Ok(v) => v,
                 Err(Error::NotFound { .. }) => return Ok(RewrapOutcome::Deleted),
                 Err(e) => return Err(e),
             };
+            if snap.streaming_key_of(&loaded.value).is_some() {
+                // Replaced by a large object since the head was read.
+                continue;
+            }
             let primary = snap.primary_key_id();
             let len = loaded.value.len();
             let this = self.clone();
@@ -386,7 +722,218 @@ impl EncryptedStorage {
             key: key.to_owned(),
         })
     }
+
+    /// One attempt at rewrapping the large object at `key`, whose first
+    /// five bytes were `head` (naming streaming key `from`): a versioned
+    /// stream, decrypted and re-encrypted under the streaming primary in
+    /// constant memory, written back with `store_stream_if(Matches)`.
+    /// `None`: the object changed meanwhile; try again.
+    async fn rewrap_large(
+        &self,
+        snap: &KeysetSnapshot,
+        key: &str,
+        head: &[u8],
+        from: u32,
+        status: KeyStatus,
+    ) -> Result<Option<RewrapOutcome>> {
+        let (s, to) = self.streaming(snap, key)?;
+        if from == to {
+            return Ok(Some(RewrapOutcome::AlreadyCurrent));
+        }
+        let old = self.large_key(snap, key, from, status)?;
+        let vs = match self.inner.load_stream_versioned(key).await {
+            Ok(v) => v,
+            Err(Error::NotFound { .. }) => return Ok(Some(RewrapOutcome::Deleted)),
+            Err(e) => return Err(e),
+        };
+        let mut body = vs.stream.body;
+        let first = large::peek(&mut body, PREFIX_LEN).await?;
+        if first.len() < PREFIX_LEN || first[..PREFIX_LEN] != head[..PREFIX_LEN] {
+            return Ok(None);
+        }
+        self.large_plaintext_size(&old, key, vs.stream.size)?;
+        let ad = self.associated_data(key);
+        let codec = ReencryptCodec {
+            dec: DecryptCodec {
+                dec: old.decryptor(&ad),
+                store: self.clone(),
+                key: key.to_owned(),
+                key_id: from,
+            },
+            enc: EncryptCodec {
+                enc: s.encryptor(&ad).map_err(|e| encrypt_error(self, key, e))?,
+                store: self.clone(),
+                key: key.to_owned(),
+                key_id: to,
+            },
+            scratch: Zeroizing::new(Vec::new()),
+        };
+        let rest = large::prepend(first.slice(PREFIX_LEN..), body);
+        let prefix = Bytes::copy_from_slice(&large_prefix(to));
+        let new_body = large::pump(codec, Some(prefix), rest);
+        match self
+            .inner
+            .store_stream_if(key, new_body, &WriteCondition::Matches(vs.version))
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(key, from, to, "rewrapped a large object");
+                Ok(Some(RewrapOutcome::Rewrapped {
+                    from: Some(from),
+                    to,
+                }))
+            }
+            Err(Error::PreconditionFailed { .. }) => {
+                tracing::debug!(key, "large object changed during rewrap; retrying");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Decrypts the whole object at `key` and discards the plaintext: the
+    /// check behind `encstore store verify`. A large object is streamed and
+    /// authenticated segment by segment in constant memory (its plaintext
+    /// is wiped as it goes); a small one is decrypted in memory and wiped.
+    ///
+    /// # Errors
+    /// What a `load` of the object fails with: [`Error::Authentication`]
+    /// (tampered, truncated, moved), [`Error::UnknownKeyId`],
+    /// [`Error::KeyNotEnabled`], backend errors. A missing object is
+    /// [`ObjectCheck::Deleted`], not an error.
+    pub async fn verify_one(&self, key: &str) -> Result<ObjectCheck> {
+        let (opened, _) = match self.open_read(key, false, true).await {
+            Ok(o) => o,
+            Err(Error::NotFound { .. }) => return Ok(ObjectCheck::Deleted),
+            Err(e) => return Err(e),
+        };
+        match opened {
+            Opened::Large { stream, key_id } => {
+                let mut body = stream.body;
+                let mut size = 0u64;
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk?;
+                    size += chunk.len() as u64;
+                    let mut owned = Vec::from(chunk);
+                    owned.zeroize();
+                }
+                Ok(ObjectCheck::Verified {
+                    key_id,
+                    layout: ObjectLayout::Streaming,
+                    size,
+                })
+            }
+            Opened::Small { plaintext, key_id } => {
+                let size = plaintext.len() as u64;
+                drop(plaintext);
+                Ok(match key_id {
+                    Some(key_id) => ObjectCheck::Verified {
+                        key_id,
+                        layout: ObjectLayout::Aead,
+                        size,
+                    },
+                    None => ObjectCheck::Plaintext { size },
+                })
+            }
+        }
+    }
+
+    /// `load_range` of a large object whose first [`HEAD_LEN`] bytes (or
+    /// all of it) are `first`: fetches the segments covering the range
+    /// with one more ranged read and decrypts them. `Ok(None)`: the object
+    /// changed between the two reads; start again.
+    async fn range_large(
+        &self,
+        snap: &KeysetSnapshot,
+        key: &str,
+        first: &RangeRead,
+        (key_id, status): (u32, KeyStatus),
+        range: Range<u64>,
+    ) -> Result<Option<RangeRead>> {
+        let aead = self.large_key(snap, key, key_id, status)?;
+        let object_size = first.size;
+        let size = self.large_plaintext_size(&aead, key, object_size)?;
+        let ct_size = object_size - PREFIX_LEN as u64;
+        let r = clamp_range(key, range, size)?;
+        if r.is_empty() {
+            return Ok(Some(RangeRead {
+                bytes: Bytes::new(),
+                size,
+            }));
+        }
+        let cover = aead
+            .layout()
+            .ciphertext_range(r.clone(), ct_size)
+            .map_err(|e| auth_error(self, key, &e))?
+            .bytes;
+        let head = first.bytes.slice(PREFIX_LEN..);
+        let body = if cover.end <= head.len() as u64 {
+            head.slice(cover.start as usize..cover.end as usize)
+        } else {
+            let shift = PREFIX_LEN as u64;
+            let got = self
+                .inner
+                .load_range(key, cover.start + shift..cover.end + shift)
+                .await?;
+            if got.size != object_size || got.bytes.len() as u64 != cover.end - cover.start {
+                return Ok(None);
+            }
+            got.bytes
+        };
+        let ad = self.associated_data(key);
+        let len = body.len();
+        let start = cover.start;
+        let decrypted = off_the_runtime(len, move || {
+            large::decrypt_prefetched(&aead, &ad, ct_size, head, start, body, r)
+        })
+        .await?;
+        match decrypted {
+            Ok(bytes) => {
+                self.metrics().decrypted(key_id);
+                Ok(Some(RangeRead { bytes, size }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // A replaced object (a rewrap, an overwrite) has a new
+                // header; a tampered one has the same.
+                let again = self.inner.load_range(key, 0..HEAD_LEN).await?;
+                if again.size != first.size || again.bytes != first.bytes {
+                    return Ok(None);
+                }
+                tracing::debug!(key, error = %e, "large object range failed to authenticate");
+                Err(self.fail(Error::Authentication {
+                    key: key.to_owned(),
+                }))
+            }
+            Err(e) => Err(self.fail(Error::backend("encstore", "decrypt a range", e))),
+        }
+    }
 }
+
+/// An object opened for reading by [`EncryptedStorage::open_read`].
+enum Opened {
+    /// A small object, decrypted.
+    Small {
+        plaintext: Zeroizing<Vec<u8>>,
+        key_id: Option<u32>,
+    },
+    /// A large object, as a decrypting stream.
+    Large { stream: ObjectStream, key_id: u32 },
+}
+
+impl Opened {
+    fn into_stream(self) -> ObjectStream {
+        match self {
+            Opened::Large { stream, .. } => stream,
+            Opened::Small { mut plaintext, .. } => {
+                ObjectStream::from_bytes(Bytes::from(std::mem::take(&mut *plaintext)))
+            }
+        }
+    }
+}
+
+/// How many times `load_range` starts again when the object is replaced
+/// between its two reads.
+const RANGE_ATTEMPTS: usize = 3;
 
 #[async_trait]
 impl Storage for EncryptedStorage {
@@ -429,6 +976,77 @@ impl Storage for EncryptedStorage {
         })
     }
 
+    /// A large object: the header and the segments covering the range, in
+    /// two ranged reads of the inner store; a small one: loaded whole,
+    /// decrypted and sliced. `size` is the plaintext size.
+    async fn load_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead> {
+        validate_key(key)?;
+        validate_range(key, &range)?;
+        for _ in 0..RANGE_ATTEMPTS {
+            let first = self.inner.load_range(key, 0..HEAD_LEN).await?;
+            let snap = self.keys.snapshot();
+            if let Some(named) = snap.streaming_key_of(&first.bytes) {
+                match self
+                    .range_large(&snap, key, &first, named, range.clone())
+                    .await?
+                {
+                    Some(r) => return Ok(r),
+                    None => continue,
+                }
+            }
+            let ct = if first.size <= first.bytes.len() as u64 {
+                first.bytes
+            } else {
+                self.inner.load(key).await?
+            };
+            let (value, _) = self.decrypt_async(snap, key, ct).await?;
+            return slice_range(key, value, range);
+        }
+        // Replaced between the header read and the segment read every
+        // time.
+        Err(Error::PreconditionFailed {
+            key: key.to_owned(),
+        })
+    }
+
+    async fn store_stream(&self, key: &str, body: ByteStream) -> Result<()> {
+        validate_key(key)?;
+        let snap = self.keys.snapshot();
+        let body = self.encrypting_body(&snap, key, body)?;
+        self.inner.store_stream(key, body).await
+    }
+
+    async fn store_stream_if(
+        &self,
+        key: &str,
+        body: ByteStream,
+        condition: &WriteCondition,
+    ) -> Result<Version> {
+        validate_key(key)?;
+        let snap = self.keys.snapshot();
+        let body = self.encrypting_body(&snap, key, body)?;
+        self.inner.store_stream_if(key, body, condition).await
+    }
+
+    async fn load_stream(&self, key: &str) -> Result<ObjectStream> {
+        Ok(self.open_read(key, false, false).await?.0.into_stream())
+    }
+
+    async fn load_stream_versioned(&self, key: &str) -> Result<VersionedStream> {
+        let (opened, version) = self.open_read(key, true, false).await?;
+        let version = version.ok_or_else(|| {
+            Error::backend(
+                "encstore",
+                "load a versioned stream",
+                "the inner store returned no version",
+            )
+        })?;
+        Ok(VersionedStream {
+            stream: opened.into_stream(),
+            version,
+        })
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         self.inner.delete(key).await
     }
@@ -459,5 +1077,12 @@ impl Storage for EncryptedStorage {
 
     fn lease_duration(&self) -> Duration {
         self.inner.lease_duration()
+    }
+}
+
+impl EncryptedStorage {
+    /// Whether migration mode ([`Options::allow_plaintext`]) is on.
+    pub fn allows_plaintext(&self) -> bool {
+        self.allow_plaintext
     }
 }

@@ -1,11 +1,14 @@
 //! A loaded keyset, as [`EncryptedStorage`](crate::EncryptedStorage) uses it.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use encstore_core::{Aead, AeadError, PolicyRefusal};
 use encstore_tink::{
-    CiphertextKey, KeyStatus, Keyset, KeysetAead, KeysetError, KeysetInfo, OutputPrefix,
+    CiphertextKey, KeyStatus, Keyset, KeysetAead, KeysetError, KeysetInfo, KeysetStreamingAead,
+    OutputPrefix, SegmentLayout,
 };
 use zeroize::Zeroizing;
 
@@ -14,7 +17,9 @@ use crate::policy::{Policy, describe};
 /// What the first five bytes of a stored object say about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadClass {
-    /// A Tink prefix naming a key of this keyset.
+    /// A Tink prefix naming a key of this keyset: a key of the AEAD
+    /// keyset, or (for the large-object prefix `0x01 ‖ BE32(id)`) a key of
+    /// the streaming keyset.
     Known {
         /// The key ID in the prefix.
         key_id: u32,
@@ -80,10 +85,8 @@ struct RawKey {
     aead: KeysetAead,
 }
 
-/// An immutable, validated keyset with its AEAD, ready for concurrent use.
-/// [`ReloadableKeyset`](crate::ReloadableKeyset) swaps whole snapshots, so an
-/// operation that took one finishes with it even if a reload happens.
-pub struct KeysetSnapshot {
+/// The AEAD keyset of a snapshot, validated, with its AEAD.
+pub(crate) struct AeadKeys {
     info: KeysetInfo,
     aead: KeysetAead,
     /// For a RAW primary, an AEAD of the primary alone, to tell whether an
@@ -98,6 +101,87 @@ pub struct KeysetSnapshot {
     holds_raw_keys: bool,
     /// Every RAW key with key material, in keyset order.
     raw_keys: Vec<RawKey>,
+}
+
+/// One key of the streaming keyset.
+pub(crate) struct StreamingKeyEntry {
+    /// Its status in the streaming keyset.
+    pub(crate) status: KeyStatus,
+    /// For an ENABLED key, a streaming AEAD of that key alone: the object's
+    /// prefix names the key, so decryption never tries another one.
+    pub(crate) aead: Option<Arc<KeysetStreamingAead>>,
+}
+
+/// The streaming keyset of a snapshot (large objects, see
+/// `docs/format.md`, "Large stored objects"), validated.
+pub(crate) struct StreamingKeys {
+    info: KeysetInfo,
+    /// The whole keyset's streaming AEAD: its primary encrypts.
+    primary: KeysetStreamingAead,
+    /// `0x01 ‖ BE32(primary key ID)`: the prefix of new large objects.
+    primary_prefix: [u8; 5],
+    /// Every key of the keyset (any status), by ID.
+    keys: HashMap<u32, StreamingKeyEntry>,
+}
+
+impl StreamingKeys {
+    /// Validates a streaming keyset against `policy` and builds its
+    /// streaming AEADs.
+    ///
+    /// # Errors
+    /// [`LoadError::Keyset`] for an AEAD keyset
+    /// ([`KeysetError::WrongPrimitive`]), [`LoadError::Policy`].
+    pub(crate) fn new(keyset: &Keyset, policy: &Policy) -> Result<Self, LoadError> {
+        let info = keyset.info();
+        check_policy(&info, policy).map_err(|refusal| LoadError::Policy {
+            policy: policy.name.clone(),
+            refusal,
+        })?;
+        let primary = keyset.streaming_aead()?;
+        let mut keys = HashMap::with_capacity(info.keys.len());
+        for k in &info.keys {
+            let aead = if k.status == KeyStatus::Enabled {
+                Some(Arc::new(single_key(keyset, k.key_id)?.streaming_aead()?))
+            } else {
+                None
+            };
+            keys.insert(
+                k.key_id,
+                StreamingKeyEntry {
+                    status: k.status,
+                    aead,
+                },
+            );
+        }
+        Ok(StreamingKeys {
+            primary_prefix: large_prefix(info.primary_key_id),
+            info,
+            primary,
+            keys,
+        })
+    }
+}
+
+/// The 5-byte prefix of a large object under streaming key `key_id`:
+/// `0x01 ‖ BE32(key_id)` (`docs/format.md`, "Large stored objects").
+pub(crate) fn large_prefix(key_id: u32) -> [u8; 5] {
+    let id = key_id.to_be_bytes();
+    [0x01, id[0], id[1], id[2], id[3]]
+}
+
+/// An immutable, validated keyset with its AEAD, ready for concurrent use:
+/// the store's AEAD keyset and, when it has one, its streaming keyset
+/// (large objects). [`ReloadableKeyset`](crate::ReloadableKeyset) swaps
+/// whole snapshots, so an operation that took one finishes with it even if
+/// a reload happens.
+///
+/// Key IDs are unique across the two keysets (checked when a snapshot is
+/// built), so the key ID in an object's prefix names one key of one of
+/// them. [`classify`](KeysetSnapshot::classify) and the census see the keys
+/// of both.
+pub struct KeysetSnapshot {
+    aead: Arc<AeadKeys>,
+    streaming: Option<Arc<StreamingKeys>>,
     generation: u64,
     /// Set once the RAW-primary warning was logged for this keyset.
     raw_primary_warned: AtomicBool,
@@ -107,8 +191,16 @@ impl fmt::Debug for KeysetSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeysetSnapshot")
             .field("generation", &self.generation)
-            .field("primary_key_id", &self.info.primary_key_id)
-            .field("keys", &self.info.keys.len())
+            .field("primary_key_id", &self.aead.info.primary_key_id)
+            .field("keys", &self.aead.info.keys.len())
+            .field(
+                "streaming_primary_key_id",
+                &self.streaming.as_ref().map(|s| s.info.primary_key_id),
+            )
+            .field(
+                "streaming_keys",
+                &self.streaming.as_ref().map(|s| s.info.keys.len()),
+            )
             .finish()
     }
 }
@@ -143,6 +235,31 @@ pub enum LoadError {
     /// `reload` was called on a keyset that has no file to reload from.
     #[error("this keyset was not loaded from a file, so it cannot be reloaded")]
     NoSource,
+    /// The streaming keyset was refused (the error says why).
+    #[error("streaming keyset: {0}")]
+    Streaming(Box<LoadError>),
+    /// A key ID is in both the AEAD keyset and the streaming keyset. The
+    /// key ID in an object's prefix says which keyset decrypts it, so IDs
+    /// must be unique across the two.
+    #[error(
+        "key ID {key_id} is in both the AEAD keyset and the streaming keyset; key IDs must be unique across a store's keysets (an object's prefix names its key by ID): replace one of the two keys"
+    )]
+    KeyIdCollision {
+        /// The key ID in both keysets.
+        key_id: u32,
+    },
+}
+
+impl LoadError {
+    /// The policy refusal behind this error, if it is one (of either
+    /// keyset).
+    pub fn policy_refusal(&self) -> Option<(&str, &PolicyRefusal)> {
+        match self {
+            LoadError::Policy { policy, refusal } => Some((policy, refusal)),
+            LoadError::Streaming(inner) => inner.policy_refusal(),
+            _ => None,
+        }
+    }
 }
 
 /// Checks every key that still has key material against `policy`.
@@ -160,12 +277,9 @@ pub(crate) fn check_policy(info: &KeysetInfo, policy: &Policy) -> Result<(), Pol
     Ok(())
 }
 
-impl KeysetSnapshot {
-    /// Validates `keyset` against `policy` and builds its AEAD.
-    ///
-    /// # Errors
-    /// [`LoadError::Policy`] naming the first key the policy refuses.
-    pub fn new(keyset: &Keyset, policy: &Policy, generation: u64) -> Result<Self, LoadError> {
+impl AeadKeys {
+    /// Validates an AEAD keyset against `policy` and builds its AEAD.
+    pub(crate) fn new(keyset: &Keyset, policy: &Policy) -> Result<Self, LoadError> {
         let info = keyset.info();
         check_policy(&info, policy).map_err(|refusal| LoadError::Policy {
             policy: policy.name.clone(),
@@ -192,16 +306,16 @@ impl KeysetSnapshot {
                 raw_keys.push(RawKey {
                     key_id: k.key_id,
                     status: k.status,
-                    aead: single_key_aead(keyset, k.key_id)?,
+                    aead: single_key(keyset, k.key_id)?.aead()?,
                 });
             }
         }
         let primary_only = if primary_prefix.is_empty() {
-            Some(single_key_aead(keyset, info.primary_key_id)?)
+            Some(single_key(keyset, info.primary_key_id)?.aead()?)
         } else {
             None
         };
-        Ok(KeysetSnapshot {
+        Ok(AeadKeys {
             info,
             aead,
             primary_only,
@@ -209,22 +323,141 @@ impl KeysetSnapshot {
             has_raw_keys,
             holds_raw_keys,
             raw_keys,
+        })
+    }
+}
+
+impl KeysetSnapshot {
+    /// Validates `keyset` (an AEAD keyset) against `policy` and builds its
+    /// AEAD. The snapshot has no streaming keyset.
+    ///
+    /// # Errors
+    /// [`LoadError::Policy`] naming the first key the policy refuses.
+    pub fn new(keyset: &Keyset, policy: &Policy, generation: u64) -> Result<Self, LoadError> {
+        Self::with_streaming(keyset, None, policy, generation)
+    }
+
+    /// Validates an AEAD keyset and, when given, a streaming keyset against
+    /// `policy`, and builds their primitives.
+    ///
+    /// # Errors
+    /// [`LoadError::Policy`] naming the first key the policy refuses;
+    /// [`LoadError::Streaming`] wrapping what is wrong with the streaming
+    /// keyset (such as an AEAD keyset given as the streaming keyset);
+    /// [`LoadError::KeyIdCollision`] when a key ID is in both keysets.
+    pub fn with_streaming(
+        keyset: &Keyset,
+        streaming: Option<&Keyset>,
+        policy: &Policy,
+        generation: u64,
+    ) -> Result<Self, LoadError> {
+        let aead = Arc::new(AeadKeys::new(keyset, policy)?);
+        let streaming = streaming
+            .map(|s| StreamingKeys::new(s, policy).map(Arc::new))
+            .transpose()
+            .map_err(|e| LoadError::Streaming(Box::new(e)))?;
+        Self::from_parts(aead, streaming, generation)
+    }
+
+    /// A snapshot of two validated parts, refusing key IDs in both.
+    pub(crate) fn from_parts(
+        aead: Arc<AeadKeys>,
+        streaming: Option<Arc<StreamingKeys>>,
+        generation: u64,
+    ) -> Result<Self, LoadError> {
+        if let Some(s) = &streaming
+            && let Some(k) = aead
+                .info
+                .keys
+                .iter()
+                .find(|k| s.keys.contains_key(&k.key_id))
+        {
+            return Err(LoadError::KeyIdCollision { key_id: k.key_id });
+        }
+        Ok(KeysetSnapshot {
+            aead,
+            streaming,
             generation,
             raw_primary_warned: AtomicBool::new(false),
         })
     }
 
-    /// The keyset, described without key material.
+    /// The AEAD part, to combine with another streaming part.
+    pub(crate) fn aead_part(&self) -> &Arc<AeadKeys> {
+        &self.aead
+    }
+
+    /// The streaming part, to combine with another AEAD part.
+    pub(crate) fn streaming_part(&self) -> Option<&Arc<StreamingKeys>> {
+        self.streaming.as_ref()
+    }
+
+    /// The AEAD keyset, described without key material.
     pub fn info(&self) -> &KeysetInfo {
-        &self.info
+        &self.aead.info
     }
 
-    /// The primary key's ID.
+    /// The AEAD keyset's primary key ID (small objects are written with it).
     pub fn primary_key_id(&self) -> u32 {
-        self.info.primary_key_id
+        self.aead.info.primary_key_id
     }
 
-    /// Counts reloads: 1 for the first keyset, then one more per swap.
+    /// The streaming keyset, described without key material; `None` when
+    /// the store has none.
+    pub fn streaming_info(&self) -> Option<&KeysetInfo> {
+        self.streaming.as_ref().map(|s| &s.info)
+    }
+
+    /// The streaming keyset's primary key ID (large objects are written
+    /// with it); `None` when the store has no streaming keyset.
+    pub fn streaming_primary_key_id(&self) -> Option<u32> {
+        self.streaming.as_ref().map(|s| s.info.primary_key_id)
+    }
+
+    /// Whether the snapshot has a streaming keyset (large objects can be
+    /// written).
+    pub fn has_streaming(&self) -> bool {
+        self.streaming.is_some()
+    }
+
+    /// The streaming keyset's AEAD (its primary encrypts new large
+    /// objects).
+    pub fn streaming_aead(&self) -> Option<&KeysetStreamingAead> {
+        self.streaming.as_ref().map(|s| &s.primary)
+    }
+
+    /// Whether `key_id` is a key of the streaming keyset (in any status).
+    pub fn is_streaming_key(&self, key_id: u32) -> bool {
+        self.streaming
+            .as_ref()
+            .is_some_and(|s| s.keys.contains_key(&key_id))
+    }
+
+    /// The streaming key a stored object's first five bytes name: its key
+    /// ID and status, when the object starts with `0x01` and the ID of a
+    /// key of the streaming keyset (the large-object layout); `None`
+    /// otherwise (a small object, or an unknown key).
+    pub fn streaming_key_of(&self, head: &[u8]) -> Option<(u32, KeyStatus)> {
+        let s = self.streaming.as_ref()?;
+        let id = large_key_id(head)?;
+        s.keys.get(&id).map(|k| (id, k.status))
+    }
+
+    /// The entry of streaming key `key_id`.
+    pub(crate) fn streaming_entry(&self, key_id: u32) -> Option<&StreamingKeyEntry> {
+        self.streaming.as_ref()?.keys.get(&key_id)
+    }
+
+    /// The segment layout of streaming key `key_id`, when it is ENABLED.
+    pub fn streaming_layout(&self, key_id: u32) -> Option<SegmentLayout> {
+        self.streaming_entry(key_id)?
+            .aead
+            .as_ref()
+            .map(|a| a.layout())
+    }
+
+    /// Counts reloads: 1 for the first keyset, then one more per swap
+    /// (of either keyset).
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -232,7 +465,7 @@ impl KeysetSnapshot {
     /// Whether the primary key is RAW: the objects it writes carry no key
     /// ID.
     pub fn primary_is_raw(&self) -> bool {
-        self.primary_prefix.is_empty()
+        self.aead.primary_prefix.is_empty()
     }
 
     /// Logs, once per loaded keyset, that the primary is RAW and what that
@@ -240,28 +473,29 @@ impl KeysetSnapshot {
     pub(crate) fn warn_raw_primary_once(&self) {
         if self.primary_is_raw() && !self.raw_primary_warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                key_id = self.info.primary_key_id,
+                key_id = self.aead.info.primary_key_id,
                 "the primary key {} is RAW: the objects stored with it do not name their key (no Tink prefix), so only trial decryption can tell which key they need, and they cannot be told from plaintext without this keyset; prefer a TINK key as the primary (docs/rotation.md, RAW keys)",
-                self.info.primary_key_id
+                self.aead.info.primary_key_id
             );
         }
     }
 
     /// Whether an enabled RAW key may have written prefix-less objects.
     pub fn has_raw_keys(&self) -> bool {
-        self.has_raw_keys
+        self.aead.has_raw_keys
     }
 
     /// Whether the keyset holds a RAW key in any status (ENABLED, DISABLED
     /// or DESTROYED). While it does, a prefix-less object may be a RAW
     /// ciphertext, so migration mode never takes one for plaintext.
     pub fn holds_raw_keys(&self) -> bool {
-        self.holds_raw_keys
+        self.aead.holds_raw_keys
     }
 
     /// The IDs of the keyset's RAW keys, in any status, in keyset order.
     pub fn raw_key_ids(&self) -> Vec<u32> {
-        self.info
+        self.aead
+            .info
             .keys
             .iter()
             .filter(|k| k.output_prefix == OutputPrefix::Raw)
@@ -272,7 +506,7 @@ impl KeysetSnapshot {
     /// Whether trial decryption can attribute prefix-less objects: the
     /// keyset has a RAW key with key material (ENABLED or DISABLED).
     pub fn can_attribute_raw(&self) -> bool {
-        !self.raw_keys.is_empty()
+        !self.aead.raw_keys.is_empty()
     }
 
     /// The RAW key (ENABLED or DISABLED, in keyset order) that decrypts
@@ -283,7 +517,7 @@ impl KeysetSnapshot {
         ciphertext: &[u8],
         associated_data: &[u8],
     ) -> Option<(u32, KeyStatus)> {
-        self.raw_keys.iter().find_map(|k| {
+        self.aead.raw_keys.iter().find_map(|k| {
             k.aead
                 .decrypt(ciphertext, associated_data)
                 .map(Zeroizing::new)
@@ -298,7 +532,8 @@ impl KeysetSnapshot {
     /// the keyset does not have (a plaintext value may start with 0x00 or
     /// 0x01; a prefix of a key the keyset has is taken as ciphertext).
     pub fn may_be_plaintext(&self, head: HeadClass) -> bool {
-        !self.holds_raw_keys && matches!(head, HeadClass::NoPrefix | HeadClass::UnknownId { .. })
+        !self.aead.holds_raw_keys
+            && matches!(head, HeadClass::NoPrefix | HeadClass::UnknownId { .. })
     }
 
     /// Whether the class of an object with this head depends on more than
@@ -321,13 +556,13 @@ impl KeysetSnapshot {
                 raw: false,
             },
             HeadClass::UnknownId { key_id } => ObjectClass::UnknownKeyId { key_id },
-            HeadClass::NoPrefix if self.holds_raw_keys => ObjectClass::PrefixLessUnattributed,
+            HeadClass::NoPrefix if self.aead.holds_raw_keys => ObjectClass::PrefixLessUnattributed,
             HeadClass::NoPrefix => ObjectClass::Plaintext,
         }
     }
 
     /// Classifies a whole stored object (with the associated data of its
-    /// key name): by its prefix when it names a key of the keyset,
+    /// key name): by its prefix when it names a key of either keyset,
     /// otherwise by trial decryption with each RAW key that has key
     /// material.
     pub fn classify_object(&self, object: &[u8], associated_data: &[u8]) -> ObjectClass {
@@ -344,15 +579,19 @@ impl KeysetSnapshot {
         self.class_from_head(head)
     }
 
-    /// The keyset AEAD.
+    /// The AEAD keyset's AEAD.
     pub fn aead(&self) -> &KeysetAead {
-        &self.aead
+        &self.aead.aead
     }
 
-    /// Classifies a stored object by its first five bytes (the keyset
-    /// AEAD's own prefix lookup).
+    /// Classifies a stored object by its first five bytes: a key of the
+    /// streaming keyset (the large-object prefix `0x01 ‖ BE32(id)`), else
+    /// the AEAD keyset's own prefix lookup.
     pub fn classify(&self, head: &[u8]) -> HeadClass {
-        match self.aead.classify(head) {
+        if let Some((key_id, status)) = self.streaming_key_of(head) {
+            return HeadClass::Known { key_id, status };
+        }
+        match self.aead.aead.classify(head) {
             CiphertextKey::Prefixed {
                 key_id,
                 status: Some(status),
@@ -363,17 +602,31 @@ impl KeysetSnapshot {
         }
     }
 
-    /// True when the object certainly is under the primary key: its prefix
-    /// is the primary's (for a RAW primary, always false: see
-    /// [`KeysetSnapshot::decrypts_with_primary`]).
+    /// True when the object certainly is under the primary key of its
+    /// kind: its prefix is the AEAD primary's (never for a RAW primary:
+    /// see [`KeysetSnapshot::decrypts_with_primary`]) or, for a large
+    /// object, the streaming primary's.
     pub fn is_under_primary(&self, ciphertext: &[u8]) -> bool {
-        !self.primary_prefix.is_empty() && ciphertext.starts_with(&self.primary_prefix)
+        (!self.aead.primary_prefix.is_empty() && ciphertext.starts_with(&self.aead.primary_prefix))
+            || self
+                .streaming
+                .as_ref()
+                .is_some_and(|s| ciphertext.starts_with(&s.primary_prefix))
     }
 
-    /// For a RAW primary: whether the primary alone decrypts `ciphertext`
-    /// (the trial plaintext is wiped).
+    /// Whether the object is under the primary key of its kind: for a RAW
+    /// AEAD primary, whether the primary alone decrypts `ciphertext` (the
+    /// trial plaintext is wiped); otherwise by prefix (see
+    /// [`KeysetSnapshot::is_under_primary`]).
     pub fn decrypts_with_primary(&self, ciphertext: &[u8], associated_data: &[u8]) -> bool {
-        match &self.primary_only {
+        if self
+            .streaming
+            .as_ref()
+            .is_some_and(|s| ciphertext.starts_with(&s.primary_prefix))
+        {
+            return true;
+        }
+        match &self.aead.primary_only {
             Some(a) => a
                 .decrypt(ciphertext, associated_data)
                 .map(Zeroizing::new)
@@ -382,10 +635,23 @@ impl KeysetSnapshot {
         }
     }
 
-    /// Whether the keyset decrypts `ciphertext` with `associated_data` (the
-    /// trial plaintext is wiped).
+    /// Whether the keysets decrypt `ciphertext` (a whole stored object,
+    /// small or large) with `associated_data`. The trial plaintext is
+    /// wiped. A large object is decrypted in memory: for constant memory,
+    /// use [`EncryptedStorage::verify_one`](crate::EncryptedStorage::verify_one).
     pub fn aead_decrypts(&self, ciphertext: &[u8], associated_data: &[u8]) -> bool {
+        if let Some((key_id, _)) = self.streaming_key_of(ciphertext) {
+            return self
+                .streaming_entry(key_id)
+                .and_then(|e| e.aead.as_ref())
+                .is_some_and(|a| {
+                    a.decrypt(&ciphertext[5..], associated_data)
+                        .map(Zeroizing::new)
+                        .is_ok()
+                });
+        }
         self.aead
+            .aead
             .decrypt(ciphertext, associated_data)
             .map(Zeroizing::new)
             .is_ok()
@@ -394,8 +660,8 @@ impl KeysetSnapshot {
     /// Encrypts with the primary key; returns the ciphertext and the
     /// primary key's ID.
     pub(crate) fn encrypt(&self, plaintext: &[u8], ad: &[u8]) -> Result<(Vec<u8>, u32), AeadError> {
-        let ct = self.aead.encrypt(plaintext, ad)?;
-        Ok((ct, self.info.primary_key_id))
+        let ct = self.aead.aead.encrypt(plaintext, ad)?;
+        Ok((ct, self.aead.info.primary_key_id))
     }
 
     /// Decrypts an owned ciphertext whose head was classified as `class`;
@@ -411,16 +677,25 @@ impl KeysetSnapshot {
             HeadClass::Known { key_id, .. } => Some(key_id),
             _ => None,
         };
-        let pt = self.aead.decrypt_owned(ciphertext, ad)?;
+        let pt = self.aead.aead.decrypt_owned(ciphertext, ad)?;
         Ok((pt, key_id))
     }
 }
 
-/// An AEAD of key `key_id` of `keyset` alone (enabled and primary in a
-/// copy of the keyset): it decrypts what that key wrote and nothing else.
-/// The copy shares the keys' primitives; no key material is duplicated
-/// beyond the keyset's own clone.
-fn single_key_aead(keyset: &Keyset, key_id: u32) -> Result<KeysetAead, KeysetError> {
+/// The key ID of a large-object prefix (`0x01 ‖ BE32(id)`), if `head`
+/// starts with one.
+pub(crate) fn large_key_id(head: &[u8]) -> Option<u32> {
+    match head {
+        [0x01, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+/// A copy of `keyset` holding only key `key_id` (enabled and primary): its
+/// primitive decrypts what that key wrote and nothing else. The copy shares
+/// the keys' primitives; no key material is duplicated beyond the keyset's
+/// own clone.
+fn single_key(keyset: &Keyset, key_id: u32) -> Result<Keyset, KeysetError> {
     let mut one = keyset.clone();
     one.enable(key_id)?;
     one.promote(key_id)?;
@@ -434,5 +709,5 @@ fn single_key_aead(keyset: &Keyset, key_id: u32) -> Result<KeysetAead, KeysetErr
     for id in others {
         one.delete(id)?;
     }
-    one.aead()
+    Ok(one)
 }

@@ -10,18 +10,50 @@
 //!
 //! - [`EncryptedStorage`] wraps any [`Storage`](encstore_core::Storage)
 //!   (filesystem, memory, S3, ...) and is itself a `Storage`: a server swaps
-//!   it in and everything at rest is encrypted.
-//! - [`ReloadableKeyset`] holds the keyset and swaps in a new one while the
-//!   server runs (on demand, on SIGHUP, or when the file changes).
+//!   it in and everything at rest is encrypted. Small values are Tink AEAD
+//!   ciphertexts; large ones (above a threshold, and every streamed write)
+//!   are Tink streaming ciphertexts behind a 5-byte prefix naming their
+//!   key, written, read, verified and rewrapped in constant memory, and
+//!   read by range segment by segment (`docs/format.md`).
+//! - [`ReloadableKeyset`] holds the keyset (and the streaming keyset for
+//!   large objects) and swaps in new ones while the server runs (on
+//!   demand, on SIGHUP, or when a file changes).
 //! - [`Policy`] restricts which key types a deployment accepts.
 //! - [`EncryptedStorage::census`] counts objects by key ID (RAW keys
 //!   included, by trial decryption), [`EncryptedStorage::objects_under`]
 //!   is the check before retiring a key, and
 //!   [`EncryptedStorage::rewrap_one`] re-encrypts one object under the
-//!   primary key without ever overwriting a concurrent write.
+//!   primary key without ever overwriting a concurrent write;
+//!   [`EncryptedStorage::verify_one`] decrypts one object and discards the
+//!   plaintext.
+//! - The store-wide operations of the `encstore` tool, for servers too:
+//!   [`EncryptedStorage::reencrypt_all`] re-encrypts every object under
+//!   the primary (the store-wide lock, bounded concurrency, re-check,
+//!   events for progress, cancellation; `encstore store rewrap`), with its
+//!   dry run [`EncryptedStorage::reencrypt_plan`];
+//!   [`EncryptedStorage::verify_all`] decrypts every object and reports
+//!   every failure, typed (`encstore store verify`); [`retirement_check`]
+//!   is the store check before disabling, destroying or deleting a key.
 //! - [`keyfile`] rewrites keyset files safely: an exclusive lock, a
 //!   compare-before-rename, owner/group/mode kept, symlinks written
 //!   through.
+//! - [`open`] opens what a deployment names by text, as the `encstore`
+//!   tool does: [`open_kek`] a master key from a `pkcs11:`, `hcvault://` or
+//!   `aws-kms://` URI or a master keyset file, [`create_master_key`] a new
+//!   one, and [`open_store`] a store from a directory, `file://`, `s3://`,
+//!   `gs://`, `az://` or `memory://` location.
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `pkcs11` | on | `pkcs11:` master keys (encstore-pkcs11) |
+//! | `vault` | on | `hcvault://` master keys (encstore-vault) |
+//! | `objstore` | on | `s3://`, `gs://`, `az://`, `memory://` stores (encstore-objstore) |
+//! | `aws-kms` | off | `aws-kms://` master keys reach AWS KMS (the AWS SDK: minutes of a cold build) |
+//!
+//! A scheme whose feature is off still parses; opening it fails with a
+//! `NotCompiled` error naming the feature.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -39,19 +71,45 @@
 #![deny(missing_docs)]
 
 mod census;
+pub mod concurrency;
 mod encrypted;
 pub mod keyfile;
 mod keys;
+mod large;
 mod metrics;
+pub mod open;
 pub mod policy;
+mod reencrypt;
 mod reload;
+mod retire;
+mod verify;
 
 pub use census::{Census, KeyObjects};
-pub use encrypted::{BLOCKING_THRESHOLD, EncryptedStorage, Options, RewrapOutcome};
+pub use encrypted::{
+    BLOCKING_THRESHOLD, DEFAULT_STREAMING_THRESHOLD, EncryptedStorage, ObjectCheck, ObjectLayout,
+    Options, RewrapOutcome,
+};
 pub use keys::{HeadClass, KeysetSnapshot, LoadError, ObjectClass};
 pub use metrics::{Metrics, MetricsSnapshot};
+pub use open::{
+    MasterKeyRef, MasterKeyUri, OpenKekError, OpenStoreError, OpenStoreOptions, StoreLocation,
+    create_master_key, open_kek, open_store,
+};
 pub use policy::{Policy, PolicyError};
+pub use reencrypt::{
+    LockWait, REENCRYPT_LOCK, ReencryptError, ReencryptEvent, ReencryptOptions, ReencryptOutcome,
+    ReencryptPlan, ReencryptSummary,
+};
 pub use reload::{KeysetSource, ReloadReport, ReloadableKeyset, WatchHandle};
+pub use retire::{RetireCheckError, Retirement, retirement_check};
+/// The cancellation token that stops [`EncryptedStorage::reencrypt_all`]
+/// and [`EncryptedStorage::verify_all`] (re-exported from `tokio-util`).
+pub use tokio_util::sync::CancellationToken;
+pub use verify::{
+    DEFAULT_CONCURRENCY, EventSink, FailureClass, FailureCounts, FailureReason, ObjectFailure,
+    PREFIX_LESS, StopReason, UNREACHABLE_DRAIN, VerifyEvent, VerifyOptions, VerifyOutcome,
+    VerifySummary,
+};
 
 pub use encstore_core as core;
 pub use encstore_tink as tink;

@@ -54,6 +54,10 @@ pub enum KeyFamily {
     XChaCha20Poly1305Key,
     /// `XAesGcmKey`.
     XAesGcmKey,
+    /// `AesGcmHkdfStreamingKey` (streaming AEAD: large objects).
+    AesGcmHkdfStreamingKey,
+    /// `AesCtrHmacStreamingKey` (streaming AEAD: large objects).
+    AesCtrHmacStreamingKey,
 }
 
 impl KeyFamily {
@@ -68,6 +72,13 @@ impl KeyFamily {
         KeyFamily::XAesGcmKey,
     ];
 
+    /// Every streaming AEAD family Google's Tink 1.16 supports (the keys of
+    /// a store's streaming keyset, for large objects).
+    pub const STREAMING: [KeyFamily; 2] = [
+        KeyFamily::AesGcmHkdfStreamingKey,
+        KeyFamily::AesCtrHmacStreamingKey,
+    ];
+
     /// The family of a key.
     pub fn of(params: &KeyParams) -> Option<KeyFamily> {
         Some(match params {
@@ -78,6 +89,8 @@ impl KeyFamily {
             KeyParams::ChaCha20Poly1305 => KeyFamily::ChaCha20Poly1305Key,
             KeyParams::XChaCha20Poly1305 => KeyFamily::XChaCha20Poly1305Key,
             KeyParams::XAesGcm { .. } => KeyFamily::XAesGcmKey,
+            KeyParams::AesGcmHkdfStreaming { .. } => KeyFamily::AesGcmHkdfStreamingKey,
+            KeyParams::AesCtrHmacStreaming { .. } => KeyFamily::AesCtrHmacStreamingKey,
             #[allow(unreachable_patterns)]
             _ => return None,
         })
@@ -91,13 +104,17 @@ impl KeyFamily {
 pub struct Rule {
     /// The key family allowed.
     pub key_type: KeyFamily,
-    /// Allowed AES key sizes in bytes (for AES-based families).
+    /// Allowed AES key sizes in bytes (for AES-based families; for the
+    /// streaming families, the derived AES key size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_sizes: Option<Vec<usize>>,
-    /// Allowed HMAC hashes, such as `SHA256` (AES-CTR-HMAC only).
+    /// Allowed hashes, such as `SHA256`: the HMAC hash of AES-CTR-HMAC; for
+    /// the streaming families, the HKDF hash and (AES-CTR-HMAC streaming)
+    /// the segment HMAC hash, both of which must be listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hashes: Option<Vec<String>>,
-    /// The smallest allowed tag, in bytes (AES-CTR-HMAC only).
+    /// The smallest allowed tag, in bytes (AES-CTR-HMAC and AES-CTR-HMAC
+    /// streaming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_tag_size: Option<usize>,
     /// The smallest allowed HMAC key, in bytes (AES-CTR-HMAC only).
@@ -121,6 +138,18 @@ impl Rule {
     pub fn key_sizes(mut self, sizes: &[usize]) -> Rule {
         self.key_sizes = Some(sizes.to_vec());
         self
+    }
+
+    /// Narrows the allowed hashes.
+    pub fn hashes(mut self, hashes: &[&str]) -> Rule {
+        self.hashes = Some(hashes.iter().map(|h| (*h).to_owned()).collect());
+        self
+    }
+
+    fn hash_ok(&self, hash: &str) -> bool {
+        self.hashes
+            .as_ref()
+            .is_none_or(|h| h.iter().any(|x| x.eq_ignore_ascii_case(hash)))
     }
 
     fn allows(&self, params: &KeyParams) -> bool {
@@ -148,6 +177,23 @@ impl Rule {
                     && self.min_hmac_key_size.is_none_or(|m| *hmac_key_size >= m)
             }
             KeyParams::XAesGcm { .. } => size_ok(32),
+            KeyParams::AesGcmHkdfStreaming {
+                derived_key_size,
+                hkdf_hash,
+                ..
+            } => size_ok(*derived_key_size) && self.hash_ok(hkdf_hash),
+            KeyParams::AesCtrHmacStreaming {
+                derived_key_size,
+                hkdf_hash,
+                hmac_hash,
+                tag_size,
+                ..
+            } => {
+                size_ok(*derived_key_size)
+                    && self.hash_ok(hkdf_hash)
+                    && self.hash_ok(hmac_hash)
+                    && self.min_tag_size.is_none_or(|m| *tag_size >= m)
+            }
             _ => size_ok(32),
         }
     }
@@ -170,17 +216,26 @@ impl fmt::Debug for Policy {
 }
 
 impl Policy {
-    /// Everything Google's Tink 1.16 accepts as an AEAD key. The default.
+    /// Everything Google's Tink 1.16 accepts as an AEAD key or a streaming
+    /// AEAD key. The default.
     pub fn tink() -> Policy {
         Policy {
             name: "tink".into(),
-            allow: KeyFamily::ALL.into_iter().map(Rule::any).collect(),
+            allow: KeyFamily::ALL
+                .into_iter()
+                .chain(KeyFamily::STREAMING)
+                .map(Rule::any)
+                .collect(),
         }
     }
 
     /// FIPS-approved algorithms only: AES-GCM with 128- or 256-bit keys, and
     /// AES-CTR with HMAC-SHA-256/384/512 (AES key 128 or 256 bits, HMAC key
-    /// and tag at least 128 bits).
+    /// and tag at least 128 bits). For large objects: AES-GCM-HKDF
+    /// streaming and AES-CTR-HMAC streaming with 128- or 256-bit derived
+    /// AES keys, HKDF and HMAC over SHA-256 or SHA-512 (not SHA-1), and a
+    /// segment tag of at least 128 bits (HKDF with an approved HMAC is the
+    /// key-derivation function of SP 800-56C).
     ///
     /// This restricts *algorithms*. It does not by itself make a validated
     /// cryptographic module: encstore's primitives (ring, RustCrypto) are
@@ -197,13 +252,25 @@ impl Policy {
                     min_tag_size: Some(16),
                     min_hmac_key_size: Some(16),
                 },
+                Rule::any(KeyFamily::AesGcmHkdfStreamingKey)
+                    .key_sizes(&[16, 32])
+                    .hashes(&["SHA256", "SHA512"]),
+                Rule {
+                    min_tag_size: Some(16),
+                    ..Rule::any(KeyFamily::AesCtrHmacStreamingKey)
+                        .key_sizes(&[16, 32])
+                        .hashes(&["SHA256", "SHA512"])
+                },
             ],
         }
     }
 
     /// A modern default: AES-GCM, AES-GCM-SIV, ChaCha20-Poly1305,
-    /// XChaCha20-Poly1305 and XAES-256-GCM. Leaves out AES-EAX and
-    /// AES-CTR-HMAC, which Tink keeps for compatibility.
+    /// XChaCha20-Poly1305 and XAES-256-GCM; for large objects, AES-GCM-HKDF
+    /// streaming (128- or 256-bit derived keys, HKDF-SHA256 or SHA512).
+    /// Leaves out AES-EAX, AES-CTR-HMAC and AES-CTR-HMAC streaming, which
+    /// Tink keeps for compatibility (AES-GCM does the same job with one
+    /// pass and a smaller tag), and SHA-1.
     pub fn modern() -> Policy {
         use KeyFamily::*;
         Policy {
@@ -214,6 +281,9 @@ impl Policy {
                 Rule::any(ChaCha20Poly1305Key),
                 Rule::any(XChaCha20Poly1305Key),
                 Rule::any(XAesGcmKey),
+                Rule::any(AesGcmHkdfStreamingKey)
+                    .key_sizes(&[16, 32])
+                    .hashes(&["SHA256", "SHA512"]),
             ],
         }
     }
@@ -295,6 +365,26 @@ pub fn describe(params: &KeyParams) -> String {
         KeyParams::ChaCha20Poly1305 => "ChaCha20Poly1305Key".into(),
         KeyParams::XChaCha20Poly1305 => "XChaCha20Poly1305Key".into(),
         KeyParams::XAesGcm { salt_size } => format!("XAesGcmKey, {salt_size}-byte salt"),
+        KeyParams::AesGcmHkdfStreaming {
+            derived_key_size,
+            hkdf_hash,
+            ciphertext_segment_size,
+            ..
+        } => format!(
+            "AesGcmHkdfStreamingKey, {}-bit AES, HKDF-{hkdf_hash}, {ciphertext_segment_size}-byte segments",
+            derived_key_size * 8
+        ),
+        KeyParams::AesCtrHmacStreaming {
+            derived_key_size,
+            hkdf_hash,
+            hmac_hash,
+            tag_size,
+            ciphertext_segment_size,
+            ..
+        } => format!(
+            "AesCtrHmacStreamingKey, {}-bit AES, HKDF-{hkdf_hash}, HMAC-{hmac_hash}, {tag_size}-byte tag, {ciphertext_segment_size}-byte segments",
+            derived_key_size * 8
+        ),
         #[allow(unreachable_patterns)]
         other => format!("{other:?}"),
     }

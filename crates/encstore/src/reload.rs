@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use encstore_core::Kek;
 use encstore_tink::{Keyset, KeysetInfo};
 
-use crate::keys::{KeysetSnapshot, LoadError};
+use crate::keys::{AeadKeys, KeysetSnapshot, LoadError, StreamingKeys};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 
@@ -101,11 +101,12 @@ fn stamp(path: &Path) -> Option<FileStamp> {
 
 /// A structured event for a keyset refused by the policy.
 fn log_policy_refusal(e: &LoadError) {
-    if let LoadError::Policy { policy, refusal } = e {
+    if let Some((policy, refusal)) = e.policy_refusal() {
         tracing::warn!(
             policy = %policy,
             key_id = refusal.key_id,
             key_type = %refusal.key_type,
+            streaming = matches!(e, LoadError::Streaming(_)),
             "keyset refused by policy"
         );
     }
@@ -122,23 +123,43 @@ pub struct ReloadReport {
     pub new_primary_key_id: u32,
     /// How many keys the new keyset has.
     pub keys: usize,
+    /// The streaming keyset's primary key before (`None`: no streaming
+    /// keyset).
+    pub old_streaming_primary_key_id: Option<u32>,
+    /// The streaming keyset's primary key now.
+    pub new_streaming_primary_key_id: Option<u32>,
+    /// How many keys the streaming keyset has now (0 without one).
+    pub streaming_keys: usize,
 }
 
-/// A keyset that a running server can replace without a restart.
+/// A keyset that a running server can replace without a restart: the
+/// store's AEAD keyset and, optionally, its streaming keyset (for large
+/// objects; see `docs/format.md`, "Large stored objects").
 ///
 /// Readers take the current [`KeysetSnapshot`] with an atomic load (no
 /// lock on the read path); a reload builds and validates a new snapshot and
 /// swaps it in whole. Operations already running finish with the snapshot
-/// they started with. A reload that fails validation keeps the old keyset,
-/// logs why, counts the failure and returns the error.
+/// they started with. A reload that fails validation keeps the old keysets
+/// (both of them), logs why, counts the failure and returns the error. The
+/// two keysets reload together ([`reload`](ReloadableKeyset::reload)) or
+/// separately ([`replace`](ReloadableKeyset::replace),
+/// [`replace_streaming`](ReloadableKeyset::replace_streaming),
+/// [`reload_streaming`](ReloadableKeyset::reload_streaming)); every swap
+/// checks that no key ID is in both.
 pub struct ReloadableKeyset {
     current: ArcSwap<KeysetSnapshot>,
     source: Option<KeysetSource>,
+    /// Where the streaming keyset is read from, if from a file.
+    streaming_source: Option<KeysetSource>,
     policy: Policy,
     metrics: Metrics,
     generation: AtomicU64,
     last_stamp: std::sync::Mutex<Option<FileStamp>>,
+    last_streaming_stamp: std::sync::Mutex<Option<FileStamp>>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Serializes swaps, so that replacing one keyset never drops a
+    /// concurrent replacement of the other.
+    swap_lock: std::sync::Mutex<()>,
 }
 
 impl fmt::Debug for ReloadableKeyset {
@@ -146,11 +167,23 @@ impl fmt::Debug for ReloadableKeyset {
         let snap = self.current.load();
         f.debug_struct("ReloadableKeyset")
             .field("source", &self.source.as_ref().map(|s| &s.path))
+            .field(
+                "streaming_source",
+                &self.streaming_source.as_ref().map(|s| &s.path),
+            )
             .field("policy", &self.policy.name)
             .field("generation", &snap.generation())
             .field("primary_key_id", &snap.primary_key_id())
+            .field("streaming_primary_key_id", &snap.streaming_primary_key_id())
             .finish()
     }
+}
+
+/// What a swap replaces.
+enum Swap<'a> {
+    Aead(&'a Keyset),
+    Streaming(&'a Keyset),
+    Both(&'a Keyset, Option<&'a Keyset>),
 }
 
 impl ReloadableKeyset {
@@ -161,15 +194,39 @@ impl ReloadableKeyset {
     /// [`LoadError::Policy`] if a key is outside the policy.
     pub fn new(keyset: &Keyset, policy: Policy) -> Result<Self, LoadError> {
         let snap = KeysetSnapshot::new(keyset, &policy, 1).inspect_err(log_policy_refusal)?;
-        Ok(ReloadableKeyset {
+        Ok(Self::from_snapshot(snap, policy))
+    }
+
+    /// A handle over an in-memory AEAD keyset and streaming keyset (large
+    /// objects), checked against `policy`.
+    ///
+    /// # Errors
+    /// [`LoadError::Policy`] if a key is outside the policy,
+    /// [`LoadError::Streaming`] if `streaming` is not a valid streaming
+    /// keyset, [`LoadError::KeyIdCollision`] if a key ID is in both.
+    pub fn new_with_streaming(
+        keyset: &Keyset,
+        streaming: &Keyset,
+        policy: Policy,
+    ) -> Result<Self, LoadError> {
+        let snap = KeysetSnapshot::with_streaming(keyset, Some(streaming), &policy, 1)
+            .inspect_err(log_policy_refusal)?;
+        Ok(Self::from_snapshot(snap, policy))
+    }
+
+    fn from_snapshot(snap: KeysetSnapshot, policy: Policy) -> Self {
+        ReloadableKeyset {
             current: ArcSwap::from_pointee(snap),
             source: None,
+            streaming_source: None,
             policy,
             metrics: Metrics::default(),
             generation: AtomicU64::new(1),
             last_stamp: std::sync::Mutex::new(None),
+            last_streaming_stamp: std::sync::Mutex::new(None),
             reload_lock: tokio::sync::Mutex::new(()),
-        })
+            swap_lock: std::sync::Mutex::new(()),
+        }
     }
 
     /// Loads the keyset file described by `source`, checked against
@@ -191,14 +248,52 @@ impl ReloadableKeyset {
         Ok(handle)
     }
 
+    /// Loads an AEAD keyset file and a streaming keyset file (each with
+    /// its own master key options), checked against `policy`.
+    /// [`reload`](ReloadableKeyset::reload) re-reads both.
+    ///
+    /// # Errors
+    /// [`LoadError`] if a file cannot be read, unwrapped or validated (for
+    /// the streaming keyset, wrapped in [`LoadError::Streaming`]), or
+    /// [`LoadError::KeyIdCollision`].
+    pub async fn open_with_streaming(
+        source: KeysetSource,
+        streaming: KeysetSource,
+        policy: Policy,
+    ) -> Result<Self, LoadError> {
+        let before = stamp(&source.path);
+        let before_streaming = stamp(&streaming.path);
+        let keyset = source.read().await?;
+        let streaming_keyset = read_streaming(&streaming).await?;
+        let mut handle = Self::new_with_streaming(&keyset, &streaming_keyset, policy)?;
+        handle.source = Some(source);
+        handle.streaming_source = Some(streaming);
+        handle.last_stamp = std::sync::Mutex::new(before);
+        handle.last_streaming_stamp = std::sync::Mutex::new(before_streaming);
+        tracing::info!(
+            primary_key_id = keyset.primary_key_id(),
+            keys = keyset.len(),
+            streaming_primary_key_id = streaming_keyset.primary_key_id(),
+            streaming_keys = streaming_keyset.len(),
+            "keysets loaded"
+        );
+        Ok(handle)
+    }
+
     /// The current snapshot. Hold it for the length of one operation.
     pub fn snapshot(&self) -> Arc<KeysetSnapshot> {
         self.current.load_full()
     }
 
-    /// The current keyset, described without key material.
+    /// The current AEAD keyset, described without key material.
     pub fn info(&self) -> KeysetInfo {
         self.current.load().info().clone()
+    }
+
+    /// The current streaming keyset, described without key material;
+    /// `None` without one.
+    pub fn streaming_info(&self) -> Option<KeysetInfo> {
+        self.current.load().streaming_info().cloned()
     }
 
     /// The active policy.
@@ -211,26 +306,51 @@ impl ReloadableKeyset {
         &self.metrics
     }
 
-    fn swap_in(&self, keyset: &Keyset) -> Result<ReloadReport, LoadError> {
+    fn swap_in(&self, what: Swap<'_>) -> Result<ReloadReport, LoadError> {
+        let _guard = self.swap_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.current.load_full();
         let generation = self.generation.load(Ordering::SeqCst) + 1;
-        let snap = match KeysetSnapshot::new(keyset, &self.policy, generation) {
+        let built = (|| {
+            let streaming = |k: &Keyset| {
+                StreamingKeys::new(k, &self.policy)
+                    .map(Arc::new)
+                    .map_err(|e| LoadError::Streaming(Box::new(e)))
+            };
+            let (aead, streaming) = match what {
+                Swap::Aead(k) => (
+                    Arc::new(AeadKeys::new(k, &self.policy)?),
+                    old.streaming_part().cloned(),
+                ),
+                Swap::Streaming(s) => (Arc::clone(old.aead_part()), Some(streaming(s)?)),
+                Swap::Both(k, s) => (
+                    Arc::new(AeadKeys::new(k, &self.policy)?),
+                    s.map(streaming).transpose()?,
+                ),
+            };
+            KeysetSnapshot::from_parts(aead, streaming, generation)
+        })();
+        let snap = match built {
             Ok(s) => s,
             Err(e) => {
-                if matches!(e, LoadError::Policy { .. }) {
+                if e.policy_refusal().is_some() {
                     self.metrics.policy_refused();
                     log_policy_refusal(&e);
                 }
                 return Err(e);
             }
         };
-        let old = self.current.swap(Arc::new(snap));
-        self.generation.store(generation, Ordering::SeqCst);
-        Ok(ReloadReport {
+        let report = ReloadReport {
             generation,
             old_primary_key_id: old.primary_key_id(),
-            new_primary_key_id: keyset.primary_key_id(),
-            keys: keyset.len(),
-        })
+            new_primary_key_id: snap.primary_key_id(),
+            keys: snap.info().keys.len(),
+            old_streaming_primary_key_id: old.streaming_primary_key_id(),
+            new_streaming_primary_key_id: snap.streaming_primary_key_id(),
+            streaming_keys: snap.streaming_info().map_or(0, |i| i.keys.len()),
+        };
+        self.current.store(Arc::new(snap));
+        self.generation.store(generation, Ordering::SeqCst);
+        Ok(report)
     }
 
     fn record(&self, r: &Result<ReloadReport, LoadError>) {
@@ -242,6 +362,9 @@ impl ReloadableKeyset {
                     old_primary_key_id = rep.old_primary_key_id,
                     new_primary_key_id = rep.new_primary_key_id,
                     keys = rep.keys,
+                    old_streaming_primary_key_id = rep.old_streaming_primary_key_id,
+                    new_streaming_primary_key_id = rep.new_streaming_primary_key_id,
+                    streaming_keys = rep.streaming_keys,
                     "keyset reloaded"
                 );
             }
@@ -252,51 +375,135 @@ impl ReloadableKeyset {
         }
     }
 
-    /// Replaces the keyset with an in-memory one.
+    /// Replaces the AEAD keyset with an in-memory one (the streaming
+    /// keyset stays).
     ///
     /// # Errors
     /// [`LoadError`] if the keyset is refused; the old one stays.
     pub fn replace(&self, keyset: &Keyset) -> Result<ReloadReport, LoadError> {
-        let r = self.swap_in(keyset);
+        let r = self.swap_in(Swap::Aead(keyset));
         self.record(&r);
         r
     }
 
-    /// Re-reads the keyset file and swaps it in.
+    /// Sets or replaces the streaming keyset with an in-memory one (the
+    /// AEAD keyset stays).
     ///
     /// # Errors
-    /// [`LoadError`] if the file cannot be read or is refused; the old
-    /// keyset stays in use.
+    /// [`LoadError::Streaming`] if the keyset is refused,
+    /// [`LoadError::KeyIdCollision`]; the old keysets stay.
+    pub fn replace_streaming(&self, streaming: &Keyset) -> Result<ReloadReport, LoadError> {
+        let r = self.swap_in(Swap::Streaming(streaming));
+        self.record(&r);
+        r
+    }
+
+    /// Replaces both keysets at once with in-memory ones (`None`: no
+    /// streaming keyset; large objects then no longer decrypt).
+    ///
+    /// # Errors
+    /// As [`replace`](ReloadableKeyset::replace) and
+    /// [`replace_streaming`](ReloadableKeyset::replace_streaming); the old
+    /// keysets stay.
+    pub fn replace_both(
+        &self,
+        keyset: &Keyset,
+        streaming: Option<&Keyset>,
+    ) -> Result<ReloadReport, LoadError> {
+        let r = self.swap_in(Swap::Both(keyset, streaming));
+        self.record(&r);
+        r
+    }
+
+    /// Re-reads the keyset files (the AEAD keyset's and, if it has one,
+    /// the streaming keyset's) and swaps them in together. A keyset not
+    /// loaded from a file stays as it is.
+    ///
+    /// # Errors
+    /// [`LoadError`] if a file cannot be read or is refused; the old
+    /// keysets stay in use. [`LoadError::NoSource`] when neither keyset
+    /// was loaded from a file.
     pub async fn reload(&self) -> Result<ReloadReport, LoadError> {
         let _guard = self.reload_lock.lock().await;
-        let Some(source) = &self.source else {
+        if self.source.is_none() && self.streaming_source.is_none() {
             return Err(LoadError::NoSource);
-        };
-        let before = stamp(&source.path);
-        let r = match source.read().await {
-            Ok(keyset) => self.swap_in(&keyset),
-            Err(e) => Err(e),
-        };
-        if let Ok(mut s) = self.last_stamp.lock() {
+        }
+        let before = self.source.as_ref().map(|s| stamp(&s.path));
+        let before_streaming = self.streaming_source.as_ref().map(|s| stamp(&s.path));
+        let r = async {
+            let aead = match &self.source {
+                Some(s) => Some(s.read().await?),
+                None => None,
+            };
+            let streaming = match &self.streaming_source {
+                Some(s) => Some(read_streaming(s).await?),
+                None => None,
+            };
+            match (&aead, &streaming) {
+                (Some(a), Some(s)) => self.swap_in(Swap::Both(a, Some(s))),
+                (Some(a), None) => self.swap_in(Swap::Aead(a)),
+                (None, Some(s)) => self.swap_in(Swap::Streaming(s)),
+                (None, None) => Err(LoadError::NoSource),
+            }
+        }
+        .await;
+        if let Some(before) = before
+            && let Ok(mut s) = self.last_stamp.lock()
+        {
+            *s = before;
+        }
+        if let Some(before) = before_streaming
+            && let Ok(mut s) = self.last_streaming_stamp.lock()
+        {
             *s = before;
         }
         self.record(&r);
         r
     }
 
-    /// Reloads if the file changed (size, modification time or inode) since
-    /// the last load. Returns `None` when it had not changed.
+    /// Re-reads the streaming keyset file alone and swaps it in (the AEAD
+    /// keyset stays).
+    ///
+    /// # Errors
+    /// [`LoadError`] if the file cannot be read or is refused (the old
+    /// keysets stay); [`LoadError::NoSource`] when the streaming keyset was
+    /// not loaded from a file.
+    pub async fn reload_streaming(&self) -> Result<ReloadReport, LoadError> {
+        let _guard = self.reload_lock.lock().await;
+        let Some(source) = &self.streaming_source else {
+            return Err(LoadError::NoSource);
+        };
+        let before = stamp(&source.path);
+        let r = match read_streaming(source).await {
+            Ok(keyset) => self.swap_in(Swap::Streaming(&keyset)),
+            Err(e) => Err(e),
+        };
+        if let Ok(mut s) = self.last_streaming_stamp.lock() {
+            *s = before;
+        }
+        self.record(&r);
+        r
+    }
+
+    /// Reloads if either keyset file changed (size, modification time or
+    /// inode) since the last load. Returns `None` when neither had.
     pub async fn reload_if_changed(&self) -> Option<Result<ReloadReport, LoadError>> {
-        let source = self.source.as_ref()?;
-        let now = stamp(&source.path);
-        let last = self.last_stamp.lock().ok().and_then(|s| *s);
-        if now.is_some() && now == last {
+        let changed = |source: &Option<KeysetSource>,
+                       last: &std::sync::Mutex<Option<FileStamp>>| {
+            let Some(source) = source else { return false };
+            let now = stamp(&source.path);
+            let last = last.lock().ok().and_then(|s| *s);
+            now.is_none() || now != last
+        };
+        let aead = changed(&self.source, &self.last_stamp);
+        let streaming = changed(&self.streaming_source, &self.last_streaming_stamp);
+        if !aead && !streaming {
             return None;
         }
         Some(self.reload().await)
     }
 
-    /// Polls the keyset file every `interval` and reloads it when it
+    /// Polls the keyset files every `interval` and reloads them when one
     /// changes. The task stops when the returned handle is dropped.
     pub fn watch(self: &Arc<Self>, interval: Duration) -> WatchHandle {
         let me = Arc::downgrade(self);
@@ -311,6 +518,15 @@ impl ReloadableKeyset {
         });
         WatchHandle(task)
     }
+}
+
+/// Reads a streaming keyset file; its errors are wrapped in
+/// [`LoadError::Streaming`].
+async fn read_streaming(source: &KeysetSource) -> Result<Keyset, LoadError> {
+    source
+        .read()
+        .await
+        .map_err(|e| LoadError::Streaming(Box::new(e)))
 }
 
 /// Stops the file watcher when dropped.

@@ -167,3 +167,110 @@ async fn small_values_are_encrypted_inline() {
         .unwrap();
     assert_eq!(probe.last("store"), before);
 }
+
+// ---------------------------------------------------------------------------
+// Large objects: streamed encryption, decryption, ranges and rewrap.
+
+/// The thread and input length of every streamed crypto batch (the
+/// `encstore::large` trace event "stream crypto batch"), from any thread.
+#[derive(Default)]
+struct Batches(Mutex<Vec<(std::thread::ThreadId, u64)>>);
+
+struct LenVisitor(Option<u64>);
+
+impl tracing::field::Visit for LenVisitor {
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        if field.name() == "len" {
+            self.0 = Some(value);
+        }
+    }
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
+
+struct BatchRecorder(Arc<Batches>);
+
+impl tracing::Subscriber for BatchRecorder {
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        m.target() == "encstore::large"
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, e: &tracing::Event<'_>) {
+        let mut v = LenVisitor(None);
+        e.record(&mut v);
+        if let Some(len) = v.0 {
+            let me = std::thread::current().id();
+            (self.0).0.lock().unwrap().push((me, len));
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// On a current-thread runtime (the test's own thread), all large-object
+/// crypto on at least the blocking threshold runs on another thread
+/// (tokio's blocking pool): each batch of a streamed write, a streamed
+/// read and a rewrap, a ranged read, and a large value stored and loaded
+/// whole.
+#[tokio::test(flavor = "current_thread")]
+async fn large_object_crypto_runs_on_the_blocking_pool() {
+    let batches = Arc::new(Batches::default());
+    tracing::subscriber::set_global_default(BatchRecorder(batches.clone()))
+        .expect("no other test of this binary sets a global subscriber");
+    let runtime_thread = std::thread::current().id();
+    let check = |what: &str, at_least: usize| {
+        let seen = std::mem::take(&mut *batches.0.lock().unwrap());
+        let big: Vec<_> = seen
+            .iter()
+            .filter(|(_, len)| *len >= BLOCKING_THRESHOLD as u64)
+            .collect();
+        assert!(big.len() >= at_least, "{what}: {} batches", big.len());
+        for (thread, len) in big {
+            assert_ne!(
+                *thread, runtime_thread,
+                "{what}: a {len}-byte batch ran on the runtime's thread"
+            );
+        }
+    };
+
+    let a = Keyset::generate(&by_name("AES256_GCM").unwrap()).unwrap();
+    let mut s = Keyset::generate(&by_name("AES256_GCM_HKDF_1MB").unwrap()).unwrap();
+    let inner = Arc::new(MemoryStorage::new());
+    let keys = Arc::new(ReloadableKeyset::new_with_streaming(&a, &s, Policy::default()).unwrap());
+    let enc = EncryptedStorage::new(inner, keys.clone());
+    let value: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+
+    let body = encstore_core::stream::from_chunks(
+        value
+            .chunks(64 << 10)
+            .map(Bytes::copy_from_slice)
+            .collect::<Vec<_>>(),
+    );
+    enc.store_stream("big", body).await.unwrap();
+    check("store_stream", 8);
+
+    let stream = enc.load_stream("big").await.unwrap();
+    assert!(stream.collect().await.unwrap() == value[..]);
+    check("load_stream", 7);
+
+    let new = s.rotate(&by_name("AES256_GCM_HKDF_1MB").unwrap()).unwrap();
+    keys.replace_streaming(&s).unwrap();
+    assert!(matches!(
+        enc.rewrap_one("big").await.unwrap(),
+        RewrapOutcome::Rewrapped { to, .. } if to == new
+    ));
+    check("rewrap", 7);
+
+    let r = enc.load_range("big", 100..(1 << 20)).await.unwrap();
+    assert!(r.bytes[..] == value[100..1 << 20]);
+    check("load_range", 1);
+    enc.store("whole", Bytes::from(value.clone()))
+        .await
+        .unwrap();
+    check("store", 1);
+    assert!(enc.load("whole").await.unwrap() == value[..]);
+    check("load", 1);
+}

@@ -32,9 +32,19 @@ fn over_memory(k: &Keyset) -> (Arc<MemoryStorage>, EncryptedStorage) {
     (inner, enc)
 }
 
+/// An AEAD keyset and a streaming keyset (streamed writes need one; see
+/// `large_objects.rs` for the store without one), default threshold.
+fn with_streaming(k: &Keyset) -> Arc<ReloadableKeyset> {
+    Arc::new(
+        ReloadableKeyset::new_with_streaming(k, &keyset("AES256_GCM_HKDF_1MB"), Policy::default())
+            .unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conforms_over_memory() {
-    let (_, enc) = over_memory(&keyset("AES256_GCM"));
+    let inner = Arc::new(MemoryStorage::with_lease(Duration::from_secs(1)).unwrap());
+    let enc = EncryptedStorage::new(inner, with_streaming(&keyset("AES256_GCM")));
     encstore_core::conformance::run_all_with(Arc::new(enc), ENCRYPTED).await;
 }
 
@@ -45,7 +55,7 @@ async fn conforms_over_fs() {
         .lease(Duration::from_secs(1))
         .build()
         .unwrap();
-    let enc = EncryptedStorage::new(Arc::new(fs), handle(&keyset("AES256_GCM")));
+    let enc = EncryptedStorage::new(Arc::new(fs), with_streaming(&keyset("AES256_GCM")));
     encstore_core::conformance::run_all_with(Arc::new(enc), ENCRYPTED).await;
 }
 

@@ -39,7 +39,13 @@ async fn encrypted_storage_over_s3_conforms() {
     let Some(s3) = s3("encrypted_storage_over_s3_conforms") else {
         return;
     };
-    let keys = Arc::new(ReloadableKeyset::new(&keyset(), Policy::default()).unwrap());
+    // Streamed writes need a streaming keyset (large objects); small
+    // values stay one-shot AEAD ciphertexts (default threshold). Both
+    // layouts with a small threshold: `large_objects.rs`.
+    let streaming = Keyset::generate(&by_name("AES256_GCM_HKDF_1MB").unwrap()).unwrap();
+    let keys = Arc::new(
+        ReloadableKeyset::new_with_streaming(&keyset(), &streaming, Policy::default()).unwrap(),
+    );
     let enc = EncryptedStorage::new(Arc::new(s3), keys);
     run_all_with(Arc::new(enc), SuiteOptions { exact_sizes: false }).await;
 }
@@ -102,4 +108,60 @@ async fn rotation_census_and_rewrap_over_s3() {
         Err(Error::UnknownKeyId { .. })
     ));
     new.delete("certs").await.unwrap();
+}
+
+/// `EncryptedStorage::rewrap_one` over a server that ignores conditional
+/// writes (SeaweedFS behind encstore-objstore's test proxy, which strips
+/// `If-Match`/`If-None-Match`) refuses instead of writing, and leaves the
+/// object as it was. (Moved here from encstore-objstore, so that
+/// encstore-objstore need not dev-depend on encstore.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_over_ignoring_server_refuses() {
+    let Some((endpoint, bucket)) =
+        encstore_objstore::testing::server("rewrap_over_ignoring_server_refuses")
+    else {
+        return;
+    };
+    let prefix = format!(
+        "encstore-tests/rewrap-ignoring-{}",
+        &new_lease_token().unwrap()[..12]
+    );
+    let store = |endpoint: &str| -> Arc<dyn Storage> {
+        Arc::new(
+            S3StorageBuilder::from_env(bucket.clone(), prefix.clone())
+                .endpoint(endpoint)
+                .allow_http(true)
+                .lease_duration(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+        )
+    };
+    let direct = store(&endpoint);
+    let k0 = keyset();
+    let mut k1 = k0.clone();
+    k1.rotate(&by_name("AES256_GCM").unwrap()).unwrap();
+    let old = EncryptedStorage::new(
+        Arc::clone(&direct),
+        Arc::new(ReloadableKeyset::new(&k0, Policy::default()).unwrap()),
+    );
+    old.store("certs/a.pem", Bytes::from_static(b"secret"))
+        .await
+        .unwrap();
+    let raw = direct.load("certs/a.pem").await.unwrap();
+
+    let proxy = encstore_objstore::testing::proxy::Proxy::start(&endpoint, true).await;
+    let new = EncryptedStorage::new(
+        store(&proxy.endpoint),
+        Arc::new(ReloadableKeyset::new(&k1, Policy::default()).unwrap()),
+    );
+    match new.rewrap_one("certs/a.pem").await {
+        Err(e @ Error::Unsupported { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("does not honour conditional writes"), "{msg}");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    assert_eq!(direct.load("certs/a.pem").await.unwrap(), raw, "untouched");
+    assert_eq!(&old.load("certs/a.pem").await.unwrap()[..], b"secret");
+    direct.delete("certs").await.unwrap();
 }

@@ -48,3 +48,19 @@ pub fn encrypted_keyset_info(bytes: &[u8]) -> Result<Option<KeysetInfo>, KeysetE
         keys,
     }))
 }
+
+/// The wrapped keyset of an `EncryptedKeyset` (JSON or binary): the
+/// `encryptedKeyset` bytes exactly as the master key made them, for
+/// [`Kek::describe_wrapped`](encstore_core::Kek::describe_wrapped) (which
+/// master key and version wrapped this keyset file). Reads no key.
+///
+/// # Errors
+/// [`KeysetError::UnexpectedCleartext`] for a cleartext keyset, and the
+/// malformed-JSON or malformed-protobuf errors.
+pub fn encrypted_keyset_ciphertext(bytes: &[u8]) -> Result<Vec<u8>, KeysetError> {
+    if detect_format(bytes).is_json() {
+        json::parse_encrypted(bytes)
+    } else {
+        binary::parse_encrypted(bytes)
+    }
+}

@@ -87,6 +87,62 @@ impl Keyset {
         Ok(json::write_encrypted(&ciphertext, &self.info()))
     }
 
+    /// Re-wraps an `EncryptedKeyset` (JSON or binary, detected) under the
+    /// master key's newest version, for the same `associated_data`, and
+    /// writes it back in the same format: a keyset file's own wrapping
+    /// after a master-key rotation (`bao write -f
+    /// transit/keys/NAME/rotate`).
+    ///
+    /// The wrapping moves with [`Kek::rewrap`] (Vault: transit's `rewrap`
+    /// endpoint). Before anything is returned, the old and new wrappings
+    /// are both unwrapped and must give the same valid keyset (two more
+    /// KMS calls; a keyset file is re-wrapped rarely). The clear
+    /// `keysetInfo` is written from the keyset itself.
+    ///
+    /// # Errors
+    /// [`KeysetError::UnexpectedCleartext`] for a cleartext keyset,
+    /// [`KeysetError::Decryption`] when `kek` does not unwrap it,
+    /// [`KeysetError::Kek`] when the KEK fails, [`KeysetError::Encryption`]
+    /// when the re-wrapped keyset does not unwrap to the same bytes, and
+    /// every validation error of the keyset.
+    pub async fn rewrap_encrypted(
+        bytes: &[u8],
+        kek: &dyn Kek,
+        associated_data: &[u8],
+    ) -> Result<Vec<u8>, KeysetError> {
+        let format = detect_format(bytes);
+        let ciphertext = match format {
+            KeysetFormat::EncryptedJson => json::parse_encrypted(bytes)?,
+            KeysetFormat::EncryptedBinary => binary::parse_encrypted(bytes)?,
+            KeysetFormat::Json | KeysetFormat::Binary => {
+                return Err(KeysetError::UnexpectedCleartext);
+            }
+        };
+        let old = Zeroizing::new(
+            kek.unwrap(&ciphertext, associated_data)
+                .await
+                .map_err(|e| kek_error(e, true))?,
+        );
+        let keyset = Keyset::from_binary_insecure(&old)?;
+        let rewrapped = kek
+            .rewrap(&ciphertext, associated_data)
+            .await
+            .map_err(|e| kek_error(e, false))?;
+        let check = Zeroizing::new(
+            kek.unwrap(&rewrapped, associated_data)
+                .await
+                .map_err(|e| kek_error(e, false))?,
+        );
+        if check.as_slice() != old.as_slice() {
+            return Err(KeysetError::Encryption);
+        }
+        Ok(if format.is_json() {
+            json::write_encrypted(&rewrapped, &keyset.info())
+        } else {
+            binary::write_encrypted(rewrapped, &keyset.info())
+        })
+    }
+
     /// Wraps the keyset with `kek` and writes a binary `EncryptedKeyset`.
     ///
     /// # Errors

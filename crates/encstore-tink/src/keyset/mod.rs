@@ -34,6 +34,7 @@ use tink_proto::key_data::KeyMaterialType;
 use zeroize::Zeroizing;
 
 use crate::aead::KeysetAead;
+use crate::envelope::{self, EnvelopeKey};
 use crate::error::{KeyError, KeysetError};
 use crate::primitives::{self, KeyParams, RawAead};
 use crate::provider::CryptoProvider;
@@ -41,7 +42,7 @@ use crate::streaming::{KeysetStreamingAead, StreamingKey, params as streaming_pa
 use crate::templates::KeyTemplate;
 
 pub use binary::{KeysetFormat, detect_format};
-pub use info::encrypted_keyset_info;
+pub use info::{encrypted_keyset_ciphertext, encrypted_keyset_info};
 
 /// The status of a key in a keyset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,12 +125,15 @@ pub(crate) enum KeyPrimitive {
     Aead(Arc<dyn RawAead>),
     /// A streaming AEAD key.
     Streaming(Arc<StreamingKey>),
+    /// A KMS envelope key: an AEAD whose every operation calls a KMS
+    /// (see [`crate::envelope`]).
+    Envelope(Arc<EnvelopeKey>),
 }
 
 impl KeyPrimitive {
     fn kind(&self) -> PrimitiveKind {
         match self {
-            KeyPrimitive::Aead(_) => PrimitiveKind::Aead,
+            KeyPrimitive::Aead(_) | KeyPrimitive::Envelope(_) => PrimitiveKind::Aead,
             KeyPrimitive::Streaming(_) => PrimitiveKind::StreamingAead,
         }
     }
@@ -137,13 +141,17 @@ impl KeyPrimitive {
 
 /// Parses a key's data of type `type_url`, checks it with Tink's rules and
 /// with `provider`'s (under `fips`: approved key types and parameters
-/// only), and builds its primitive from `provider`: a streaming key or an
-/// AEAD.
+/// only), and builds its primitive from `provider`: a streaming key, an
+/// envelope key (whose DEKs `provider` makes) or an AEAD.
 fn build_key(
     provider: &'static CryptoProvider,
     type_url: &str,
     value: &[u8],
 ) -> Result<(KeyParams, KeyPrimitive), KeyError> {
+    if envelope::is_envelope(type_url) {
+        let (params, key) = envelope::parse_key(provider, value)?;
+        return Ok((params, KeyPrimitive::Envelope(Arc::new(key))));
+    }
     if let Some(key_type) = streaming_params::streaming_type(type_url) {
         provider.check_key_type(type_url)?;
         let (params, key) = streaming_params::parse_key(key_type, value)?;
@@ -165,6 +173,9 @@ fn new_key_value(
     type_url: &str,
     key_format: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    if envelope::is_envelope(type_url) {
+        return envelope::new_key(provider, key_format);
+    }
     provider.check_key_type(type_url)?;
     match streaming_params::streaming_type(type_url) {
         Some(key_type) => streaming_params::new_key(provider, key_type, key_format),
@@ -306,7 +317,8 @@ pub(crate) struct Key {
     /// `KeyData.type_url`; kept for destroyed keys if the file had one.
     pub(crate) type_url: String,
     /// `KeyData.key_material_type`, written back as read (SYMMETRIC for
-    /// every live key).
+    /// every live key but KMS envelope keys, which are REMOTE or
+    /// SYMMETRIC).
     pub(crate) material_type: i32,
     /// `KeyData.value`: the serialized key proto. Empty for destroyed keys.
     pub(crate) value: Zeroizing<Vec<u8>>,
@@ -332,6 +344,14 @@ impl Key {
     pub(crate) fn streaming(&self) -> Option<&Arc<StreamingKey>> {
         match &self.primitive {
             Some(KeyPrimitive::Streaming(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The key's envelope parameters, if it is a live KMS envelope key.
+    pub(crate) fn envelope(&self) -> Option<&Arc<EnvelopeKey>> {
+        match &self.primitive {
+            Some(KeyPrimitive::Envelope(p)) => Some(p),
             _ => None,
         }
     }
@@ -607,9 +627,20 @@ impl Keyset {
     /// `Arc<dyn encstore_core::Aead>`).
     ///
     /// # Errors
-    /// [`KeysetError::WrongPrimitive`] for a streaming AEAD keyset.
+    /// [`KeysetError::WrongPrimitive`] for a streaming AEAD keyset;
+    /// [`KeysetError::NeedsAsyncAead`] for a keyset with an ENABLED KMS
+    /// envelope key (primary or not): its ciphertexts need KMS calls, which
+    /// this synchronous AEAD never makes; use
+    /// [`envelope::KeysetAsyncAead`].
     pub fn aead(&self) -> Result<KeysetAead, KeysetError> {
         self.expect_primitive(PrimitiveKind::Aead)?;
+        if let Some(k) = self
+            .keys
+            .iter()
+            .find(|k| k.status == KeyStatus::Enabled && k.envelope().is_some())
+        {
+            return Err(KeysetError::NeedsAsyncAead { key_id: k.id });
+        }
         KeysetAead::new(self)
     }
 
@@ -861,7 +892,11 @@ impl Keyset {
                     .key_data
                     .as_ref()
                     .ok_or(KeysetError::MissingKeyData { key_id })?;
-                if data.key_material_type != KeyMaterialType::Symmetric as i32 {
+                // Tink writes REMOTE for envelope keys (and Tink Java's old
+                // KeyManager.newKeyData wrote SYMMETRIC).
+                let remote_ok = envelope::is_envelope(&data.type_url)
+                    && data.key_material_type == KeyMaterialType::Remote as i32;
+                if data.key_material_type != KeyMaterialType::Symmetric as i32 && !remote_ok {
                     return Err(KeysetError::WrongKeyMaterialType {
                         key_id,
                         found: material_name(data.key_material_type),
@@ -917,6 +952,10 @@ impl Keyset {
                 .ok_or(KeysetError::MissingKeyData { key_id })?;
             let (params, primitive) = build_key(provider, &data.type_url, &data.value)
                 .map_err(|source| KeysetError::Key { key_id, source })?;
+            if matches!(primitive, KeyPrimitive::Envelope(_)) {
+                check_envelope_prefix(prefix)
+                    .map_err(|source| KeysetError::Key { key_id, source })?;
+            }
             keys.push(Key {
                 id: key_id,
                 status,
@@ -958,6 +997,20 @@ fn check_one_primitive(keys: &[Key]) -> Result<(), KeysetError> {
     Ok(())
 }
 
+/// Tink Java and C++ parse KMS envelope keys with a TINK or RAW output
+/// prefix only (`LegacyKmsEnvelopeAeadProtoSerialization`).
+fn check_envelope_prefix(prefix: OutputPrefix) -> Result<(), KeyError> {
+    match prefix {
+        OutputPrefix::Tink | OutputPrefix::Raw => Ok(()),
+        OutputPrefix::Legacy | OutputPrefix::Crunchy => Err(KeyError::InvalidParameter {
+            key_type: "KmsEnvelopeAeadKey",
+            what: format!(
+                "output prefix type {prefix}; Tink allows TINK or RAW for KMS envelope keys"
+            ),
+        }),
+    }
+}
+
 /// Tink's name for a key material type, or its number if unknown.
 fn material_name(v: i32) -> String {
     match KeyMaterialType::try_from(v) {
@@ -997,13 +1050,20 @@ fn new_key(
     )?;
     let (params, primitive) =
         build_key(provider, template.type_url(), &value).map_err(KeysetError::Template)?;
+    let material_type = if let KeyPrimitive::Envelope(_) = primitive {
+        check_envelope_prefix(template.output_prefix()).map_err(KeysetError::Template)?;
+        // What Tink writes for an envelope key: its key lives in a KMS.
+        KeyMaterialType::Remote
+    } else {
+        KeyMaterialType::Symmetric
+    };
     let id = new_key_id(provider, taken)?;
     Ok(Key {
         id,
         status: KeyStatus::Enabled,
         prefix: template.output_prefix(),
         type_url: template.type_url().to_owned(),
-        material_type: KeyMaterialType::Symmetric as i32,
+        material_type: material_type as i32,
         value,
         has_key_data: true,
         params: Some(params),

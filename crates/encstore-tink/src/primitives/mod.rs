@@ -172,6 +172,15 @@ pub enum KeyParams {
         /// Ciphertext segment size in bytes.
         ciphertext_segment_size: usize,
     },
+    /// `KmsEnvelopeAeadKey` (see [`crate::envelope`]): no key material, a
+    /// master key in a KMS and a template for the data-encryption keys.
+    KmsEnvelope {
+        /// The master key's URI (`KmsEnvelopeAeadKeyFormat.kek_uri`; the
+        /// value of a PKCS#11 `pin-value`, if any, shown as `REDACTED`).
+        kek_uri: String,
+        /// What the DEKs are.
+        dek: Box<KeyParams>,
+    },
     /// `AesCtrHmacStreamingKey` (streaming AEAD, see [`crate::streaming`]).
     AesCtrHmacStreaming {
         /// Key size in bytes (the HKDF input; at least the derived size).

@@ -447,6 +447,10 @@ impl CryptoProvider {
             KeyParams::ChaCha20Poly1305 => self.check_key_type("ChaCha20Poly1305Key"),
             KeyParams::XChaCha20Poly1305 => self.check_key_type("XChaCha20Poly1305Key"),
             KeyParams::XAesGcm { .. } => self.check_key_type("XAesGcmKey"),
+            // An envelope key's data is encrypted by its DEKs, made and
+            // used by this provider: approved if they are. Its KEK lives
+            // in a KMS or HSM, outside the module (docs/key-management.md).
+            KeyParams::KmsEnvelope { dek, .. } => self.check_key_params(dek),
         }
     }
 

@@ -1,17 +1,18 @@
 //! EncryptedStorage loading an HSM-wrapped keyset (a Tink `EncryptedKeyset`
 //! whose KEK is an AES-256 key inside a real SoftHSM2 token), and reloading
 //! it live after a rotation.
+//!
+//! (Moved here from encstore-pkcs11, so that encstore-pkcs11 need not
+//! dev-depend on encstore, which depends on it.)
 #![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{Hsm, hsm_test};
 use encstore::{EncryptedStorage, KeysetSource, LoadError, Policy, ReloadableKeyset};
 use encstore_core::{Kek, MemoryStorage, Storage};
 use encstore_pkcs11::Pkcs11Kek;
+use encstore_pkcs11::testing::{Hsm, hsm_test};
 use encstore_tink::Keyset;
 use encstore_tink::templates::by_name;
 

@@ -8,8 +8,8 @@
 //! direct `object_store` baseline's (1.00 = no overhead).
 //!
 //! ```text
-//! cargo bench -p encstore-objstore --bench s3
-//! ENCSTORE_BENCH_ROUNDS=41 cargo bench -p encstore-objstore --bench s3   # default 21
+//! cargo bench -p encstore --bench s3
+//! ENCSTORE_BENCH_ROUNDS=41 cargo bench -p encstore --bench s3   # default 21
 //! ```
 //!
 //! Without `ENCSTORE_S3_ENDPOINT` it prints a notice and exits.
@@ -98,7 +98,7 @@ async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
     // and must stay quick.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("s3 bench: run with `cargo bench -p encstore-objstore --bench s3`");
+        println!("s3 bench: run with `cargo bench -p encstore --bench s3`");
         return;
     }
     let Some(endpoint) = std::env::var("ENCSTORE_S3_ENDPOINT")

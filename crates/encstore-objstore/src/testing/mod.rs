@@ -1,7 +1,10 @@
 //! Test helpers (cargo feature `test-util`; enable it in dev-dependencies
 //! only). For tests against a real S3 server (any crate's): where the server is,
-//! or a printed notice that the test is skipped; and [`proxy`], a loopback
-//! proxy in front of it that can strip conditional-write headers or die.
+//! or a printed notice that the test is skipped, and [`proxy::Proxy`], a
+//! loopback proxy in front of it that can ignore conditional writes or die.
+//!
+//! Not part of the stable API.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod proxy;
 

@@ -1,0 +1,320 @@
+//! `store put`, `get`, `ls`, `rm` and `stat`.
+
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow, bail};
+use bytes::Bytes;
+use encstore::concurrency::map_bounded;
+use encstore::open::StoreLocation;
+use encstore::{ObjectClass, PREFIX_LESS};
+use encstore_core::{Error, KeyInfo, ShownKey, Storage};
+use serde_json::json;
+
+use super::{object_error, open_backend, open_store, trim_slash, with_keyset_path};
+use crate::cli::{StoreGet, StoreKeysetArgs, StoreLs, StorePut, StoreRm, StoreStat};
+use crate::commands::note;
+use crate::text::{count, rfc3339};
+use crate::{io, keysets};
+
+pub(super) async fn put(c: &StorePut) -> Result<()> {
+    let value = io::read_input_secret(c.input.as_deref(), "the value")?;
+    put_bytes(&c.store.store, &c.keyset, &c.key, value).await
+}
+
+/// Stores `value` under `key` (also used by `quickstart`). The value is
+/// wiped once the last reference to it (in the library, or on the blocking
+/// pool) is dropped.
+pub async fn put_bytes(
+    location: &StoreLocation,
+    keyset: &StoreKeysetArgs,
+    key: &str,
+    value: zeroize::Zeroizing<Vec<u8>>,
+) -> Result<()> {
+    let store = open_store(location, keyset, false, true).await?;
+    store
+        .store(key, Bytes::from_owner(value))
+        .await
+        .map_err(|e| anyhow!("cannot store {} in {location}: {e}", ShownKey(key)))
+}
+
+pub(super) async fn get(c: &StoreGet) -> Result<()> {
+    let store = open_store(&c.store.store, &c.keyset, c.allow_plaintext, false).await?;
+    let value = match store.load(&c.key).await {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(match store.explain_unreadable(&c.key).await {
+                Some(why) => anyhow!("{}: {why}", ShownKey(&c.key)),
+                None => anyhow!(
+                    "{}",
+                    with_keyset_path(
+                        &object_error(&c.key, &c.store.store, &e).to_string(),
+                        &c.keyset.keyset
+                    )
+                ),
+            });
+        }
+    };
+    // The library hands the plaintext over without a copy; this takes the
+    // buffer back (no copy when it is the only reference) to wipe it.
+    let value = zeroize::Zeroizing::new(Vec::from(value));
+    io::write_output(c.output.as_deref(), &value, "the value")
+}
+
+pub(super) async fn ls(c: &StoreLs) -> Result<()> {
+    let location = &c.store.store;
+    let backend = open_backend(location, false).await?;
+    let prefix = trim_slash(c.prefix.as_deref().unwrap_or(""));
+    let keys = backend.list(prefix, c.recursive).await.map_err(|e| {
+        if prefix.is_empty() {
+            anyhow!("cannot list {location}: {e}")
+        } else {
+            anyhow!("cannot list {} in {location}: {e}", ShownKey(prefix))
+        }
+    })?;
+    if keys.is_empty() && !prefix.is_empty() {
+        // An object, not a prefix: say so rather than print nothing.
+        if let Ok(info) = backend.stat(prefix).await
+            && info.terminal
+        {
+            note(&format!(
+                "{} is an object, not a prefix: nothing is listed under it (see `encstore store stat`)",
+                ShownKey(prefix)
+            ));
+        }
+    }
+    // A non-recursive listing mixes objects and prefixes: mark the
+    // prefixes with a trailing `/`, as `ls -F` does.
+    let marks: Vec<bool> = if c.recursive {
+        vec![false; keys.len()]
+    } else {
+        prefix_marks(&backend, &keys, location).await?
+    };
+    let mut out = String::new();
+    for (k, is_prefix) in keys.iter().zip(marks) {
+        out.push_str(k);
+        if is_prefix {
+            out.push('/');
+        }
+        out.push('\n');
+    }
+    io::write_output(None, out.as_bytes(), "the listing")
+}
+
+/// For each listed name, whether it is a prefix (stat says not terminal).
+/// A name deleted meanwhile is shown as an object.
+async fn prefix_marks(
+    backend: &Arc<dyn Storage>,
+    keys: &[String],
+    location: &StoreLocation,
+) -> Result<Vec<bool>> {
+    let stats = map_bounded(keys.iter().cloned(), 16, |key| {
+        let backend = Arc::clone(backend);
+        async move { backend.stat(&key).await.map(|info| !info.terminal) }
+    })
+    .await;
+    stats
+        .into_iter()
+        .map(|r| match r {
+            Ok(is_prefix) => Ok(is_prefix),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(anyhow!("cannot list {location}: {e}")),
+        })
+        .collect()
+}
+
+/// Opens the store at `location` and stats `key` in it.
+async fn open_and_stat(location: &StoreLocation, key: &str) -> Result<(Arc<dyn Storage>, KeyInfo)> {
+    let backend = open_backend(location, false).await?;
+    let info = backend
+        .stat(key)
+        .await
+        .map_err(|e| object_error(key, location, &e))?;
+    Ok((backend, info))
+}
+
+pub(super) async fn rm(c: &StoreRm) -> Result<()> {
+    let key = trim_slash(&c.key);
+    let (backend, info) = open_and_stat(&c.store.store, key).await?;
+    if !info.terminal && !c.recursive {
+        bail!(
+            "{} is a prefix with keys under it; add --recursive to delete them all",
+            ShownKey(key)
+        );
+    }
+    backend.delete(key).await.map_err(|e| {
+        anyhow!(
+            "cannot delete {} from {}: {e}",
+            ShownKey(key),
+            c.store.store
+        )
+    })
+}
+
+/// The key ID in a Tink prefix, if the head has one.
+fn prefix_key_id(head: &[u8]) -> Option<u32> {
+    match head {
+        [0x00 | 0x01, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+/// What `store stat` found in an object.
+#[derive(Debug, Default)]
+struct Content {
+    /// `ciphertext`, `plaintext` or `prefix_less_unattributed`.
+    class: &'static str,
+    /// The key ID: from the Tink prefix, or the RAW key that decrypts it.
+    key_id: Option<u32>,
+    /// With a keyset: the key's status, or `UNKNOWN` for a key ID the
+    /// keyset does not have.
+    key_status: Option<&'static str>,
+    /// With a keyset: whether a RAW key decrypts it.
+    raw: Option<bool>,
+    /// Whether a keyset was used.
+    checked: bool,
+}
+
+pub(super) async fn stat(c: &StoreStat) -> Result<()> {
+    let location = &c.store.store;
+    let key = trim_slash(&c.key);
+    let (backend, info) = open_and_stat(location, key).await?;
+    let content = if info.terminal {
+        Some(stat_content(c, &backend, key).await?)
+    } else {
+        None
+    };
+    let modified = info.modified.map(rfc3339);
+    let text = if c.json {
+        let mut v = json!({
+            "key": info.key,
+            "size": info.size,
+            "modified": modified,
+            "terminal": info.terminal,
+            "kind": if info.terminal { "object" } else { "prefix" },
+            "key_id": content.as_ref().and_then(|x| x.key_id),
+            "content": content.as_ref().map(|x| x.class),
+        });
+        if let (Some(x), Some(o)) = (&content, v.as_object_mut())
+            && x.checked
+        {
+            o.insert("key_status".into(), x.key_status.into());
+            o.insert("raw".into(), x.raw.into());
+        }
+        format!("{v}\n")
+    } else {
+        let mut s = format!("key:      {}\n", info.key);
+        match &content {
+            None => {
+                s.push_str("kind:     prefix (keys below it; list them with `encstore store ls`)\n")
+            }
+            Some(x) => {
+                s.push_str("kind:     object\n");
+                let what = match x.class {
+                    "ciphertext" => "ciphertext",
+                    "plaintext" => "plaintext",
+                    _ => "no Tink prefix",
+                };
+                s.push_str(&format!(
+                    "size:     {} ({what})\n",
+                    count(info.size, "byte")
+                ));
+            }
+        }
+        if let Some(m) = &modified {
+            s.push_str(&format!("modified: {m}\n"));
+        }
+        if let Some(x) = &content {
+            s.push_str(&content_line(x));
+        }
+        s
+    };
+    io::write_output(None, text.as_bytes(), "the stat")
+}
+
+/// What the object at `key` holds: from its first five bytes, or, with
+/// `--keyset`, from the keyset's classification of the whole object.
+async fn stat_content(c: &StoreStat, backend: &Arc<dyn Storage>, key: &str) -> Result<Content> {
+    let location = &c.store.store;
+    let head = backend
+        .load_head(key, 5)
+        .await
+        .map_err(|e| object_error(key, location, &e))?;
+    let key_id = prefix_key_id(&head);
+    let mut content = Content {
+        class: if key_id.is_some() {
+            "ciphertext"
+        } else {
+            "plaintext"
+        },
+        key_id,
+        ..Content::default()
+    };
+    let Some(path) = &c.keyset else {
+        return Ok(content);
+    };
+    let keyset = keysets::load_file(path, c.keyset_format, &c.master).await?;
+    let store = super::with_keyset(backend, &keyset, path)?;
+    let object = backend
+        .load(key)
+        .await
+        .map_err(|e| object_error(key, location, &e))?;
+    let snap = store.keyset().snapshot();
+    let class = snap.classify_object(&object, &store.associated_data(key));
+    content.checked = true;
+    content.raw = Some(false);
+    match class {
+        ObjectClass::Key {
+            key_id,
+            status,
+            raw,
+        } => {
+            content.class = "ciphertext";
+            content.key_id = Some(key_id);
+            content.key_status = Some(status.as_str());
+            content.raw = Some(raw);
+        }
+        ObjectClass::UnknownKeyId { key_id } => {
+            content.key_id = Some(key_id);
+            content.key_status = Some("UNKNOWN");
+        }
+        ObjectClass::PrefixLessUnattributed => content.class = "prefix_less_unattributed",
+        _ => content.class = "plaintext",
+    }
+    Ok(content)
+}
+
+/// The `key ID:` line of `store stat`.
+fn content_line(x: &Content) -> String {
+    let line = match (x.class, x.key_id, x.key_status, x.raw) {
+        ("plaintext", _, _, _) if x.checked => {
+            "none: plaintext (no Tink prefix, and the keyset holds no RAW key)".to_owned()
+        }
+        ("plaintext", _, _, _) => "none: plaintext (no Tink prefix; a ciphertext under a RAW key has none either: add --keyset to tell them apart)".to_owned(),
+        ("prefix_less_unattributed", _, _, _) => format!("none: {PREFIX_LESS}"),
+        (_, Some(id), Some(status), Some(true)) => {
+            format!("{id} (RAW key, found by decrypting it; {status} in the keyset)")
+        }
+        (_, Some(id), Some("UNKNOWN"), _) => format!(
+            "{id} (from its Tink prefix; the keyset does not have this key)"
+        ),
+        (_, Some(id), Some(status), _) => {
+            format!("{id} (from its Tink prefix; {status} in the keyset)")
+        }
+        (_, Some(id), None, _) => format!("{id} (from its Tink prefix)"),
+        _ => "none".to_owned(),
+    };
+    format!("key ID:   {line}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_key_ids() {
+        assert_eq!(prefix_key_id(&[1, 0, 0, 1, 0, 9]), Some(256));
+        assert_eq!(prefix_key_id(&[0, 0xff, 0xff, 0xff, 0xff]), Some(u32::MAX));
+        assert_eq!(prefix_key_id(b"hello"), None);
+        assert_eq!(prefix_key_id(&[1, 2, 3]), None);
+    }
+}

@@ -1,0 +1,589 @@
+//! [`EncryptedStorage::reencrypt_all`]: re-encrypt every stored object under
+//! the primary key, store-wide, safely; and its dry run
+//! [`EncryptedStorage::reencrypt_plan`].
+//!
+//! (Re-encrypting *objects* is not *wrapping*: wrap, unwrap and rewrap are
+//! the words for a keyset or a data key under a key-encryption key. The
+//! `encstore store rewrap` command is this operation under its historical
+//! name.)
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use encstore_core::{Error, Lease};
+use tokio_util::sync::CancellationToken;
+
+use crate::census::Census;
+use crate::concurrency::{self, Control, Flow, Step};
+use crate::encrypted::{EncryptedStorage, RewrapOutcome};
+use crate::verify::{
+    DEFAULT_CONCURRENCY, EventSink, FailureClass, FailureCounts, FailureReason, ObjectFailure,
+    StopReason, UNREACHABLE_DRAIN,
+};
+
+/// The name of the store-wide lock that a re-encryption holds (and that
+/// `encstore store rewrap` has always used): one run at a time per store,
+/// whichever process runs it.
+pub const REENCRYPT_LOCK: &str = "encstore-rewrap";
+
+/// How many times an object is re-encrypted and re-checked before it is
+/// reported as [`FailureReason::StillNotUnderPrimary`].
+const RECHECK_ATTEMPTS: usize = 3;
+
+/// What to do when another run holds [`REENCRYPT_LOCK`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LockWait {
+    /// Wait for it (emitting [`ReencryptEvent::WaitingForLock`] first).
+    #[default]
+    Wait,
+    /// Fail at once with [`ReencryptError::LockHeld`].
+    FailFast,
+}
+
+/// How [`EncryptedStorage::reencrypt_all`] runs.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ReencryptOptions {
+    /// Objects re-encrypted at once (at least 1; default
+    /// [`DEFAULT_CONCURRENCY`]).
+    pub concurrency: usize,
+    /// Whether to wait for another run's lock.
+    pub lock_wait: LockWait,
+    /// When it fires, no new object is started; the ones in flight finish
+    /// and are counted, the lock is released, and the summary says
+    /// [`StopReason::Cancelled`]. While waiting for the lock, it ends the
+    /// wait with [`ReencryptError::Cancelled`].
+    pub cancel: Option<CancellationToken>,
+    /// When it fires, the objects in flight are abandoned too (each is
+    /// either re-encrypted or untouched; counted in
+    /// [`ReencryptSummary::abandoned`]).
+    pub abort: Option<CancellationToken>,
+    /// Receives every event.
+    pub on_event: Option<EventSink<ReencryptEvent>>,
+}
+
+impl Default for ReencryptOptions {
+    fn default() -> Self {
+        ReencryptOptions {
+            concurrency: DEFAULT_CONCURRENCY,
+            lock_wait: LockWait::Wait,
+            cancel: None,
+            abort: None,
+            on_event: None,
+        }
+    }
+}
+
+impl fmt::Debug for ReencryptOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReencryptOptions")
+            .field("concurrency", &self.concurrency)
+            .field("lock_wait", &self.lock_wait)
+            .field("cancel", &self.cancel.is_some())
+            .field("abort", &self.abort.is_some())
+            .field("on_event", &self.on_event.is_some())
+            .finish()
+    }
+}
+
+impl ReencryptOptions {
+    /// The defaults.
+    pub fn new() -> ReencryptOptions {
+        ReencryptOptions::default()
+    }
+
+    /// Sets [`concurrency`](Self::concurrency).
+    pub fn concurrency(mut self, n: usize) -> ReencryptOptions {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Sets [`lock_wait`](Self::lock_wait).
+    pub fn lock_wait(mut self, wait: LockWait) -> ReencryptOptions {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// Sets [`cancel`](Self::cancel).
+    pub fn cancel(mut self, token: CancellationToken) -> ReencryptOptions {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Sets [`abort`](Self::abort).
+    pub fn abort(mut self, token: CancellationToken) -> ReencryptOptions {
+        self.abort = Some(token);
+        self
+    }
+
+    /// Sets [`on_event`](Self::on_event).
+    pub fn on_event(
+        mut self,
+        sink: impl Fn(&ReencryptEvent) + Send + Sync + 'static,
+    ) -> ReencryptOptions {
+        self.on_event = Some(Arc::new(sink));
+        self
+    }
+}
+
+/// What re-encrypting one object did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReencryptOutcome {
+    /// Re-encrypted under the primary key, and re-checked.
+    Reencrypted,
+    /// Already under the primary key; nothing was written.
+    AlreadyCurrent,
+    /// Deleted meanwhile; nothing was written.
+    Deleted,
+    /// Left untouched: it does not decrypt, or kept changing.
+    Failed {
+        /// The kind of failure.
+        class: FailureClass,
+        /// Why.
+        reason: FailureReason,
+    },
+    /// The backend did not answer: the run stops.
+    Unreachable(Error),
+}
+
+/// An event of [`EncryptedStorage::reencrypt_all`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReencryptEvent {
+    /// Another run holds the lock; this one waits for it.
+    WaitingForLock {
+        /// The lock's name ([`REENCRYPT_LOCK`]).
+        lock: &'static str,
+        /// The backend's lease: a killed run's lock expires after it.
+        lease: Duration,
+    },
+    /// The lock is held and the objects were listed; the run starts.
+    Started {
+        /// Objects to handle.
+        total: u64,
+    },
+    /// One object was handled.
+    Object {
+        /// Its key name.
+        key: String,
+        /// What was done.
+        outcome: ReencryptOutcome,
+    },
+    /// The run stops early: no new object is started.
+    Stopping {
+        /// Why.
+        reason: StopReason,
+        /// Objects still in flight, which finish (or are abandoned).
+        in_flight: usize,
+    },
+}
+
+/// What [`EncryptedStorage::reencrypt_all`] did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ReencryptSummary {
+    /// Objects listed.
+    pub objects: u64,
+    /// Objects re-encrypted under the primary key.
+    pub reencrypted: u64,
+    /// Objects already under the primary key.
+    pub already_current: u64,
+    /// Objects deleted while the run went on.
+    pub deleted: u64,
+    /// Every object left untouched because it failed, sorted by key.
+    pub failures: Vec<ObjectFailure>,
+    /// The primary key ID.
+    pub primary_key_id: u32,
+    /// Time from the start of the run (lock held, objects listed).
+    pub elapsed: Duration,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<StopReason>,
+    /// The first unreachable-backend error, when it stopped the run.
+    pub unreachable: Option<Error>,
+    /// Objects in flight that were abandoned uncounted (an abort, or the
+    /// backend stayed silent): each is either re-encrypted or untouched.
+    pub abandoned: usize,
+    /// Releasing the lock failed (it expires on its own after
+    /// [`lease`](Self::lease)).
+    pub unlock_error: Option<Error>,
+    /// The backend's lock lease.
+    pub lease: Duration,
+}
+
+impl ReencryptSummary {
+    /// The failures by class.
+    pub fn failure_counts(&self) -> FailureCounts {
+        FailureCounts::of(&self.failures)
+    }
+}
+
+/// Why [`EncryptedStorage::reencrypt_all`] did not run. Nothing was
+/// changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReencryptError {
+    /// Another run holds the lock, and [`LockWait::FailFast`] was asked.
+    #[error(
+        "another re-encryption holds the lock {REENCRYPT_LOCK:?} (a killed run's lock expires after {} s)",
+        .lease.as_secs()
+    )]
+    LockHeld {
+        /// The backend's lease.
+        lease: Duration,
+    },
+    /// Taking the lock failed.
+    #[error("cannot take the re-encryption lock: {0}")]
+    Lock(Error),
+    /// Listing the objects failed.
+    #[error("cannot list the objects: {0}")]
+    List(Error),
+    /// The census before a migration failed.
+    #[error("cannot take the census: {0}")]
+    Census(Error),
+    /// Migration mode ([`Options::allow_plaintext`](crate::Options)) refuses
+    /// to run: the keyset holds RAW keys and the store has prefix-less
+    /// objects that no RAW key decrypts. They may be ciphertexts under a
+    /// RAW key that was destroyed or removed, not plaintext, and encrypting
+    /// them would bury them.
+    #[error(
+        "refusing migration mode: {objects} object(s) have no Tink prefix and no enabled RAW key decrypts them, and the keyset holds RAW key(s) {}: they may be ciphertexts, not plaintext",
+        raw_key_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    UnsafeMigration {
+        /// The prefix-less objects no RAW key decrypts.
+        objects: u64,
+        /// The keyset's RAW keys.
+        raw_key_ids: Vec<u32>,
+    },
+    /// The cancellation token fired while waiting for the lock.
+    #[error("cancelled while waiting for the re-encryption lock")]
+    Cancelled,
+}
+
+/// What a re-encryption would do: [`EncryptedStorage::reencrypt_plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReencryptPlan {
+    /// The census it is computed from.
+    pub census: Census,
+    /// Objects under keys other than the primary, by key ID.
+    pub by_key_id: BTreeMap<u32, u64>,
+    /// Objects that would be re-encrypted.
+    pub would_reencrypt: u64,
+    /// Objects taken as plaintext and encrypted (migration mode).
+    pub plaintext_reencrypted: u64,
+    /// Objects that would fail.
+    pub would_fail: u64,
+    /// Migration mode takes for plaintext the objects whose first bytes
+    /// name a key ID the keyset does not have (the keyset holds no RAW
+    /// key).
+    pub migrating: bool,
+    /// Migration mode would refuse to run ([`ReencryptError::UnsafeMigration`]).
+    pub allow_plaintext_refused: bool,
+}
+
+impl ReencryptPlan {
+    /// Objects already under the primary key.
+    pub fn already_current(&self) -> u64 {
+        self.census.objects_under(self.census.primary_key_id)
+    }
+}
+
+impl EncryptedStorage {
+    /// The dry run of [`reencrypt_all`](Self::reencrypt_all): what it would
+    /// do to the objects under `prefix`, from a census. Nothing is written
+    /// and no lock is taken.
+    ///
+    /// # Errors
+    /// As [`EncryptedStorage::census`].
+    pub async fn reencrypt_plan(&self, prefix: &str) -> Result<ReencryptPlan, Error> {
+        let census = self.census(prefix).await?;
+        let allow_plaintext = self.allows_plaintext();
+        let holds_raw = self.keyset().snapshot().holds_raw_keys();
+        let primary = census.primary_key_id;
+        // Objects under either primary (the AEAD keyset's, and the streaming
+        // keyset's for large objects) are current.
+        let streaming_primary = census.streaming_primary_key_id;
+        let by_key_id: BTreeMap<u32, u64> = census
+            .by_key_id
+            .iter()
+            .filter(|(id, _)| **id != primary && Some(**id) != streaming_primary)
+            .map(|(id, n)| (*id, *n))
+            .collect();
+        // Migration mode takes for plaintext the prefix-less objects, and
+        // those whose first bytes name a key ID the keyset does not have
+        // (plaintext may start with 0x00 or 0x01), but only while the
+        // keyset holds no RAW key (the census then counts no prefix-less
+        // object as plaintext).
+        let migrating = allow_plaintext && !holds_raw;
+        let plaintext_reencrypted = if migrating {
+            census.plaintext + census.unknown_key
+        } else if allow_plaintext {
+            census.plaintext
+        } else {
+            0
+        };
+        let others: u64 = by_key_id.values().sum();
+        let would_reencrypt = others + plaintext_reencrypted;
+        let would_fail = census.total - census.under_primary() - others - plaintext_reencrypted;
+        let allow_plaintext_refused =
+            allow_plaintext && holds_raw && census.prefix_less_unattributed > 0;
+        Ok(ReencryptPlan {
+            census,
+            by_key_id,
+            would_reencrypt,
+            plaintext_reencrypted,
+            would_fail,
+            migrating,
+            allow_plaintext_refused,
+        })
+    }
+
+    /// Re-encrypts every object under `prefix` (`""` for all) that is not
+    /// under the primary key, store-wide and safely:
+    ///
+    /// - it holds the store-wide lock [`REENCRYPT_LOCK`] for the whole run
+    ///   (waiting for another run, or failing fast), and stops if the
+    ///   lock's lease is lost;
+    /// - at most `options.concurrency` objects at once, each with
+    ///   [`rewrap_one`](Self::rewrap_one)'s conditional write (a value
+    ///   written meanwhile is never overwritten), then re-checked: the
+    ///   stored object must decrypt and be under the primary (re-encrypted
+    ///   again, a few times, if an older writer put it back under an old
+    ///   key);
+    /// - an object that does not decrypt is left untouched and reported,
+    ///   never an error of the run;
+    /// - it stops early, with true counts (the objects in flight finish),
+    ///   on `options.cancel`, a lost lock, or a backend that stops
+    ///   answering ([`Error::Unreachable`]);
+    /// - in migration mode ([`Options::allow_plaintext`](crate::Options))
+    ///   it refuses to run while the keyset holds a RAW key and the store
+    ///   has prefix-less objects no RAW key decrypts.
+    ///
+    /// It is safe to stop at any moment (even by killing the process): run
+    /// it again to finish.
+    ///
+    /// # Errors
+    /// [`ReencryptError`]: the run did not start, and nothing was changed.
+    pub async fn reencrypt_all(
+        &self,
+        prefix: &str,
+        options: &ReencryptOptions,
+    ) -> Result<ReencryptSummary, ReencryptError> {
+        let emit = |e: &ReencryptEvent| {
+            if let Some(sink) = &options.on_event {
+                sink(e);
+            }
+        };
+        self.refuse_unsafe_migration().await?;
+        let backend = Arc::clone(self.inner());
+        let lease_time = backend.lease_duration();
+        let lease = match backend.try_lock(REENCRYPT_LOCK).await {
+            Ok(l) => l,
+            Err(Error::LockHeld { .. }) if options.lock_wait == LockWait::FailFast => {
+                return Err(ReencryptError::LockHeld { lease: lease_time });
+            }
+            Err(Error::LockHeld { .. }) => {
+                emit(&ReencryptEvent::WaitingForLock {
+                    lock: REENCRYPT_LOCK,
+                    lease: lease_time,
+                });
+                let cancel = options.cancel.clone().unwrap_or_default();
+                tokio::select! {
+                    r = backend.lock(REENCRYPT_LOCK) => r.map_err(ReencryptError::Lock)?,
+                    () = cancel.cancelled() => return Err(ReencryptError::Cancelled),
+                }
+            }
+            Err(e) => return Err(ReencryptError::Lock(e)),
+        };
+        let result = self.reencrypt_locked(prefix, options, &lease).await;
+        let unreachable = matches!(&result, Ok(s) if s.stopped == Some(StopReason::Unreachable));
+        let unlocked = if unreachable {
+            // The backend is not answering: do not wait long to release
+            // the lock; it expires on its own.
+            match tokio::time::timeout(UNREACHABLE_DRAIN, backend.unlock(lease)).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Timeout {
+                    backend: "store",
+                    op: "unlock",
+                }),
+            }
+        } else {
+            backend.unlock(lease).await
+        };
+        let mut summary = result?;
+        summary.unlock_error = unlocked.err();
+        summary.lease = lease_time;
+        Ok(summary)
+    }
+
+    async fn refuse_unsafe_migration(&self) -> Result<(), ReencryptError> {
+        let snap = self.keyset().snapshot();
+        if !self.allows_plaintext() || !snap.holds_raw_keys() {
+            return Ok(());
+        }
+        let census = self.census("").await.map_err(ReencryptError::Census)?;
+        if census.prefix_less_unattributed == 0 {
+            return Ok(());
+        }
+        Err(ReencryptError::UnsafeMigration {
+            objects: census.prefix_less_unattributed,
+            raw_key_ids: snap.raw_key_ids(),
+        })
+    }
+
+    async fn reencrypt_locked(
+        &self,
+        prefix: &str,
+        options: &ReencryptOptions,
+        lease: &Lease,
+    ) -> Result<ReencryptSummary, ReencryptError> {
+        let emit = |e: &ReencryptEvent| {
+            if let Some(sink) = &options.on_event {
+                sink(e);
+            }
+        };
+        let keys = self
+            .inner()
+            .list(prefix, true)
+            .await
+            .map_err(ReencryptError::List)?;
+        let mut s = ReencryptSummary {
+            objects: keys.len() as u64,
+            primary_key_id: self.keyset().snapshot().primary_key_id(),
+            ..ReencryptSummary::default()
+        };
+        emit(&ReencryptEvent::Started { total: s.objects });
+        let start = Instant::now();
+        let control = Control {
+            limit: options.concurrency,
+            cancel: options.cancel.as_ref(),
+            abort: options.abort.as_ref(),
+            lease: Some(lease),
+        };
+        let end = concurrency::run(
+            keys,
+            &control,
+            |key| {
+                let store = self.clone();
+                async move {
+                    let outcome = reencrypt_and_check(&store, &key).await;
+                    (key, outcome)
+                }
+            },
+            |step| match step {
+                Step::Stopping { halt, in_flight } => {
+                    emit(&ReencryptEvent::Stopping {
+                        reason: StopReason::from_halt(halt),
+                        in_flight,
+                    });
+                    Flow::Continue
+                }
+                Step::Done((key, outcome)) => {
+                    let event = ReencryptEvent::Object { key, outcome };
+                    emit(&event);
+                    let ReencryptEvent::Object { key, outcome } = event else {
+                        return Flow::Continue;
+                    };
+                    match outcome {
+                        ReencryptOutcome::Reencrypted => s.reencrypted += 1,
+                        ReencryptOutcome::AlreadyCurrent => s.already_current += 1,
+                        ReencryptOutcome::Deleted => s.deleted += 1,
+                        ReencryptOutcome::Failed { class, reason } => {
+                            s.failures.push(ObjectFailure { key, class, reason });
+                        }
+                        ReencryptOutcome::Unreachable(e) => {
+                            s.unreachable.get_or_insert(e);
+                            return Flow::Stop {
+                                drain: UNREACHABLE_DRAIN,
+                            };
+                        }
+                    }
+                    Flow::Continue
+                }
+            },
+        )
+        .await;
+        s.elapsed = start.elapsed();
+        s.stopped = end.halt.map(StopReason::from_halt);
+        if s.stopped != Some(StopReason::Unreachable) {
+            s.unreachable = None;
+        }
+        s.abandoned = end.abandoned;
+        s.failures.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(s)
+    }
+}
+
+/// Re-encrypts one object and re-checks it: after `rewrap_one`, the stored
+/// object must decrypt and be under the primary. A writer still on an older
+/// keyset may write it back under an old key in between; then it is
+/// re-encrypted again, a few times, before giving up.
+async fn reencrypt_and_check(store: &EncryptedStorage, key: &str) -> ReencryptOutcome {
+    let failed = |reason| ReencryptOutcome::Failed {
+        class: FailureClass::Other,
+        reason,
+    };
+    let mut reencrypted = false;
+    for _ in 0..RECHECK_ATTEMPTS {
+        match store.rewrap_one(key).await {
+            Ok(RewrapOutcome::Deleted) => return ReencryptOutcome::Deleted,
+            Ok(RewrapOutcome::Rewrapped { .. }) => reencrypted = true,
+            Ok(_) => {}
+            Err(
+                e @ (Error::Authentication { .. }
+                | Error::UnknownKeyId { .. }
+                | Error::KeyNotEnabled { .. }),
+            ) => {
+                let (class, reason) = store.classify_failure(key, e).await;
+                return ReencryptOutcome::Failed { class, reason };
+            }
+            Err(e @ Error::Unreachable { .. }) => return ReencryptOutcome::Unreachable(e),
+            Err(e) => return failed(FailureReason::Error(e)),
+        }
+        let snap = store.keyset().snapshot();
+        // A large object names its streaming key in its first five bytes,
+        // and its content was authenticated as `rewrap_one` streamed it:
+        // the re-check reads only that head (never the whole object into
+        // memory), to catch a writer that put it back under an old key.
+        match store.inner().load_head(key, 5).await {
+            Ok(head) if snap.streaming_key_of(&head).is_some() => {
+                if snap.is_under_primary(&head) {
+                    return if reencrypted {
+                        ReencryptOutcome::Reencrypted
+                    } else {
+                        ReencryptOutcome::AlreadyCurrent
+                    };
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(Error::NotFound { .. }) => return ReencryptOutcome::Deleted,
+            Err(e @ Error::Unreachable { .. }) => return ReencryptOutcome::Unreachable(e),
+            Err(e) => return failed(FailureReason::Recheck(e)),
+        }
+        let raw = match store.inner().load(key).await {
+            Ok(raw) => raw,
+            Err(Error::NotFound { .. }) => return ReencryptOutcome::Deleted,
+            Err(e @ Error::Unreachable { .. }) => return ReencryptOutcome::Unreachable(e),
+            Err(e) => return failed(FailureReason::Recheck(e)),
+        };
+        let ad = store.associated_data(key);
+        let len = raw.len();
+        let current = crate::encrypted::off_the_runtime(len, move || {
+            snap.decrypts_with_primary(&raw, &ad) && snap.aead_decrypts(&raw, &ad)
+        })
+        .await;
+        match current {
+            Ok(true) if reencrypted => return ReencryptOutcome::Reencrypted,
+            Ok(true) => return ReencryptOutcome::AlreadyCurrent,
+            Ok(false) => {}
+            Err(e) => return failed(FailureReason::Recheck(e)),
+        }
+    }
+    failed(FailureReason::StillNotUnderPrimary)
+}
