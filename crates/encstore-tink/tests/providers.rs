@@ -180,3 +180,84 @@ fn fips_refuses_non_approved_key_types_at_create_load_and_use() {
         assert!(moved.provider().fips());
     }
 }
+
+/// KMS envelope keys: the DEKs are made and used by the keyset's provider
+/// (their `DekTemplate` carries it), every provider decrypts every other's
+/// envelopes, and under `fips` an envelope whose DEK type is not approved
+/// is refused when made, read or moved to it, naming the DEK's key type.
+#[tokio::test]
+async fn envelope_deks_use_the_keysets_provider() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use encstore_core::{AeadKek, Kek};
+    use encstore_tink::envelope::{self, DekTemplate};
+    use encstore_tink::{KeyTemplate, KeysetAsyncAead, OutputPrefix};
+
+    const URI: &str = "test-kek://providers";
+    let d = provider::get_default().expect("default");
+    let dek = DekTemplate::new(&tpl("AES256_GCM")).expect("DEK template");
+    assert!(std::ptr::eq(dek.provider(), d));
+    let master = Keyset::generate(&tpl("AES256_GCM")).expect("master");
+    let kek: Arc<dyn Kek> = Arc::new(AeadKek(Arc::new(master.aead().expect("aead"))));
+    let resolver: HashMap<String, Arc<dyn Kek>> = [(URI.to_owned(), kek)].into();
+    // An envelope template whose DEK template was checked by `p`.
+    let envelope_template = |p: &'static CryptoProvider, dek: &str| {
+        let dek = DekTemplate::with_provider(p, &tpl(dek)).expect("DEK template");
+        assert!(std::ptr::eq(dek.provider(), p));
+        KeyTemplate::new(
+            envelope::TYPE_URL,
+            envelope::key_format(URI, &dek),
+            OutputPrefix::Tink,
+        )
+    };
+    let mut checked = 0;
+    for p in compiled() {
+        for dek in ["AES256_GCM", "AES128_CTR_HMAC_SHA256"] {
+            let ks = Keyset::generate_with_provider(&envelope_template(p, dek), p).expect(dek);
+            let ct = KeysetAsyncAead::new(&ks, &resolver)
+                .await
+                .expect("async AEAD")
+                .encrypt(b"enveloped", b"ad")
+                .await
+                .expect("encrypt");
+            for q in compiled() {
+                let other = ks.with_provider(q).expect("another provider");
+                let aead = KeysetAsyncAead::new(&other, &resolver)
+                    .await
+                    .expect("async AEAD");
+                assert_eq!(aead.decrypt(&ct, b"ad").await.expect(dek), b"enveloped");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2, "{checked}");
+
+    let (Ok(fips), Ok(ring)) = (
+        CryptoProvider::get(Provider::AwsLcFips),
+        CryptoProvider::get(Provider::Ring),
+    ) else {
+        return;
+    };
+    // Made: the DEK template itself is refused.
+    let e = DekTemplate::with_provider(fips, &tpl("CHACHA20_POLY1305")).expect_err("refused");
+    assert!(
+        matches!(
+            e,
+            KeyError::NotFipsApproved {
+                key_type: "ChaCha20Poly1305Key",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // Read and moved: an envelope key with ChaCha20 DEKs, made under ring.
+    let chacha =
+        Keyset::generate_with_provider(&envelope_template(ring, "CHACHA20_POLY1305"), ring)
+            .expect("ring allows it");
+    assert_refused_naming(
+        Keyset::read_with_provider(&chacha.to_json_insecure(), None, fips),
+        "ChaCha20Poly1305Key",
+    );
+    assert_refused_naming(chacha.with_provider(fips), "ChaCha20Poly1305Key");
+}

@@ -11,8 +11,8 @@ use encstore::{
     RewrapOutcome,
 };
 use encstore_core::{Aead, Error, MemoryStorage, Storage, Version, Versioned, WriteCondition};
-use encstore_tink::{CryptoProvider, Keyset, Provider};
 use encstore_tink::templates::by_name;
+use encstore_tink::{CryptoProvider, Keyset, Provider};
 
 /// `stat` on an encrypted store reports the ciphertext size.
 const ENCRYPTED: encstore_core::conformance::SuiteOptions =
