@@ -49,7 +49,10 @@
 //!   XChaCha20-Poly1305 and XAES-256-GCM are refused with
 //!   [`KeyError::NotFipsApproved`] naming the key type, and so is SHA-1 as
 //!   an HMAC or HKDF hash (the module still allows it for legacy use;
-//!   encstore does not, like the `fips` policy preset).
+//!   encstore does not, like the `fips` policy preset). A KMS envelope key
+//!   (`KmsEnvelopeAeadKey`) is allowed when its DEK type is: its DEKs are
+//!   made and used by the keyset's provider
+//!   ([`crate::envelope::DekTemplate::provider`]).
 //! - Every random byte (keys, key IDs, IVs, streaming salts and nonce
 //!   prefixes) comes from the module's approved DRBG (`aws_lc_rs::rand`);
 //!   a keyset AES-GCM key's IV is generated inside the module
