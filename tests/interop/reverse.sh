@@ -24,7 +24,14 @@
 #     keyset associated data, made by create-keyset and by convert-keyset,
 #     and re-encrypted under another master keyset;
 #   - ciphertexts of several plaintexts and associated data values;
-# then runs check_from_encstore.py on them. Exit status: 0 if Python Tink
+# then runs check_from_encstore.py on them.
+#
+# A binary built with `--features fips` (the `fips` crypto provider, AWS-LC's
+# FIPS 140-3 module, `encstore providers` says `fips_mode: yes`) refuses key
+# types that are not FIPS-approved: then every such template must be refused
+# with a message naming the key type, and the mixed-type steps use approved
+# types in their place (see `tpl`), so that Python Tink checks what the FIPS
+# build writes. Exit status: 0 if Python Tink
 # read every keyset (and every encrypted keyset's keysetInfo) and decrypted
 # every ciphertext, non-zero otherwise.
 set -euo pipefail
@@ -52,6 +59,35 @@ cd "$W"
 mkdir -p ks ct
 
 es() { "$BIN" "$@" 2>>"$W/encstore.log"; }
+
+# The FIPS build? (`encstore providers` fails if no provider is usable.)
+FIPS=0
+if "$BIN" providers | grep -qx 'provider: fips'; then
+    "$BIN" providers | grep -qx 'fips_mode: yes' || {
+        echo "reverse.sh: the fips provider is not in FIPS mode" >&2
+        exit 1
+    }
+    FIPS=1
+    echo "reverse.sh: fips provider: non-approved key types must be refused; approved ones stand in for them"
+fi
+FIPS_REFUSED=0
+
+# tpl TEMPLATE: the template to use; under fips, an approved one of the
+# same prefix kind in place of a non-approved one.
+tpl() {
+    if [[ $FIPS == 0 ]]; then
+        echo "$1"
+        return
+    fi
+    case $1 in
+    CHACHA20_POLY1305) echo AES128_GCM ;;
+    XCHACHA20_POLY1305) echo AES128_CTR_HMAC_SHA256 ;;
+    AES256_GCM_SIV_RAW) echo AES256_GCM_RAW ;;
+    XAES_256_GCM_192_BIT_NONCE) echo AES256_GCM ;;
+    AES256_EAX) echo AES256_CTR_HMAC_SHA256 ;;
+    *) echo "$1" ;;
+    esac
+}
 
 # Manifest fragments (assembled at the end).
 KEYSETS=()
@@ -117,7 +153,18 @@ MASTERS='"m1": {"file": "master.json", "format": "json"}, "m2": {"file": "master
 # 1. One keyset per template, cleartext JSON and binary.
 TEMPLATES=$(es list-key-templates)
 for t in $TEMPLATES; do
-    es create-keyset --key-template "$t" --out "ks/$t.json"
+    if [[ $FIPS == 1 ]] && ! "$BIN" create-keyset --key-template "$t" --out "ks/$t.json" 2>"$W/refused.err"; then
+        # Refused: it must say why, naming a key type, and write nothing.
+        grep -qE 'encstore: error: .*[A-Za-z0-9]+Key is not FIPS-approved in this build' "$W/refused.err" || {
+            echo "reverse.sh: $t failed under fips without a FIPS refusal:" >&2
+            cat "$W/refused.err" >&2
+            exit 1
+        }
+        [[ ! -e ks/$t.json ]] || { echo "reverse.sh: $t: refused but written" >&2; exit 1; }
+        FIPS_REFUSED=$((FIPS_REFUSED + 1))
+        continue
+    fi
+    [[ -e ks/$t.json ]] || es create-keyset --key-template "$t" --out "ks/$t.json"
     es convert-keyset --in "ks/$t.json" --out-format binary --out "ks/$t.bin"
     p=$(primary_of --in "ks/$t.json")
     add_keyset "$t.json" "ks/$t.json" json "" "" "$p" 1
@@ -139,6 +186,7 @@ es create-keyset --key-template AES128_GCM --out $R
 GEN_CTS=()
 gen=0
 for t in AES256_GCM XCHACHA20_POLY1305 AES256_GCM_SIV_RAW AES128_CTR_HMAC_SHA256 XAES_256_GCM_192_BIT_NONCE AES256_EAX; do
+    t=$(tpl "$t")
     N=$((N + 1))
     printf 'generation %d' $gen >"pt_gen$gen"
     es encrypt --keyset $R --associated-data "$AD_ASCII" --in "pt_gen$gen" --out "ct/$N.ct"
@@ -192,11 +240,11 @@ add_keyset streaming-enc.bin ks/streaming-enc.bin binary m1 "$(hex "$KAD0")" "$p
 #    with and without keyset associated data.
 KAD="fleet-a/keyset"
 es create-keyset --key-template AES256_GCM --master-keyset master.json --out ks/enc.json
-es create-keyset --key-template CHACHA20_POLY1305 --master-keyset master.json --out ks/enc-cc.json
+es create-keyset --key-template "$(tpl CHACHA20_POLY1305)" --master-keyset master.json --out ks/enc-cc.json
 p=$(primary_of --master-keyset master.json --in ks/enc-cc.json)
 add_keyset enc-cc.json ks/enc-cc.json json m1 "" "$p" 1
 encrypt_cases enc-cc.json --keyset ks/enc-cc.json --master-keyset master.json
-es create-keyset --key-template XCHACHA20_POLY1305 --master-keyset master.json \
+es create-keyset --key-template "$(tpl XCHACHA20_POLY1305)" --master-keyset master.json \
     --keyset-associated-data "$KAD" --out-format binary --out ks/enc-ad.bin
 es add-key --key-template AES128_GCM_RAW --master-keyset master.json \
     --keyset-associated-data "$KAD" --in ks/enc-ad.bin --in-format binary --out ks/enc-ad.bin --out-format binary
@@ -244,6 +292,14 @@ done
     echo ' ]}'
 } >manifest.json
 
+if [[ $FIPS == 1 ]]; then
+    # AES-GCM-SIV, AES-EAX, ChaCha20 and XChaCha20, X-AES-GCM: 4 templates each.
+    if [[ $FIPS_REFUSED != 16 ]]; then
+        echo "reverse.sh: fips refused $FIPS_REFUSED templates, expected 16" >&2
+        exit 1
+    fi
+    echo "reverse.sh: fips refused the $FIPS_REFUSED non-approved templates, naming their key types"
+fi
 echo "reverse.sh: encstore wrote ${#KEYSETS[@]} keysets and $N ciphertexts; checking them with Python Tink"
 "$PYTHON" "$HERE/check_from_encstore.py" "$W"
 
@@ -255,7 +311,7 @@ if command -v softhsm2-util >/dev/null 2>&1; then
     URI="pkcs11:token=encstore;object=reverse-kek"
     es create-master-key --master-key-uri "$URI" >/dev/null
     es create-keyset --key-template AES256_GCM --master-key-uri "$URI" --out ks/hsm.json
-    es rotate-keyset --key-template XCHACHA20_POLY1305 --master-key-uri "$URI" \
+    es rotate-keyset --key-template "$(tpl XCHACHA20_POLY1305)" --master-key-uri "$URI" \
         --in ks/hsm.json --out ks/hsm.json
     es convert-keyset --master-key-uri "$URI" --in ks/hsm.json --new-master-key-uri "$URI" \
         --new-keyset-associated-data "$KAD" --out-format binary --out ks/hsm.bin

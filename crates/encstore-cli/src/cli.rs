@@ -82,6 +82,10 @@ pub enum Command {
     /// A guided tour: create a keyset, store secrets, rotate, re-encrypt,
     /// verify and disable the old key, printing each command it runs.
     Quickstart(Quickstart),
+    /// Show the crypto provider in use (ring, aws-lc-rs or fips), whether
+    /// the FIPS module is in FIPS mode, and the providers compiled in.
+    /// ENCSTORE_CRYPTO_PROVIDER picks one when several are compiled in.
+    Providers,
 }
 
 /// `disable-key`, `destroy-key`, `delete-key`: a key ID command with the

@@ -44,12 +44,12 @@ mod text;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+use clap::CommandFactory;
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
     logging::init();
-    let cli = match cli::Cli::try_parse() {
+    let cli = match parse_args() {
         Ok(cli) => cli,
         Err(e) if parse::is_refused_value(&e) => {
             // A syntax error (such as two conflicting flags) comes first,
@@ -61,6 +61,15 @@ fn main() -> ExitCode {
         }
         Err(e) => return usage_error(&e),
     };
+    // The crypto provider is fixed (and, under `fips`, the module's FIPS
+    // mode checked) before any command runs: a process that cannot use it
+    // refuses to run. `encstore providers` still reports what it knows.
+    if !matches!(cli.command, cli::Command::Providers)
+        && let Err(e) = encstore_tink::provider::get_default()
+    {
+        eprintln!("encstore: error: crypto provider: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -88,6 +97,23 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Parses the command line. `--version` also names the crypto provider in
+/// use and whether the FIPS module is in FIPS mode (`encstore providers`
+/// says more).
+fn parse_args() -> Result<cli::Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let provider = match encstore_tink::provider::status() {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("unusable: {e}"),
+    };
+    // clap keeps the version for the life of the process; leaked once.
+    let version: &'static str = Box::leak(
+        format!("{}\ncrypto provider: {provider}", env!("CARGO_PKG_VERSION")).into_boxed_str(),
+    );
+    let matches = cli::Cli::command().version(version).try_get_matches()?;
+    cli::Cli::from_arg_matches(&matches)
 }
 
 /// Prints a clap error: help and version as they are; anything else as one

@@ -77,6 +77,20 @@ pub enum KeyError {
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Randomness,
+    /// The key type, or one of its parameters, is not FIPS-approved, and
+    /// the keyset's crypto provider is `fips` (AWS-LC's FIPS 140-3
+    /// module): such a key is refused when created, read or used.
+    #[error("{key_type} is not FIPS-approved in this build (crypto provider \"fips\"): {reason}")]
+    NotFipsApproved {
+        /// Short key type name, such as `ChaCha20Poly1305Key`.
+        key_type: &'static str,
+        /// Why, in words.
+        reason: &'static str,
+    },
+    /// The process has no usable crypto provider (see
+    /// [`crate::provider`]), such as the FIPS module not in FIPS mode.
+    #[error("crypto provider: {0}")]
+    Provider(crate::provider::ProviderError),
 }
 
 /// Why a keyset could not be read, written, validated or changed.
@@ -248,6 +262,11 @@ pub enum KeysetError {
         /// A streaming AEAD key of the keyset.
         streaming_key_id: u32,
     },
+    /// No crypto provider can be used: `ENCSTORE_CRYPTO_PROVIDER` names an
+    /// unknown or absent one, or the FIPS module is not in FIPS mode (see
+    /// [`crate::provider`]).
+    #[error("crypto provider: {0}")]
+    Provider(crate::provider::ProviderError),
     /// The keyset's keys are of another primitive than the one asked for
     /// ([`crate::Keyset::aead`] on a streaming keyset, or
     /// [`crate::Keyset::streaming_aead`] on an AEAD keyset).

@@ -25,6 +25,10 @@
 //!   keyset that mixes envelope and ordinary keys; the master-key version
 //!   of an envelope ciphertext and its re-wrap.
 //! - [`primitives`]: one raw AEAD per Tink key type (no prefix).
+//! - [`provider`]: the crypto providers (ring by default, AWS-LC, AWS-LC's
+//!   FIPS 140-3 module), chosen by cargo features and at run time; which
+//!   one is active and whether the module is in FIPS mode
+//!   ([`provider::status`]).
 //! - [`error`]: [`KeysetError`] and [`KeyError`].
 //! - `tink_rust` (cargo feature `tink-rust`): `TinkRustAead`, the keyset
 //!   AEAD behind tink-rust's `tink_core::Aead` trait.
@@ -80,6 +84,7 @@ pub mod envelope;
 pub mod error;
 pub mod keyset;
 pub mod primitives;
+pub mod provider;
 pub mod streaming;
 pub mod templates;
 #[cfg(feature = "tink-rust")]
@@ -93,5 +98,6 @@ pub use keyset::{
     detect_format,
 };
 pub use primitives::KeyParams;
+pub use provider::{CryptoProvider, Provider, ProviderStatus};
 pub use streaming::{KeysetStreamingAead, SegmentLayout, StreamingError};
 pub use templates::KeyTemplate;

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod keyset_util;
+mod provider_util;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,6 +41,29 @@ const DEK_TEMPLATES: [&str; 6] = [
     "CHACHA20_POLY1305",
     "XCHACHA20_POLY1305",
 ];
+
+/// `name` if the process's crypto provider accepts its key type, else
+/// `instead` (under `fips`, an approved DEK type of another kind, so that
+/// the tests that are about the envelope and not about the DEK type run
+/// under every provider; the refusals are checked by
+/// `every_tink_dek_type_is_allowed_and_nothing_else`).
+fn or_approved(name: &'static str, instead: &'static str) -> &'static str {
+    if provider_util::refuses_template(name) {
+        assert!(!provider_util::refuses_template(instead), "{instead}");
+        instead
+    } else {
+        name
+    }
+}
+
+/// The DEK templates the process's provider accepts (all of them, but
+/// under `fips`).
+fn usable_dek_templates() -> Vec<&'static str> {
+    DEK_TEMPLATES
+        .into_iter()
+        .filter(|n| !provider_util::refuses_template(n))
+        .collect()
+}
 
 /// A master-keyset KEK (a real one: `AeadKek` over an AES-256-GCM keyset).
 fn master() -> Arc<AeadKek> {
@@ -175,10 +199,45 @@ fn every_tink_dek_type_is_allowed_and_nothing_else() {
     let mut listed: Vec<String> = DEK_TYPES.iter().map(|s| (*s).to_owned()).collect();
     listed.sort();
     assert_eq!(sorted, listed);
+    let fips = provider_util::provider().fips();
     for name in DEK_TEMPLATES {
+        if provider_util::refuses_template(name) {
+            // Under `fips`: an envelope whose DEKs the module does not
+            // approve is refused, naming the DEK's key type, whether as a
+            // template or as an envelope AEAD.
+            assert!(fips, "{name}");
+            let dek = tpl(name);
+            let e = templates::kms_envelope(KEK_URI, &dek, OutputPrefix::Tink).unwrap_err();
+            assert!(
+                matches!(e, KeysetError::Template(KeyError::NotFipsApproved { .. })),
+                "{name}: {e:?}"
+            );
+            assert!(
+                e.to_string().contains("is not FIPS-approved in this build"),
+                "{e}"
+            );
+            let e = EnvelopeAead::new(master(), &dek).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    EnvelopeError::DekTemplate(KeyError::NotFipsApproved { .. })
+                ),
+                "{name}: {e:?}"
+            );
+            continue;
+        }
         let t = envelope_template(KEK_URI, name, OutputPrefix::Tink);
         Keyset::generate(&t).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+    // Under `fips`: AES-GCM and AES-CTR-HMAC (SHA-256) DEKs only.
+    assert_eq!(
+        usable_dek_templates(),
+        if fips {
+            vec!["AES256_GCM", "AES256_CTR_HMAC_SHA256"]
+        } else {
+            DEK_TEMPLATES.to_vec()
+        }
+    );
     for name in [
         "XAES_256_GCM_192_BIT_NONCE",
         "AES128_GCM_HKDF_4KB",
@@ -434,7 +493,7 @@ fn the_sync_aead_refuses_enabled_envelope_keys_and_points_at_the_async_one() {
 #[tokio::test]
 async fn the_ciphertext_is_tinks_envelope_layout() {
     let kek = Counting::new();
-    for name in DEK_TEMPLATES {
+    for name in usable_dek_templates() {
         let aead = EnvelopeAead::new(kek.clone(), &tpl(name)).unwrap();
         let (w0, u0) = kek.calls();
         let ct = aead
@@ -510,7 +569,11 @@ async fn tampering_and_wrong_associated_data_are_refused() {
         Err(EnvelopeError::Authentication)
     ));
     // A DEK template of another type: the DEK is not a valid key of it.
-    let gcm_siv = EnvelopeAead::new(kek.clone(), &tpl("AES256_GCM_SIV")).unwrap();
+    let gcm_siv = EnvelopeAead::new(
+        kek.clone(),
+        &tpl(or_approved("AES256_GCM_SIV", "AES256_GCM")),
+    )
+    .unwrap();
     let ct_siv = gcm_siv.encrypt(b"x", b"").await.unwrap();
     let ctr = EnvelopeAead::new(kek, &tpl("AES128_CTR_HMAC_SHA256")).unwrap();
     assert!(matches!(
@@ -569,7 +632,7 @@ fn mixed_keyset() -> (Keyset, [u32; 4]) {
     let env_raw = ks
         .add_key(&envelope_template(
             KEK_URI_2,
-            "XCHACHA20_POLY1305",
+            or_approved("XCHACHA20_POLY1305", "AES128_CTR_HMAC_SHA256"),
             OutputPrefix::Raw,
         ))
         .unwrap();
@@ -668,7 +731,7 @@ async fn resolvers_open_each_master_key_once_and_failures_name_the_key() {
     // A second envelope key under the first KEK.
     ks.add_key(&envelope_template(
         KEK_URI,
-        "AES128_EAX",
+        or_approved("AES128_EAX", "AES128_GCM"),
         OutputPrefix::Tink,
     ))
     .unwrap();

@@ -135,7 +135,22 @@ mod unix {
     /// returned, 101 if it panicked); never returns in the child.
     fn in_child(body: impl FnOnce()) -> ! {
         let ok = catch_unwind(AssertUnwindSafe(body)).is_ok();
-        std::process::exit(if ok { 0 } else { 101 });
+        let code = if ok { 0 } else { 101 };
+        // Under the `fips` provider every thread's DRBG state is registered
+        // in AWS-LC, whose exit-time clean-up (`rand_thread_local_state_clear_all`,
+        // an atexit destructor) takes a lock that another thread of the
+        // parent may have held at the fork: `exit()` in such a child can
+        // hang forever (seen with aws-lc-fips-sys 0.14.4; `docs/threat-model.md`).
+        // The child leaves by exec instead, running no exit handlers; what
+        // this test checks, the nonces, was already written.
+        #[cfg(feature = "fips")]
+        {
+            use std::os::unix::process::CommandExt;
+            let _ = std::process::Command::new("/bin/sh")
+                .args(["-c", &format!("exit {code}")])
+                .exec();
+        }
+        std::process::exit(code);
     }
 
     /// Forks; the child runs `child` and exits. Returns the child's pid.

@@ -2,6 +2,7 @@
 //! writes it), binary protobuf, `EncryptedKeyset` in both, and detection.
 
 mod keyset_util;
+mod provider_util;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -11,11 +12,17 @@ use keyset_util::*;
 use prost::Message as _;
 
 /// A keyset with several key types, statuses and prefixes, and a key ID
-/// above 2^31.
+/// above 2^31. The second key type is ChaCha20-Poly1305, or AES-CTR-HMAC
+/// under the `fips` provider (which refuses ChaCha20).
 fn mixed_keyset() -> Keyset {
     let mut ks = Keyset::generate(&tpl("AES256_GCM")).expect("generate");
     ks.add_key(&tpl("AES128_GCM_RAW")).expect("add");
-    let chacha = ks.add_key(&tpl("CHACHA20_POLY1305")).expect("add");
+    let other = if provider_util::refuses_template("CHACHA20_POLY1305") {
+        "AES128_CTR_HMAC_SHA256"
+    } else {
+        "CHACHA20_POLY1305"
+    };
+    let chacha = ks.add_key(&tpl(other)).expect("add");
     let disabled = ks.add_key(&tpl("AES256_GCM")).expect("add");
     let destroyed = ks.add_key(&tpl("AES256_GCM_RAW")).expect("add");
     ks.disable(disabled).expect("disable");

@@ -21,6 +21,8 @@
 //! code written for tink-rust's `tink_core::Aead` runs on encstore's keyset
 //! AEAD and interoperates with tink-rust's own primitive.
 
+mod provider_util;
+
 use encstore_core::{Aead, AeadError};
 use encstore_tink::error::KeysetError;
 use encstore_tink::{
@@ -150,7 +152,7 @@ fn ctr_hmac_params(
 /// registers, plus AES-CTR-HMAC with every hash both support (SHA1, SHA224,
 /// SHA256, SHA384, SHA512), IV sizes 12 to 16 and tags from the minimum
 /// (10 bytes) to the full hash.
-fn shared() -> Vec<Shared> {
+fn all_shared() -> Vec<Shared> {
     use tink_proto::HashType::{Sha1, Sha224, Sha384, Sha512};
     let named = |name, params| Shared {
         source: Source::Named(name),
@@ -188,6 +190,22 @@ fn shared() -> Vec<Shared> {
     ]
 }
 
+/// The shared types the process's crypto provider allows: all of them,
+/// except under `fips` (see `fips_refuses_the_types_it_does_not_approve`).
+fn shared() -> Vec<Shared> {
+    all_shared()
+        .into_iter()
+        .filter(|s| !fips_refuses(s))
+        .collect()
+}
+
+/// Whether the provider refuses to create this shared type (`fips`:
+/// not an approved type, or SHA-1).
+fn fips_refuses(s: &Shared) -> bool {
+    matches!(Keyset::generate(&s.template(OutputPrefix::Tink)),
+        Err(e) if provider_util::is_fips_refusal(&e))
+}
+
 /// The AEAD key types tink-rust 0.3's `tink_aead::init()` registers.
 const TINK_RUST_AEAD_TYPES: [&str; 6] = [
     tink_aead::AES_CTR_HMAC_AEAD_TYPE_URL,
@@ -217,6 +235,14 @@ type TinkRustTemplate = (&'static str, fn() -> tink_proto::KeyTemplate, KeyParam
 /// tink-rust's own templates: all of `tink_aead`'s but the KMS envelope
 /// one.
 fn tink_rust_templates() -> Vec<TinkRustTemplate> {
+    all_tink_rust_templates()
+        .into_iter()
+        .filter(|(_, t, _)| !provider_util::refuses_type(&t().type_url))
+        .collect()
+}
+
+/// Every tink-rust template (see [`tink_rust_templates`]).
+fn all_tink_rust_templates() -> Vec<TinkRustTemplate> {
     vec![
         (
             "aes128_gcm",
@@ -785,7 +811,7 @@ fn destroyed_keys_between_the_two() {
 #[test]
 fn key_type_coverage_is_exhaustive() {
     tink_aead::init();
-    let shared_urls: Vec<String> = shared()
+    let shared_urls: Vec<String> = all_shared()
         .iter()
         .map(|s| s.template(OutputPrefix::Tink).type_url().to_owned())
         .collect();
@@ -793,6 +819,10 @@ fn key_type_coverage_is_exhaustive() {
     for name in templates::NAMES {
         let t = templates::by_name(name).expect("template");
         let url = t.type_url();
+        if provider_util::refuses_template(name) {
+            provider_util::assert_fips_refusal(Keyset::generate(&t), name);
+            continue;
+        }
         let keyset = Keyset::generate(&t).expect("generate");
         let registered = tink_core::registry::get_key_manager(url).is_ok();
         if shared_urls.iter().any(|u| u == url) {
@@ -832,6 +862,45 @@ fn key_type_coverage_is_exhaustive() {
             "{url} is missing from the interop table"
         );
     }
+}
+
+/// Under `fips`, exactly the shared types that are not FIPS-approved
+/// (AES-GCM-SIV, ChaCha20, XChaCha20, AES-CTR-HMAC with SHA-1) are refused
+/// when encstore creates them and when it reads tink-rust's keysets of
+/// them; under the other providers nothing is refused.
+#[test]
+fn fips_refuses_the_types_it_does_not_approve() {
+    tink_aead::init();
+    let fips = provider_util::provider().fips();
+    let refused: Vec<String> = all_shared()
+        .iter()
+        .filter(|s| fips_refuses(s))
+        .map(Shared::label)
+        .collect();
+    if !fips {
+        assert!(refused.is_empty(), "{refused:?}");
+        return;
+    }
+    assert_eq!(
+        refused,
+        [
+            "AES128_GCM_SIV",
+            "AES256_GCM_SIV",
+            "AES128_CTR_HMAC_SHA1 (iv 12, hmac key 16, tag 10)",
+            "CHACHA20_POLY1305",
+            "XCHACHA20_POLY1305"
+        ]
+    );
+    let mut read_refused = 0;
+    for (name, template, _) in all_tink_rust_templates() {
+        if !provider_util::refuses_type(&template().type_url) {
+            continue;
+        }
+        let handle = Handle::new(&template()).expect("tink-rust generates");
+        provider_util::assert_fips_refusal(Keyset::from_json_insecure(&tink_json(&handle)), name);
+        read_refused += 1;
+    }
+    assert_eq!(read_refused, 5, "SIV x3, ChaCha20, XChaCha20");
 }
 
 /// The URI of the master key both sides use for KMS envelope keys: a
@@ -908,8 +977,22 @@ async fn kms_envelope_keysets_interoperate_with_tink_rust() {
             KeyParams::XChaCha20Poly1305,
         ),
     ];
+    let mut fips_refused = 0;
     for (dek, dek_params) in deks {
+        let refused = provider_util::refuses_type(&dek.type_url);
         let t = tink_aead::kms_envelope_aead_key_template(MASTER_KMS_URI, dek);
+        if refused {
+            // Under `fips`, an envelope key whose DEKs are of a type the
+            // module does not approve is refused when read, naming the
+            // DEK's key type.
+            let handle = Handle::new(&t).expect("tink-rust makes the key");
+            provider_util::assert_fips_refusal(
+                Keyset::from_json_insecure(&tink_json(&handle)),
+                &format!("envelope with DEK {dek_params:?}"),
+            );
+            fips_refused += 1;
+            continue;
+        }
         for prefix in [
             tink_proto::OutputPrefixType::Raw,
             tink_proto::OutputPrefixType::Tink,
@@ -962,6 +1045,13 @@ async fn kms_envelope_keysets_interoperate_with_tink_rust() {
             }
         }
     }
+    // Under `fips`: the AES-GCM-SIV, ChaCha20 and XChaCha20 DEKs.
+    let expected_refused = if provider_util::provider().fips() {
+        3
+    } else {
+        0
+    };
+    assert_eq!(fips_refused, expected_refused);
     // Relabelled SYMMETRIC (what Tink Java's old KeyManager.newKeyData
     // wrote for this type), it still reads.
     let t = tink_aead::kms_envelope_aead_key_template(
@@ -1081,13 +1171,23 @@ mod adapter {
         // And on a keyset tink-rust generated, with two keys.
         tink_aead::init();
         let mut manager = Manager::new();
+        // Two key types (AES-GCM and AES-CTR-HMAC under `fips`).
+        let fips = super::provider_util::provider().fips();
         manager
-            .rotate(&tink_aead::cha_cha20_poly1305_key_template())
+            .rotate(&if fips {
+                tink_aead::aes128_gcm_key_template()
+            } else {
+                tink_aead::cha_cha20_poly1305_key_template()
+            })
             .expect("rotate");
         let old = tink_aead::new(&manager.handle().expect("h")).expect("a");
         let old_ct = old.encrypt(b"old", b"").expect("encrypt");
         manager
-            .rotate(&tink_aead::aes256_gcm_siv_key_template())
+            .rotate(&if fips {
+                tink_aead::aes256_ctr_hmac_sha256_key_template()
+            } else {
+                tink_aead::aes256_gcm_siv_key_template()
+            })
             .expect("rotate");
         let handle = manager.handle().expect("handle");
         let adapter = TinkRustAead::from_keyset(&encstore_keyset(&handle)).expect("adapter");
@@ -1109,8 +1209,12 @@ mod adapter {
     /// from many threads (tink-rust's own `Box<dyn Aead>` is not `Send`).
     #[test]
     fn adapter_wraps_any_encstore_aead_and_crosses_threads() {
-        let keyset = Keyset::generate(&templates::by_name("XCHACHA20_POLY1305").expect("t"))
-            .expect("generate");
+        let name = if super::provider_util::refuses_template("XCHACHA20_POLY1305") {
+            "AES256_GCM"
+        } else {
+            "XCHACHA20_POLY1305"
+        };
+        let keyset = Keyset::generate(&templates::by_name(name).expect("t")).expect("generate");
         let shared: Arc<dyn Aead> = Arc::new(keyset.aead().expect("aead"));
         let adapter = TinkRustAead::from_arc(Arc::clone(&shared));
         assert!(Arc::ptr_eq(adapter.encstore_aead(), &shared));

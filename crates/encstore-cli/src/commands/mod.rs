@@ -45,7 +45,39 @@ pub async fn run(command: Command) -> Result<()> {
         Command::CreateMasterKey(c) => create_master_key(&c).await,
         Command::Store(c) => crate::store::run(c).await,
         Command::Quickstart(c) => Box::pin(crate::quickstart::run(&c)).await,
+        Command::Providers => providers(),
     }
+}
+
+/// `encstore providers`: the crypto provider in use, one `name: value`
+/// line each, so an auditor can check a deployed binary. Fails (after
+/// printing what it knows) when no provider can be used, such as the FIPS
+/// module not being in FIPS mode.
+fn providers() -> Result<()> {
+    use encstore_tink::provider::{self, Provider};
+    let compiled: Vec<&str> = Provider::compiled().iter().map(|p| p.name()).collect();
+    let mut out = String::new();
+    let status = provider::status();
+    if let Ok(s) = &status {
+        out.push_str(&format!("provider: {}\n", s.name()));
+        out.push_str(&format!("description: {}\n", s.description));
+        if let Some(v) = &s.library_version {
+            out.push_str(&format!("library: AWS-LC {v}\n"));
+        }
+        out.push_str(&format!(
+            "fips_mode: {}\n",
+            if s.fips_mode { "yes" } else { "no" }
+        ));
+        if let Some(how) = s.selection {
+            out.push_str(&format!("selected_by: {}\n", how.as_str()));
+        }
+        out.push_str(&format!("randomness: {}\n", s.randomness));
+    }
+    out.push_str(&format!("compiled: {}\n", compiled.join(", ")));
+    io::write_output(None, out.as_bytes(), "the provider list")?;
+    status
+        .map(|_| ())
+        .map_err(|e| anyhow!("crypto provider: {e}"))
 }
 
 async fn create_master_key(c: &CreateMasterKey) -> Result<()> {

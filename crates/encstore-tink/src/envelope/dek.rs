@@ -7,6 +7,7 @@ use zeroize::Zeroizing;
 use super::{DEK_TYPES, TYPE_URL};
 use crate::error::KeyError;
 use crate::primitives::{self, KeyParams, RawAead};
+use crate::provider::CryptoProvider;
 use crate::templates::KeyTemplate;
 
 /// Short key type name for errors.
@@ -17,8 +18,13 @@ const KEY_TYPE: &str = "KmsEnvelopeAeadKey";
 ///
 /// The DEK's output prefix type is ignored, as Tink ignores it: a DEK
 /// always encrypts without a prefix. Holds no key material.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Its DEKs are made and used by the crypto provider it was built with
+/// (under `fips`, only FIPS-approved DEK types are accepted).
+#[derive(Clone)]
 pub struct DekTemplate {
+    /// Makes the DEKs and their AEADs.
+    provider: &'static CryptoProvider,
     /// The DEK type URL, one of [`DEK_TYPES`].
     type_url: String,
     /// The serialized DEK key format (`AesGcmKeyFormat`, ...).
@@ -26,6 +32,17 @@ pub struct DekTemplate {
     /// What the template makes, for listings and policies.
     params: KeyParams,
 }
+
+impl PartialEq for DekTemplate {
+    fn eq(&self, other: &Self) -> bool {
+        self.provider.provider() == other.provider.provider()
+            && self.type_url == other.type_url
+            && self.key_format == other.key_format
+            && self.params == other.params
+    }
+}
+
+impl Eq for DekTemplate {}
 
 impl std::fmt::Debug for DekTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,31 +60,60 @@ impl DekTemplate {
     ///
     /// # Errors
     /// [`KeyError::UnsupportedDek`] for another key type;
-    /// [`KeyError::InvalidDekTemplate`] for a key format the type refuses;
-    /// [`KeyError::Randomness`].
+    /// [`KeyError::InvalidDekTemplate`] for a key format the type refuses
+    /// or (under the `fips` provider) a DEK type that is not FIPS-approved;
+    /// [`KeyError::Randomness`]; [`KeyError::Provider`] when the process
+    /// has no usable crypto provider.
     pub fn new(template: &KeyTemplate) -> Result<DekTemplate, KeyError> {
-        DekTemplate::from_parts(template.type_url(), template.key_format())
+        let provider = crate::provider::get_default().map_err(KeyError::Provider)?;
+        DekTemplate::with_provider(provider, template)
     }
 
-    pub(crate) fn from_parts(type_url: &str, key_format: &[u8]) -> Result<DekTemplate, KeyError> {
+    /// As [`DekTemplate::new`], with DEKs made and used by `provider`.
+    ///
+    /// # Errors
+    /// As [`DekTemplate::new`].
+    pub fn with_provider(
+        provider: &'static CryptoProvider,
+        template: &KeyTemplate,
+    ) -> Result<DekTemplate, KeyError> {
+        DekTemplate::from_parts(provider, template.type_url(), template.key_format())
+    }
+
+    pub(crate) fn from_parts(
+        provider: &'static CryptoProvider,
+        type_url: &str,
+        key_format: &[u8],
+    ) -> Result<DekTemplate, KeyError> {
         if !DEK_TYPES.contains(&type_url) {
             return Err(KeyError::UnsupportedDek {
                 type_url: type_url.to_owned(),
             });
         }
+        // A refusal by the `fips` provider stays itself, naming the DEK's
+        // key type.
         let invalid = |e: KeyError| match e {
             KeyError::Randomness => KeyError::Randomness,
+            e @ KeyError::NotFipsApproved { .. } => e,
             e => KeyError::InvalidDekTemplate { dek: Box::new(e) },
         };
         // As Tink's KmsEnvelopeAead constructors: make one DEK, so that a
         // bad template fails now rather than at the first encryption.
-        let value = primitives::new_key_data_value(type_url, key_format).map_err(invalid)?;
-        let (params, _) = primitives::primitive_from_key_data(type_url, &value).map_err(invalid)?;
+        let value =
+            primitives::new_key_data_value(provider, type_url, key_format).map_err(invalid)?;
+        let (params, _) =
+            primitives::primitive_from_key_data(provider, type_url, &value).map_err(invalid)?;
         Ok(DekTemplate {
+            provider,
             type_url: type_url.to_owned(),
             key_format: key_format.to_vec(),
             params,
         })
+    }
+
+    /// The crypto provider that makes and uses the DEKs.
+    pub fn provider(&self) -> &'static CryptoProvider {
+        self.provider
     }
 
     /// The DEK type URL.
@@ -88,15 +134,17 @@ impl DekTemplate {
     /// A fresh DEK: its serialized key proto (what Tink wraps, Tink's
     /// `KeyData.value`) and its AEAD.
     pub(crate) fn new_dek(&self) -> Result<NewDek, KeyError> {
-        let value = primitives::new_key_data_value(&self.type_url, &self.key_format)?;
-        let (_, aead) = primitives::primitive_from_key_data(&self.type_url, &value)?;
+        let value =
+            primitives::new_key_data_value(self.provider, &self.type_url, &self.key_format)?;
+        let (_, aead) = primitives::primitive_from_key_data(self.provider, &self.type_url, &value)?;
         Ok((value, aead))
     }
 
     /// The AEAD of an unwrapped DEK (a serialized key proto of this type,
     /// as Tink parses it: its parameters come from the DEK itself).
     pub(crate) fn dek_aead(&self, dek: &[u8]) -> Result<Box<dyn RawAead>, KeyError> {
-        primitives::primitive_from_key_data(&self.type_url, dek).map(|(_, aead)| aead)
+        primitives::primitive_from_key_data(self.provider, &self.type_url, dek)
+            .map(|(_, aead)| aead)
     }
 
     fn to_proto(&self) -> tink_proto::KeyTemplate {
@@ -145,8 +193,12 @@ impl EnvelopeKey {
 /// Checks a `KmsEnvelopeAeadKeyFormat` (the key's `params`, or a
 /// template's format) as Tink does: a DEK template of a supported type
 /// with a valid key format. The KEK URI is not checked (Tink does not
-/// either); it is resolved when the keyset's async AEAD is built.
-fn check_format(format: &tink_proto::KmsEnvelopeAeadKeyFormat) -> Result<EnvelopeKey, KeyError> {
+/// either); it is resolved when the keyset's async AEAD is built. The DEKs
+/// are made by `provider`.
+fn check_format(
+    provider: &'static CryptoProvider,
+    format: &tink_proto::KmsEnvelopeAeadKeyFormat,
+) -> Result<EnvelopeKey, KeyError> {
     let dek = format
         .dek_template
         .as_ref()
@@ -154,7 +206,7 @@ fn check_format(format: &tink_proto::KmsEnvelopeAeadKeyFormat) -> Result<Envelop
             key_type: KEY_TYPE,
             what: "dek_template is missing".to_owned(),
         })?;
-    let dek = DekTemplate::from_parts(&dek.type_url, &dek.value)?;
+    let dek = DekTemplate::from_parts(provider, &dek.type_url, &dek.value)?;
     Ok(EnvelopeKey {
         kek_uri: format.kek_uri.clone(),
         dek,
@@ -163,8 +215,11 @@ fn check_format(format: &tink_proto::KmsEnvelopeAeadKeyFormat) -> Result<Envelop
 
 /// Parses a `KmsEnvelopeAeadKey` (`KeyData.value`) with Tink's rules:
 /// version 0 (Tink Java and Go refuse others), params present, a
-/// supported DEK type and a valid DEK key format.
-pub(crate) fn parse_key(value: &[u8]) -> Result<(KeyParams, EnvelopeKey), KeyError> {
+/// supported DEK type and a valid DEK key format (one `provider` accepts).
+pub(crate) fn parse_key(
+    provider: &'static CryptoProvider,
+    value: &[u8],
+) -> Result<(KeyParams, EnvelopeKey), KeyError> {
     let key = tink_proto::KmsEnvelopeAeadKey::decode(value)
         .map_err(|_| KeyError::MalformedKey { key_type: KEY_TYPE })?;
     if key.version > 0 {
@@ -180,20 +235,23 @@ pub(crate) fn parse_key(value: &[u8]) -> Result<(KeyParams, EnvelopeKey), KeyErr
             key_type: KEY_TYPE,
             what: "params (KmsEnvelopeAeadKeyFormat) is missing".to_owned(),
         })?;
-    let parsed = check_format(format)?;
+    let parsed = check_format(provider, format)?;
     Ok((parsed.params(), parsed))
 }
 
 /// A new `KmsEnvelopeAeadKey` from a template's `KmsEnvelopeAeadKeyFormat`:
 /// as Tink, no key material is made, the key only names the KEK and the
 /// DEK template.
-pub(crate) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+pub(crate) fn new_key(
+    provider: &'static CryptoProvider,
+    key_format: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let format = tink_proto::KmsEnvelopeAeadKeyFormat::decode(key_format).map_err(|_| {
         KeyError::MalformedKey {
             key_type: "KmsEnvelopeAeadKeyFormat",
         }
     })?;
-    check_format(&format)?;
+    check_format(provider, &format)?;
     let key = tink_proto::KmsEnvelopeAeadKey {
         version: 0,
         params: Some(format),

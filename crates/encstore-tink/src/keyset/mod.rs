@@ -37,6 +37,7 @@ use crate::aead::KeysetAead;
 use crate::envelope::{self, EnvelopeKey};
 use crate::error::{KeyError, KeysetError};
 use crate::primitives::{self, KeyParams, RawAead};
+use crate::provider::CryptoProvider;
 use crate::streaming::{KeysetStreamingAead, StreamingKey, params as streaming_params};
 use crate::templates::KeyTemplate;
 
@@ -138,35 +139,53 @@ impl KeyPrimitive {
     }
 }
 
-/// Parses a key's data of type `type_url`, checks it with Tink's rules,
-/// and builds its primitive: a streaming key or an AEAD.
-fn build_key(type_url: &str, value: &[u8]) -> Result<(KeyParams, KeyPrimitive), KeyError> {
+/// Parses a key's data of type `type_url`, checks it with Tink's rules and
+/// with `provider`'s (under `fips`: approved key types and parameters
+/// only), and builds its primitive from `provider`: a streaming key, an
+/// envelope key (whose DEKs `provider` makes) or an AEAD.
+fn build_key(
+    provider: &'static CryptoProvider,
+    type_url: &str,
+    value: &[u8],
+) -> Result<(KeyParams, KeyPrimitive), KeyError> {
     if envelope::is_envelope(type_url) {
-        let (params, key) = envelope::parse_key(value)?;
+        let (params, key) = envelope::parse_key(provider, value)?;
         return Ok((params, KeyPrimitive::Envelope(Arc::new(key))));
     }
     if let Some(key_type) = streaming_params::streaming_type(type_url) {
+        provider.check_key_type(type_url)?;
         let (params, key) = streaming_params::parse_key(key_type, value)?;
         let described = params.key_params();
+        provider.check_key_params(&described)?;
         return Ok((
             described,
-            KeyPrimitive::Streaming(Arc::new(StreamingKey::new(params, key))),
+            KeyPrimitive::Streaming(Arc::new(StreamingKey::new(provider, params, key))),
         ));
     }
-    let (params, primitive) = primitives::primitive_from_key_data(type_url, value)?;
+    let (params, primitive) = primitives::primitive_from_key_data(provider, type_url, value)?;
     Ok((params, KeyPrimitive::Aead(Arc::from(primitive))))
 }
 
 /// A fresh key's data (`KeyData.value`) from a template's type URL and key
-/// format, for either primitive.
-fn new_key_value(type_url: &str, key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+/// format, for either primitive, with key material from `provider`.
+fn new_key_value(
+    provider: &'static CryptoProvider,
+    type_url: &str,
+    key_format: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     if envelope::is_envelope(type_url) {
-        return envelope::new_key(key_format);
+        return envelope::new_key(provider, key_format);
     }
+    provider.check_key_type(type_url)?;
     match streaming_params::streaming_type(type_url) {
-        Some(key_type) => streaming_params::new_key(key_type, key_format),
-        None => primitives::new_key_data_value(type_url, key_format),
+        Some(key_type) => streaming_params::new_key(provider, key_type, key_format),
+        None => primitives::new_key_data_value(provider, type_url, key_format),
     }
+}
+
+/// The process's default provider ([`crate::provider::get_default`]).
+fn default_provider() -> Result<&'static CryptoProvider, KeysetError> {
+    crate::provider::get_default().map_err(KeysetError::Provider)
 }
 
 /// How a key marks its ciphertexts (Tink's `OutputPrefixType`).
@@ -360,12 +379,19 @@ impl Key {
 /// Key material is zeroized on drop and never printed: `Debug` shows only
 /// IDs, types, statuses and prefixes. The only ways to get the key
 /// material out are the methods whose names end in `_insecure`.
+///
+/// Every key's primitive comes from the keyset's [`CryptoProvider`]
+/// ([`Keyset::provider`]): the process default when the keyset was read or
+/// created, or the one given to [`Keyset::read_with_provider`],
+/// [`Keyset::generate_with_provider`] or [`Keyset::with_provider`].
 #[derive(Clone)]
 pub struct Keyset {
     /// The ID of the key that encrypts. Always an ENABLED key of `keys`.
     primary_key_id: u32,
     /// The keys in keyset order; never empty, IDs unique.
     keys: Vec<Key>,
+    /// Where every key's primitive (and new keys' material) comes from.
+    provider: &'static CryptoProvider,
 }
 
 impl fmt::Debug for Keyset {
@@ -418,7 +444,7 @@ impl Keyset {
     /// prefer [`Keyset::read_encrypted_json`].
     pub fn from_json_insecure(json: &[u8]) -> Result<Keyset, KeysetError> {
         let proto = json::parse_keyset(json)?;
-        Keyset::from_proto(proto)
+        Keyset::from_proto(proto, default_provider()?)
     }
 
     /// Reads a cleartext keyset in Tink's binary (protobuf `Keyset`) format.
@@ -427,7 +453,7 @@ impl Keyset {
     /// [`Keyset::read_encrypted_binary`].
     pub fn from_binary_insecure(bytes: &[u8]) -> Result<Keyset, KeysetError> {
         let proto = binary::parse_keyset(bytes)?;
-        Keyset::from_proto(proto)
+        Keyset::from_proto(proto, default_provider()?)
     }
 
     /// Reads an `EncryptedKeyset` in Tink's JSON format and decrypts it
@@ -480,6 +506,43 @@ impl Keyset {
                 Err(KeysetError::UnexpectedCleartext)
             }
         }
+    }
+
+    /// [`Keyset::read`] with `provider` instead of the process default
+    /// (see [`crate::provider`]): every key's primitive, and keys added
+    /// later, come from it. The key-encryption key `kek` is whatever it is
+    /// (an AEAD of its own, such as an HSM or a master keyset read under
+    /// its own provider).
+    ///
+    /// # Errors
+    /// Those of [`Keyset::read`]; under `fips`, a key that is not
+    /// FIPS-approved is refused with [`KeysetError::Key`] and
+    /// [`KeyError::NotFipsApproved`].
+    pub fn read_with_provider(
+        bytes: &[u8],
+        kek: Option<(&dyn encstore_core::Aead, &[u8])>,
+        provider: &'static CryptoProvider,
+    ) -> Result<Keyset, KeysetError> {
+        let format = detect_format(bytes);
+        let proto = match (format, kek) {
+            (KeysetFormat::Json, None) => json::parse_keyset(bytes)?,
+            (KeysetFormat::Binary, None) => binary::parse_keyset(bytes)?,
+            (KeysetFormat::EncryptedJson, Some((k, ad))) => {
+                let encrypted = json::parse_encrypted(bytes)?;
+                binary::parse_keyset(&binary::unwrap_keyset(k, &encrypted, ad)?)?
+            }
+            (KeysetFormat::EncryptedBinary, Some((k, ad))) => {
+                let encrypted = binary::parse_encrypted(bytes)?;
+                binary::parse_keyset(&binary::unwrap_keyset(k, &encrypted, ad)?)?
+            }
+            (KeysetFormat::EncryptedJson | KeysetFormat::EncryptedBinary, None) => {
+                return Err(KeysetError::UnexpectedEncrypted);
+            }
+            (KeysetFormat::Json | KeysetFormat::Binary, Some(_)) => {
+                return Err(KeysetError::UnexpectedCleartext);
+            }
+        };
+        Keyset::from_proto(proto, provider)
     }
 
     // --------------------------------------------------------------- write
@@ -618,11 +681,62 @@ impl Keyset {
 
     /// Creates a keyset with one new key from `template`, as its primary.
     pub fn generate(template: &KeyTemplate) -> Result<Keyset, KeysetError> {
-        let key = new_key(template, &HashSet::new())?;
+        Keyset::generate_with_provider(template, default_provider()?)
+    }
+
+    /// [`Keyset::generate`] with `provider` (see [`crate::provider`]):
+    /// the new key's material and primitive come from it, and so do those
+    /// of keys added later.
+    ///
+    /// # Errors
+    /// Those of [`Keyset::generate`]; under `fips`, a template of a key type
+    /// that is not FIPS-approved fails with [`KeysetError::Template`] and
+    /// [`KeyError::NotFipsApproved`].
+    pub fn generate_with_provider(
+        template: &KeyTemplate,
+        provider: &'static CryptoProvider,
+    ) -> Result<Keyset, KeysetError> {
+        let key = new_key(provider, template, &HashSet::new())?;
         let id = key.id;
         Ok(Keyset {
             primary_key_id: id,
             keys: vec![key],
+            provider,
+        })
+    }
+
+    /// The provider this keyset's primitives come from.
+    pub fn provider(&self) -> &'static CryptoProvider {
+        self.provider
+    }
+
+    /// This keyset with every key's primitive built again by `provider`:
+    /// the same keys, IDs, statuses and bytes. Under `fips` this is where a
+    /// keyset read under another provider is checked: a key that is not
+    /// FIPS-approved (ENABLED or DISABLED) is refused.
+    ///
+    /// # Errors
+    /// [`KeysetError::Key`] naming the key and, under `fips`,
+    /// [`KeyError::NotFipsApproved`] naming its type.
+    pub fn with_provider(&self, provider: &'static CryptoProvider) -> Result<Keyset, KeysetError> {
+        let mut keys = self.keys.clone();
+        for k in &mut keys {
+            if k.primitive.is_some() {
+                let (params, primitive) =
+                    build_key(provider, &k.type_url, &k.value).map_err(|source| {
+                        KeysetError::Key {
+                            key_id: k.id,
+                            source,
+                        }
+                    })?;
+                k.params = Some(params);
+                k.primitive = Some(primitive);
+            }
+        }
+        Ok(Keyset {
+            primary_key_id: self.primary_key_id,
+            keys,
+            provider,
         })
     }
 
@@ -635,7 +749,7 @@ impl Keyset {
     /// AEAD keyset, or the reverse); the template's errors.
     pub fn add_key(&mut self, template: &KeyTemplate) -> Result<u32, KeysetError> {
         let ids: HashSet<u32> = self.keys.iter().map(|k| k.id).collect();
-        let key = new_key(template, &ids)?;
+        let key = new_key(self.provider, template, &ids)?;
         let keyset = self.primitive();
         if let Some(p) = &key.primitive
             && p.kind() != keyset
@@ -753,7 +867,10 @@ impl Keyset {
     /// Validates a decoded proto keyset with Tink's rules (and encstore's
     /// stricter ones, see the crate docs) and builds every live key's
     /// primitive. The proto's key bytes are wiped whatever the outcome.
-    pub(crate) fn from_proto(proto: WipeOnDrop) -> Result<Keyset, KeysetError> {
+    pub(crate) fn from_proto(
+        proto: WipeOnDrop,
+        provider: &'static CryptoProvider,
+    ) -> Result<Keyset, KeysetError> {
         let proto = &proto.0;
         if proto.key.is_empty() {
             return Err(KeysetError::NoKeys);
@@ -833,7 +950,7 @@ impl Keyset {
                 .key_data
                 .as_ref()
                 .ok_or(KeysetError::MissingKeyData { key_id })?;
-            let (params, primitive) = build_key(&data.type_url, &data.value)
+            let (params, primitive) = build_key(provider, &data.type_url, &data.value)
                 .map_err(|source| KeysetError::Key { key_id, source })?;
             if matches!(primitive, KeyPrimitive::Envelope(_)) {
                 check_envelope_prefix(prefix)
@@ -855,6 +972,7 @@ impl Keyset {
         Ok(Keyset {
             primary_key_id,
             keys,
+            provider,
         })
     }
 }
@@ -904,9 +1022,14 @@ fn material_name(v: i32) -> String {
 /// A random key ID from the OS CSPRNG: non-zero and not in `taken`.
 /// Tink Java (`internal/Util.randKeyId`, `KeysetManager.newKeyId`) draws
 /// all 32 bits, refuses 0, and redraws while the ID is in use.
-pub(crate) fn new_key_id(taken: &HashSet<u32>) -> Result<u32, KeysetError> {
+pub(crate) fn new_key_id(
+    provider: &CryptoProvider,
+    taken: &HashSet<u32>,
+) -> Result<u32, KeysetError> {
     loop {
-        let id = getrandom::u32().map_err(|_| KeysetError::Randomness)?;
+        let id = provider
+            .random_u32()
+            .map_err(|()| KeysetError::Randomness)?;
         if id != 0 && !taken.contains(&id) {
             return Ok(id);
         }
@@ -914,13 +1037,19 @@ pub(crate) fn new_key_id(taken: &HashSet<u32>) -> Result<u32, KeysetError> {
 }
 
 /// Generates a new ENABLED key from a template.
-fn new_key(template: &KeyTemplate, taken: &HashSet<u32>) -> Result<Key, KeysetError> {
-    let value = new_key_value(template.type_url(), template.key_format()).map_err(|e| match e {
-        KeyError::Randomness => KeysetError::Randomness,
-        e => KeysetError::Template(e),
-    })?;
+fn new_key(
+    provider: &'static CryptoProvider,
+    template: &KeyTemplate,
+    taken: &HashSet<u32>,
+) -> Result<Key, KeysetError> {
+    let value = new_key_value(provider, template.type_url(), template.key_format()).map_err(
+        |e| match e {
+            KeyError::Randomness => KeysetError::Randomness,
+            e => KeysetError::Template(e),
+        },
+    )?;
     let (params, primitive) =
-        build_key(template.type_url(), &value).map_err(KeysetError::Template)?;
+        build_key(provider, template.type_url(), &value).map_err(KeysetError::Template)?;
     let material_type = if let KeyPrimitive::Envelope(_) = primitive {
         check_envelope_prefix(template.output_prefix()).map_err(KeysetError::Template)?;
         // What Tink writes for an envelope key: its key lives in a KMS.
@@ -928,7 +1057,7 @@ fn new_key(template: &KeyTemplate, taken: &HashSet<u32>) -> Result<Key, KeysetEr
     } else {
         KeyMaterialType::Symmetric
     };
-    let id = new_key_id(taken)?;
+    let id = new_key_id(provider, taken)?;
     Ok(Key {
         id,
         status: KeyStatus::Enabled,

@@ -1,5 +1,7 @@
-//! `AesCtrHmacAeadKey`: encrypt-then-MAC with AES-CTR and HMAC, on RustCrypto
-//! `aes`, `ctr`, `hmac`, `sha1` and `sha2`.
+//! `AesCtrHmacAeadKey`: encrypt-then-MAC with AES-CTR and HMAC, from the
+//! key's provider: RustCrypto `aes`, `hmac`, `sha1` and `sha2` under
+//! `ring`; AWS-LC's AES-CTR and HMAC under `aws-lc-rs` and `fips` (which
+//! refuses SHA-1).
 //!
 //! Tink's `EncryptThenAuthenticate`: with a random IV of `iv_size` bytes,
 //! the CTR counter block is `iv ‖ 0…` (a 128-bit big-endian counter), and
@@ -17,18 +19,17 @@
 //! SHA512; tag at least 10 bytes and at most the hash's output size.
 
 use encstore_core::AeadError;
-use hmac::{Hmac, KeyInit, Mac};
 use tink_proto::{
     AesCtrHmacAeadKey, AesCtrHmacAeadKeyFormat, AesCtrKey, HashType, HmacKey, HmacParams,
 };
 use zeroize::{Zeroize, Zeroizing};
 
-use super::aes_util::Aes;
 use super::{
-    KeyParams, RawAead, check_aes_key_size, check_version, ct_eq, decode, encode_key, fill_random,
-    random_key, size,
+    KeyParams, RawAead, check_aes_key_size, check_version, decode, encode_key, random_key, size,
 };
 use crate::error::KeyError;
+use crate::provider::CryptoProvider;
+use crate::provider::prim::{AesCtr, Hash, Hmac, ct_eq};
 
 const KEY_TYPE: &str = "AesCtrHmacAeadKey";
 const MIN_IV_SIZE: usize = 12;
@@ -39,28 +40,6 @@ const MIN_TAG_SIZE: usize = 10;
 /// format asking for gigabytes must not allocate them; keys read from a
 /// keyset are accepted at any size of at least 16 bytes, as Tink does.
 const MAX_GENERATED_HMAC_KEY_SIZE: usize = 1024;
-
-/// A keyed HMAC for one of Tink's hashes (the key is hashed into the inner
-/// and outer states once; each message clones them).
-#[derive(Clone)]
-enum HmacAny {
-    Sha1(Box<Hmac<sha1::Sha1>>),
-    Sha224(Box<Hmac<sha2::Sha224>>),
-    Sha256(Box<Hmac<sha2::Sha256>>),
-    Sha384(Box<Hmac<sha2::Sha384>>),
-    Sha512(Box<Hmac<sha2::Sha512>>),
-}
-
-/// HMAC of `ad ‖ ct ‖ ad_bits`, full length, into `out`; returns the length.
-fn hmac_tag<M: Mac + Clone>(mac: &M, ad: &[u8], ct: &[u8], out: &mut [u8; 64]) -> usize {
-    let mut m = mac.clone();
-    m.update(ad);
-    m.update(ct);
-    m.update(&(ad.len() as u64).wrapping_mul(8).to_be_bytes());
-    let full = m.finalize().into_bytes();
-    out[..full.len()].copy_from_slice(&full);
-    full.len()
-}
 
 /// Hash name and output size of a Tink `HashType`, if Tink allows it here.
 fn hash_info(hash: i32) -> Option<(&'static str, usize)> {
@@ -74,39 +53,26 @@ fn hash_info(hash: i32) -> Option<(&'static str, usize)> {
     }
 }
 
-impl HmacAny {
-    fn new(hash: i32, key: &[u8]) -> Option<Self> {
-        Some(match HashType::try_from(hash).ok()? {
-            HashType::Sha1 => Self::Sha1(Box::new(Hmac::new_from_slice(key).ok()?)),
-            HashType::Sha224 => Self::Sha224(Box::new(Hmac::new_from_slice(key).ok()?)),
-            HashType::Sha256 => Self::Sha256(Box::new(Hmac::new_from_slice(key).ok()?)),
-            HashType::Sha384 => Self::Sha384(Box::new(Hmac::new_from_slice(key).ok()?)),
-            HashType::Sha512 => Self::Sha512(Box::new(Hmac::new_from_slice(key).ok()?)),
-            HashType::UnknownHash => return None,
-        })
-    }
-
-    /// Full-length tag of `ad ‖ ct ‖ bit_length(ad)`.
-    fn tag(&self, ad: &[u8], ct: &[u8]) -> Zeroizing<([u8; 64], usize)> {
-        let mut out = Zeroizing::new(([0u8; 64], 0));
-        let (buf, len) = &mut *out;
-        *len = match self {
-            Self::Sha1(m) => hmac_tag(&**m, ad, ct, buf),
-            Self::Sha224(m) => hmac_tag(&**m, ad, ct, buf),
-            Self::Sha256(m) => hmac_tag(&**m, ad, ct, buf),
-            Self::Sha384(m) => hmac_tag(&**m, ad, ct, buf),
-            Self::Sha512(m) => hmac_tag(&**m, ad, ct, buf),
-        };
-        out
-    }
+/// The provider hash of a Tink `HashType`.
+fn hash_of(hash: i32) -> Option<Hash> {
+    Some(match HashType::try_from(hash).ok()? {
+        HashType::Sha1 => Hash::Sha1,
+        HashType::Sha224 => Hash::Sha224,
+        HashType::Sha256 => Hash::Sha256,
+        HashType::Sha384 => Hash::Sha384,
+        HashType::Sha512 => Hash::Sha512,
+        HashType::UnknownHash => return None,
+    })
 }
 
 /// An AES-CTR-HMAC-AEAD key.
 struct AesCtrHmac {
-    /// AES round keys for CTR.
-    aes: Aes,
+    /// The AES-CTR key.
+    aes: AesCtr,
     /// Keyed HMAC.
-    hmac: HmacAny,
+    hmac: Hmac,
+    /// Where IVs come from.
+    provider: &'static CryptoProvider,
     /// IV size in bytes (12 to 16).
     iv_size: usize,
     /// Tag size in bytes.
@@ -129,19 +95,24 @@ impl AesCtrHmac {
         block[..self.iv_size].copy_from_slice(iv);
         block
     }
+
+    /// Full-length tag of `ad ‖ ct ‖ bit_length(ad)`.
+    fn tag(&self, ad: &[u8], ct: &[u8]) -> Zeroizing<([u8; 64], usize)> {
+        let ad_bits = (ad.len() as u64).wrapping_mul(8).to_be_bytes();
+        self.hmac.mac(&[ad, ct, &ad_bits])
+    }
 }
 
 impl RawAead for AesCtrHmac {
     fn seal_append(&self, pt: &[u8], ad: &[u8], out: &mut Vec<u8>) -> Result<(), AeadError> {
         let mut block = [0u8; 16];
-        fill_random(&mut block[..self.iv_size])?;
+        self.provider.fill_nonce(&mut block[..self.iv_size])?;
         out.reserve(self.iv_size + pt.len() + self.tag_size);
         let start = out.len();
         out.extend_from_slice(&block[..self.iv_size]);
         out.extend_from_slice(pt);
-        self.aes
-            .ctr128_apply(&block, &mut out[start + self.iv_size..]);
-        let tag = self.hmac.tag(ad, &out[start..]);
+        self.aes.apply(&block, &mut out[start + self.iv_size..]);
+        let tag = self.tag(ad, &out[start..]);
         out.extend_from_slice(&tag.0[..self.tag_size]);
         Ok(())
     }
@@ -151,13 +122,13 @@ impl RawAead for AesCtrHmac {
             return Err(AeadError::Authentication);
         }
         let tag_start = buf.len() - self.tag_size;
-        let expected = self.hmac.tag(ad, &buf[start..tag_start]);
+        let expected = self.tag(ad, &buf[start..tag_start]);
         if !ct_eq(&expected.0[..self.tag_size], &buf[tag_start..]) {
             return Err(AeadError::Authentication);
         }
         let ct_start = start + self.iv_size;
         let block = self.counter_block(&buf[start..ct_start]);
-        self.aes.ctr128_apply(&block, &mut buf[ct_start..tag_start]);
+        self.aes.apply(&block, &mut buf[ct_start..tag_start]);
         buf.copy_within(ct_start..tag_start, 0);
         buf.truncate(tag_start - ct_start);
         Ok(())
@@ -219,7 +190,10 @@ fn check_hmac_key_size(size: usize) -> Result<(), KeyError> {
     Ok(())
 }
 
-pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+pub(super) fn from_key(
+    provider: &'static CryptoProvider,
+    value: &[u8],
+) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
     let mut proto = AesCtrHmacAeadKey::default();
     crate::keyset::merge_or_wipe(&mut proto, value, |p| {
         for k in [
@@ -248,9 +222,13 @@ pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), Ke
     let (hash, tag_size) = check_hmac_params(hmac.params.as_ref())?;
 
     let hash_type = hmac.params.as_ref().map_or(0, |p| p.hash);
+    let hash_alg = hash_of(hash_type).ok_or_else(|| invalid("HMAC hash".into()))?;
     let aead = AesCtrHmac {
-        aes: Aes::new(&aes_key).ok_or_else(|| invalid("AES key".into()))?,
-        hmac: HmacAny::new(hash_type, &hmac_key).ok_or_else(|| invalid("HMAC key".into()))?,
+        aes: provider
+            .aes_ctr(&aes_key)
+            .ok_or_else(|| invalid("AES key".into()))?,
+        hmac: provider.hmac(hash_alg, &hmac_key),
+        provider,
         iv_size,
         tag_size,
     };
@@ -264,7 +242,10 @@ pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), Ke
     Ok((params, Box::new(aead)))
 }
 
-pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+pub(super) fn new_key(
+    provider: &CryptoProvider,
+    key_format: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let format: AesCtrHmacAeadKeyFormat = decode(KEY_TYPE, key_format)?;
     let aes_format = format.aes_ctr_key_format.unwrap_or_default();
     let hmac_format = format.hmac_key_format.unwrap_or_default();
@@ -282,8 +263,8 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
     }
     check_hmac_params(hmac_format.params.as_ref())?;
 
-    let aes_key = random_key(size(aes_format.key_size))?;
-    let hmac_key = random_key(size(hmac_format.key_size))?;
+    let aes_key = random_key(provider, size(aes_format.key_size))?;
+    let hmac_key = random_key(provider, size(hmac_format.key_size))?;
     let mut proto = AesCtrHmacAeadKey {
         version: 0,
         aes_ctr_key: Some(AesCtrKey {
@@ -311,6 +292,14 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
 mod tests {
     use super::*;
     use crate::primitives::test_util::*;
+
+    fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+        super::from_key(provider_for(KEY_TYPE), value)
+    }
+
+    fn new_key(format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        super::new_key(provider_for(KEY_TYPE), format)
+    }
     use tink_proto::{AesCtrKeyFormat, AesCtrParams, HmacKeyFormat};
 
     struct K {

@@ -21,10 +21,11 @@ use zeroize::Zeroizing;
 
 use super::aes_util::{Aes, AesCmac};
 use super::{
-    KeyParams, RawAead, TAG_SIZE, check_aes_key_size, ct_eq, decode, decode_key, encode_new_key,
-    fill_random, size,
+    KeyParams, RawAead, TAG_SIZE, check_aes_key_size, decode, decode_key, encode_new_key, size,
 };
 use crate::error::KeyError;
+use crate::provider::CryptoProvider;
+use crate::provider::prim::ct_eq;
 
 const KEY_TYPE: &str = "AesEaxKey";
 
@@ -36,6 +37,8 @@ struct AesEax {
     cmac: AesCmac,
     /// IV size in bytes, 12 or 16.
     iv_size: usize,
+    /// Where IVs come from.
+    provider: &'static CryptoProvider,
 }
 
 impl std::fmt::Debug for AesEax {
@@ -69,7 +72,7 @@ impl AesEax {
 impl RawAead for AesEax {
     fn seal_append(&self, pt: &[u8], ad: &[u8], out: &mut Vec<u8>) -> Result<(), AeadError> {
         let mut iv = [0u8; 16];
-        fill_random(&mut iv[..self.iv_size])?;
+        self.provider.fill_nonce(&mut iv[..self.iv_size])?;
         let iv = &iv[..self.iv_size];
         let (n, mut tag) = self.nonce_and_header(iv, ad);
         out.reserve(self.iv_size + pt.len() + TAG_SIZE);
@@ -126,7 +129,10 @@ fn check_iv_size(params: Option<&AesEaxParams>) -> Result<usize, KeyError> {
     Ok(iv_size)
 }
 
-pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+pub(super) fn from_key(
+    provider: &'static CryptoProvider,
+    value: &[u8],
+) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
     let (proto, key) = decode_key::<AesEaxKey>(KEY_TYPE, value, check_aes_key_size)?;
     let iv_size = check_iv_size(proto.params.as_ref())?;
     let wrong = || KeyError::WrongKeySize {
@@ -138,6 +144,7 @@ pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), Ke
         aes: Aes::new(&key).ok_or_else(wrong)?,
         cmac: AesCmac::new(&key).ok_or_else(wrong)?,
         iv_size,
+        provider,
     };
     let params = KeyParams::AesEax {
         key_size: key.len(),
@@ -146,11 +153,14 @@ pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), Ke
     Ok((params, Box::new(aead)))
 }
 
-pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+pub(super) fn new_key(
+    provider: &CryptoProvider,
+    key_format: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let format: AesEaxKeyFormat = decode(KEY_TYPE, key_format)?;
     check_aes_key_size(KEY_TYPE, size(format.key_size))?;
     let iv_size = check_iv_size(format.params.as_ref())?;
-    encode_new_key(size(format.key_size), |key_value| AesEaxKey {
+    encode_new_key(provider, size(format.key_size), |key_value| AesEaxKey {
         version: 0,
         params: Some(AesEaxParams {
             iv_size: iv_size as u32,
@@ -163,6 +173,14 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
 mod tests {
     use super::*;
     use crate::primitives::test_util::*;
+
+    fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+        super::from_key(provider_for(KEY_TYPE), value)
+    }
+
+    fn new_key(format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        super::new_key(provider_for(KEY_TYPE), format)
+    }
 
     fn key_proto(key: &[u8], iv_size: u32, version: u32) -> Vec<u8> {
         prost::Message::encode_to_vec(&AesEaxKey {

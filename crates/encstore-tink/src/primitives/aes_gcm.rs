@@ -1,4 +1,5 @@
-//! `AesGcmKey`: AES-GCM with a 12-byte random IV and a 16-byte tag, on ring.
+//! `AesGcmKey`: AES-GCM with a 12-byte random IV and a 16-byte tag, from
+//! the key's provider (under `fips`, the IV is made inside the module).
 //!
 //! Tink 1.16 (C++ `AesGcmKeyManager`): key version 0, key 16 or 32 bytes.
 //! Raw ciphertext: `iv(12) ‖ ct ‖ tag(16)`.
@@ -6,42 +7,52 @@
 use tink_proto::{AesGcmKey, AesGcmKeyFormat};
 use zeroize::Zeroizing;
 
-use super::ring_aead::{RingAead, RingPrimitive};
+use super::nonce_aead::NoncePrimitive;
 use super::{
     KeyParams, RawAead, check_aes_key_size, check_version, decode, decode_key, encode_new_key, size,
 };
 use crate::error::KeyError;
+use crate::provider::CryptoProvider;
+use crate::provider::prim::AeadAlg;
 
 const KEY_TYPE: &str = "AesGcmKey";
 
-/// Builds the primitive from raw key bytes (already validated): ring's
-/// AES-GCM key (128 or 256), shown by `Debug` as `AesGcm`.
-fn build(key: &[u8]) -> Result<RingPrimitive, KeyError> {
+/// Builds the primitive from raw key bytes (already validated): the
+/// provider's AES-GCM key (128 or 256), shown by `Debug` as `AesGcm`.
+fn build(provider: &'static CryptoProvider, key: &[u8]) -> Result<NoncePrimitive, KeyError> {
     let algorithm = match key.len() {
-        16 => &ring::aead::AES_128_GCM,
-        _ => &ring::aead::AES_256_GCM,
+        16 => AeadAlg::Aes128Gcm,
+        _ => AeadAlg::Aes256Gcm,
     };
-    let inner = RingAead::new(algorithm, key).map_err(|_| KeyError::WrongKeySize {
-        key_type: KEY_TYPE,
-        size: key.len(),
-        allowed: "16 or 32 bytes",
-    })?;
-    Ok(RingPrimitive::new("AesGcm", inner))
+    let inner = provider
+        .random_nonce_key(algorithm, key)
+        .ok_or(KeyError::WrongKeySize {
+            key_type: KEY_TYPE,
+            size: key.len(),
+            allowed: "16 or 32 bytes",
+        })?;
+    Ok(NoncePrimitive::new("AesGcm", inner))
 }
 
-pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+pub(super) fn from_key(
+    provider: &'static CryptoProvider,
+    value: &[u8],
+) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
     let (_, key) = decode_key::<AesGcmKey>(KEY_TYPE, value, check_aes_key_size)?;
     let params = KeyParams::AesGcm {
         key_size: key.len(),
     };
-    Ok((params, Box::new(build(&key)?)))
+    Ok((params, Box::new(build(provider, &key)?)))
 }
 
-pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+pub(super) fn new_key(
+    provider: &CryptoProvider,
+    key_format: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let format: AesGcmKeyFormat = decode(KEY_TYPE, key_format)?;
     check_version(KEY_TYPE, format.version)?;
     check_aes_key_size(KEY_TYPE, size(format.key_size))?;
-    encode_new_key(size(format.key_size), |key_value| AesGcmKey {
+    encode_new_key(provider, size(format.key_size), |key_value| AesGcmKey {
         version: 0,
         key_value,
     })
@@ -51,6 +62,14 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
 mod tests {
     use super::*;
     use crate::primitives::test_util::*;
+
+    fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+        super::from_key(provider_for(KEY_TYPE), value)
+    }
+
+    fn new_key(format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        super::new_key(provider_for(KEY_TYPE), format)
+    }
 
     fn key_proto(key: &[u8], version: u32) -> Vec<u8> {
         prost::Message::encode_to_vec(&AesGcmKey {

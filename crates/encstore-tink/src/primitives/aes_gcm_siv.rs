@@ -1,5 +1,7 @@
-//! `AesGcmSivKey`: AES-GCM-SIV (RFC 8452) with a 12-byte random nonce, on
-//! RustCrypto `aes-gcm-siv` (AES-NI and CLMUL detected at run time).
+//! `AesGcmSivKey`: AES-GCM-SIV (RFC 8452) with a 12-byte random nonce: on
+//! RustCrypto `aes-gcm-siv` (AES-NI and CLMUL detected at run time) under
+//! `ring`, which has no AES-GCM-SIV; on AWS-LC under `aws-lc-rs`. Not a
+//! FIPS-approved mode: refused under `fips`.
 //!
 //! Tink 1.16 (C++ `AesGcmSivKeyManager`): key version 0, key 16 or 32 bytes.
 //! Raw ciphertext: `nonce(12) ‖ ct ‖ tag(16)`.
@@ -10,22 +12,32 @@ use encstore_core::AeadError;
 use tink_proto::{AesGcmSivKey, AesGcmSivKeyFormat};
 use zeroize::Zeroizing;
 
+use super::nonce_aead::NoncePrimitive;
 use super::{
     KeyParams, RawAead, TAG_SIZE, check_aes_key_size, check_version, decode, decode_key,
-    encode_new_key, fill_random, size,
+    encode_new_key, size,
 };
 use crate::error::KeyError;
+use crate::provider::CryptoProvider;
+use crate::provider::prim::AeadAlg;
 
 const KEY_TYPE: &str = "AesGcmSivKey";
 const NONCE_SIZE: usize = 12;
 
-/// An AES-GCM-SIV key (the crate's key-generating key is AES round keys,
-/// wiped on drop through `aes`'s `zeroize` feature).
-enum AesGcmSiv {
+/// A RustCrypto AES-GCM-SIV key (the crate's key-generating key is AES
+/// round keys, wiped on drop through `aes`'s `zeroize` feature).
+enum Siv {
     /// 16-byte key.
     Aes128(Box<Aes128GcmSiv>),
     /// 32-byte key.
     Aes256(Box<Aes256GcmSiv>),
+}
+
+/// An AES-GCM-SIV key on RustCrypto, with its nonce source.
+struct AesGcmSiv {
+    siv: Siv,
+    /// Where nonces come from.
+    provider: &'static CryptoProvider,
 }
 
 impl std::fmt::Debug for AesGcmSiv {
@@ -36,9 +48,9 @@ impl std::fmt::Debug for AesGcmSiv {
 
 impl AesGcmSiv {
     fn encrypt(&self, nonce: &Nonce, ad: &[u8], buf: &mut [u8]) -> Result<Tag, AeadError> {
-        match self {
-            Self::Aes128(c) => c.encrypt_inout_detached(nonce, ad, buf.into()),
-            Self::Aes256(c) => c.encrypt_inout_detached(nonce, ad, buf.into()),
+        match &self.siv {
+            Siv::Aes128(c) => c.encrypt_inout_detached(nonce, ad, buf.into()),
+            Siv::Aes256(c) => c.encrypt_inout_detached(nonce, ad, buf.into()),
         }
         .map_err(|_| AeadError::TooLarge)
     }
@@ -50,9 +62,9 @@ impl AesGcmSiv {
         buf: &mut [u8],
         tag: &Tag,
     ) -> Result<(), AeadError> {
-        match self {
-            Self::Aes128(c) => c.decrypt_inout_detached(nonce, ad, buf.into(), tag),
-            Self::Aes256(c) => c.decrypt_inout_detached(nonce, ad, buf.into(), tag),
+        match &self.siv {
+            Siv::Aes128(c) => c.decrypt_inout_detached(nonce, ad, buf.into(), tag),
+            Siv::Aes256(c) => c.decrypt_inout_detached(nonce, ad, buf.into(), tag),
         }
         .map_err(|_| AeadError::Authentication)
     }
@@ -61,7 +73,7 @@ impl AesGcmSiv {
 impl RawAead for AesGcmSiv {
     fn seal_append(&self, pt: &[u8], ad: &[u8], out: &mut Vec<u8>) -> Result<(), AeadError> {
         let mut nonce = Nonce::default();
-        fill_random(&mut nonce)?;
+        self.provider.fill_nonce(&mut nonce)?;
         out.reserve(NONCE_SIZE + pt.len() + TAG_SIZE);
         out.extend_from_slice(&nonce);
         let ct_start = out.len();
@@ -97,30 +109,44 @@ impl RawAead for AesGcmSiv {
     }
 }
 
-pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+pub(super) fn from_key(
+    provider: &'static CryptoProvider,
+    value: &[u8],
+) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
     let (_, key) = decode_key::<AesGcmSivKey>(KEY_TYPE, value, check_aes_key_size)?;
     let wrong = |_| KeyError::WrongKeySize {
         key_type: KEY_TYPE,
         size: key.len(),
         allowed: "16 or 32 bytes",
     };
-    let aead = match key.len() {
-        16 => AesGcmSiv::Aes128(Box::new(Aes128GcmSiv::new_from_slice(&key).map_err(wrong)?)),
-        _ => AesGcmSiv::Aes256(Box::new(Aes256GcmSiv::new_from_slice(&key).map_err(wrong)?)),
+    let params = KeyParams::AesGcmSiv {
+        key_size: key.len(),
     };
-    Ok((
-        KeyParams::AesGcmSiv {
-            key_size: key.len(),
-        },
-        Box::new(aead),
-    ))
+    let alg = match key.len() {
+        16 => AeadAlg::Aes128GcmSiv,
+        _ => AeadAlg::Aes256GcmSiv,
+    };
+    // The provider's AES-GCM-SIV where it has one (AWS-LC), else RustCrypto.
+    if provider.aead_key(alg, &key).is_some()
+        && let Some(k) = provider.random_nonce_key(alg, &key)
+    {
+        return Ok((params, Box::new(NoncePrimitive::new("AesGcmSiv", k))));
+    }
+    let siv = match key.len() {
+        16 => Siv::Aes128(Box::new(Aes128GcmSiv::new_from_slice(&key).map_err(wrong)?)),
+        _ => Siv::Aes256(Box::new(Aes256GcmSiv::new_from_slice(&key).map_err(wrong)?)),
+    };
+    Ok((params, Box::new(AesGcmSiv { siv, provider })))
 }
 
-pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+pub(super) fn new_key(
+    provider: &CryptoProvider,
+    key_format: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let format: AesGcmSivKeyFormat = decode(KEY_TYPE, key_format)?;
     check_version(KEY_TYPE, format.version)?;
     check_aes_key_size(KEY_TYPE, size(format.key_size))?;
-    encode_new_key(size(format.key_size), |key_value| AesGcmSivKey {
+    encode_new_key(provider, size(format.key_size), |key_value| AesGcmSivKey {
         version: 0,
         key_value,
     })
@@ -130,6 +156,14 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
 mod tests {
     use super::*;
     use crate::primitives::test_util::*;
+
+    fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+        super::from_key(provider_for(KEY_TYPE), value)
+    }
+
+    fn new_key(format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        super::new_key(provider_for(KEY_TYPE), format)
+    }
 
     fn key_proto(key: &[u8], version: u32) -> Vec<u8> {
         prost::Message::encode_to_vec(&AesGcmSivKey {

@@ -1,6 +1,9 @@
-//! AES building blocks (RustCrypto `aes`, `ctr`, `cmac`) shared by AES-EAX,
-//! AES-CTR-HMAC and XAES-256-GCM. The `aes` crate picks AES-NI at run time;
-//! with its `zeroize` feature the round keys are wiped on drop.
+//! AES building blocks (RustCrypto `aes`, `ctr`, `cmac`) for AES-EAX (CTR
+//! and CMAC) and XAES-256-GCM (CMAC key derivation), under the `ring` and
+//! `aws-lc-rs` providers (the `fips` provider refuses both key types).
+//! AES-CTR-HMAC's CTR comes from the provider (`provider::prim::AesCtr`).
+//! The `aes` crate picks AES-NI at run time; with its `zeroize` feature the
+//! round keys are wiped on drop.
 
 use aes::cipher::{InnerIvInit, KeyInit, StreamCipher, StreamCipherCoreWrapper};
 use aes::{Aes128, Aes256};

@@ -1,5 +1,5 @@
 //! `ChaCha20Poly1305Key`: RFC 8439 ChaCha20-Poly1305 with a 12-byte random
-//! nonce, on ring.
+//! nonce, from the key's provider (ring or AWS-LC; refused under `fips`).
 //!
 //! Tink 1.16 (Java/Go `ChaCha20Poly1305KeyManager`): key version 0, key 32
 //! bytes; the key format is empty. Raw ciphertext: `nonce(12) ‖ ct ‖ tag(16)`.
@@ -7,31 +7,39 @@
 use tink_proto::{ChaCha20Poly1305Key, ChaCha20Poly1305KeyFormat};
 use zeroize::Zeroizing;
 
-use super::ring_aead::{RingAead, RingPrimitive};
+use super::nonce_aead::NoncePrimitive;
 use super::{KeyParams, RawAead, check_32_byte_key_size, decode, decode_key, encode_new_key};
 use crate::error::KeyError;
+use crate::provider::CryptoProvider;
+use crate::provider::prim::AeadAlg;
 
 const KEY_TYPE: &str = "ChaCha20Poly1305Key";
 const KEY_SIZE: usize = 32;
 
-pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+pub(super) fn from_key(
+    provider: &'static CryptoProvider,
+    value: &[u8],
+) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
     let (_, key) = decode_key::<ChaCha20Poly1305Key>(KEY_TYPE, value, check_32_byte_key_size)?;
-    let inner = RingAead::new(&ring::aead::CHACHA20_POLY1305, &key).map_err(|_| {
-        KeyError::WrongKeySize {
+    let inner = provider
+        .random_nonce_key(AeadAlg::ChaCha20Poly1305, &key)
+        .ok_or(KeyError::WrongKeySize {
             key_type: KEY_TYPE,
             size: key.len(),
             allowed: "32 bytes",
-        }
-    })?;
+        })?;
     Ok((
         KeyParams::ChaCha20Poly1305,
-        Box::new(RingPrimitive::new("ChaCha20Poly1305", inner)),
+        Box::new(NoncePrimitive::new("ChaCha20Poly1305", inner)),
     ))
 }
 
-pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+pub(super) fn new_key(
+    provider: &CryptoProvider,
+    key_format: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let _format: ChaCha20Poly1305KeyFormat = decode(KEY_TYPE, key_format)?;
-    encode_new_key(KEY_SIZE, |key_value| ChaCha20Poly1305Key {
+    encode_new_key(provider, KEY_SIZE, |key_value| ChaCha20Poly1305Key {
         version: 0,
         key_value,
     })
@@ -41,6 +49,14 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
 mod tests {
     use super::*;
     use crate::primitives::test_util::*;
+
+    fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+        super::from_key(provider_for(KEY_TYPE), value)
+    }
+
+    fn new_key(format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        super::new_key(provider_for(KEY_TYPE), format)
+    }
 
     fn key_proto(key: &[u8], version: u32) -> Vec<u8> {
         prost::Message::encode_to_vec(&ChaCha20Poly1305Key {

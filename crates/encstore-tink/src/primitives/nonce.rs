@@ -1,6 +1,8 @@
-//! Where every nonce, IV and salt comes from: the kernel's random number
-//! generator, through its vDSO when the kernel has one, else one
-//! `getrandom` system call per message.
+//! Where every nonce, IV and salt comes from under the `ring` and
+//! `aws-lc-rs` crypto providers: the kernel's random number generator,
+//! through its vDSO when the kernel has one, else one `getrandom` system
+//! call per message. (Under the `fips` provider they come from the FIPS
+//! module's approved DRBG instead: `provider::prim`.)
 //!
 //! # What this guarantees
 //! - **Fork.** A forked child never repeats its parent's nonces, nor a

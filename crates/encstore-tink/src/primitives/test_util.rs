@@ -3,6 +3,23 @@
 use encstore_core::AeadError;
 
 use super::RawAead;
+use crate::provider::CryptoProvider;
+
+/// The provider a key type's unit tests run under: the process default
+/// when it allows the type (so `--features aws-lc-rs` or `fips` test their
+/// own implementations), else the first implementation that has it (a
+/// `fips` build tests the implementations of the types it refuses on the
+/// AWS-LC code path without the FIPS checks).
+pub(super) fn provider_for(key_type: &str) -> &'static CryptoProvider {
+    let default = crate::provider::get_default().expect("a default provider");
+    if default.check_key_type(key_type).is_ok() {
+        return default;
+    }
+    crate::provider::test_implementations()
+        .into_iter()
+        .find(|p| p.check_key_type(key_type).is_ok())
+        .expect("some implementation has every key type")
+}
 
 /// Decodes hex, panicking on bad test data.
 pub(super) fn hex(s: &str) -> Vec<u8> {

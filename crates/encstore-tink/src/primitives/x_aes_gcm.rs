@@ -12,7 +12,8 @@
 //! raw ciphertext = salt ‖ iv(12) ‖ AES-256-GCM(K', iv, pt, ad)
 //! ```
 //! With a 12-byte salt, `salt ‖ iv` is C2SP's 24-byte XAES-256-GCM nonce.
-//! CMAC is RustCrypto `cmac` (keyed once, cloned per message); GCM is ring.
+//! CMAC is RustCrypto `cmac` (keyed once, cloned per message) under every
+//! provider; GCM is the provider's (ring or AWS-LC). Refused under `fips`.
 //!
 //! Tink 1.16 (C++ `XAesGcmKeyManager`): key version 0, key 32 bytes, salt
 //! size 8 to 12; the key format's version must be 0 too.
@@ -21,16 +22,17 @@
 //! the field numbers of Tink's `proto/x_aes_gcm.proto`.
 
 use encstore_core::AeadError;
-use ring::aead::{AES_256_GCM, NONCE_LEN};
 use zeroize::Zeroizing;
 
 use super::aes_util::AesCmac;
-use super::ring_aead::RingAead;
+use super::nonce_aead::{open_in_place_with_nonce, seal_append_without_nonce};
 use super::{
     KeyParams, RawAead, TAG_SIZE, check_32_byte_key_size, check_version, decode, decode_key,
-    encode_new_key, fill_random, size,
+    encode_new_key, size,
 };
 use crate::error::KeyError;
+use crate::provider::CryptoProvider;
+use crate::provider::prim::{AeadAlg, AeadKey, NONCE_LEN};
 
 const KEY_TYPE: &str = "XAesGcmKey";
 const KEY_SIZE: usize = 32;
@@ -86,6 +88,8 @@ struct XAesGcm {
     cmac: AesCmac,
     /// Salt size in bytes (8 to 12).
     salt_size: usize,
+    /// Where salts, IVs and the per-message AES-256-GCM come from.
+    provider: &'static CryptoProvider,
 }
 
 impl std::fmt::Debug for XAesGcm {
@@ -98,7 +102,7 @@ impl std::fmt::Debug for XAesGcm {
 
 impl XAesGcm {
     /// The per-message AES-256-GCM key for `salt`.
-    fn derive(&self, salt: &[u8]) -> Result<RingAead, AeadError> {
+    fn derive(&self, salt: &[u8]) -> Result<AeadKey, AeadError> {
         let mut m1 = [0u8; 16];
         m1[..4].copy_from_slice(&[0, 1, b'X', 0]);
         m1[4..4 + salt.len()].copy_from_slice(salt);
@@ -107,7 +111,9 @@ impl XAesGcm {
         let mut derived = Zeroizing::new([0u8; 32]);
         derived[..16].copy_from_slice(&self.cmac.mac(&[&m1]));
         derived[16..].copy_from_slice(&self.cmac.mac(&[&m2]));
-        RingAead::new(&AES_256_GCM, &derived[..]).map_err(|_| AeadError::Authentication)
+        self.provider
+            .aead_key(AeadAlg::Aes256Gcm, &derived[..])
+            .ok_or(AeadError::Authentication)
     }
 }
 
@@ -115,14 +121,14 @@ impl RawAead for XAesGcm {
     fn seal_append(&self, pt: &[u8], ad: &[u8], out: &mut Vec<u8>) -> Result<(), AeadError> {
         let mut salt_iv = [0u8; MAX_SALT_SIZE + NONCE_LEN];
         let header = &mut salt_iv[..self.salt_size + NONCE_LEN];
-        fill_random(header)?;
+        self.provider.fill_nonce(header)?;
         let (salt, iv) = header.split_at(self.salt_size);
         let aead = self.derive(salt)?;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(iv);
         out.reserve(self.overhead() + pt.len());
         out.extend_from_slice(header);
-        aead.seal_append_without_nonce(nonce, pt, ad, out)
+        seal_append_without_nonce(&aead, nonce, pt, ad, out)
     }
 
     fn open_in_place(&self, buf: &mut Vec<u8>, start: usize, ad: &[u8]) -> Result<(), AeadError> {
@@ -133,7 +139,7 @@ impl RawAead for XAesGcm {
         let aead = self.derive(&buf[start..iv_start])?;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&buf[iv_start..iv_start + NONCE_LEN]);
-        aead.open_in_place_with_nonce(nonce, buf, iv_start + NONCE_LEN, ad)
+        open_in_place_with_nonce(&aead, nonce, buf, iv_start + NONCE_LEN, ad)
     }
 
     fn overhead(&self) -> usize {
@@ -157,7 +163,10 @@ fn check_params(params: Option<&XAesGcmParams>) -> Result<usize, KeyError> {
     Ok(salt_size)
 }
 
-pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+pub(super) fn from_key(
+    provider: &'static CryptoProvider,
+    value: &[u8],
+) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
     let (proto, key) = decode_key::<XAesGcmKey>(KEY_TYPE, value, check_32_byte_key_size)?;
     let salt_size = check_params(proto.params.as_ref())?;
     let cmac = AesCmac::new(&key).ok_or(KeyError::WrongKeySize {
@@ -167,15 +176,22 @@ pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), Ke
     })?;
     Ok((
         KeyParams::XAesGcm { salt_size },
-        Box::new(XAesGcm { cmac, salt_size }),
+        Box::new(XAesGcm {
+            cmac,
+            salt_size,
+            provider,
+        }),
     ))
 }
 
-pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+pub(super) fn new_key(
+    provider: &CryptoProvider,
+    key_format: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let format: XAesGcmKeyFormat = decode(KEY_TYPE, key_format)?;
     check_version(KEY_TYPE, format.version)?;
     check_params(format.params.as_ref())?;
-    encode_new_key(KEY_SIZE, |key_value| XAesGcmKey {
+    encode_new_key(provider, KEY_SIZE, |key_value| XAesGcmKey {
         version: 0,
         params: format.params,
         key_value,
@@ -186,6 +202,14 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
 mod tests {
     use super::*;
     use crate::primitives::test_util::*;
+
+    fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+        super::from_key(provider_for(KEY_TYPE), value)
+    }
+
+    fn new_key(format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        super::new_key(provider_for(KEY_TYPE), format)
+    }
 
     fn key_proto(key: &[u8], salt_size: u32, version: u32) -> Vec<u8> {
         prost::Message::encode_to_vec(&XAesGcmKey {

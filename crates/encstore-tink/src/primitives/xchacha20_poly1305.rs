@@ -2,24 +2,26 @@
 //! a 24-byte random nonce.
 //!
 //! Per message: the subkey is `HChaCha20(key, nonce[..16])`, and the message
-//! is sealed with ring's ChaCha20-Poly1305 under that subkey and the nonce
-//! `0⁴ ‖ nonce[16..24]`. A ring ChaCha20 key is just the 32 key bytes (no
-//! schedule), so building one per message costs a copy.
+//! is sealed with the provider's ChaCha20-Poly1305 (ring or AWS-LC) under
+//! that subkey and the nonce `0⁴ ‖ nonce[16..24]`. A ChaCha20 key is just
+//! the 32 key bytes (no schedule), so building one per message is cheap.
+//! Refused under `fips`.
 //!
 //! Tink 1.16 (C++ `XChaCha20Poly1305KeyManager`): key version 0, key 32
 //! bytes. Raw ciphertext: `nonce(24) ‖ ct ‖ tag(16)`.
 
 use encstore_core::AeadError;
-use ring::aead::NONCE_LEN;
 use tink_proto::{XChaCha20Poly1305Key, XChaCha20Poly1305KeyFormat};
 use zeroize::Zeroizing;
 
-use super::ring_aead::RingAead;
+use super::nonce_aead::{open_in_place_with_nonce, seal_append_without_nonce};
 use super::{
     KeyParams, RawAead, TAG_SIZE, check_32_byte_key_size, check_version, decode, decode_key,
-    encode_new_key, fill_random,
+    encode_new_key,
 };
 use crate::error::KeyError;
+use crate::provider::CryptoProvider;
+use crate::provider::prim::{AeadAlg, AeadKey, NONCE_LEN};
 
 const KEY_TYPE: &str = "XChaCha20Poly1305Key";
 const KEY_SIZE: usize = 32;
@@ -29,6 +31,8 @@ const NONCE_SIZE: usize = 24;
 struct XChaCha20Poly1305 {
     /// The key, wiped on drop.
     key: Zeroizing<[u8; KEY_SIZE]>,
+    /// Where nonces and the per-message ChaCha20-Poly1305 come from.
+    provider: &'static CryptoProvider,
 }
 
 impl std::fmt::Debug for XChaCha20Poly1305 {
@@ -81,10 +85,12 @@ fn hchacha20(key: &[u8; 32], nonce16: &[u8]) -> Zeroizing<[u8; 32]> {
 
 impl XChaCha20Poly1305 {
     /// The per-message ChaCha20-Poly1305 key and 12-byte nonce.
-    fn subkey(&self, nonce: &[u8; NONCE_SIZE]) -> Result<(RingAead, [u8; NONCE_LEN]), AeadError> {
+    fn subkey(&self, nonce: &[u8; NONCE_SIZE]) -> Result<(AeadKey, [u8; NONCE_LEN]), AeadError> {
         let subkey = hchacha20(&self.key, &nonce[..16]);
-        let aead = RingAead::new(&ring::aead::CHACHA20_POLY1305, &subkey[..])
-            .map_err(|_| AeadError::Authentication)?;
+        let aead = self
+            .provider
+            .aead_key(AeadAlg::ChaCha20Poly1305, &subkey[..])
+            .ok_or(AeadError::Authentication)?;
         let mut inner_nonce = [0u8; NONCE_LEN];
         inner_nonce[4..].copy_from_slice(&nonce[16..]);
         Ok((aead, inner_nonce))
@@ -94,11 +100,11 @@ impl XChaCha20Poly1305 {
 impl RawAead for XChaCha20Poly1305 {
     fn seal_append(&self, pt: &[u8], ad: &[u8], out: &mut Vec<u8>) -> Result<(), AeadError> {
         let mut nonce = [0u8; NONCE_SIZE];
-        fill_random(&mut nonce)?;
+        self.provider.fill_nonce(&mut nonce)?;
         let (aead, inner_nonce) = self.subkey(&nonce)?;
         out.reserve(NONCE_SIZE + pt.len() + TAG_SIZE);
         out.extend_from_slice(&nonce);
-        aead.seal_append_without_nonce(inner_nonce, pt, ad, out)
+        seal_append_without_nonce(&aead, inner_nonce, pt, ad, out)
     }
 
     fn open_in_place(&self, buf: &mut Vec<u8>, start: usize, ad: &[u8]) -> Result<(), AeadError> {
@@ -108,7 +114,7 @@ impl RawAead for XChaCha20Poly1305 {
         let mut nonce = [0u8; NONCE_SIZE];
         nonce.copy_from_slice(&buf[start..start + NONCE_SIZE]);
         let (aead, inner_nonce) = self.subkey(&nonce)?;
-        aead.open_in_place_with_nonce(inner_nonce, buf, start + NONCE_SIZE, ad)
+        open_in_place_with_nonce(&aead, inner_nonce, buf, start + NONCE_SIZE, ad)
     }
 
     fn overhead(&self) -> usize {
@@ -120,21 +126,27 @@ impl RawAead for XChaCha20Poly1305 {
     }
 }
 
-pub(super) fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+pub(super) fn from_key(
+    provider: &'static CryptoProvider,
+    value: &[u8],
+) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
     let (_, key_bytes) =
         decode_key::<XChaCha20Poly1305Key>(KEY_TYPE, value, check_32_byte_key_size)?;
     let mut key = Zeroizing::new([0u8; KEY_SIZE]);
     key.copy_from_slice(&key_bytes);
     Ok((
         KeyParams::XChaCha20Poly1305,
-        Box::new(XChaCha20Poly1305 { key }),
+        Box::new(XChaCha20Poly1305 { key, provider }),
     ))
 }
 
-pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+pub(super) fn new_key(
+    provider: &CryptoProvider,
+    key_format: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let format: XChaCha20Poly1305KeyFormat = decode(KEY_TYPE, key_format)?;
     check_version(KEY_TYPE, format.version)?;
-    encode_new_key(KEY_SIZE, |key_value| XChaCha20Poly1305Key {
+    encode_new_key(provider, KEY_SIZE, |key_value| XChaCha20Poly1305Key {
         version: 0,
         key_value,
     })
@@ -144,6 +156,14 @@ pub(super) fn new_key(key_format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>
 mod tests {
     use super::*;
     use crate::primitives::test_util::*;
+
+    fn from_key(value: &[u8]) -> Result<(KeyParams, Box<dyn RawAead>), KeyError> {
+        super::from_key(provider_for(KEY_TYPE), value)
+    }
+
+    fn new_key(format: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        super::new_key(provider_for(KEY_TYPE), format)
+    }
 
     fn key_proto(key: &[u8], version: u32) -> Vec<u8> {
         prost::Message::encode_to_vec(&XChaCha20Poly1305Key {

@@ -14,27 +14,25 @@
 //!                         tag = HMAC(nonce i (16 bytes) ‖ ciphertext)[..tag size]
 //! ```
 
-use aes::cipher::{BlockCipherEncrypt, KeyInit};
-use aes::{Aes128, Aes256};
-use hmac::{Hmac, Mac};
-use ring::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::StreamingError;
 use super::layout::SegmentLayout;
 use super::params::{CTR_HMAC_KEY_SIZE, HashAlg, Mode, NONCE_PREFIX_SIZE, StreamingParams};
+use crate::provider::CryptoProvider;
+use crate::provider::prim::{AeadAlg, AeadKey, AesCtr, Hash, Hmac, ct_eq};
 
 /// The longest header: `1 + 32 + 7`.
 pub(crate) const MAX_HEADER_LEN: usize = 1 + 32 + NONCE_PREFIX_SIZE;
-/// The longest tag (HMAC-SHA512).
-pub(crate) const MAX_TAG_SIZE: usize = 64;
 
 /// One streaming key of a keyset: its parameters and key bytes (the HKDF
-/// input keying material, zeroized on drop).
+/// input keying material, zeroized on drop), and the provider its
+/// derivations and segment ciphers come from.
 pub(crate) struct StreamingKey {
     params: StreamingParams,
     key: Zeroizing<Vec<u8>>,
     layout: SegmentLayout,
+    provider: &'static CryptoProvider,
 }
 
 impl std::fmt::Debug for StreamingKey {
@@ -63,8 +61,13 @@ impl Header {
 type NoncePrefix = [u8; NONCE_PREFIX_SIZE];
 
 impl StreamingKey {
-    /// A key from validated parameters and its key bytes.
-    pub(crate) fn new(params: StreamingParams, key: Zeroizing<Vec<u8>>) -> Self {
+    /// A key from validated parameters and its key bytes, whose
+    /// primitives come from `provider`.
+    pub(crate) fn new(
+        provider: &'static CryptoProvider,
+        params: StreamingParams,
+        key: Zeroizing<Vec<u8>>,
+    ) -> Self {
         let layout = SegmentLayout::new(
             params.header_len() as u64,
             u64::from(params.ciphertext_segment_size),
@@ -75,6 +78,7 @@ impl StreamingKey {
             params,
             key,
             layout,
+            provider,
         }
     }
 
@@ -93,8 +97,9 @@ impl StreamingKey {
         self.params.ciphertext_segment_size as usize
     }
 
-    /// A fresh header (random salt and nonce prefix from the OS CSPRNG)
-    /// and the segment cipher it and `associated_data` derive.
+    /// A fresh header (random salt and nonce prefix from the provider's
+    /// source: the kernel CSPRNG, or the FIPS module's DRBG) and the
+    /// segment cipher it and `associated_data` derive.
     pub(crate) fn new_stream(
         &self,
         associated_data: &[u8],
@@ -102,7 +107,9 @@ impl StreamingKey {
         let len = self.header_len();
         let mut bytes = [0u8; MAX_HEADER_LEN];
         bytes[0] = len as u8;
-        getrandom::fill(&mut bytes[1..len]).map_err(|_| StreamingError::Randomness)?;
+        self.provider
+            .fill_nonce(&mut bytes[1..len])
+            .map_err(|_| StreamingError::Randomness)?;
         let header = Header { bytes, len };
         let cipher = self.cipher_for(header.as_bytes(), associated_data)?;
         Ok((header, cipher))
@@ -133,23 +140,36 @@ impl StreamingKey {
         };
         let mut okm = Zeroizing::new([0u8; 32 + CTR_HMAC_KEY_SIZE]);
         let okm = &mut okm[..derived + extra];
-        hkdf(self.params.hkdf_hash, &self.key, salt, associated_data, okm);
+        self.provider
+            .hkdf(
+                hash(self.params.hkdf_hash),
+                &self.key,
+                salt,
+                associated_data,
+                okm,
+            )
+            .unwrap_or_else(|()| unreachable!("HKDF-SHA1/256/512, at most 64 bytes of output"));
         let kind = match self.params.mode {
             Mode::Gcm => {
                 let alg = if derived == 16 {
-                    &AES_128_GCM
+                    AeadAlg::Aes128Gcm
                 } else {
-                    &AES_256_GCM
+                    AeadAlg::Aes256Gcm
                 };
-                let key = UnboundKey::new(alg, okm)
-                    .unwrap_or_else(|_| unreachable!("16- or 32-byte AES-GCM key"));
-                CipherKind::Gcm(Box::new(LessSafeKey::new(key)))
+                let key = self
+                    .provider
+                    .aead_key(alg, okm)
+                    .unwrap_or_else(|| unreachable!("16- or 32-byte AES-GCM key"));
+                CipherKind::Gcm(Box::new(key))
             }
             Mode::CtrHmac { hmac_hash, .. } => {
                 let (aes_key, hmac_key) = okm.split_at(derived);
                 CipherKind::CtrHmac(Box::new(CtrHmac {
-                    aes: AesKey::new(aes_key),
-                    hmac: HmacKey::new(hmac_hash, hmac_key),
+                    aes: self
+                        .provider
+                        .aes_ctr(aes_key)
+                        .unwrap_or_else(|| unreachable!("16- or 32-byte AES key")),
+                    hmac: self.provider.hmac(hash(hmac_hash), hmac_key),
                 }))
             }
         };
@@ -161,22 +181,20 @@ impl StreamingKey {
     }
 }
 
-/// HKDF-`hash`(ikm, salt, info) into `okm` (at most 64 bytes, far below
-/// HKDF's limit of 255 hash outputs).
-fn hkdf(hash: HashAlg, ikm: &[u8], salt: &[u8], info: &[u8], okm: &mut [u8]) {
-    let done = match hash {
-        HashAlg::Sha1 => hkdf::Hkdf::<sha1::Sha1>::new(Some(salt), ikm).expand(info, okm),
-        HashAlg::Sha256 => hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm).expand(info, okm),
-        HashAlg::Sha512 => hkdf::Hkdf::<sha2::Sha512>::new(Some(salt), ikm).expand(info, okm),
-    };
-    done.unwrap_or_else(|_| unreachable!("at most 64 bytes of output"));
+/// The provider hash of a streaming hash.
+fn hash(h: HashAlg) -> Hash {
+    match h {
+        HashAlg::Sha1 => Hash::Sha1,
+        HashAlg::Sha256 => Hash::Sha256,
+        HashAlg::Sha512 => Hash::Sha512,
+    }
 }
 
 /// The keys of one ciphertext (derived from the key, the header's salt and
 /// the associated data) and its nonce prefix: seals and opens segments in
 /// place. Derived key bytes are wiped as soon as the keys are expanded;
-/// the RustCrypto AES and HMAC states are wiped on drop (their `zeroize`
-/// features), ring's AES-GCM key schedule is not (ring does not wipe).
+/// the RustCrypto AES and HMAC states and aws-lc-rs's keys are wiped on
+/// drop, ring's AES-GCM key schedule is not (ring does not wipe).
 pub(crate) struct SegmentCipher {
     kind: CipherKind,
     nonce_prefix: NoncePrefix,
@@ -199,116 +217,14 @@ impl std::fmt::Debug for SegmentCipher {
 }
 
 enum CipherKind {
-    Gcm(Box<LessSafeKey>),
+    Gcm(Box<AeadKey>),
     CtrHmac(Box<CtrHmac>),
 }
 
 /// AES-CTR and HMAC keys of one ciphertext.
 struct CtrHmac {
-    aes: AesKey,
-    hmac: HmacKey,
-}
-
-/// An expanded AES key for CTR (128-bit big-endian counter).
-enum AesKey {
-    Aes128(Aes128),
-    Aes256(Aes256),
-}
-
-/// Counter blocks encrypted per batch (1 KiB: stays in L1, and is enough
-/// for the AES backends' parallel blocks).
-const CTR_BATCH: usize = 64;
-
-impl AesKey {
-    fn new(key: &[u8]) -> Self {
-        match key.len() {
-            16 => AesKey::Aes128(
-                Aes128::new_from_slice(key).unwrap_or_else(|_| unreachable!("16 bytes")),
-            ),
-            _ => AesKey::Aes256(
-                Aes256::new_from_slice(key).unwrap_or_else(|_| unreachable!("32 bytes")),
-            ),
-        }
-    }
-
-    /// XORs `data` with the AES-CTR keystream starting at counter block
-    /// `iv`, incremented as one 128-bit big-endian integer (as Tink's
-    /// `AES/CTR/NoPadding` and Go's `cipher.NewCTR` do).
-    fn apply(&self, iv: &[u8; 16], data: &mut [u8]) {
-        let mut counter = u128::from_be_bytes(*iv);
-        let mut blocks = [aes::Block::default(); CTR_BATCH];
-        for chunk in data.chunks_mut(CTR_BATCH * 16) {
-            let n = chunk.len().div_ceil(16);
-            for b in &mut blocks[..n] {
-                b.copy_from_slice(&counter.to_be_bytes());
-                counter = counter.wrapping_add(1);
-            }
-            match self {
-                AesKey::Aes128(c) => c.encrypt_blocks(&mut blocks[..n]),
-                AesKey::Aes256(c) => c.encrypt_blocks(&mut blocks[..n]),
-            }
-            for (d, k) in chunk.chunks_mut(16).zip(&blocks[..n]) {
-                if let Ok(d) = <&mut [u8; 16]>::try_from(&mut *d) {
-                    let x = u128::from_ne_bytes(*d) ^ u128::from_ne_bytes(k.0);
-                    *d = x.to_ne_bytes();
-                } else {
-                    for (x, y) in d.iter_mut().zip(k.iter()) {
-                        *x ^= y;
-                    }
-                }
-            }
-        }
-        // The keystream is key-dependent: wipe it.
-        blocks.zeroize();
-    }
-}
-
-/// A keyed HMAC (inner and outer states computed once, cloned per segment).
-enum HmacKey {
-    Sha1(Hmac<sha1::Sha1>),
-    Sha256(Hmac<sha2::Sha256>),
-    Sha512(Hmac<sha2::Sha512>),
-}
-
-fn mac_of<M: Mac + Clone>(mac: &M, nonce: &[u8], data: &[u8], out: &mut [u8; MAX_TAG_SIZE]) {
-    let mut m = mac.clone();
-    m.update(nonce);
-    m.update(data);
-    let full = m.finalize().into_bytes();
-    out[..full.len()].copy_from_slice(&full);
-}
-
-impl HmacKey {
-    fn new(hash: HashAlg, key: &[u8]) -> Self {
-        fn keyed<M: KeyInit>(key: &[u8]) -> M {
-            M::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key size"))
-        }
-        match hash {
-            HashAlg::Sha1 => HmacKey::Sha1(keyed(key)),
-            HashAlg::Sha256 => HmacKey::Sha256(keyed(key)),
-            HashAlg::Sha512 => HmacKey::Sha512(keyed(key)),
-        }
-    }
-
-    /// The full HMAC of `nonce ‖ data`.
-    fn mac(&self, nonce: &[u8], data: &[u8]) -> Zeroizing<[u8; MAX_TAG_SIZE]> {
-        let mut out = Zeroizing::new([0u8; MAX_TAG_SIZE]);
-        match self {
-            HmacKey::Sha1(m) => mac_of(m, nonce, data, &mut out),
-            HmacKey::Sha256(m) => mac_of(m, nonce, data, &mut out),
-            HmacKey::Sha512(m) => mac_of(m, nonce, data, &mut out),
-        }
-        out
-    }
-}
-
-/// `true` if `a == b`, in time independent of where they differ.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    aes: AesCtr,
+    hmac: Hmac,
 }
 
 impl SegmentCipher {
@@ -342,14 +258,14 @@ impl SegmentCipher {
                 let mut n = [0u8; 12];
                 n.copy_from_slice(&nonce[..12]);
                 let t = key
-                    .seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::empty(), data)
+                    .seal(n, &[], data)
                     .unwrap_or_else(|_| unreachable!("a segment is far below GCM's limit"));
-                tag.copy_from_slice(t.as_ref());
+                tag.copy_from_slice(&t);
             }
             CipherKind::CtrHmac(k) => {
                 k.aes.apply(&nonce, data);
-                let mac = k.hmac.mac(&nonce, data);
-                tag.copy_from_slice(&mac[..self.tag_size]);
+                let mac = k.hmac.mac(&[&nonce, data]);
+                tag.copy_from_slice(&mac.0[..self.tag_size]);
             }
         }
     }
@@ -366,13 +282,12 @@ impl SegmentCipher {
             CipherKind::Gcm(key) => {
                 let mut n = [0u8; 12];
                 n.copy_from_slice(&nonce[..12]);
-                key.open_in_place(Nonce::assume_unique_for_key(n), Aad::empty(), segment)
-                    .ok()?;
+                key.open_within(n, &[], segment, 0).ok()?;
             }
             CipherKind::CtrHmac(k) => {
                 let (data, tag) = segment.split_at_mut(len);
-                let mac = k.hmac.mac(&nonce, data);
-                if !ct_eq(&mac[..self.tag_size], tag) {
+                let mac = k.hmac.mac(&[&nonce, data]);
+                if !ct_eq(&mac.0[..self.tag_size], tag) {
                     return None;
                 }
                 k.aes.apply(&nonce, data);
@@ -386,32 +301,16 @@ impl SegmentCipher {
 mod tests {
     use super::*;
 
-    /// RFC 5869 test cases 1 (SHA-256) and 4 (SHA-1).
-    #[test]
-    fn hkdf_matches_rfc_5869() {
-        let ikm = [0x0b; 22];
-        let salt = hex::decode("000102030405060708090a0b0c").unwrap();
-        let info = hex::decode("f0f1f2f3f4f5f6f7f8f9").unwrap();
-        let mut okm = [0u8; 42];
-        hkdf(HashAlg::Sha256, &ikm, &salt, &info, &mut okm);
-        assert_eq!(
-            hex::encode(okm),
-            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
-        );
-        let ikm = [0x0b; 11];
-        hkdf(HashAlg::Sha1, &ikm, &salt, &info, &mut okm);
-        assert_eq!(
-            hex::encode(okm),
-            "085a01ea1b10f36933068b56efa5ad81a4f14b822f5b091568a9cdd4f155fda2c22e422478d305f3f896"
-        );
-    }
+    // HKDF's RFC 5869 vectors run under every provider in
+    // `provider::prim::tests`.
 
     #[test]
     fn nonce_layout() {
+        let provider = crate::provider::get_default().expect("provider");
         let c = SegmentCipher {
             kind: CipherKind::CtrHmac(Box::new(CtrHmac {
-                aes: AesKey::new(&[1; 16]),
-                hmac: HmacKey::new(HashAlg::Sha256, &[2; 32]),
+                aes: provider.aes_ctr(&[1; 16]).expect("key"),
+                hmac: provider.hmac(Hash::Sha256, &[2; 32]),
             })),
             nonce_prefix: [1, 2, 3, 4, 5, 6, 7],
             tag_size: 32,

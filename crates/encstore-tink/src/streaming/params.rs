@@ -319,9 +319,11 @@ pub(crate) fn parse_key(
 }
 
 /// Generates a fresh key from a serialized key format of type `key_type`,
-/// with key material from the OS CSPRNG, and returns the serialized key
-/// proto for `KeyData.value`.
+/// with key material from `provider`'s source (`getrandom`, or the FIPS
+/// module's DRBG), and returns the serialized key proto for
+/// `KeyData.value`.
 pub(crate) fn new_key(
+    provider: &crate::provider::CryptoProvider,
     key_type: &'static str,
     key_format: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
@@ -331,11 +333,7 @@ pub(crate) fn new_key(
         size,
         allowed: "at least the derived key size, at most 1024 bytes for a new key",
     };
-    let random = |len: usize| -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let mut key = Zeroizing::new(vec![0u8; len]);
-        getrandom::fill(&mut key).map_err(|_| KeyError::Randomness)?;
-        Ok(key)
-    };
+    let random = |len: usize| crate::primitives::random_key(provider, len);
     if key_type == GCM_HKDF {
         let format = AesGcmHkdfStreamingKeyFormat::decode(key_format).map_err(|_| malformed())?;
         check_version(key_type, format.version)?;
@@ -501,21 +499,39 @@ mod tests {
                 hkdf_hash_type: HashType::Sha256 as i32,
             }),
         };
-        let a = new_key(GCM_HKDF, &format.encode_to_vec()).expect("new");
-        let b = new_key(GCM_HKDF, &format.encode_to_vec()).expect("new");
+        let a = new_key(
+            crate::provider::get_default().expect("provider"),
+            GCM_HKDF,
+            &format.encode_to_vec(),
+        )
+        .expect("new");
+        let b = new_key(
+            crate::provider::get_default().expect("provider"),
+            GCM_HKDF,
+            &format.encode_to_vec(),
+        )
+        .expect("new");
         assert_ne!(*a, *b, "fresh key material");
         let (p, key) = parse_key(GCM_HKDF, &a).expect("valid");
         assert_eq!((p.key_size, key.len()), (32, 32));
         let mut big = format;
         big.key_size = 1 << 30;
         assert!(matches!(
-            new_key(GCM_HKDF, &big.encode_to_vec()),
+            new_key(
+                crate::provider::get_default().expect("provider"),
+                GCM_HKDF,
+                &big.encode_to_vec()
+            ),
             Err(KeyError::WrongKeySize { .. })
         ));
         let mut v1 = format;
         v1.version = 1;
         assert!(matches!(
-            new_key(GCM_HKDF, &v1.encode_to_vec()),
+            new_key(
+                crate::provider::get_default().expect("provider"),
+                GCM_HKDF,
+                &v1.encode_to_vec()
+            ),
             Err(KeyError::UnsupportedVersion { .. })
         ));
     }

@@ -1,0 +1,722 @@
+//! The primitives a provider supplies, one type each, so that the key
+//! types (`primitives`) and the streaming cipher (`streaming::cipher`)
+//! never name a crypto library:
+//!
+//! | type | `ring` | `aws-lc-rs` / `fips` |
+//! | --- | --- | --- |
+//! | [`AeadKey`] (caller nonce) | ring `LessSafeKey` (AES-GCM, ChaCha20-Poly1305); RustCrypto for AES-GCM-SIV (in `primitives::aes_gcm_siv`) | aws-lc-rs `LessSafeKey` (AES-GCM, AES-GCM-SIV, ChaCha20-Poly1305) |
+//! | [`RandomNonceKey`] (keyset AEAD) | [`AeadKey`] + a nonce from the kernel | `aws-lc-rs`: the same with aws-lc-rs; `fips`: AES-GCM's `RandomizedNonceKey` (the IV is made inside the module) |
+//! | [`AesCtr`] | RustCrypto `aes` (AES-NI), 128-bit counter | aws-lc-rs `cipher::EncryptingKey::ctr` |
+//! | [`Hmac`] | RustCrypto `hmac` + `sha1`/`sha2` | aws-lc-rs `hmac` |
+//! | [`CryptoProvider::hkdf`] | RustCrypto `hkdf` | aws-lc-rs `hkdf` |
+//! | nonces, IVs, salts | kernel (vDSO or `getrandom`, `primitives::nonce`) | `aws-lc-rs`: the kernel; `fips`: the module's DRBG |
+//! | keys, key IDs | `getrandom` | `aws-lc-rs`: `getrandom`; `fips`: the module's DRBG |
+
+use encstore_core::AeadError;
+use hmac::Hmac as RcHmac;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{CryptoProvider, Provider};
+
+/// AEAD nonce length (every AEAD here).
+pub(crate) const NONCE_LEN: usize = 12;
+/// AEAD tag length (every AEAD here).
+pub(crate) const TAG_LEN: usize = 16;
+/// The longest HMAC output (SHA-512).
+pub(crate) const MAX_MAC_LEN: usize = 64;
+
+/// A hash for HMAC and HKDF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hash {
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// An AEAD algorithm with a 12-byte nonce and a 16-byte tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AeadAlg {
+    Aes128Gcm,
+    Aes256Gcm,
+    ChaCha20Poly1305,
+    Aes128GcmSiv,
+    Aes256GcmSiv,
+}
+
+impl CryptoProvider {
+    /// Whether this provider's primitives are AWS-LC's (plain or FIPS).
+    #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+    fn is_aws_lc(&self) -> bool {
+        matches!(self.kind, Provider::AwsLc | Provider::AwsLcFips)
+    }
+
+    /// Fills a nonce, IV or salt: the kernel CSPRNG (vDSO or system call)
+    /// under `ring` and `aws-lc-rs`, the module's DRBG under `fips`.
+    pub(crate) fn fill_nonce(&self, buf: &mut [u8]) -> Result<(), AeadError> {
+        #[cfg(feature = "fips")]
+        if self.fips() {
+            return aws_lc_rs::rand::fill(buf).map_err(|_| AeadError::Randomness);
+        }
+        crate::primitives::fill_kernel_nonce(buf)
+    }
+
+    /// Fills secret key material (and key IDs): `getrandom` under `ring`
+    /// and `aws-lc-rs`, the module's DRBG under `fips`.
+    pub(crate) fn fill_secret(&self, buf: &mut [u8]) -> Result<(), ()> {
+        #[cfg(feature = "fips")]
+        if self.fips() {
+            return aws_lc_rs::rand::fill(buf).map_err(|_| ());
+        }
+        getrandom::fill(buf).map_err(|_| ())
+    }
+
+    /// A random `u32` (key IDs), from [`CryptoProvider::fill_secret`]'s
+    /// source.
+    pub(crate) fn random_u32(&self) -> Result<u32, ()> {
+        let mut b = [0u8; 4];
+        self.fill_secret(&mut b)?;
+        Ok(u32::from_be_bytes(b))
+    }
+
+    /// An AEAD key for caller-chosen nonces; `None` if the key length does
+    /// not fit `alg` (or the provider lacks `alg`: ring has no AES-GCM-SIV,
+    /// which `primitives::aes_gcm_siv` takes from RustCrypto instead).
+    pub(crate) fn aead_key(&self, alg: AeadAlg, key: &[u8]) -> Option<AeadKey> {
+        match self.kind {
+            #[cfg(feature = "ring")]
+            Provider::Ring => {
+                let alg = match alg {
+                    AeadAlg::Aes128Gcm => &ring::aead::AES_128_GCM,
+                    AeadAlg::Aes256Gcm => &ring::aead::AES_256_GCM,
+                    AeadAlg::ChaCha20Poly1305 => &ring::aead::CHACHA20_POLY1305,
+                    AeadAlg::Aes128GcmSiv | AeadAlg::Aes256GcmSiv => return None,
+                };
+                let key = ring::aead::UnboundKey::new(alg, key).ok()?;
+                Some(AeadKey(AeadInner::Ring(ring::aead::LessSafeKey::new(key))))
+            }
+            #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+            Provider::AwsLc | Provider::AwsLcFips => {
+                let key = aws_lc_rs::aead::UnboundKey::new(aws_aead_alg(alg), key).ok()?;
+                Some(AeadKey(AeadInner::AwsLc(
+                    aws_lc_rs::aead::LessSafeKey::new(key),
+                )))
+            }
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// An AEAD key that seals under a fresh random nonce (a keyset key).
+    /// Under `fips`, AES-GCM's IV is generated inside the module
+    /// (`RandomizedNonceKey`: an approved service, SP 800-38D section
+    /// 8.2.2); elsewhere the nonce comes from
+    /// [`CryptoProvider::fill_nonce`].
+    pub(crate) fn random_nonce_key(
+        &'static self,
+        alg: AeadAlg,
+        key: &[u8],
+    ) -> Option<RandomNonceKey> {
+        #[cfg(feature = "fips")]
+        if self.fips() {
+            let alg = match alg {
+                AeadAlg::Aes128Gcm => &aws_lc_rs::aead::AES_128_GCM,
+                AeadAlg::Aes256Gcm => &aws_lc_rs::aead::AES_256_GCM,
+                // Refused before a key is built (`check_key_type`).
+                _ => return None,
+            };
+            let key = aws_lc_rs::aead::RandomizedNonceKey::new(alg, key).ok()?;
+            return Some(RandomNonceKey(RandomInner::Module(key)));
+        }
+        Some(RandomNonceKey(RandomInner::Caller {
+            key: self.aead_key(alg, key)?,
+            provider: self,
+        }))
+    }
+
+    /// An AES-CTR key (16 or 32 bytes; `None` otherwise).
+    pub(crate) fn aes_ctr(&self, key: &[u8]) -> Option<AesCtr> {
+        if key.len() != 16 && key.len() != 32 {
+            return None;
+        }
+        #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+        if self.is_aws_lc() {
+            let alg = if key.len() == 16 {
+                &aws_lc_rs::cipher::AES_128
+            } else {
+                &aws_lc_rs::cipher::AES_256
+            };
+            let key = aws_lc_rs::cipher::UnboundCipherKey::new(alg, key).ok()?;
+            return aws_lc_rs::cipher::EncryptingKey::ctr(key)
+                .ok()
+                .map(|k| AesCtr::AwsLc(Box::new(k)));
+        }
+        RcCtr::new(key).map(AesCtr::RustCrypto)
+    }
+
+    /// A keyed HMAC (any key length).
+    pub(crate) fn hmac(&self, hash: Hash, key: &[u8]) -> Hmac {
+        #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+        if self.is_aws_lc() {
+            use aws_lc_rs::hmac;
+            let alg = match hash {
+                Hash::Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+                Hash::Sha224 => hmac::HMAC_SHA224,
+                Hash::Sha256 => hmac::HMAC_SHA256,
+                Hash::Sha384 => hmac::HMAC_SHA384,
+                Hash::Sha512 => hmac::HMAC_SHA512,
+            };
+            return Hmac::AwsLc(Box::new(hmac::Key::new(alg, key)));
+        }
+        Hmac::RustCrypto(RcHmacAny::new(hash, key))
+    }
+
+    /// HKDF-`hash`(ikm, salt, info) into `okm` (at most 255 hash outputs;
+    /// encstore asks for at most 64 bytes). `Err` if `okm` is too long, or
+    /// for HKDF-SHA-224, which AWS-LC does not offer and nothing here uses.
+    pub(crate) fn hkdf(
+        &self,
+        hash: Hash,
+        ikm: &[u8],
+        salt: &[u8],
+        info: &[u8],
+        okm: &mut [u8],
+    ) -> Result<(), ()> {
+        #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+        if self.is_aws_lc() {
+            use aws_lc_rs::hkdf;
+            /// An output length for aws-lc-rs's `expand`.
+            struct Len(usize);
+            impl hkdf::KeyType for Len {
+                fn len(&self) -> usize {
+                    self.0
+                }
+            }
+            let alg = match hash {
+                Hash::Sha1 => hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY,
+                Hash::Sha256 => hkdf::HKDF_SHA256,
+                Hash::Sha384 => hkdf::HKDF_SHA384,
+                Hash::Sha512 => hkdf::HKDF_SHA512,
+                Hash::Sha224 => return Err(()),
+            };
+            let prk = hkdf::Salt::new(alg, salt).extract(ikm);
+            let info = [info];
+            return prk
+                .expand(&info, Len(okm.len()))
+                .and_then(|o| o.fill(okm))
+                .map_err(|_| ());
+        }
+        let done = match hash {
+            Hash::Sha1 => hkdf::Hkdf::<sha1::Sha1>::new(Some(salt), ikm).expand(info, okm),
+            Hash::Sha224 => hkdf::Hkdf::<sha2::Sha224>::new(Some(salt), ikm).expand(info, okm),
+            Hash::Sha256 => hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm).expand(info, okm),
+            Hash::Sha384 => hkdf::Hkdf::<sha2::Sha384>::new(Some(salt), ikm).expand(info, okm),
+            Hash::Sha512 => hkdf::Hkdf::<sha2::Sha512>::new(Some(salt), ikm).expand(info, okm),
+        };
+        done.map_err(|_| ())
+    }
+}
+
+#[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+fn aws_aead_alg(alg: AeadAlg) -> &'static aws_lc_rs::aead::Algorithm {
+    use aws_lc_rs::aead;
+    match alg {
+        AeadAlg::Aes128Gcm => &aead::AES_128_GCM,
+        AeadAlg::Aes256Gcm => &aead::AES_256_GCM,
+        AeadAlg::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
+        AeadAlg::Aes128GcmSiv => &aead::AES_128_GCM_SIV,
+        AeadAlg::Aes256GcmSiv => &aead::AES_256_GCM_SIV,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// AEAD
+
+/// An AEAD key used with nonces the caller chooses (segment nonces,
+/// per-message derived keys). Neither library prints key bytes; ring does
+/// not wipe its key schedule, aws-lc-rs does.
+pub(crate) struct AeadKey(AeadInner);
+
+// ring's key is held inline (as before providers existed): the enum lives
+// inside the key's one heap allocation, built once per key, and boxing it
+// would add a pointer chase to every ring operation for nothing.
+#[allow(clippy::large_enum_variant)]
+enum AeadInner {
+    #[cfg(feature = "ring")]
+    Ring(ring::aead::LessSafeKey),
+    #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+    AwsLc(aws_lc_rs::aead::LessSafeKey),
+}
+
+impl AeadKey {
+    /// Encrypts `data` in place under `nonce`; returns the tag.
+    pub(crate) fn seal(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], AeadError> {
+        let mut out = [0u8; TAG_LEN];
+        match &self.0 {
+            #[cfg(feature = "ring")]
+            AeadInner::Ring(k) => {
+                use ring::aead::{Aad, Nonce};
+                let tag = k
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(aad),
+                        data,
+                    )
+                    .map_err(|_| AeadError::TooLarge)?;
+                out.copy_from_slice(tag.as_ref());
+            }
+            #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+            AeadInner::AwsLc(k) => {
+                use aws_lc_rs::aead::{Aad, Nonce};
+                let tag = k
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(aad),
+                        data,
+                    )
+                    .map_err(|_| AeadError::TooLarge)?;
+                out.copy_from_slice(tag.as_ref());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decrypts `buf[ct_start..] = ct ‖ tag` under `nonce`; on success the
+    /// plaintext is `buf[..n]` and `n` is returned (ring's `open_within`).
+    pub(crate) fn open_within(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        ct_start: usize,
+    ) -> Result<usize, AeadError> {
+        if buf.len() < ct_start.saturating_add(TAG_LEN) {
+            return Err(AeadError::Authentication);
+        }
+        match &self.0 {
+            #[cfg(feature = "ring")]
+            AeadInner::Ring(k) => {
+                use ring::aead::{Aad, Nonce};
+                k.open_within(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(aad),
+                    buf,
+                    ct_start..,
+                )
+                .map(|p| p.len())
+                .map_err(|_| AeadError::Authentication)
+            }
+            #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+            AeadInner::AwsLc(k) => {
+                use aws_lc_rs::aead::{Aad, Nonce};
+                k.open_within(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(aad),
+                    buf,
+                    ct_start..,
+                )
+                .map(|p| p.len())
+                .map_err(|_| AeadError::Authentication)
+            }
+        }
+    }
+}
+
+/// A keyset AEAD key: seals under a fresh random nonce, opens under the
+/// nonce the ciphertext carries.
+pub(crate) struct RandomNonceKey(RandomInner);
+
+// As for `AeadInner`: one allocation per key, no pointer chase per message.
+#[allow(clippy::large_enum_variant)]
+enum RandomInner {
+    /// The nonce comes from the provider's source, then a caller-nonce seal.
+    Caller {
+        key: AeadKey,
+        provider: &'static CryptoProvider,
+    },
+    /// The FIPS module makes the IV itself (`RandomizedNonceKey`).
+    #[cfg(feature = "fips")]
+    Module(aws_lc_rs::aead::RandomizedNonceKey),
+}
+
+impl RandomNonceKey {
+    /// Encrypts `data` in place under a fresh random nonce; returns the
+    /// nonce and the tag.
+    pub(crate) fn seal(
+        &self,
+        aad: &[u8],
+        data: &mut [u8],
+    ) -> Result<([u8; NONCE_LEN], [u8; TAG_LEN]), AeadError> {
+        match &self.0 {
+            RandomInner::Caller { key, provider } => {
+                let mut nonce = [0u8; NONCE_LEN];
+                provider.fill_nonce(&mut nonce)?;
+                Ok((nonce, key.seal(nonce, aad, data)?))
+            }
+            #[cfg(feature = "fips")]
+            RandomInner::Module(k) => {
+                let (nonce, tag) = k
+                    .seal_in_place_separate_tag(aws_lc_rs::aead::Aad::from(aad), data)
+                    .map_err(|_| AeadError::TooLarge)?;
+                let mut t = [0u8; TAG_LEN];
+                t.copy_from_slice(tag.as_ref());
+                Ok((*nonce.as_ref(), t))
+            }
+        }
+    }
+
+    /// As [`AeadKey::open_within`].
+    pub(crate) fn open_within(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        ct_start: usize,
+    ) -> Result<usize, AeadError> {
+        match &self.0 {
+            RandomInner::Caller { key, .. } => key.open_within(nonce, aad, buf, ct_start),
+            #[cfg(feature = "fips")]
+            RandomInner::Module(k) => {
+                if buf.len() < ct_start.saturating_add(TAG_LEN) {
+                    return Err(AeadError::Authentication);
+                }
+                let n = k
+                    .open_in_place(
+                        aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                        aws_lc_rs::aead::Aad::from(aad),
+                        &mut buf[ct_start..],
+                    )
+                    .map_err(|_| AeadError::Authentication)?
+                    .len();
+                buf.copy_within(ct_start..ct_start + n, 0);
+                Ok(n)
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// AES-CTR
+
+/// An AES-CTR key: XORs data with the keystream of a 16-byte initial
+/// counter block incremented as one 128-bit big-endian integer (wrapping),
+/// as BoringSSL/AWS-LC's `CRYPTO_ctr128_encrypt` and Tink do.
+pub(crate) enum AesCtr {
+    /// RustCrypto `aes` (round keys wiped on drop).
+    RustCrypto(RcCtr),
+    /// aws-lc-rs (`AES_ctr128_encrypt`).
+    #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+    AwsLc(Box<aws_lc_rs::cipher::EncryptingKey>),
+}
+
+impl AesCtr {
+    /// XORs `data` with the keystream starting at counter block `iv`.
+    pub(crate) fn apply(&self, iv: &[u8; 16], data: &mut [u8]) {
+        match self {
+            AesCtr::RustCrypto(k) => k.apply(iv, data),
+            #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+            AesCtr::AwsLc(k) => {
+                use aws_lc_rs::cipher::EncryptionContext;
+                let ctx = EncryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(iv));
+                k.less_safe_encrypt(data, ctx)
+                    .map(|_| ())
+                    .unwrap_or_else(|_| unreachable!("CTR takes any length and a 16-byte IV"));
+            }
+        }
+    }
+}
+
+/// RustCrypto AES for CTR, in batches of counter blocks.
+pub(crate) enum RcCtr {
+    Aes128(Box<aes::Aes128>),
+    Aes256(Box<aes::Aes256>),
+}
+
+/// Counter blocks encrypted per batch (1 KiB: stays in L1, and is enough
+/// for the AES backends' parallel blocks).
+const CTR_BATCH: usize = 64;
+
+impl RcCtr {
+    fn new(key: &[u8]) -> Option<RcCtr> {
+        use aes::cipher::KeyInit;
+        match key.len() {
+            16 => aes::Aes128::new_from_slice(key)
+                .ok()
+                .map(|c| RcCtr::Aes128(Box::new(c))),
+            32 => aes::Aes256::new_from_slice(key)
+                .ok()
+                .map(|c| RcCtr::Aes256(Box::new(c))),
+            _ => None,
+        }
+    }
+
+    fn apply(&self, iv: &[u8; 16], data: &mut [u8]) {
+        use aes::cipher::BlockCipherEncrypt;
+        let mut counter = u128::from_be_bytes(*iv);
+        let mut blocks = [aes::Block::default(); CTR_BATCH];
+        for chunk in data.chunks_mut(CTR_BATCH * 16) {
+            let n = chunk.len().div_ceil(16);
+            for b in &mut blocks[..n] {
+                b.copy_from_slice(&counter.to_be_bytes());
+                counter = counter.wrapping_add(1);
+            }
+            match self {
+                RcCtr::Aes128(c) => c.encrypt_blocks(&mut blocks[..n]),
+                RcCtr::Aes256(c) => c.encrypt_blocks(&mut blocks[..n]),
+            }
+            for (d, k) in chunk.chunks_mut(16).zip(&blocks[..n]) {
+                if let Ok(d) = <&mut [u8; 16]>::try_from(&mut *d) {
+                    let x = u128::from_ne_bytes(*d) ^ u128::from_ne_bytes(k.0);
+                    *d = x.to_ne_bytes();
+                } else {
+                    for (x, y) in d.iter_mut().zip(k.iter()) {
+                        *x ^= y;
+                    }
+                }
+            }
+        }
+        // The keystream is key-dependent: wipe it.
+        blocks.zeroize();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HMAC
+
+/// A keyed HMAC: the key is hashed into the inner and outer states once;
+/// each message starts from a copy of them.
+pub(crate) enum Hmac {
+    /// RustCrypto `hmac` (states wiped on drop).
+    RustCrypto(RcHmacAny),
+    /// aws-lc-rs `hmac::Key`.
+    #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+    AwsLc(Box<aws_lc_rs::hmac::Key>),
+}
+
+impl Hmac {
+    /// The full HMAC of the concatenation of `parts`, and its length.
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> Zeroizing<([u8; MAX_MAC_LEN], usize)> {
+        let mut out = Zeroizing::new(([0u8; MAX_MAC_LEN], 0));
+        let (buf, len) = &mut *out;
+        match self {
+            Hmac::RustCrypto(m) => *len = m.mac(parts, buf),
+            #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+            Hmac::AwsLc(k) => {
+                let mut ctx = aws_lc_rs::hmac::Context::with_key(k);
+                for p in parts {
+                    ctx.update(p);
+                }
+                let tag = ctx.sign();
+                let tag = tag.as_ref();
+                buf[..tag.len()].copy_from_slice(tag);
+                *len = tag.len();
+            }
+        }
+        out
+    }
+}
+
+/// RustCrypto HMAC for each of Tink's hashes.
+pub(crate) enum RcHmacAny {
+    Sha1(Box<RcHmac<sha1::Sha1>>),
+    Sha224(Box<RcHmac<sha2::Sha224>>),
+    Sha256(Box<RcHmac<sha2::Sha256>>),
+    Sha384(Box<RcHmac<sha2::Sha384>>),
+    Sha512(Box<RcHmac<sha2::Sha512>>),
+}
+
+/// HMAC of the concatenation of `parts` into `out`; returns the length.
+fn rc_mac<M: hmac::Mac + Clone>(mac: &M, parts: &[&[u8]], out: &mut [u8; MAX_MAC_LEN]) -> usize {
+    let mut m = mac.clone();
+    for p in parts {
+        m.update(p);
+    }
+    let full = m.finalize().into_bytes();
+    out[..full.len()].copy_from_slice(&full);
+    full.len()
+}
+
+impl RcHmacAny {
+    fn new(hash: Hash, key: &[u8]) -> Self {
+        fn keyed<M: hmac::KeyInit>(key: &[u8]) -> Box<M> {
+            Box::new(
+                M::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key size")),
+            )
+        }
+        match hash {
+            Hash::Sha1 => RcHmacAny::Sha1(keyed(key)),
+            Hash::Sha224 => RcHmacAny::Sha224(keyed(key)),
+            Hash::Sha256 => RcHmacAny::Sha256(keyed(key)),
+            Hash::Sha384 => RcHmacAny::Sha384(keyed(key)),
+            Hash::Sha512 => RcHmacAny::Sha512(keyed(key)),
+        }
+    }
+
+    fn mac(&self, parts: &[&[u8]], out: &mut [u8; MAX_MAC_LEN]) -> usize {
+        match self {
+            RcHmacAny::Sha1(m) => rc_mac(&**m, parts, out),
+            RcHmacAny::Sha224(m) => rc_mac(&**m, parts, out),
+            RcHmacAny::Sha256(m) => rc_mac(&**m, parts, out),
+            RcHmacAny::Sha384(m) => rc_mac(&**m, parts, out),
+            RcHmacAny::Sha512(m) => rc_mac(&**m, parts, out),
+        }
+    }
+}
+
+/// `true` if `a == b` (equal lengths and bytes), in time independent of
+/// where they differ. Used for tags no library compares for us.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{CryptoProvider, Provider};
+
+    fn providers() -> Vec<&'static CryptoProvider> {
+        Provider::compiled()
+            .iter()
+            .map(|p| CryptoProvider::get(*p).expect("compiled"))
+            .collect()
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        hex::decode(s).expect("hex")
+    }
+
+    /// RFC 5869 test cases 1 (SHA-256) and 4 (SHA-1), and RFC 4231 test
+    /// case 2 (HMAC-SHA-224/256/384/512): every provider gives the same
+    /// bytes.
+    #[test]
+    fn hkdf_and_hmac_known_answers_under_every_provider() {
+        for p in providers() {
+            let salt = hex("000102030405060708090a0b0c");
+            let info = hex("f0f1f2f3f4f5f6f7f8f9");
+            let mut okm = [0u8; 42];
+            p.hkdf(Hash::Sha256, &[0x0b; 22], &salt, &info, &mut okm)
+                .expect("hkdf");
+            assert_eq!(
+                hex::encode(okm),
+                "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+                "{p:?}"
+            );
+            p.hkdf(Hash::Sha1, &[0x0b; 11], &salt, &info, &mut okm)
+                .expect("hkdf");
+            assert_eq!(
+                hex::encode(okm),
+                "085a01ea1b10f36933068b56efa5ad81a4f14b822f5b091568a9cdd4f155fda2c22e422478d305f3f896",
+                "{p:?}"
+            );
+            let data = b"what do ya want for nothing?";
+            for (hash, expected) in [
+                (
+                    Hash::Sha224,
+                    "a30e01098bc6dbbf45690f3a7e9e6d0f8bbea2a39e6148008fd05e44",
+                ),
+                (
+                    Hash::Sha256,
+                    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+                ),
+                (
+                    Hash::Sha384,
+                    "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e8e2240ca5e69e2c78b3239ecfab21649",
+                ),
+                (
+                    Hash::Sha512,
+                    "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737",
+                ),
+            ] {
+                let t = p.hmac(hash, b"Jefe").mac(&[&data[..10], &data[10..]]);
+                assert_eq!(hex::encode(&t.0[..t.1]), expected, "{p:?} {hash:?}");
+            }
+        }
+    }
+
+    /// NIST SP 800-38A F.5.1 (CTR-AES128.Encrypt), and a counter that
+    /// carries across all 128 bits: every provider agrees with RustCrypto.
+    #[test]
+    fn aes_ctr_matches_sp800_38a_and_carries_128_bits() {
+        let key = hex("2b7e151628aed2a6abf7158809cf4f3c");
+        let iv: [u8; 16] = hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
+            .try_into()
+            .expect("16");
+        let pt = hex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51");
+        let ct = hex("874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff");
+        let reference = RcCtr::new(&key).expect("key");
+        for p in providers() {
+            let k = p.aes_ctr(&key).expect("key");
+            let mut d = pt.clone();
+            k.apply(&iv, &mut d);
+            assert_eq!(d, ct, "{p:?}");
+            for start in [[0xff; 16], {
+                let mut b = [0u8; 16];
+                b[8..].copy_from_slice(&[0xff; 8]);
+                b
+            }] {
+                let mut a = vec![0x5a; 1000];
+                let mut b = a.clone();
+                k.apply(&start, &mut a);
+                reference.apply(&start, &mut b);
+                assert_eq!(a, b, "{p:?}");
+            }
+            assert!(p.aes_ctr(&[0; 24]).is_none());
+        }
+    }
+
+    /// A caller-nonce AEAD key and a random-nonce key of every provider
+    /// open each other's AES-GCM ciphertexts; tampering fails.
+    #[test]
+    fn aead_keys_interoperate_across_providers() {
+        let key = [7u8; 32];
+        let all = providers();
+        for p in &all {
+            let rk = p.random_nonce_key(AeadAlg::Aes256Gcm, &key).expect("key");
+            let mut data = b"some plaintext".to_vec();
+            let (nonce, tag) = rk.seal(b"ad", &mut data).expect("seal");
+            data.extend_from_slice(&tag);
+            for q in &all {
+                let k = q.aead_key(AeadAlg::Aes256Gcm, &key).expect("key");
+                let mut buf = b"xx".to_vec();
+                buf.extend_from_slice(&data);
+                let n = k.open_within(nonce, b"ad", &mut buf, 2).expect("opens");
+                assert_eq!(&buf[..n], b"some plaintext");
+                let mut bad = buf.clone();
+                bad.truncate(0);
+                bad.extend_from_slice(&data);
+                bad[0] ^= 1;
+                assert!(k.open_within(nonce, b"ad", &mut bad, 0).is_err());
+                let mut buf = b"yyy".to_vec();
+                buf.extend_from_slice(&data);
+                let n = rk.open_within(nonce, b"ad", &mut buf, 3).expect("opens");
+                assert_eq!(&buf[..n], b"some plaintext");
+                assert!(rk.open_within(nonce, b"ad", &mut [0u8; 15], 0).is_err());
+            }
+        }
+    }
+
+    /// Random bytes from every provider's sources are fresh.
+    #[test]
+    fn randomness_is_fresh_under_every_provider() {
+        for p in providers() {
+            let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+            p.fill_nonce(&mut a).expect("nonce");
+            p.fill_nonce(&mut b).expect("nonce");
+            assert_ne!(a, b);
+            p.fill_secret(&mut a).expect("secret");
+            p.fill_secret(&mut b).expect("secret");
+            assert_ne!(a, b);
+            assert_ne!(p.random_u32(), p.random_u32());
+        }
+    }
+}
