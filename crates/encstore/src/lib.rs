@@ -90,6 +90,7 @@ pub use encrypted::{
     Options, RewrapOutcome,
 };
 pub use keys::{HeadClass, KeysetSnapshot, LoadError, ObjectClass};
+pub use large::decrypt_prefetched;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use open::{
     MasterKeyRef, MasterKeyUri, OpenKekError, OpenStoreError, OpenStoreOptions, StoreLocation,
