@@ -42,7 +42,11 @@ async fn existing_code(store: Arc<dyn ObjectStore>) -> object_store::Result<()> 
     println!("range 0..14: {:?}", String::from_utf8_lossy(&first_line));
     let all = store.get(&path).await?.bytes().await?;
     assert_eq!(&all[..], body.as_bytes());
-    for m in store.list(Some(&Path::from("reports"))).try_collect::<Vec<_>>().await? {
+    for m in store
+        .list(Some(&Path::from("reports")))
+        .try_collect::<Vec<_>>()
+        .await?
+    {
         println!("listed {} ({} bytes)", m.location, m.size);
     }
     Ok(())
@@ -62,7 +66,9 @@ async fn keys() -> Result<Arc<ReloadableKeyset>, Box<dyn std::error::Error>> {
             .await?
         }
         _ => {
-            println!("(throwaway keysets: set ENCSTORE_KEYSET and ENCSTORE_STREAMING_KEYSET to use yours)");
+            println!(
+                "(throwaway keysets: set ENCSTORE_KEYSET and ENCSTORE_STREAMING_KEYSET to use yours)"
+            );
             let aead = Keyset::generate(&by_name("AES256_GCM").unwrap())?;
             let streaming = Keyset::generate(&by_name("AES256_GCM_HKDF_1MB").unwrap())?;
             ReloadableKeyset::new_with_streaming(&aead, &streaming, Policy::default())?

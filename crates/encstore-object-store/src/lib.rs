@@ -65,12 +65,22 @@
 //! - `list`/`list_with_delimiter`: the inner listing; plaintext sizes are
 //!   computed from the ciphertext sizes when every enabled streaming key
 //!   has the same segment layout (the usual case), else by a `head` per
-//!   object.
+//!   object. A listing assumes the large-object layout: an object in the
+//!   small layout (a value of at most 1 MiB that `EncryptedStorage` wrote
+//!   with `store`, not streamed) is listed with a wrong size (tens of bytes
+//!   off, or exact when no streaming ciphertext has its size);
+//!   `head` and `get` report its exact size.
 //! - `copy`/`rename`: the associated data binds the path, so an object is
 //!   never copied server-side: it is read, decrypted and re-encrypted for
 //!   its new path (a full download and upload; `copy_if_not_exists` and
 //!   `rename_if_not_exists` buffer the object in memory, because a
 //!   conditional write is one PUT). `rename` is `copy` then `delete`.
+//!
+//! ## What stays visible
+//!
+//! Object names, the plaintext size (it follows from the stored size),
+//! timestamps, ETags, attributes (content type, user metadata) and tags
+//! are not encrypted: they pass to the inner store as they are.
 //!
 //! ## Errors
 //!

@@ -506,3 +506,31 @@ async fn disabled_keys_and_missing_streaming_keysets_are_clear_errors() {
         "{err}"
     );
 }
+
+/// A multipart upload re-cuts the ciphertext into inner parts of exactly
+/// the part size (the last one shorter): what it holds at any time is one
+/// part of ciphertext beyond the caller's part, whatever the object's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_uploads_stream_in_parts_of_the_part_size() {
+    let counting = Arc::new(Counting::new(Arc::new(InMemory::new())));
+    let enc = EncryptedObjectStore::new(counting.clone(), keys()).with_part_size(64 << 10);
+    let p = Path::from("multi");
+    let value = data(3 << 20);
+    let mut up = enc.put_multipart(&p).await.unwrap();
+    for chunk in value.chunks(100_000) {
+        up.put_part(Bytes::copy_from_slice(chunk).into())
+            .await
+            .unwrap();
+    }
+    up.complete().await.unwrap();
+    let parts = counting.parts.lock().unwrap().clone();
+    let (last, full) = parts.split_last().unwrap();
+    assert!(full.len() > 40, "{parts:?}");
+    assert!(full.iter().all(|&n| n == 64 << 10), "{parts:?}");
+    assert!(*last > 0 && *last <= 64 << 10);
+    assert_eq!(
+        &enc.get(&p).await.unwrap().bytes().await.unwrap()[..],
+        &value[..]
+    );
+    assert_eq!(enc.head(&p).await.unwrap().size, value.len() as u64);
+}

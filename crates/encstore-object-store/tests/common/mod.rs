@@ -2,8 +2,8 @@
 //! the SeaweedFS store (or a printed skip).
 #![allow(clippy::unwrap_used, dead_code)]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use encstore::{Policy, ReloadableKeyset};
@@ -37,6 +37,31 @@ pub struct Counting {
     pub inner: Arc<dyn ObjectStore>,
     pub gets: Arc<AtomicU64>,
     pub bytes: Arc<AtomicU64>,
+    /// The size of every part sent to a multipart upload.
+    pub parts: Arc<Mutex<Vec<usize>>>,
+}
+
+/// Records the size of each part.
+#[derive(Debug)]
+struct RecordingUpload {
+    inner: Box<dyn MultipartUpload>,
+    parts: Arc<Mutex<Vec<usize>>>,
+}
+
+#[async_trait]
+impl MultipartUpload for RecordingUpload {
+    fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+        self.parts.lock().unwrap().push(data.content_length());
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.inner.abort().await
+    }
 }
 
 impl Counting {
@@ -45,6 +70,7 @@ impl Counting {
             inner,
             gets: Arc::default(),
             bytes: Arc::default(),
+            parts: Arc::default(),
         }
     }
 
@@ -79,7 +105,11 @@ impl ObjectStore for Counting {
         l: &Path,
         o: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(l, o).await
+        let inner = self.inner.put_multipart_opts(l, o).await?;
+        Ok(Box::new(RecordingUpload {
+            inner,
+            parts: Arc::clone(&self.parts),
+        }))
     }
 
     async fn get_opts(&self, l: &Path, o: GetOptions) -> Result<GetResult> {
