@@ -493,6 +493,13 @@ impl KeysetSnapshot {
         self.streaming.as_ref()?.keys.get(&key_id)
     }
 
+    /// The streaming AEAD of streaming key `key_id` alone, when it is
+    /// ENABLED: what decrypts a large object whose prefix names that key
+    /// (no trial of the other keys).
+    pub fn streaming_key_aead(&self, key_id: u32) -> Option<Arc<KeysetStreamingAead>> {
+        self.streaming_entry(key_id)?.aead.clone()
+    }
+
     /// The segment layout of streaming key `key_id`, when it is ENABLED.
     pub fn streaming_layout(&self, key_id: u32) -> Option<SegmentLayout> {
         self.streaming_entry(key_id)?

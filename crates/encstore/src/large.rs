@@ -453,7 +453,7 @@ fn now<F: Future>(f: F) -> io::Result<F::Output> {
 /// # Errors
 /// `InvalidData` when a segment does not authenticate; other kinds for
 /// bytes that were not fetched.
-pub(crate) fn decrypt_prefetched(
+pub fn decrypt_prefetched(
     aead: &KeysetStreamingAead,
     associated_data: &[u8],
     size: u64,

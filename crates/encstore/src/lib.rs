@@ -101,6 +101,7 @@ pub use encrypted::{
     Options, RewrapOutcome,
 };
 pub use keys::{HeadClass, KeysetSnapshot, LoadError, ObjectClass};
+pub use large::decrypt_prefetched;
 pub use masters::UriResolver;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use open::{
