@@ -549,10 +549,13 @@ fn sigkill_mid_stream_keeps_the_old_value_whole() {
         if let Some(p) = pause {
             env.push(("PAUSE", p.to_string()));
         }
+        // The temporary files already there (the previous round's) are
+        // listed before the child starts: listed after, a child that had
+        // already created its own would have it counted as a leftover.
+        let leftovers: Vec<PathBuf> = temp_files(&root).into_iter().map(|(p, _)| p).collect();
         let mut child = ChildProc::spawn("stream-writer", &root, &env);
         child.expect_line("STARTED");
         let deadline = Instant::now() + Duration::from_secs(60);
-        let leftovers: Vec<PathBuf> = temp_files(&root).into_iter().map(|(p, _)| p).collect();
         loop {
             let staged = temp_files(&root)
                 .into_iter()
