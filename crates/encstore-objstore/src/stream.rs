@@ -59,7 +59,8 @@ use crate::complete::{CompletionCondition, complete_with};
 use crate::config::MAX_PARTS;
 use crate::error::{Class, Kind, classify};
 use crate::probe::Conditional;
-use crate::storage::{ObjectStorage, update_version, version_of};
+use crate::storage::ObjectStorage;
+use crate::version::{update_version, version_of};
 
 /// How many times in a row a streamed read resumes without receiving a
 /// byte before it gives up.
