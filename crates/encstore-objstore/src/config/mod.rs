@@ -25,6 +25,8 @@ use std::time::Duration;
 use object_store::{BackoffConfig, RetryConfig};
 
 #[cfg(doc)]
+use crate::ObjectStorage;
+#[cfg(doc)]
 use encstore_core::Error;
 
 pub(crate) use common::{CompletionSupport, StreamSettings};
