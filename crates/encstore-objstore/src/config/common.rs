@@ -255,67 +255,45 @@ pub(super) trait CloudBuilder: Sized {
     fn option(self, key: &str, value: &str) -> Result<Self>;
 }
 
-impl CloudBuilder for AmazonS3Builder {
-    const BACKEND: &'static str = "s3";
-    fn client(self, key: ClientConfigKey, value: String) -> Self {
-        self.with_config(AmazonS3ConfigKey::Client(key), value)
-    }
-    fn client_value(&self, key: &ClientConfigKey) -> Option<String> {
-        self.get_config_value(&AmazonS3ConfigKey::Client(*key))
-    }
-    fn retry(self, retry: RetryConfig) -> Self {
-        self.with_retry(retry)
-    }
-    fn option(self, key: &str, value: &str) -> Result<Self> {
-        let k: AmazonS3ConfigKey = key
-            .to_ascii_lowercase()
-            .parse()
-            .map_err(|e| configure_error(Self::BACKEND, e))?;
-        Ok(self.with_config(k, value))
-    }
+/// Implements [`CloudBuilder`] for one of `object_store`'s builders, whose
+/// configuration keys are the enum `$key` (with a `Client` variant).
+macro_rules! cloud_builder {
+    ($builder:ty, $key:ty, $backend:literal) => {
+        impl CloudBuilder for $builder {
+            const BACKEND: &'static str = $backend;
+            fn client(self, key: ClientConfigKey, value: String) -> Self {
+                self.with_config(<$key>::Client(key), value)
+            }
+            fn client_value(&self, key: &ClientConfigKey) -> Option<String> {
+                self.get_config_value(&<$key>::Client(*key))
+            }
+            fn retry(self, retry: RetryConfig) -> Self {
+                self.with_retry(retry)
+            }
+            fn option(self, key: &str, value: &str) -> Result<Self> {
+                let k: $key = key
+                    .to_ascii_lowercase()
+                    .parse()
+                    .map_err(|e| configure_error(Self::BACKEND, e))?;
+                Ok(self.with_config(k, value))
+            }
+        }
+    };
 }
 
+cloud_builder!(AmazonS3Builder, AmazonS3ConfigKey, "s3");
 #[cfg(feature = "gcs")]
-impl CloudBuilder for object_store::gcp::GoogleCloudStorageBuilder {
-    const BACKEND: &'static str = "gcs";
-    fn client(self, key: ClientConfigKey, value: String) -> Self {
-        self.with_config(object_store::gcp::GoogleConfigKey::Client(key), value)
-    }
-    fn client_value(&self, key: &ClientConfigKey) -> Option<String> {
-        self.get_config_value(&object_store::gcp::GoogleConfigKey::Client(*key))
-    }
-    fn retry(self, retry: RetryConfig) -> Self {
-        self.with_retry(retry)
-    }
-    fn option(self, key: &str, value: &str) -> Result<Self> {
-        let k: object_store::gcp::GoogleConfigKey = key
-            .to_ascii_lowercase()
-            .parse()
-            .map_err(|e| configure_error(Self::BACKEND, e))?;
-        Ok(self.with_config(k, value))
-    }
-}
-
+cloud_builder!(
+    object_store::gcp::GoogleCloudStorageBuilder,
+    object_store::gcp::GoogleConfigKey,
+    "gcs"
+);
 #[cfg(feature = "azure")]
-impl CloudBuilder for object_store::azure::MicrosoftAzureBuilder {
-    const BACKEND: &'static str = "azure";
-    fn client(self, key: ClientConfigKey, value: String) -> Self {
-        self.with_config(object_store::azure::AzureConfigKey::Client(key), value)
-    }
-    fn client_value(&self, key: &ClientConfigKey) -> Option<String> {
-        self.get_config_value(&object_store::azure::AzureConfigKey::Client(*key))
-    }
-    fn retry(self, retry: RetryConfig) -> Self {
-        self.with_retry(retry)
-    }
-    fn option(self, key: &str, value: &str) -> Result<Self> {
-        let k: object_store::azure::AzureConfigKey = key
-            .to_ascii_lowercase()
-            .parse()
-            .map_err(|e| configure_error(Self::BACKEND, e))?;
-        Ok(self.with_config(k, value))
-    }
-}
+cloud_builder!(
+    object_store::azure::MicrosoftAzureBuilder,
+    object_store::azure::AzureConfigKey,
+    "azure"
+);
 
 /// reqwest is built without a bundled TLS crypto provider (to avoid
 /// aws-lc-rs); install ring as the process default unless the application

@@ -13,7 +13,7 @@ use encstore_core::{
 };
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{Class, Kind, classify};
 
@@ -57,17 +57,9 @@ impl Storage for ObjectStorage {
         validate_key(key)?;
         let path = self.path(key)?;
         self.deadline("load", async {
-            let r = self
-                .inner
-                .store
-                .get(&path)
-                .await
-                .map_err(|e| self.map("load", key, Kind::Read, e))?;
+            let r = self.get_for_load(key, &path).await?;
             let version = self.version_of(r.meta.e_tag.clone(), r.meta.version.clone(), "load")?;
-            let value = r
-                .bytes()
-                .await
-                .map_err(|e| self.map("load", key, Kind::Read, e))?;
+            let value = self.body_for_load(key, r).await?;
             Ok(Versioned { value, version })
         })
         .await
@@ -77,15 +69,8 @@ impl Storage for ObjectStorage {
         validate_key(key)?;
         let path = self.path(key)?;
         self.deadline("load", async {
-            let r = self
-                .inner
-                .store
-                .get(&path)
-                .await
-                .map_err(|e| self.map("load", key, Kind::Read, e))?;
-            r.bytes()
-                .await
-                .map_err(|e| self.map("load", key, Kind::Read, e))
+            let r = self.get_for_load(key, &path).await?;
+            self.body_for_load(key, r).await
         })
         .await
     }
@@ -242,5 +227,23 @@ impl Storage for ObjectStorage {
 
     fn lease_duration(&self) -> Duration {
         self.inner.lease
+    }
+}
+
+impl ObjectStorage {
+    /// The `GET` of `load` and `load_versioned`.
+    async fn get_for_load(&self, key: &str, path: &Path) -> Result<GetResult> {
+        self.inner
+            .store
+            .get(path)
+            .await
+            .map_err(|e| self.map("load", key, Kind::Read, e))
+    }
+
+    /// The whole body of that `GET`.
+    async fn body_for_load(&self, key: &str, r: GetResult) -> Result<Bytes> {
+        r.bytes()
+            .await
+            .map_err(|e| self.map("load", key, Kind::Read, e))
     }
 }
