@@ -82,7 +82,7 @@ pub struct KeyInfo {
 /// A storage backend, with certmagic's `Storage` semantics made precise.
 /// `docs/storage-contract.md` is the normative text; in short:
 ///
-/// - Keys are validated by [`validate_key`](crate::validate_key) on every
+/// - Keys are validated by [`validate_key`] on every
 ///   backend.
 /// - [`store`](Storage::store) creates or overwrites, atomically: a reader
 ///   sees the old value or the new one, whole.

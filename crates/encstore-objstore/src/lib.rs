@@ -102,6 +102,7 @@ mod storage;
 mod stream;
 #[cfg(feature = "test-util")]
 pub mod testing;
+mod version;
 
 pub use config::{
     ConditionalCompletion, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEASE,

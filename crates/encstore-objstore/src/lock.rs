@@ -57,7 +57,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Class, Kind, classify};
-use crate::storage::{ObjectStorage, update_version};
+use crate::storage::ObjectStorage;
+use crate::version::update_version;
 
 /// The directory (under the store's prefix) that holds lock objects.
 pub const LOCK_DIR: &str = ".encstore-locks";

@@ -49,6 +49,7 @@ mod error;
 mod kek;
 #[cfg(feature = "test-util")]
 pub mod testing;
+mod transit;
 mod uri;
 
 pub use config::{
@@ -56,5 +57,6 @@ pub use config::{
     ENV_NAMESPACE, ENV_TOKEN, VaultConfig,
 };
 pub use error::VaultError;
-pub use kek::{KeyInfo, MASTER_KEY_TYPE, VaultKek, ciphertext_key_version, create_master_key};
+pub use kek::{VaultKek, create_master_key};
+pub use transit::{KeyInfo, MASTER_KEY_TYPE, ciphertext_key_version};
 pub use uri::{SCHEME, VaultUri};

@@ -1,27 +1,25 @@
-//! [`ObjectStorage`]: the [`Storage`] implementation.
+//! [`ObjectStorage`]: the handle (its configuration, paths and helpers);
+//! `ops` implements [`Storage`] on it.
 
-use std::collections::BTreeSet;
+mod ops;
+
 use std::fmt;
 use std::future::Future;
-use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use encstore_core::stream::{ByteStream, ObjectStream, RangeRead, VersionedStream};
-use encstore_core::{
-    Error, KeyInfo, Lease, Result, Storage, Version, Versioned, WriteCondition,
-    is_reserved_segment, validate_key, validate_prefix,
-};
-use futures_util::{StreamExt, TryStreamExt};
+#[cfg(doc)]
+use encstore_core::Storage;
+use encstore_core::{Error, Result, Version, is_reserved_segment, validate_key};
+use futures_util::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
 use crate::config::{
     CompletionSupport, ObjectStorageBuilder, S3StorageBuilder, StreamSettings, UrlStorageBuilder,
 };
-use crate::error::{Class, Kind, classify};
+use crate::error::Kind;
 use crate::probe::Conditional;
 
 /// A [`Storage`] over any `object_store` [`ObjectStore`]: S3 and
@@ -228,7 +226,7 @@ impl ObjectStorage {
     /// The key of an object path under our prefix, or `None` for objects
     /// outside the key namespace (encstore's reserved objects, names that
     /// are not valid keys).
-    fn key_of(&self, location: &Path) -> Option<String> {
+    pub(super) fn key_of(&self, location: &Path) -> Option<String> {
         let s = location.as_ref();
         let rel = if self.inner.prefix.is_empty() {
             s
@@ -288,7 +286,7 @@ impl ObjectStorage {
     }
 
     /// Every object under the key prefix `prefix` ("" for all), as keys.
-    async fn list_recursive(&self, prefix: &str) -> Result<Vec<String>> {
+    pub(super) async fn list_recursive(&self, prefix: &str) -> Result<Vec<String>> {
         let base = self.list_base(prefix)?;
         let metas: Vec<_> = self
             .inner
@@ -308,7 +306,7 @@ impl ObjectStorage {
     }
 
     /// The object path to list for the key prefix `prefix`.
-    fn list_base(&self, prefix: &str) -> Result<Option<Path>> {
+    pub(super) fn list_base(&self, prefix: &str) -> Result<Option<Path>> {
         if prefix.is_empty() && self.inner.prefix.is_empty() {
             Ok(None)
         } else {
@@ -341,7 +339,7 @@ impl ObjectStorage {
         version: Option<String>,
         op: &'static str,
     ) -> Result<Version> {
-        version_of(e_tag, version).ok_or_else(|| {
+        crate::version::version_of(e_tag, version).ok_or_else(|| {
             Error::backend(
                 self.inner.backend,
                 op,
@@ -351,292 +349,9 @@ impl ObjectStorage {
     }
 }
 
-/// The separator between the ETag and the object version in a [`Version`].
-const VERSION_SEP: &str = ";version=";
-
-/// Encodes an ETag (and the object version) as a [`Version`]; `None`
-/// without an ETag.
-pub(crate) fn version_of(e_tag: Option<String>, version: Option<String>) -> Option<Version> {
-    let e_tag = e_tag?;
-    Some(match version {
-        Some(v) => Version::new(format!("{e_tag}{VERSION_SEP}{v}")),
-        None => Version::new(e_tag),
-    })
-}
-
-/// Decodes a [`Version`] made by [`version_of`].
-pub(crate) fn update_version(v: &Version) -> UpdateVersion {
-    let s = v.as_str();
-    // An ETag is a quoted string; split after its closing quote so that an
-    // ETag containing the separator cannot confuse us.
-    let split = match s.rfind('"') {
-        Some(q) => s[q..]
-            .find(VERSION_SEP)
-            .map(|i| (&s[..q + i], &s[q + i + VERSION_SEP.len()..])),
-        None => s.split_once(VERSION_SEP),
-    };
-    match split {
-        Some((e, ver)) => UpdateVersion {
-            e_tag: Some(e.to_owned()),
-            version: Some(ver.to_owned()),
-        },
-        None => UpdateVersion {
-            e_tag: Some(s.to_owned()),
-            version: None,
-        },
-    }
-}
-
-#[async_trait]
-impl Storage for ObjectStorage {
-    async fn store(&self, key: &str, value: Bytes) -> Result<()> {
-        validate_key(key)?;
-        let path = self.path(key)?;
-        self.deadline("store", async {
-            self.inner
-                .store
-                .put(&path, PutPayload::from(value))
-                .await
-                .map_err(|e| self.map("store", key, Kind::Other, e))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn store_if(
-        &self,
-        key: &str,
-        value: Bytes,
-        condition: &WriteCondition,
-    ) -> Result<Version> {
-        validate_key(key)?;
-        let path = self.path(key)?;
-        let mode = self.put_mode(condition)?;
-        self.deadline("store_if", async {
-            self.require_conditional_writes("write conditionally")
-                .await?;
-            self.put_conditional("store_if", key, &path, value, mode)
-                .await
-        })
-        .await
-    }
-
-    async fn load_versioned(&self, key: &str) -> Result<Versioned> {
-        validate_key(key)?;
-        let path = self.path(key)?;
-        self.deadline("load", async {
-            let r = self
-                .inner
-                .store
-                .get(&path)
-                .await
-                .map_err(|e| self.map("load", key, Kind::Read, e))?;
-            let version = self.version_of(r.meta.e_tag.clone(), r.meta.version.clone(), "load")?;
-            let value = r
-                .bytes()
-                .await
-                .map_err(|e| self.map("load", key, Kind::Read, e))?;
-            Ok(Versioned { value, version })
-        })
-        .await
-    }
-
-    async fn load(&self, key: &str) -> Result<Bytes> {
-        validate_key(key)?;
-        let path = self.path(key)?;
-        self.deadline("load", async {
-            let r = self
-                .inner
-                .store
-                .get(&path)
-                .await
-                .map_err(|e| self.map("load", key, Kind::Read, e))?;
-            r.bytes()
-                .await
-                .map_err(|e| self.map("load", key, Kind::Read, e))
-        })
-        .await
-    }
-
-    async fn load_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead> {
-        self.read_range(key, range).await
-    }
-
-    async fn store_stream(&self, key: &str, body: ByteStream) -> Result<()> {
-        self.write_stream(key, body, None).await.map(|_| ())
-    }
-
-    async fn store_stream_if(
-        &self,
-        key: &str,
-        body: ByteStream,
-        condition: &WriteCondition,
-    ) -> Result<Version> {
-        match self.write_stream(key, body, Some(condition)).await? {
-            Some(v) => Ok(v),
-            None => Err(Error::backend(
-                self.inner.backend,
-                "store a stream conditionally",
-                "the write returned no version",
-            )),
-        }
-    }
-
-    async fn load_stream(&self, key: &str) -> Result<ObjectStream> {
-        Ok(self.open_stream(key).await?.0)
-    }
-
-    async fn load_stream_versioned(&self, key: &str) -> Result<VersionedStream> {
-        let (stream, version) = self.open_stream(key).await?;
-        let version = match version {
-            Some(v) => v,
-            None => self.version_of(None, None, "load a stream")?,
-        };
-        Ok(VersionedStream { stream, version })
-    }
-
-    async fn delete(&self, key: &str) -> Result<()> {
-        validate_key(key)?;
-        let path = self.path(key)?;
-        self.deadline("delete", async {
-            match self.inner.store.delete(&path).await {
-                Ok(()) => {}
-                Err(e) if classify(&e) == Class::NotFound => {}
-                Err(e) => return Err(self.map("delete", key, Kind::Other, e)),
-            }
-            // Everything under the key, as a prefix. The listing is of
-            // object paths, so it includes names that are not valid keys:
-            // deleting a prefix deletes all of it. (It also fails, naming
-            // the bucket, when the bucket is missing.)
-            let under: Vec<Path> = self
-                .inner
-                .store
-                .list(Some(&path))
-                .map_ok(|m| m.location)
-                .try_collect()
-                .await
-                .map_err(|e| self.map("delete", key, Kind::Other, e))?;
-            if under.is_empty() {
-                return Ok(());
-            }
-            let stream = futures_util::stream::iter(under.into_iter().map(Ok)).boxed();
-            let mut results = self.inner.store.delete_stream(stream);
-            while let Some(r) = results.next().await {
-                match r {
-                    Ok(_) => {}
-                    Err(e) if classify(&e) == Class::NotFound => {}
-                    Err(e) => return Err(self.map("delete", key, Kind::Other, e)),
-                }
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn list(&self, prefix: &str, recursive: bool) -> Result<Vec<String>> {
-        validate_prefix(prefix)?;
-        self.deadline("list", async {
-            if recursive {
-                return self.list_recursive(prefix).await;
-            }
-            let base = self.list_base(prefix)?;
-            let r = self
-                .inner
-                .store
-                .list_with_delimiter(base.as_ref())
-                .await
-                .map_err(|e| self.map("list", prefix, Kind::Other, e))?;
-            let children: BTreeSet<String> = r
-                .objects
-                .iter()
-                .map(|m| &m.location)
-                .chain(r.common_prefixes.iter())
-                .filter_map(|p| self.key_of(p))
-                .filter(|k| encstore_core::key::is_under(prefix, k))
-                .collect();
-            Ok(children.into_iter().collect())
-        })
-        .await
-    }
-
-    async fn stat(&self, key: &str) -> Result<KeyInfo> {
-        validate_key(key)?;
-        let path = self.path(key)?;
-        self.deadline("stat", async {
-            match self.inner.store.head(&path).await {
-                Ok(meta) => {
-                    return Ok(KeyInfo {
-                        key: key.to_owned(),
-                        modified: Some(SystemTime::from(meta.last_modified)),
-                        size: meta.size,
-                        terminal: true,
-                    });
-                }
-                Err(e) if classify(&e) == Class::NotFound => {}
-                Err(e) => return Err(self.map("stat", key, Kind::Read, e)),
-            }
-            // Not an object: a prefix if anything lies under it. Only the
-            // first page is fetched. (A missing bucket fails here, named.)
-            let mut under = self.inner.store.list(Some(&path));
-            match under.next().await {
-                Some(Ok(meta)) => Ok(KeyInfo {
-                    key: key.to_owned(),
-                    // The first object's time; object stores have no
-                    // directory times.
-                    modified: Some(SystemTime::from(meta.last_modified)),
-                    size: 0,
-                    terminal: false,
-                }),
-                Some(Err(e)) => Err(self.map("stat", key, Kind::Other, e)),
-                None => Err(Error::not_found(key)),
-            }
-        })
-        .await
-    }
-
-    async fn try_lock(&self, name: &str) -> Result<Lease> {
-        validate_key(name)?;
-        self.deadline("lock", async {
-            self.require_conditional_writes("take a lock").await?;
-            crate::lock::try_lock(self, name).await
-        })
-        .await
-    }
-
-    async fn unlock(&self, lease: Lease) -> Result<()> {
-        self.deadline("unlock", crate::lock::unlock(self, lease))
-            .await
-    }
-
-    fn lease_duration(&self) -> Duration {
-        self.inner.lease
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_round_trip() {
-        let v = version_of(Some("\"abc\"".into()), None).unwrap();
-        assert_eq!(v.as_str(), "\"abc\"");
-        let u = update_version(&v);
-        assert_eq!(u.e_tag.as_deref(), Some("\"abc\""));
-        assert_eq!(u.version, None);
-
-        let v = version_of(Some("\"a;version=b\"".into()), Some("v1.2".into())).unwrap();
-        let u = update_version(&v);
-        assert_eq!(u.e_tag.as_deref(), Some("\"a;version=b\""));
-        assert_eq!(u.version.as_deref(), Some("v1.2"));
-
-        let v = version_of(Some("unquoted".into()), Some("7".into())).unwrap();
-        let u = update_version(&v);
-        assert_eq!(u.e_tag.as_deref(), Some("unquoted"));
-        assert_eq!(u.version.as_deref(), Some("7"));
-
-        assert!(version_of(None, None).is_none());
-    }
 
     fn assert_send_sync<T: Send + Sync + 'static>() {}
 
