@@ -4,7 +4,7 @@
 //!
 //! - a 4 KiB `load_range` at a random offset of a 64 MiB object, against
 //!   `ObjectStoreExt::get_range` (concurrency 1 and 16);
-//! - a 64 MiB `store_stream` (1 MiB chunks; 8 MiB parts, 2 in flight),
+//! - a 64 MiB `store_stream` (1 MiB chunks; 8 MiB parts, 1 in flight),
 //!   against `object_store`'s own `WriteMultipart` with the same part size
 //!   and concurrency; plus `store_stream_if` with the condition on the
 //!   multipart completion (`ConditionalCompletion::Enabled`), which adds a
@@ -33,7 +33,8 @@ use encstore_core::{ByteStream, Storage, WriteCondition, new_lease_token};
 use encstore_objstore::object_store::path::Path;
 use encstore_objstore::object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use encstore_objstore::{
-    ConditionalCompletion, DEFAULT_PART_SIZE, ObjectStorage, S3StorageBuilder,
+    ConditionalCompletion, DEFAULT_PART_SIZE, DEFAULT_UPLOAD_CONCURRENCY, ObjectStorage,
+    S3StorageBuilder,
 };
 use futures_util::StreamExt;
 
@@ -205,7 +206,9 @@ async fn main() {
                     let upload = os.put_multipart(&path("direct-put")).await.unwrap();
                     let mut w = WriteMultipart::new_with_chunk_size(upload, DEFAULT_PART_SIZE);
                     for c in &chunks {
-                        w.wait_for_capacity(2).await.unwrap();
+                        w.wait_for_capacity(DEFAULT_UPLOAD_CONCURRENCY)
+                            .await
+                            .unwrap();
                         w.put(c.clone());
                     }
                     w.finish().await.unwrap();

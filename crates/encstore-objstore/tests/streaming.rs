@@ -1053,7 +1053,7 @@ fn child_process_entry() {
     };
     let prefix = std::env::var(PREFIX_ENV).unwrap();
     let (endpoint, bucket) = server("child").unwrap();
-    // The defaults (8 MiB parts, 2 in flight), with conditions on
+    // The defaults (8 MiB parts, 1 in flight), with conditions on
     // completions so that the rewrap streams.
     let s = S3StorageBuilder::from_env(bucket, prefix)
         .endpoint(endpoint)
