@@ -57,6 +57,9 @@ step "cargo test (workspace)"
 export ENCSTORE_REQUIRE_SERVICES=1
 cargo test --workspace
 
+step "encstore with feature aws-kms (envelope keys and master keys in AWS KMS, on moto)"
+cargo test -p encstore --features aws-kms --test kms_envelope --test open_kek
+
 step "encstore-tink with feature tink-rust (TinkRustAead adapter)"
 cargo clippy -p encstore-tink --all-targets --all-features -- -D warnings
 cargo test -p encstore-tink --features tink-rust
