@@ -570,13 +570,9 @@ impl RcHmacAny {
 }
 
 /// `true` if `a == b` (equal lengths and bytes), in time independent of
-/// where they differ. Used for tags no library compares for us.
+/// where they differ (`subtle`). Used for tags no library compares for us.
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 #[cfg(test)]
