@@ -266,6 +266,22 @@ impl KeysetAead {
     }
 }
 
+/// The kind and key ID of the Tink output prefix `ct` starts with, if it
+/// has one: `0x01 ‖ BE32(id)` ([`OutputPrefix::Tink`]) or `0x00 ‖ BE32(id)`
+/// ([`OutputPrefix::Legacy`], which CRUNCHY shares). A RAW ciphertext or a
+/// plaintext may start with those bytes by chance: the prefix says which
+/// key to try, never that the bytes are a ciphertext.
+pub fn parse_prefix(ct: &[u8]) -> Option<(OutputPrefix, u32)> {
+    split_prefix(ct).map(|(first, key_id)| {
+        let kind = if first == 0x01 {
+            OutputPrefix::Tink
+        } else {
+            OutputPrefix::Legacy
+        };
+        (kind, key_id)
+    })
+}
+
 /// The first byte and key ID of a Tink prefix, if `ct` has one.
 #[inline]
 pub(crate) fn split_prefix(ct: &[u8]) -> Option<(u8, u32)> {
@@ -369,5 +385,19 @@ mod tests {
         assert_eq!(split_prefix(&[2, 0, 0, 0, 42]), None);
         assert_eq!(split_prefix(&[1, 0, 0, 0]), None);
         assert_eq!(split_prefix(&[]), None);
+    }
+
+    #[test]
+    fn parse_prefix_names_the_kind() {
+        assert_eq!(
+            parse_prefix(&[1, 0, 0, 1, 0, 9]),
+            Some((OutputPrefix::Tink, 256))
+        );
+        assert_eq!(
+            parse_prefix(&[0, 0xff, 0xff, 0xff, 0xff]),
+            Some((OutputPrefix::Legacy, u32::MAX))
+        );
+        assert_eq!(parse_prefix(b"hello"), None);
+        assert_eq!(parse_prefix(&[1, 2, 3]), None);
     }
 }

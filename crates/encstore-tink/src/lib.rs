@@ -90,7 +90,7 @@ pub mod templates;
 #[cfg(feature = "tink-rust")]
 pub mod tink_rust;
 
-pub use aead::{CiphertextKey, KeysetAead};
+pub use aead::{CiphertextKey, KeysetAead, parse_prefix};
 pub use envelope::{EnvelopeAead, EnvelopeError, KeysetAsyncAead};
 pub use error::{KeyError, KeysetError};
 pub use keyset::{

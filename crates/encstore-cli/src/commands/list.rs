@@ -2,7 +2,6 @@
 
 use anyhow::{Result, anyhow};
 use encstore_tink::keyset::{KeyInfo, KeysetInfo, detect_format};
-use encstore_tink::primitives::KeyParams;
 
 use super::note;
 use crate::cli::ListKeyset;
@@ -91,7 +90,7 @@ fn info_table(info: &KeysetInfo) -> String {
                 short_type(k),
                 k.params
                     .as_ref()
-                    .map_or_else(|| "-".to_owned(), describe_params),
+                    .map_or_else(|| "-".to_owned(), ToString::to_string),
             ]
         })
         .collect();
@@ -113,49 +112,5 @@ fn short_type(k: &KeyInfo) -> String {
     match k.type_url.rsplit('.').next() {
         Some(t) if !t.is_empty() => t.to_owned(),
         _ => "(destroyed)".to_owned(),
-    }
-}
-
-fn describe_params(p: &KeyParams) -> String {
-    match p {
-        KeyParams::AesGcm { key_size } => format!("AES-{}-GCM", key_size * 8),
-        KeyParams::AesGcmSiv { key_size } => format!("AES-{}-GCM-SIV", key_size * 8),
-        KeyParams::AesEax { key_size, iv_size } => {
-            format!("AES-{}-EAX, {iv_size}-byte IV", key_size * 8)
-        }
-        KeyParams::AesCtrHmac {
-            aes_key_size,
-            iv_size,
-            hmac_key_size,
-            hash,
-            tag_size,
-        } => format!(
-            "AES-{}-CTR ({iv_size}-byte IV) + HMAC-{hash} ({hmac_key_size}-byte key, {tag_size}-byte tag)",
-            aes_key_size * 8
-        ),
-        KeyParams::ChaCha20Poly1305 => "ChaCha20-Poly1305".to_owned(),
-        KeyParams::XChaCha20Poly1305 => "XChaCha20-Poly1305".to_owned(),
-        KeyParams::XAesGcm { salt_size } => format!("XAES-256-GCM, {salt_size}-byte salt"),
-        KeyParams::AesGcmHkdfStreaming {
-            key_size,
-            derived_key_size,
-            hkdf_hash,
-            ciphertext_segment_size,
-        } => format!(
-            "streaming AES-{}-GCM, HKDF-{hkdf_hash} ({key_size}-byte key), {ciphertext_segment_size}-byte segments",
-            derived_key_size * 8
-        ),
-        KeyParams::AesCtrHmacStreaming {
-            key_size,
-            derived_key_size,
-            hkdf_hash,
-            hmac_hash,
-            tag_size,
-            ciphertext_segment_size,
-        } => format!(
-            "streaming AES-{}-CTR + HMAC-{hmac_hash} ({tag_size}-byte tag), HKDF-{hkdf_hash} ({key_size}-byte key), {ciphertext_segment_size}-byte segments",
-            derived_key_size * 8
-        ),
-        other => format!("{other:?}"),
     }
 }

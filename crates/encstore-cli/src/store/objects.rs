@@ -381,10 +381,7 @@ pub(super) async fn rm(c: &StoreRm) -> Result<()> {
 
 /// The key ID in a Tink prefix, if the head has one.
 fn prefix_key_id(head: &[u8]) -> Option<u32> {
-    match head {
-        [0x00 | 0x01, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
-        _ => None,
-    }
+    encstore_tink::parse_prefix(head).map(|(_, key_id)| key_id)
 }
 
 /// What `store stat` found in an object.

@@ -198,6 +198,60 @@ pub enum KeyParams {
     },
 }
 
+/// A one-line description of the parameters, as `encstore list-keyset`
+/// shows them (for example `AES-256-GCM`, or `streaming AES-256-GCM,
+/// HKDF-SHA256 (32-byte key), 1048576-byte segments`). No key material.
+impl std::fmt::Display for KeyParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyParams::AesGcm { key_size } => write!(f, "AES-{}-GCM", key_size * 8),
+            KeyParams::AesGcmSiv { key_size } => write!(f, "AES-{}-GCM-SIV", key_size * 8),
+            KeyParams::AesEax { key_size, iv_size } => {
+                write!(f, "AES-{}-EAX, {iv_size}-byte IV", key_size * 8)
+            }
+            KeyParams::AesCtrHmac {
+                aes_key_size,
+                iv_size,
+                hmac_key_size,
+                hash,
+                tag_size,
+            } => write!(
+                f,
+                "AES-{}-CTR ({iv_size}-byte IV) + HMAC-{hash} ({hmac_key_size}-byte key, {tag_size}-byte tag)",
+                aes_key_size * 8
+            ),
+            KeyParams::ChaCha20Poly1305 => f.write_str("ChaCha20-Poly1305"),
+            KeyParams::XChaCha20Poly1305 => f.write_str("XChaCha20-Poly1305"),
+            KeyParams::XAesGcm { salt_size } => write!(f, "XAES-256-GCM, {salt_size}-byte salt"),
+            KeyParams::AesGcmHkdfStreaming {
+                key_size,
+                derived_key_size,
+                hkdf_hash,
+                ciphertext_segment_size,
+            } => write!(
+                f,
+                "streaming AES-{}-GCM, HKDF-{hkdf_hash} ({key_size}-byte key), {ciphertext_segment_size}-byte segments",
+                derived_key_size * 8
+            ),
+            KeyParams::AesCtrHmacStreaming {
+                key_size,
+                derived_key_size,
+                hkdf_hash,
+                hmac_hash,
+                tag_size,
+                ciphertext_segment_size,
+            } => write!(
+                f,
+                "streaming AES-{}-CTR + HMAC-{hmac_hash} ({tag_size}-byte tag), HKDF-{hkdf_hash} ({key_size}-byte key), {ciphertext_segment_size}-byte segments",
+                derived_key_size * 8
+            ),
+            KeyParams::KmsEnvelope { kek_uri, dek } => {
+                write!(f, "KMS envelope, master key {kek_uri}, DEKs {dek}")
+            }
+        }
+    }
+}
+
 impl KeyParams {
     /// Whether these are the parameters of a streaming AEAD key.
     pub fn is_streaming(&self) -> bool {
@@ -617,6 +671,50 @@ mod tests {
     /// The process default provider.
     fn default() -> &'static CryptoProvider {
         crate::provider::get_default().expect("a default provider")
+    }
+
+    #[test]
+    fn key_params_display_in_one_line() {
+        let cases = [
+            (KeyParams::AesGcm { key_size: 32 }, "AES-256-GCM"),
+            (
+                KeyParams::AesEax {
+                    key_size: 16,
+                    iv_size: 16,
+                },
+                "AES-128-EAX, 16-byte IV",
+            ),
+            (
+                KeyParams::AesCtrHmac {
+                    aes_key_size: 32,
+                    iv_size: 16,
+                    hmac_key_size: 32,
+                    hash: "SHA256",
+                    tag_size: 32,
+                },
+                "AES-256-CTR (16-byte IV) + HMAC-SHA256 (32-byte key, 32-byte tag)",
+            ),
+            (KeyParams::XChaCha20Poly1305, "XChaCha20-Poly1305"),
+            (
+                KeyParams::AesGcmHkdfStreaming {
+                    key_size: 32,
+                    derived_key_size: 32,
+                    hkdf_hash: "SHA256",
+                    ciphertext_segment_size: 1 << 20,
+                },
+                "streaming AES-256-GCM, HKDF-SHA256 (32-byte key), 1048576-byte segments",
+            ),
+            (
+                KeyParams::KmsEnvelope {
+                    kek_uri: "hcvault://vault:8200/transit/keys/k".to_owned(),
+                    dek: Box::new(KeyParams::AesGcm { key_size: 16 }),
+                },
+                "KMS envelope, master key hcvault://vault:8200/transit/keys/k, DEKs AES-128-GCM",
+            ),
+        ];
+        for (params, shown) in cases {
+            assert_eq!(params.to_string(), shown);
+        }
     }
 
     const _: () = {
