@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use encstore::core::Aead as _;
-use encstore::{HeadClass, KeysetSnapshot, ReloadableKeyset};
+use encstore::{CiphertextKey, KeysetSnapshot, ReloadableKeyset};
 use encstore_tink::KeysetStreamingAead;
 use encstore_tink::streaming::{SegmentLayout, StreamDecryptor, StreamingError};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
@@ -275,14 +275,23 @@ impl EncryptedObjectStore {
     async fn decrypt_small(&self, path: &Path, ct: Bytes) -> Result<Bytes> {
         let snap = self.keys.snapshot();
         let class = snap.classify(&ct[..ct.len().min(PREFIX_LEN)]);
-        if let HeadClass::UnknownId { key_id } = class {
+        if let CiphertextKey::Prefixed {
+            key_id,
+            status: None,
+            ..
+        } = class
+        {
             return Err(EncryptionError::UnknownKey {
                 path: path.to_string(),
                 key_id: Some(key_id),
             }
             .into());
         }
-        if let HeadClass::Known { key_id, status } = class
+        if let CiphertextKey::Prefixed {
+            key_id,
+            status: Some(status),
+            ..
+        } = class
             && status != encstore_tink::KeyStatus::Enabled
         {
             return Err(EncryptionError::KeyNotEnabled {
@@ -321,7 +330,7 @@ impl EncryptedObjectStore {
             Err(e) => {
                 tracing::debug!(path = %path, error = %e, "object failed to decrypt");
                 Err(match class {
-                    HeadClass::NoPrefix => EncryptionError::UnknownKey {
+                    CiphertextKey::Unprefixed => EncryptionError::UnknownKey {
                         path: path.to_string(),
                         key_id: None,
                     },

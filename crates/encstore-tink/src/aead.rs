@@ -26,9 +26,11 @@ use crate::primitives::RawAead;
 /// Length of a Tink output prefix (TINK, LEGACY, CRUNCHY).
 pub const PREFIX_LEN: usize = 5;
 
-/// What the first bytes of a ciphertext say about its key.
+/// What the first bytes of a ciphertext (or a stored object) say about its
+/// key: the one classification of prefixes in encstore (the `encstore`
+/// crate's `KeysetSnapshot::classify` also answers with it, for the AEAD
+/// keyset and the large-object prefix of the streaming keyset alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum CiphertextKey {
     /// The ciphertext starts with a Tink prefix naming `key_id`.
     Prefixed {

@@ -20,13 +20,14 @@ use encstore_tink::{KeyStatus, KeysetStreamingAead};
 use futures_util::StreamExt;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::keys::{HeadClass, KeysetSnapshot, large_prefix};
+use crate::keys::{KeysetSnapshot, large_prefix};
 use crate::large::{
     self, DecryptCodec, EncryptCodec, HEAD_LEN, PREFIX_LEN, ReencryptCodec, auth_error,
     encrypt_error,
 };
 use crate::metrics::Metrics;
 use crate::reload::ReloadableKeyset;
+use encstore_tink::CiphertextKey;
 
 /// How many times [`EncryptedStorage::rewrap_one`] retries when a writer
 /// changes the object between its read and its conditional write.
@@ -526,7 +527,10 @@ impl EncryptedStorage {
                 }
                 if self.allow_plaintext
                     && snap.holds_raw_keys()
-                    && matches!(class, HeadClass::NoPrefix | HeadClass::UnknownId { .. })
+                    && matches!(
+                        class,
+                        CiphertextKey::Unprefixed | CiphertextKey::Prefixed { status: None, .. }
+                    )
                 {
                     tracing::warn!(
                         key,
@@ -537,13 +541,15 @@ impl EncryptedStorage {
                     // The prefix names a key the keyset has, but not
                     // ENABLED: say so (and how to fix it) rather than
                     // suggesting a newer keyset.
-                    HeadClass::Known { key_id, status } if status != KeyStatus::Enabled => {
-                        Error::KeyNotEnabled {
-                            key: key.to_owned(),
-                            key_id,
-                            status: status.as_str(),
-                        }
-                    }
+                    CiphertextKey::Prefixed {
+                        key_id,
+                        status: Some(status),
+                        ..
+                    } if status != KeyStatus::Enabled => Error::KeyNotEnabled {
+                        key: key.to_owned(),
+                        key_id,
+                        status: status.as_str(),
+                    },
                     _ => Error::from_aead(key, e),
                 };
                 Err(self.fail(err))
@@ -657,7 +663,11 @@ impl EncryptedStorage {
             Ok(pt) => {
                 let pt = Zeroizing::new(pt);
                 let key_id = match class {
-                    HeadClass::Known { key_id, .. } => Some(key_id),
+                    CiphertextKey::Prefixed {
+                        key_id,
+                        status: Some(_),
+                        ..
+                    } => Some(key_id),
                     _ => snap.envelope_info(&ct).map(|i| i.key_id),
                 };
                 if let Some(id) = key_id {
@@ -676,13 +686,15 @@ impl EncryptedStorage {
                     return Ok((Zeroizing::new(Vec::from(ct)), None));
                 }
                 let err = match class {
-                    HeadClass::Known { key_id, status } if status != KeyStatus::Enabled => {
-                        Error::KeyNotEnabled {
-                            key: key.to_owned(),
-                            key_id,
-                            status: status.as_str(),
-                        }
-                    }
+                    CiphertextKey::Prefixed {
+                        key_id,
+                        status: Some(status),
+                        ..
+                    } if status != KeyStatus::Enabled => Error::KeyNotEnabled {
+                        key: key.to_owned(),
+                        key_id,
+                        status: status.as_str(),
+                    },
                     _ => envelope_error(key, e, "unwrap a data key"),
                 };
                 Err(self.fail(err))
@@ -795,7 +807,11 @@ impl EncryptedStorage {
         // is read whole, unless migration mode or a RAW key may still read
         // it.
         let class = snap.classify(&head);
-        if let HeadClass::UnknownId { key_id } = class
+        if let CiphertextKey::Prefixed {
+            key_id,
+            status: None,
+            ..
+        } = class
             && !snap.can_attribute_raw()
             && !snap.has_raw_envelope_keys()
             && !(self.allow_plaintext && snap.may_be_plaintext(class))

@@ -17,37 +17,6 @@ use zeroize::Zeroizing;
 use crate::masters::MasterKeys;
 use crate::policy::{Policy, describe};
 
-/// What the first five bytes of a stored object say about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeadClass {
-    /// A Tink prefix naming a key of this keyset: a key of the AEAD
-    /// keyset, or (for the large-object prefix `0x01 ‖ BE32(id)`) a key of
-    /// the streaming keyset.
-    Known {
-        /// The key ID in the prefix.
-        key_id: u32,
-        /// That key's status in the keyset.
-        status: KeyStatus,
-    },
-    /// A Tink prefix (`0x01` or `0x00` and four bytes) naming a key ID this
-    /// keyset does not have.
-    UnknownId {
-        /// The key ID in the prefix.
-        key_id: u32,
-    },
-    /// No Tink prefix: a plaintext object, or a RAW-key ciphertext.
-    NoPrefix,
-}
-
-impl HeadClass {
-    /// True when the object has no Tink prefix. Whether migration mode may
-    /// take such an object for plaintext also depends on the keyset: see
-    /// [`KeysetSnapshot::may_be_plaintext`].
-    pub fn may_be_plaintext(&self) -> bool {
-        matches!(self, HeadClass::NoPrefix)
-    }
-}
-
 /// Which key a whole stored object is under, as the census and the store
 /// check of key retirement see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -596,33 +565,49 @@ impl KeysetSnapshot {
     /// RAW key, and the object has no prefix or a prefix naming a key ID
     /// the keyset does not have (a plaintext value may start with 0x00 or
     /// 0x01; a prefix of a key the keyset has is taken as ciphertext).
-    pub fn may_be_plaintext(&self, head: HeadClass) -> bool {
+    pub fn may_be_plaintext(&self, head: CiphertextKey) -> bool {
         !self.aead.holds_raw_keys
-            && matches!(head, HeadClass::NoPrefix | HeadClass::UnknownId { .. })
+            && matches!(
+                head,
+                CiphertextKey::Unprefixed | CiphertextKey::Prefixed { status: None, .. }
+            )
     }
 
     /// Whether the class of an object with this head depends on more than
     /// its first five bytes: prefix-less objects, and objects naming an
     /// unknown key ID (a RAW ciphertext's random nonce starts with 0x00 or
     /// 0x01 one time in 128), when a RAW key can be tried.
-    pub fn needs_whole_object(&self, head: HeadClass) -> bool {
+    pub fn needs_whole_object(&self, head: CiphertextKey) -> bool {
         self.can_attribute_raw()
-            && matches!(head, HeadClass::NoPrefix | HeadClass::UnknownId { .. })
+            && matches!(
+                head,
+                CiphertextKey::Unprefixed | CiphertextKey::Prefixed { status: None, .. }
+            )
     }
 
     /// The class of an object from its head alone: exact when
     /// [`needs_whole_object`](KeysetSnapshot::needs_whole_object) is false
     /// for that head.
-    pub fn class_from_head(&self, head: HeadClass) -> ObjectClass {
+    pub fn class_from_head(&self, head: CiphertextKey) -> ObjectClass {
         match head {
-            HeadClass::Known { key_id, status } => ObjectClass::Key {
+            CiphertextKey::Prefixed {
+                key_id,
+                status: Some(status),
+                ..
+            } => ObjectClass::Key {
                 key_id,
                 status,
                 raw: false,
             },
-            HeadClass::UnknownId { key_id } => ObjectClass::UnknownKeyId { key_id },
-            HeadClass::NoPrefix if self.aead.holds_raw_keys => ObjectClass::PrefixLessUnattributed,
-            HeadClass::NoPrefix => ObjectClass::Plaintext,
+            CiphertextKey::Prefixed {
+                key_id,
+                status: None,
+                ..
+            } => ObjectClass::UnknownKeyId { key_id },
+            CiphertextKey::Unprefixed if self.aead.holds_raw_keys => {
+                ObjectClass::PrefixLessUnattributed
+            }
+            CiphertextKey::Unprefixed => ObjectClass::Plaintext,
         }
     }
 
@@ -673,23 +658,18 @@ impl KeysetSnapshot {
     /// Classifies a stored object by its first five bytes: a key of the
     /// streaming keyset (the large-object prefix `0x01 ‖ BE32(id)`), else
     /// the AEAD keyset's own prefix lookup.
-    pub fn classify(&self, head: &[u8]) -> HeadClass {
+    pub fn classify(&self, head: &[u8]) -> CiphertextKey {
         if let Some((key_id, status)) = self.streaming_key_of(head) {
-            return HeadClass::Known { key_id, status };
+            return CiphertextKey::Prefixed {
+                key_id,
+                prefix: OutputPrefix::Tink,
+                status: Some(status),
+            };
         }
-        let class = match (&self.aead.aead, &self.aead.envelope) {
+        match (&self.aead.aead, &self.aead.envelope) {
             (Some(a), _) => a.classify(head),
             (None, Some(e)) => e.classify(head),
             (None, None) => CiphertextKey::Unprefixed,
-        };
-        match class {
-            CiphertextKey::Prefixed {
-                key_id,
-                status: Some(status),
-                ..
-            } => HeadClass::Known { key_id, status },
-            CiphertextKey::Prefixed { key_id, .. } => HeadClass::UnknownId { key_id },
-            _ => HeadClass::NoPrefix,
         }
     }
 
@@ -774,10 +754,14 @@ impl KeysetSnapshot {
         &self,
         ciphertext: Vec<u8>,
         ad: &[u8],
-        class: HeadClass,
+        class: CiphertextKey,
     ) -> Result<(Vec<u8>, Option<u32>), AeadError> {
         let key_id = match class {
-            HeadClass::Known { key_id, .. } => Some(key_id),
+            CiphertextKey::Prefixed {
+                key_id,
+                status: Some(_),
+                ..
+            } => Some(key_id),
             _ => None,
         };
         let pt = self

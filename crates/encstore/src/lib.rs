@@ -100,7 +100,8 @@ pub use encrypted::{
     BLOCKING_THRESHOLD, DEFAULT_STREAMING_THRESHOLD, EncryptedStorage, ObjectCheck, ObjectLayout,
     Options, RewrapOutcome,
 };
-pub use keys::{HeadClass, KeysetSnapshot, LoadError, ObjectClass};
+pub use encstore_tink::CiphertextKey;
+pub use keys::{KeysetSnapshot, LoadError, ObjectClass};
 pub use large::decrypt_prefetched;
 pub use masters::UriResolver;
 pub use metrics::{Metrics, MetricsSnapshot};
