@@ -337,7 +337,7 @@ async fn encrypted_storage_and_encrypted_object_store_read_each_other() {
         "{census:?}"
     );
     for key in tool.inner().list("", true).await.unwrap() {
-        tool.rewrap_one(&key).await.unwrap();
+        tool.reencrypt_one(&key).await.unwrap();
     }
     let census = tool.census("").await.unwrap();
     assert_eq!(census.by_key_id.get(&old), None, "{census:?}");

@@ -211,8 +211,8 @@ async fn main() {
                 let enc = enc.clone();
                 async move {
                     assert!(matches!(
-                        enc.rewrap_one("enc").await.unwrap(),
-                        encstore::RewrapOutcome::Rewrapped { .. }
+                        enc.reencrypt_one("enc").await.unwrap(),
+                        encstore::ObjectReencryption::Reencrypted { .. }
                     ));
                 }
             },

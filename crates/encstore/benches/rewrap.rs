@@ -1,7 +1,7 @@
 //! `rewrap` over 10,000 objects of 4 KiB on the filesystem backend, against
 //! a plain copy of the same objects on the same backend, in the same run.
 //!
-//! - rewrap: [`EncryptedStorage::rewrap_one`] for every key, 16 at a time
+//! - rewrap: [`EncryptedStorage::reencrypt_one`] for every key, 16 at a time
 //!   (what `encstore store rewrap` does per object, without its re-check):
 //!   versioned load, decrypt, encrypt under the new primary, conditional
 //!   write.
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use encstore::{EncryptedStorage, Policy, ReloadableKeyset, RewrapOutcome};
+use encstore::{EncryptedStorage, ObjectReencryption, Policy, ReloadableKeyset};
 use encstore_core::Storage;
 use encstore_fs::FsStorage;
 use encstore_tink::keyset::Keyset;
@@ -135,8 +135,8 @@ fn main() {
             move |k| {
                 let s = s.clone();
                 async move {
-                    match s.rewrap_one(&k).await.unwrap() {
-                        RewrapOutcome::Rewrapped { .. } => {}
+                    match s.reencrypt_one(&k).await.unwrap() {
+                        ObjectReencryption::Reencrypted { .. } => {}
                         other => panic!("{k}: {other:?}"),
                     }
                 }
@@ -159,7 +159,7 @@ fn main() {
         mib(c)
     );
     println!(
-        "rewrap (rewrap_one, EncryptedStorage): median {:.2} s, {:.0} objects/s, {:.1} MiB/s",
+        "rewrap (reencrypt_one, EncryptedStorage): median {:.2} s, {:.0} objects/s, {:.1} MiB/s",
         r.as_secs_f64(),
         rate(r),
         mib(r)

@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::reload::ReloadableKeyset;
 use encstore_tink::CiphertextKey;
 
-/// How many times [`EncryptedStorage::rewrap_one`] retries when a writer
+/// How many times [`EncryptedStorage::reencrypt_one`] retries when a writer
 /// changes the object between its read and its conditional write.
 const REWRAP_ATTEMPTS: usize = 8;
 
@@ -116,12 +116,12 @@ where
     }
 }
 
-/// What [`EncryptedStorage::rewrap_one`] did.
+/// What [`EncryptedStorage::reencrypt_one`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum RewrapOutcome {
+pub enum ObjectReencryption {
     /// The object was re-encrypted under the primary key.
-    Rewrapped {
+    Reencrypted {
         /// The key ID it was under before (`None`: plaintext or RAW).
         from: Option<u32>,
         /// The primary key ID it is under now.
@@ -843,6 +843,14 @@ impl EncryptedStorage {
         Ok((Opened::Small { plaintext, key_id }, version))
     }
 
+    /// The former name of [`reencrypt_one`](Self::reencrypt_one): it
+    /// re-encrypts an object (re-wrapping is what `rewrap_dek_one` does to
+    /// a DEK, and what a master key does to a keyset).
+    #[deprecated(note = "renamed to `reencrypt_one`")]
+    pub async fn rewrap_one(&self, key: &str) -> Result<ObjectReencryption> {
+        self.reencrypt_one(key).await
+    }
+
     /// Re-encrypts the object at `key` under the current primary key of
     /// its layout (a small object under the AEAD keyset's primary, a large
     /// one under the streaming keyset's, streamed in constant memory), with
@@ -854,7 +862,7 @@ impl EncryptedStorage {
     /// Decryption errors (the object is left untouched), and
     /// [`Error::PreconditionFailed`] if the object kept changing for
     /// several attempts in a row.
-    pub async fn rewrap_one(&self, key: &str) -> Result<RewrapOutcome> {
+    pub async fn reencrypt_one(&self, key: &str) -> Result<ObjectReencryption> {
         validate_key(key)?;
         for _ in 0..REWRAP_ATTEMPTS {
             let snap = self.keys.snapshot();
@@ -863,7 +871,7 @@ impl EncryptedStorage {
                 // it is already under a primary) without reading it.
                 let head = match self.inner.load_head(key, PREFIX_LEN).await {
                     Ok(h) => h,
-                    Err(Error::NotFound { .. }) => return Ok(RewrapOutcome::Deleted),
+                    Err(Error::NotFound { .. }) => return Ok(ObjectReencryption::Deleted),
                     Err(e) => return Err(e),
                 };
                 if let Some((from, status)) = snap.streaming_key_of(&head) {
@@ -873,12 +881,12 @@ impl EncryptedStorage {
                     }
                 }
                 if snap.is_under_primary(&head) {
-                    return Ok(RewrapOutcome::AlreadyCurrent);
+                    return Ok(ObjectReencryption::AlreadyCurrent);
                 }
             }
             let loaded = match self.inner.load_versioned(key).await {
                 Ok(v) => v,
-                Err(Error::NotFound { .. }) => return Ok(RewrapOutcome::Deleted),
+                Err(Error::NotFound { .. }) => return Ok(ObjectReencryption::Deleted),
                 Err(e) => return Err(e),
             };
             if snap.streaming_key_of(&loaded.value).is_some() {
@@ -896,7 +904,7 @@ impl EncryptedStorage {
                 off_the_runtime(len, move || this.reencrypt(&snap, &owned_key, value)).await??
             };
             let Some((ct, from)) = step else {
-                return Ok(RewrapOutcome::AlreadyCurrent);
+                return Ok(ObjectReencryption::AlreadyCurrent);
             };
             match self
                 .inner
@@ -909,7 +917,7 @@ impl EncryptedStorage {
             {
                 Ok(_) => {
                     tracing::debug!(key, from, to = primary, "rewrapped");
-                    return Ok(RewrapOutcome::Rewrapped { from, to: primary });
+                    return Ok(ObjectReencryption::Reencrypted { from, to: primary });
                 }
                 Err(Error::PreconditionFailed { .. }) => {
                     tracing::debug!(key, "object changed during rewrap; retrying");
@@ -935,15 +943,15 @@ impl EncryptedStorage {
         head: &[u8],
         from: u32,
         status: KeyStatus,
-    ) -> Result<Option<RewrapOutcome>> {
+    ) -> Result<Option<ObjectReencryption>> {
         let (s, to) = self.streaming(snap, key)?;
         if from == to {
-            return Ok(Some(RewrapOutcome::AlreadyCurrent));
+            return Ok(Some(ObjectReencryption::AlreadyCurrent));
         }
         let old = self.large_key(snap, key, from, status)?;
         let vs = match self.inner.load_stream_versioned(key).await {
             Ok(v) => v,
-            Err(Error::NotFound { .. }) => return Ok(Some(RewrapOutcome::Deleted)),
+            Err(Error::NotFound { .. }) => return Ok(Some(ObjectReencryption::Deleted)),
             Err(e) => return Err(e),
         };
         let mut body = vs.stream.body;
@@ -978,7 +986,7 @@ impl EncryptedStorage {
         {
             Ok(_) => {
                 tracing::debug!(key, from, to, "rewrapped a large object");
-                Ok(Some(RewrapOutcome::Rewrapped {
+                Ok(Some(ObjectReencryption::Reencrypted {
                     from: Some(from),
                     to,
                 }))

@@ -22,7 +22,7 @@
 //! - [`EncryptedStorage::census`] counts objects by key ID (RAW keys
 //!   included, by trial decryption), [`EncryptedStorage::objects_under`]
 //!   is the check before retiring a key, and
-//!   [`EncryptedStorage::rewrap_one`] re-encrypts one object under the
+//!   [`EncryptedStorage::reencrypt_one`] re-encrypts one object under the
 //!   primary key without ever overwriting a concurrent write;
 //!   [`EncryptedStorage::verify_one`] decrypts one object and discards the
 //!   plaintext.
@@ -98,7 +98,7 @@ mod verify;
 pub use census::{Census, KeyObjects, MasterKeyCount};
 pub use encrypted::{
     BLOCKING_THRESHOLD, DEFAULT_STREAMING_THRESHOLD, EncryptedStorage, ObjectCheck, ObjectLayout,
-    Options, RewrapOutcome,
+    ObjectReencryption, Options,
 };
 pub use encstore_tink::CiphertextKey;
 pub use keys::{KeysetSnapshot, LoadError, ObjectClass};

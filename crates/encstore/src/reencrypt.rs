@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::census::Census;
 use crate::concurrency::{self, Control, Flow, Step};
-use crate::encrypted::{EncryptedStorage, RewrapOutcome};
+use crate::encrypted::{EncryptedStorage, ObjectReencryption};
 use crate::verify::{
     DEFAULT_CONCURRENCY, EventSink, FailureClass, FailureCounts, FailureReason, ObjectFailure,
     StopReason, UNREACHABLE_DRAIN,
@@ -350,7 +350,7 @@ impl EncryptedStorage {
     ///   (waiting for another run, or failing fast), and stops if the
     ///   lock's lease is lost;
     /// - at most `options.concurrency` objects at once, each with
-    ///   [`rewrap_one`](Self::rewrap_one)'s conditional write (a value
+    ///   [`reencrypt_one`](Self::reencrypt_one)'s conditional write (a value
     ///   written meanwhile is never overwritten), then re-checked: the
     ///   stored object must decrypt and be under the primary (re-encrypted
     ///   again, a few times, if an older writer put it back under an old
@@ -519,7 +519,7 @@ impl EncryptedStorage {
     }
 }
 
-/// Re-encrypts one object and re-checks it: after `rewrap_one`, the stored
+/// Re-encrypts one object and re-checks it: after `reencrypt_one`, the stored
 /// object must decrypt and be under the primary. A writer still on an older
 /// keyset may write it back under an old key in between; then it is
 /// re-encrypted again, a few times, before giving up.
@@ -530,9 +530,9 @@ async fn reencrypt_and_check(store: &EncryptedStorage, key: &str) -> ReencryptOu
     };
     let mut reencrypted = false;
     for _ in 0..RECHECK_ATTEMPTS {
-        match store.rewrap_one(key).await {
-            Ok(RewrapOutcome::Deleted) => return ReencryptOutcome::Deleted,
-            Ok(RewrapOutcome::Rewrapped { .. }) => reencrypted = true,
+        match store.reencrypt_one(key).await {
+            Ok(ObjectReencryption::Deleted) => return ReencryptOutcome::Deleted,
+            Ok(ObjectReencryption::Reencrypted { .. }) => reencrypted = true,
             Ok(_) => {}
             Err(
                 e @ (Error::Authentication { .. }
@@ -547,7 +547,7 @@ async fn reencrypt_and_check(store: &EncryptedStorage, key: &str) -> ReencryptOu
         }
         let snap = store.keyset().snapshot();
         // A large object names its streaming key in its first five bytes,
-        // and its content was authenticated as `rewrap_one` streamed it:
+        // and its content was authenticated as `reencrypt_one` streamed it:
         // the re-check reads only that head (never the whole object into
         // memory), to catch a writer that put it back under an old key.
         match store.inner().load_head(key, 5).await {

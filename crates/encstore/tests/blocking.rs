@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use encstore::{BLOCKING_THRESHOLD, EncryptedStorage, Policy, ReloadableKeyset, RewrapOutcome};
+use encstore::{
+    BLOCKING_THRESHOLD, EncryptedStorage, ObjectReencryption, Policy, ReloadableKeyset,
+};
 use encstore_core::{
     KeyInfo, Lease, MemoryStorage, Result, Storage, Version, Versioned, WriteCondition,
 };
@@ -144,8 +146,8 @@ async fn other_tasks_run_during_a_large_rewrap() {
     enc.keyset().replace(&k).unwrap();
     start_ticker(Arc::clone(&probe.ticks)).await;
 
-    let outcome = enc.rewrap_one("big").await.unwrap();
-    assert!(matches!(outcome, RewrapOutcome::Rewrapped { to, .. } if to == new));
+    let outcome = enc.reencrypt_one("big").await.unwrap();
+    assert!(matches!(outcome, ObjectReencryption::Reencrypted { to, .. } if to == new));
     // Between reading the object and writing its new ciphertext, the
     // decryption and re-encryption ran; the ticker ran meanwhile.
     assert!(
@@ -259,8 +261,8 @@ async fn large_object_crypto_runs_on_the_blocking_pool() {
     let new = s.rotate(&by_name("AES256_GCM_HKDF_1MB").unwrap()).unwrap();
     keys.replace_streaming(&s).unwrap();
     assert!(matches!(
-        enc.rewrap_one("big").await.unwrap(),
-        RewrapOutcome::Rewrapped { to, .. } if to == new
+        enc.reencrypt_one("big").await.unwrap(),
+        ObjectReencryption::Reencrypted { to, .. } if to == new
     ));
     check("rewrap", 7);
 

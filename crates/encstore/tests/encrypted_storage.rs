@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use encstore::{
-    Census, EncryptedStorage, KeysetSource, LoadError, Options, Policy, ReloadableKeyset,
-    RewrapOutcome,
+    Census, EncryptedStorage, KeysetSource, LoadError, ObjectReencryption, Options, Policy,
+    ReloadableKeyset,
 };
 use encstore_core::{Aead, Error, MemoryStorage, Storage, Version, Versioned, WriteCondition};
 use encstore_tink::templates::by_name;
@@ -364,24 +364,24 @@ async fn rewrap_one_reencrypts_and_never_overwrites_a_concurrent_write() {
     let rewrapper = EncryptedStorage::new(inter.clone(), handle(&k1));
 
     assert_eq!(
-        rewrapper.rewrap_one("a").await.unwrap(),
-        RewrapOutcome::Rewrapped {
+        rewrapper.reencrypt_one("a").await.unwrap(),
+        ObjectReencryption::Reencrypted {
             from: Some(k0.primary_key_id()),
             to: new_id
         }
     );
     assert_eq!(
-        rewrapper.rewrap_one("a").await.unwrap(),
-        RewrapOutcome::AlreadyCurrent
+        rewrapper.reencrypt_one("a").await.unwrap(),
+        ObjectReencryption::AlreadyCurrent
     );
     assert_eq!(&rewrapper.load("a").await.unwrap()[..], b"alpha");
 
     // The server writes "b" between rewrap's read and its write.
     inter.armed.store(true, std::sync::atomic::Ordering::SeqCst);
-    let out = rewrapper.rewrap_one("b").await.unwrap();
+    let out = rewrapper.reencrypt_one("b").await.unwrap();
     assert_eq!(
         out,
-        RewrapOutcome::AlreadyCurrent,
+        ObjectReencryption::AlreadyCurrent,
         "the server's write is already current"
     );
     assert_eq!(
@@ -389,8 +389,8 @@ async fn rewrap_one_reencrypts_and_never_overwrites_a_concurrent_write() {
         b"the server's newer value"
     );
     assert_eq!(
-        rewrapper.rewrap_one("missing").await.unwrap(),
-        RewrapOutcome::Deleted
+        rewrapper.reencrypt_one("missing").await.unwrap(),
+        ObjectReencryption::Deleted
     );
 }
 
@@ -501,8 +501,8 @@ async fn migration_mode_reads_plaintext_and_rewrap_encrypts_it() {
     assert_eq!(migrating.metrics().snapshot().plaintext_reads, 1);
     assert_eq!(migrating.census("").await.unwrap().plaintext, 1);
     assert!(matches!(
-        migrating.rewrap_one("legacy.pem").await.unwrap(),
-        RewrapOutcome::Rewrapped { from: None, .. }
+        migrating.reencrypt_one("legacy.pem").await.unwrap(),
+        ObjectReencryption::Reencrypted { from: None, .. }
     ));
     // Now encrypted: the strict store reads it too.
     assert_eq!(

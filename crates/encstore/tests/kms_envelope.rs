@@ -105,14 +105,14 @@ async fn an_envelope_primary_stores_loads_and_is_counted() {
         census.master_keys,
         vec![MasterKeyCount::new(LOCAL_URI, None, 10)]
     );
-    // verify_one and rewrap_one (already under the primary) work.
+    // verify_one and reencrypt_one (already under the primary) work.
     assert!(matches!(
         store.verify_one("o/3").await.unwrap(),
         encstore::ObjectCheck::Verified { key_id, .. } if key_id == id
     ));
     assert_eq!(
-        store.rewrap_one("o/3").await.unwrap(),
-        encstore::RewrapOutcome::AlreadyCurrent
+        store.reencrypt_one("o/3").await.unwrap(),
+        encstore::ObjectReencryption::AlreadyCurrent
     );
 }
 

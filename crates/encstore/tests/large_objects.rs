@@ -35,8 +35,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use encstore::{
-    EncryptedStorage, KeysetSource, LoadError, ObjectCheck, ObjectLayout, Options, Policy,
-    ReloadableKeyset, RewrapOutcome,
+    EncryptedStorage, KeysetSource, LoadError, ObjectCheck, ObjectLayout, ObjectReencryption,
+    Options, Policy, ReloadableKeyset,
 };
 use encstore_core::conformance::{SuiteOptions, run_all_with};
 use encstore_core::stream::{Stream, from_chunks};
@@ -402,22 +402,22 @@ async fn mixed_store(inner: Arc<dyn Storage>) {
 
     // Rewrap: everything ends under the primary of its layout.
     for (k, _, layout) in &expect {
-        let outcome = enc.rewrap_one(k).await.unwrap();
+        let outcome = enc.reencrypt_one(k).await.unwrap();
         let to = match layout {
             ObjectLayout::Aead => a2,
             _ => s3,
         };
         if k.contains("a2-") || k.contains("s3-") {
-            assert_eq!(outcome, RewrapOutcome::AlreadyCurrent, "{k}");
+            assert_eq!(outcome, ObjectReencryption::AlreadyCurrent, "{k}");
         } else {
             assert!(
-                matches!(outcome, RewrapOutcome::Rewrapped { from: Some(f), to: t } if t == to && f != to),
+                matches!(outcome, ObjectReencryption::Reencrypted { from: Some(f), to: t } if t == to && f != to),
                 "{k}: {outcome:?}"
             );
         }
         assert_eq!(
-            enc.rewrap_one(k).await.unwrap(),
-            RewrapOutcome::AlreadyCurrent
+            enc.reencrypt_one(k).await.unwrap(),
+            ObjectReencryption::AlreadyCurrent
         );
     }
     let census = enc.census("").await.unwrap();
@@ -496,7 +496,7 @@ async fn large_objects_under_a_disabled_key_say_so() {
     assert!(is_not_enabled(enc.load_stream("k").await.map(|_| ())));
     assert!(is_not_enabled(enc.load_range("k", 0..10).await.map(|_| ())));
     assert!(is_not_enabled(enc.verify_one("k").await.map(|_| ())));
-    assert!(is_not_enabled(enc.rewrap_one("k").await.map(|_| ())));
+    assert!(is_not_enabled(enc.reencrypt_one("k").await.map(|_| ())));
     assert_eq!(enc.census("").await.unwrap().objects_under(old), 1);
 }
 
@@ -595,7 +595,7 @@ async fn rewrap_races_a_writer(inner: Arc<dyn Storage>) {
             meddled: AtomicU64::new(0),
         });
         let rewrapper = EncryptedStorage::new(meddling.clone(), new_keys.clone());
-        let outcome = rewrapper.rewrap_one(&key).await.unwrap();
+        let outcome = rewrapper.reencrypt_one(&key).await.unwrap();
         assert_eq!(meddling.meddled.load(Ordering::SeqCst), 1);
         let reader = EncryptedStorage::new(inner.clone(), new_keys.clone());
         assert!(
@@ -604,7 +604,7 @@ async fn rewrap_races_a_writer(inner: Arc<dyn Storage>) {
         );
         let raw = inner.load(&key).await.unwrap();
         if server_value.len() > 100 {
-            assert!(matches!(outcome, RewrapOutcome::Rewrapped { to, .. } if to == new));
+            assert!(matches!(outcome, ObjectReencryption::Reencrypted { to, .. } if to == new));
             assert_eq!(
                 prefix_id(&raw),
                 new,
@@ -613,7 +613,7 @@ async fn rewrap_races_a_writer(inner: Arc<dyn Storage>) {
         } else {
             // The server wrote a small object, already under the AEAD
             // primary.
-            assert_eq!(outcome, RewrapOutcome::AlreadyCurrent);
+            assert_eq!(outcome, ObjectReencryption::AlreadyCurrent);
             assert_eq!(prefix_id(&raw), a.primary_key_id());
         }
     }
@@ -868,7 +868,7 @@ async fn damaged(inner: Arc<dyn Storage>) {
             pair(&a, &s2)
         });
         assert!(
-            auth(rewrap.rewrap_one(&key).await.map(|_| ())),
+            auth(rewrap.reencrypt_one(&key).await.map(|_| ())),
             "{what}: rewrap"
         );
         assert_eq!(
@@ -1609,8 +1609,8 @@ fn child_process_entry() {
                 let s2 = s.rotate(&by_name("AES256_GCM_HKDF_1MB").unwrap()).unwrap();
                 keys.replace_streaming(&s).unwrap();
                 assert!(matches!(
-                    enc.rewrap_one(key).await.unwrap(),
-                    RewrapOutcome::Rewrapped { to, .. } if to == s2
+                    enc.reencrypt_one(key).await.unwrap(),
+                    ObjectReencryption::Reencrypted { to, .. } if to == s2
                 ));
                 eprintln!("after rewrap {}", proc_field("/proc/self/status", "VmHWM:"));
                 let s3 = enc.load_stream(key).await.unwrap();

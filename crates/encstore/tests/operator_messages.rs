@@ -69,10 +69,10 @@ async fn an_object_under_a_disabled_key_says_disabled_and_how_to_enable_it() {
         "{msg}"
     );
     assert!(!msg.contains("newer keyset"), "{msg}");
-    // rewrap_one says the same, and leaves the object alone.
+    // reencrypt_one says the same, and leaves the object alone.
     let before = mem.load("certs/a.pem").await.unwrap();
     assert!(matches!(
-        s.rewrap_one("certs/a.pem").await,
+        s.reencrypt_one("certs/a.pem").await,
         Err(Error::KeyNotEnabled { .. })
     ));
     assert_eq!(mem.load("certs/a.pem").await.unwrap(), before);

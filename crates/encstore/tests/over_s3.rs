@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use encstore::{EncryptedStorage, Policy, ReloadableKeyset, RewrapOutcome};
+use encstore::{EncryptedStorage, ObjectReencryption, Policy, ReloadableKeyset};
 use encstore_core::conformance::{SuiteOptions, run_all_with};
 use encstore_core::{Error, Storage, new_lease_token};
 use encstore_objstore::{S3Storage, S3StorageBuilder};
@@ -90,7 +90,7 @@ async fn rotation_census_and_rewrap_over_s3() {
     for i in 0..20 {
         let key = format!("certs/{i}.pem");
         assert!(
-            matches!(new.rewrap_one(&key).await.unwrap(), RewrapOutcome::Rewrapped { to, .. } if to == new_id)
+            matches!(new.reencrypt_one(&key).await.unwrap(), ObjectReencryption::Reencrypted { to, .. } if to == new_id)
         );
     }
     let after = new.census("").await.unwrap();
@@ -110,7 +110,7 @@ async fn rotation_census_and_rewrap_over_s3() {
     new.delete("certs").await.unwrap();
 }
 
-/// `EncryptedStorage::rewrap_one` over a server that ignores conditional
+/// `EncryptedStorage::reencrypt_one` over a server that ignores conditional
 /// writes (SeaweedFS behind encstore-objstore's test proxy, which strips
 /// `If-Match`/`If-None-Match`) refuses instead of writing, and leaves the
 /// object as it was. (Moved here from encstore-objstore, so that
@@ -154,7 +154,7 @@ async fn rewrap_over_ignoring_server_refuses() {
         store(&proxy.endpoint),
         Arc::new(ReloadableKeyset::new(&k1, Policy::default()).unwrap()),
     );
-    match new.rewrap_one("certs/a.pem").await {
+    match new.reencrypt_one("certs/a.pem").await {
         Err(e @ Error::Unsupported { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains("does not honour conditional writes"), "{msg}");

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use encstore::{EncryptedStorage, ObjectClass, Options, Policy, ReloadableKeyset, RewrapOutcome};
+use encstore::{
+    EncryptedStorage, ObjectClass, ObjectReencryption, Options, Policy, ReloadableKeyset,
+};
 use encstore_core::{Aead, Error, MemoryStorage, Storage};
 use encstore_tink::templates::by_name;
 use encstore_tink::{KeyStatus, Keyset};
@@ -163,7 +165,7 @@ async fn migration_mode_never_takes_a_prefix_less_object_for_plaintext_with_raw_
         migrating.load("a/0").await,
         Err(Error::Authentication { .. })
     ));
-    assert!(migrating.rewrap_one("a/0").await.is_err());
+    assert!(migrating.reencrypt_one("a/0").await.is_err());
     let before = mem.load("a/0").await.unwrap();
     assert_eq!(mem.load("a/0").await.unwrap(), before);
     assert_eq!(migrating.metrics().snapshot().plaintext_reads, 0);
@@ -182,8 +184,8 @@ async fn migration_mode_never_takes_a_prefix_less_object_for_plaintext_with_raw_
     // Objects under the live RAW key B still read and rewrap.
     assert_eq!(&migrating.load("b/1").await.unwrap()[..], b"b1");
     assert!(matches!(
-        migrating.rewrap_one("b/1").await.unwrap(),
-        RewrapOutcome::Rewrapped { .. }
+        migrating.reencrypt_one("b/1").await.unwrap(),
+        ObjectReencryption::Reencrypted { .. }
     ));
 }
 
@@ -208,8 +210,8 @@ async fn migration_mode_reads_plaintext_that_starts_like_a_prefix() {
         assert!(strict.load(&key).await.is_err());
         assert_eq!(&migrating.load(&key).await.unwrap()[..], *v);
         assert!(matches!(
-            migrating.rewrap_one(&key).await.unwrap(),
-            RewrapOutcome::Rewrapped { from: None, .. }
+            migrating.reencrypt_one(&key).await.unwrap(),
+            ObjectReencryption::Reencrypted { from: None, .. }
         ));
         assert_eq!(&strict.load(&key).await.unwrap()[..], *v);
     }
