@@ -56,8 +56,10 @@ pub use kek::{AeadKek, Kek, KekError, MasterKeyVersion};
 pub use key::{InvalidKeyReason, ShownKey, is_reserved_segment, validate_key, validate_prefix};
 pub use lease::{LeaseError, check_lease};
 pub use memory::{DEFAULT_LEASE, MemoryStorage};
+#[allow(deprecated)]
+pub use storage::KeyInfo;
 pub use storage::{
-    KeyInfo, Lease, LockBackoff, Renewal, Storage, Version, Versioned, WriteCondition,
+    Lease, LockBackoff, ObjectInfo, Renewal, Storage, Version, Versioned, WriteCondition,
     new_lease_token,
 };
 pub use stream::{ByteStream, ObjectStream, RangeRead, VersionedStream};

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::key::{child_of, is_under, validate_key, validate_prefix};
 use crate::lease::{LeaseError, check_lease};
 use crate::storage::{
-    KeyInfo, Lease, Renewal, Storage, Version, Versioned, WriteCondition, new_lease_token,
+    Lease, ObjectInfo, Renewal, Storage, Version, Versioned, WriteCondition, new_lease_token,
 };
 use crate::stream::{self, ObjectStream, RangeRead, VersionedStream};
 
@@ -209,11 +209,11 @@ impl Storage for MemoryStorage {
         Ok(children.into_iter().map(str::to_owned).collect())
     }
 
-    async fn stat(&self, key: &str) -> Result<KeyInfo> {
+    async fn stat(&self, key: &str) -> Result<ObjectInfo> {
         validate_key(key)?;
         let inner = self.inner();
         if let Some(e) = inner.objects.get(key) {
-            return Ok(KeyInfo {
+            return Ok(ObjectInfo {
                 key: key.to_owned(),
                 modified: Some(e.modified),
                 size: e.value.len() as u64,
@@ -227,7 +227,7 @@ impl Storage for MemoryStorage {
             .map(|(_, e)| e.modified)
             .max();
         match newest {
-            Some(m) => Ok(KeyInfo {
+            Some(m) => Ok(ObjectInfo {
                 key: key.to_owned(),
                 modified: Some(m),
                 size: 0,

@@ -64,9 +64,11 @@ pub struct Versioned {
     pub version: Version,
 }
 
-/// What [`Storage::stat`] reports about a key.
+/// What [`Storage::stat`] reports about a key: the stored object's (or
+/// prefix's) metadata, not a keyset key's (that is
+/// `encstore_tink::keyset::KeyInfo`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyInfo {
+pub struct ObjectInfo {
     /// The key, as asked.
     pub key: String,
     /// When the object was last written, when the backend knows it.
@@ -78,6 +80,10 @@ pub struct KeyInfo {
     /// (a "directory").
     pub terminal: bool,
 }
+
+/// The former name of [`ObjectInfo`].
+#[deprecated(note = "renamed to `ObjectInfo` (object metadata, not a key's info)")]
+pub type KeyInfo = ObjectInfo;
 
 /// A storage backend, with certmagic's `Storage` semantics made precise.
 /// `docs/storage-contract.md` is the normative text; in short:
@@ -224,7 +230,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     async fn list(&self, prefix: &str, recursive: bool) -> Result<Vec<String>>;
 
     /// Describes `key`, or [`Error::NotFound`].
-    async fn stat(&self, key: &str) -> Result<KeyInfo>;
+    async fn stat(&self, key: &str) -> Result<ObjectInfo>;
 
     /// Acquires the lock `name` if it is free (or its lease has expired),
     /// or fails with [`Error::LockHeld`]. The returned lease is renewed in

@@ -304,7 +304,7 @@ use bytes::Bytes;
 use encstore_core::key::{validate_key, validate_prefix};
 use encstore_core::stream::validate_range;
 use encstore_core::{
-    ByteStream, Error, KeyInfo, Lease, ObjectStream, RangeRead, Result, Storage, Version,
+    ByteStream, Error, Lease, ObjectInfo, ObjectStream, RangeRead, Result, Storage, Version,
     Versioned, VersionedStream, WriteCondition, new_lease_token,
 };
 
@@ -526,7 +526,7 @@ impl Storage for FsStorage {
         blocking("list", move || inner.list(&prefix, recursive)).await
     }
 
-    async fn stat(&self, key: &str) -> Result<KeyInfo> {
+    async fn stat(&self, key: &str) -> Result<ObjectInfo> {
         validate_key(key)?;
         let (inner, key) = (Arc::clone(&self.inner), key.to_owned());
         blocking("stat", move || inner.stat(&key)).await

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use encstore_core::key::{is_under, validate_key};
-use encstore_core::{Error, KeyInfo, Result, is_reserved_segment};
+use encstore_core::{Error, ObjectInfo, Result, is_reserved_segment};
 
 use crate::paths::{Node, backend, ctx, is_missing, join_key};
 use crate::{Inner, TEMP_PREFIX};
@@ -141,22 +141,24 @@ impl Inner {
         Ok(out)
     }
 
-    pub(crate) fn stat(&self, key: &str) -> Result<KeyInfo> {
+    pub(crate) fn stat(&self, key: &str) -> Result<ObjectInfo> {
         let op = "stat";
         let (path, node) = self.inspect(key).map_err(|e| backend(op, e))?;
         match node {
-            Node::File(m) => Ok(KeyInfo {
+            Node::File(m) => Ok(ObjectInfo {
                 key: key.to_owned(),
                 modified: m.modified().ok(),
                 size: m.len(),
                 terminal: true,
             }),
-            Node::Dir(m) if self.has_keys(&path, key).map_err(|e| backend(op, e))? => Ok(KeyInfo {
-                key: key.to_owned(),
-                modified: m.modified().ok(),
-                size: 0,
-                terminal: false,
-            }),
+            Node::Dir(m) if self.has_keys(&path, key).map_err(|e| backend(op, e))? => {
+                Ok(ObjectInfo {
+                    key: key.to_owned(),
+                    modified: m.modified().ok(),
+                    size: 0,
+                    terminal: false,
+                })
+            }
             _ => Err(Error::not_found(key)),
         }
     }

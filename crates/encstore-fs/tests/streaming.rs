@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use encstore_core::stream::Stream;
 use encstore_core::{
-    ByteStream, Error, KeyInfo, Lease, Result, Storage, Version, Versioned, WriteCondition,
+    ByteStream, Error, Lease, ObjectInfo, Result, Storage, Version, Versioned, WriteCondition,
 };
 use encstore_fs::FsStorage;
 use futures_util::StreamExt;
@@ -238,7 +238,7 @@ impl Storage for Defaults {
     async fn list(&self, prefix: &str, recursive: bool) -> Result<Vec<String>> {
         self.0.list(prefix, recursive).await
     }
-    async fn stat(&self, key: &str) -> Result<KeyInfo> {
+    async fn stat(&self, key: &str) -> Result<ObjectInfo> {
         self.0.stat(key).await
     }
     async fn try_lock(&self, name: &str) -> Result<Lease> {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use encstore_core::stream::{clamp_range, slice_range, validate_range};
 use encstore_core::{
-    AeadError, ByteStream, Error, KeyInfo, Lease, ObjectStream, RangeRead, Result, Storage,
+    AeadError, ByteStream, Error, Lease, ObjectInfo, ObjectStream, RangeRead, Result, Storage,
     Version, Versioned, VersionedStream, WriteCondition, validate_key,
 };
 
@@ -1267,7 +1267,7 @@ impl Storage for EncryptedStorage {
         self.inner.list(prefix, recursive).await
     }
 
-    async fn stat(&self, key: &str) -> Result<KeyInfo> {
+    async fn stat(&self, key: &str) -> Result<ObjectInfo> {
         self.inner.stat(key).await
     }
 

@@ -19,7 +19,7 @@ use encstore::{
     BLOCKING_THRESHOLD, EncryptedStorage, ObjectReencryption, Policy, ReloadableKeyset,
 };
 use encstore_core::{
-    KeyInfo, Lease, MemoryStorage, Result, Storage, Version, Versioned, WriteCondition,
+    Lease, MemoryStorage, ObjectInfo, Result, Storage, Version, Versioned, WriteCondition,
 };
 use encstore_tink::Keyset;
 use encstore_tink::templates::by_name;
@@ -76,7 +76,7 @@ impl Storage for Probe {
     async fn list(&self, prefix: &str, recursive: bool) -> Result<Vec<String>> {
         self.inner.list(prefix, recursive).await
     }
-    async fn stat(&self, key: &str) -> Result<KeyInfo> {
+    async fn stat(&self, key: &str) -> Result<ObjectInfo> {
         self.inner.stat(key).await
     }
     async fn try_lock(&self, name: &str) -> Result<Lease> {

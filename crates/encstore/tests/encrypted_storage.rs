@@ -331,7 +331,7 @@ impl Storage for Interleave {
     async fn list(&self, prefix: &str, recursive: bool) -> encstore_core::Result<Vec<String>> {
         self.inner.list(prefix, recursive).await
     }
-    async fn stat(&self, key: &str) -> encstore_core::Result<encstore_core::KeyInfo> {
+    async fn stat(&self, key: &str) -> encstore_core::Result<encstore_core::ObjectInfo> {
         self.inner.stat(key).await
     }
     async fn try_lock(&self, name: &str) -> encstore_core::Result<encstore_core::Lease> {

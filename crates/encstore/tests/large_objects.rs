@@ -41,7 +41,7 @@ use encstore::{
 use encstore_core::conformance::{SuiteOptions, run_all_with};
 use encstore_core::stream::{Stream, from_chunks};
 use encstore_core::{
-    Aead, ByteStream, Error, KeyInfo, Lease, MemoryStorage, ObjectStream, RangeRead, Result,
+    Aead, ByteStream, Error, Lease, MemoryStorage, ObjectInfo, ObjectStream, RangeRead, Result,
     Storage, Version, Versioned, VersionedStream, WriteCondition,
 };
 use encstore_fs::FsStorage;
@@ -556,7 +556,7 @@ impl Storage for Meddling {
     async fn list(&self, prefix: &str, recursive: bool) -> Result<Vec<String>> {
         self.inner.list(prefix, recursive).await
     }
-    async fn stat(&self, key: &str) -> Result<KeyInfo> {
+    async fn stat(&self, key: &str) -> Result<ObjectInfo> {
         self.inner.stat(key).await
     }
     async fn try_lock(&self, name: &str) -> Result<Lease> {
@@ -708,7 +708,7 @@ impl Storage for Counting {
     async fn list(&self, prefix: &str, recursive: bool) -> Result<Vec<String>> {
         self.inner.list(prefix, recursive).await
     }
-    async fn stat(&self, key: &str) -> Result<KeyInfo> {
+    async fn stat(&self, key: &str) -> Result<ObjectInfo> {
         self.inner.stat(key).await
     }
     async fn try_lock(&self, name: &str) -> Result<Lease> {
@@ -1386,7 +1386,7 @@ impl Storage for RangedGet {
     async fn list(&self, prefix: &str, recursive: bool) -> Result<Vec<String>> {
         self.0.list(prefix, recursive).await
     }
-    async fn stat(&self, key: &str) -> Result<KeyInfo> {
+    async fn stat(&self, key: &str) -> Result<ObjectInfo> {
         self.0.stat(key).await
     }
     async fn try_lock(&self, name: &str) -> Result<Lease> {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use encstore::concurrency::map_bounded;
 use encstore::open::StoreLocation;
 use encstore::{DEFAULT_STREAMING_THRESHOLD, EncryptedStorage, ObjectClass, PREFIX_LESS};
-use encstore_core::{Error, KeyInfo, ShownKey, Storage};
+use encstore_core::{Error, ObjectInfo, ShownKey, Storage};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -352,7 +352,10 @@ async fn prefix_marks(
 }
 
 /// Opens the store at `location` and stats `key` in it.
-async fn open_and_stat(location: &StoreLocation, key: &str) -> Result<(Arc<dyn Storage>, KeyInfo)> {
+async fn open_and_stat(
+    location: &StoreLocation,
+    key: &str,
+) -> Result<(Arc<dyn Storage>, ObjectInfo)> {
     let backend = open_backend(location, false).await?;
     let info = backend
         .stat(key)

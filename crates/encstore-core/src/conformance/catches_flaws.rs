@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::*;
 use crate::MemoryStorage;
 use crate::error::{Error, Result};
-use crate::storage::{KeyInfo, Lease, Version, Versioned, WriteCondition};
+use crate::storage::{Lease, ObjectInfo, Version, Versioned, WriteCondition};
 use crate::stream::{ByteStream, ObjectStream, RangeRead, Stream, VersionedStream};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,7 +56,7 @@ impl Storage for Flawed {
     async fn list(&self, prefix: &str, recursive: bool) -> Result<Vec<String>> {
         self.0.list(prefix, recursive).await
     }
-    async fn stat(&self, key: &str) -> Result<KeyInfo> {
+    async fn stat(&self, key: &str) -> Result<ObjectInfo> {
         self.0.stat(key).await
     }
     async fn try_lock(&self, name: &str) -> Result<Lease> {

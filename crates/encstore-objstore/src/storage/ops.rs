@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use encstore_core::stream::{ByteStream, ObjectStream, RangeRead, VersionedStream};
 use encstore_core::{
-    Error, KeyInfo, Lease, Result, Storage, Version, Versioned, WriteCondition, validate_key,
+    Error, Lease, ObjectInfo, Result, Storage, Version, Versioned, WriteCondition, validate_key,
     validate_prefix,
 };
 use futures_util::{StreamExt, TryStreamExt};
@@ -176,13 +176,13 @@ impl Storage for ObjectStorage {
         .await
     }
 
-    async fn stat(&self, key: &str) -> Result<KeyInfo> {
+    async fn stat(&self, key: &str) -> Result<ObjectInfo> {
         validate_key(key)?;
         let path = self.path(key)?;
         self.deadline("stat", async {
             match self.inner.store.head(&path).await {
                 Ok(meta) => {
-                    return Ok(KeyInfo {
+                    return Ok(ObjectInfo {
                         key: key.to_owned(),
                         modified: Some(SystemTime::from(meta.last_modified)),
                         size: meta.size,
@@ -196,7 +196,7 @@ impl Storage for ObjectStorage {
             // first page is fetched. (A missing bucket fails here, named.)
             let mut under = self.inner.store.list(Some(&path));
             match under.next().await {
-                Some(Ok(meta)) => Ok(KeyInfo {
+                Some(Ok(meta)) => Ok(ObjectInfo {
                     key: key.to_owned(),
                     // The first object's time; object stores have no
                     // directory times.
