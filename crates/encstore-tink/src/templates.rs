@@ -115,6 +115,90 @@ impl KeyTemplate {
     }
 }
 
+/// Typed constructors for Tinkey's templates, so code need not spell a
+/// name (`by_name` stays for the CLI and configuration files). Each is the
+/// template of the same name with the TINK output prefix (the streaming
+/// templates have none); `.with_output_prefix(OutputPrefix::Raw)` gives
+/// the `_RAW` variant of an AEAD template.
+impl KeyTemplate {
+    /// `AES128_GCM`.
+    pub fn aes128_gcm() -> KeyTemplate {
+        aes_gcm(16, OutputPrefix::Tink)
+    }
+    /// `AES256_GCM`.
+    pub fn aes256_gcm() -> KeyTemplate {
+        aes_gcm(32, OutputPrefix::Tink)
+    }
+    /// `AES128_GCM_SIV`.
+    pub fn aes128_gcm_siv() -> KeyTemplate {
+        aes_gcm_siv(16, OutputPrefix::Tink)
+    }
+    /// `AES256_GCM_SIV`.
+    pub fn aes256_gcm_siv() -> KeyTemplate {
+        aes_gcm_siv(32, OutputPrefix::Tink)
+    }
+    /// `AES128_EAX`.
+    pub fn aes128_eax() -> KeyTemplate {
+        aes_eax(16, 16, OutputPrefix::Tink)
+    }
+    /// `AES256_EAX`.
+    pub fn aes256_eax() -> KeyTemplate {
+        aes_eax(32, 16, OutputPrefix::Tink)
+    }
+    /// `AES128_CTR_HMAC_SHA256`.
+    pub fn aes128_ctr_hmac_sha256() -> KeyTemplate {
+        aes_ctr_hmac(16, 16, OutputPrefix::Tink)
+    }
+    /// `AES256_CTR_HMAC_SHA256`.
+    pub fn aes256_ctr_hmac_sha256() -> KeyTemplate {
+        aes_ctr_hmac(32, 32, OutputPrefix::Tink)
+    }
+    /// `CHACHA20_POLY1305`.
+    pub fn chacha20_poly1305() -> KeyTemplate {
+        chacha(OutputPrefix::Tink)
+    }
+    /// `XCHACHA20_POLY1305`.
+    pub fn xchacha20_poly1305() -> KeyTemplate {
+        xchacha(OutputPrefix::Tink)
+    }
+    /// `XAES_256_GCM_192_BIT_NONCE`.
+    pub fn xaes_256_gcm_192_bit_nonce() -> KeyTemplate {
+        xaes(12, OutputPrefix::Tink)
+    }
+    /// `AES128_GCM_HKDF_4KB`.
+    pub fn aes128_gcm_hkdf_4kb() -> KeyTemplate {
+        aes_gcm_hkdf(16, 4096)
+    }
+    /// `AES128_GCM_HKDF_1MB`.
+    pub fn aes128_gcm_hkdf_1mb() -> KeyTemplate {
+        aes_gcm_hkdf(16, MB)
+    }
+    /// `AES256_GCM_HKDF_4KB`.
+    pub fn aes256_gcm_hkdf_4kb() -> KeyTemplate {
+        aes_gcm_hkdf(32, 4096)
+    }
+    /// `AES256_GCM_HKDF_1MB`.
+    pub fn aes256_gcm_hkdf_1mb() -> KeyTemplate {
+        aes_gcm_hkdf(32, MB)
+    }
+    /// `AES128_CTR_HMAC_SHA256_4KB`.
+    pub fn aes128_ctr_hmac_sha256_4kb() -> KeyTemplate {
+        aes_ctr_hmac_streaming(16, 4096)
+    }
+    /// `AES128_CTR_HMAC_SHA256_1MB`.
+    pub fn aes128_ctr_hmac_sha256_1mb() -> KeyTemplate {
+        aes_ctr_hmac_streaming(16, MB)
+    }
+    /// `AES256_CTR_HMAC_SHA256_4KB`.
+    pub fn aes256_ctr_hmac_sha256_4kb() -> KeyTemplate {
+        aes_ctr_hmac_streaming(32, 4096)
+    }
+    /// `AES256_CTR_HMAC_SHA256_1MB`.
+    pub fn aes256_ctr_hmac_sha256_1mb() -> KeyTemplate {
+        aes_ctr_hmac_streaming(32, MB)
+    }
+}
+
 /// Every AEAD template name, in the order `list-key-templates` prints them
 /// (before [`STREAMING_NAMES`]; [`all_names`] lists both).
 pub const NAMES: &[&str] = &[
@@ -375,6 +459,56 @@ pub fn by_name(name: &str) -> Result<KeyTemplate, KeysetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_constructors_are_the_named_templates() {
+        type Make = fn() -> KeyTemplate;
+        let typed: [(Make, &str); 19] = [
+            (KeyTemplate::aes128_gcm, "AES128_GCM"),
+            (KeyTemplate::aes256_gcm, "AES256_GCM"),
+            (KeyTemplate::aes128_gcm_siv, "AES128_GCM_SIV"),
+            (KeyTemplate::aes256_gcm_siv, "AES256_GCM_SIV"),
+            (KeyTemplate::aes128_eax, "AES128_EAX"),
+            (KeyTemplate::aes256_eax, "AES256_EAX"),
+            (
+                KeyTemplate::aes128_ctr_hmac_sha256,
+                "AES128_CTR_HMAC_SHA256",
+            ),
+            (
+                KeyTemplate::aes256_ctr_hmac_sha256,
+                "AES256_CTR_HMAC_SHA256",
+            ),
+            (KeyTemplate::chacha20_poly1305, "CHACHA20_POLY1305"),
+            (KeyTemplate::xchacha20_poly1305, "XCHACHA20_POLY1305"),
+            (
+                KeyTemplate::xaes_256_gcm_192_bit_nonce,
+                "XAES_256_GCM_192_BIT_NONCE",
+            ),
+            (KeyTemplate::aes128_gcm_hkdf_4kb, "AES128_GCM_HKDF_4KB"),
+            (KeyTemplate::aes128_gcm_hkdf_1mb, "AES128_GCM_HKDF_1MB"),
+            (KeyTemplate::aes256_gcm_hkdf_4kb, "AES256_GCM_HKDF_4KB"),
+            (KeyTemplate::aes256_gcm_hkdf_1mb, "AES256_GCM_HKDF_1MB"),
+            (
+                KeyTemplate::aes128_ctr_hmac_sha256_4kb,
+                "AES128_CTR_HMAC_SHA256_4KB",
+            ),
+            (
+                KeyTemplate::aes128_ctr_hmac_sha256_1mb,
+                "AES128_CTR_HMAC_SHA256_1MB",
+            ),
+            (
+                KeyTemplate::aes256_ctr_hmac_sha256_4kb,
+                "AES256_CTR_HMAC_SHA256_4KB",
+            ),
+            (
+                KeyTemplate::aes256_ctr_hmac_sha256_1mb,
+                "AES256_CTR_HMAC_SHA256_1MB",
+            ),
+        ];
+        for (make, name) in typed {
+            assert_eq!(make(), by_name(name).unwrap(), "{name}");
+        }
+    }
 
     #[test]
     fn every_name_resolves() {
