@@ -20,6 +20,7 @@ use encstore_tink::envelope::MAX_HEAD_LEN;
 /// the streaming keyset (large objects) are counted alike: their IDs are
 /// unique across the two.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Census {
     /// Objects counted.
     pub total: u64,

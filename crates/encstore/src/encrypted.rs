@@ -181,6 +181,7 @@ impl ObjectLayout {
 /// Options for [`EncryptedStorage`]. The streaming threshold is set with
 /// [`EncryptedStorage::with_streaming_threshold`].
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Options {
     /// Bytes bound into every object's associated data before the key name
     /// (see `docs/format.md`). `None` gives exactly the Tink-certmagic
@@ -193,6 +194,26 @@ pub struct Options {
     /// name no key of the keyset, and the keyset holds no RAW key in any
     /// status (a prefix-less object may then be a RAW ciphertext).
     pub allow_plaintext: bool,
+}
+
+impl Options {
+    /// The defaults: no namespace, no migration mode.
+    pub fn new() -> Options {
+        Options::default()
+    }
+
+    /// Binds `namespace` into every object's associated data, before the
+    /// key name (`None`: the Tink-certmagic format).
+    pub fn namespace(mut self, namespace: Option<Vec<u8>>) -> Options {
+        self.namespace = namespace;
+        self
+    }
+
+    /// Migration mode on or off (see [`Options::allow_plaintext`]).
+    pub fn allow_plaintext(mut self, allow: bool) -> Options {
+        self.allow_plaintext = allow;
+        self
+    }
 }
 
 /// A [`Storage`] that encrypts on `store` and decrypts on `load`, with the

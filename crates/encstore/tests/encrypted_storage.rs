@@ -489,10 +489,7 @@ async fn migration_mode_reads_plaintext_and_rewrap_encrypts_it() {
     let migrating = EncryptedStorage::with_options(
         mem.clone(),
         handle(&k),
-        Options {
-            allow_plaintext: true,
-            ..Options::default()
-        },
+        Options::new().allow_plaintext(true),
     );
     assert_eq!(
         &migrating.load("legacy.pem").await.unwrap()[..],
@@ -528,10 +525,7 @@ async fn namespaces_separate_deployments_sharing_a_keyset() {
         EncryptedStorage::with_options(
             mem.clone(),
             handle(&k),
-            Options {
-                namespace: n.map(|s| s.as_bytes().to_vec()),
-                ..Options::default()
-            },
+            Options::new().namespace(n.map(|s| s.as_bytes().to_vec())),
         )
     };
     let a = ns(Some("tenant-a"));

@@ -204,10 +204,7 @@ async fn layouts_follow_the_threshold() {
     let ns = EncryptedStorage::with_options(
         inner.clone(),
         pair(&a, &s),
-        Options {
-            namespace: Some(b"tenant-a".to_vec()),
-            ..Options::default()
-        },
+        Options::new().namespace(Some(b"tenant-a".to_vec())),
     )
     .with_streaming_threshold(0);
     ns.store("n", Bytes::from_static(b"namespaced"))
@@ -1172,10 +1169,7 @@ async fn python_tink_reads_and_writes_large_objects() {
             let enc = EncryptedStorage::with_options(
                 inner.clone(),
                 pair(&keyset("AES256_GCM"), &s),
-                Options {
-                    namespace: namespace.map(|n| n.as_bytes().to_vec()),
-                    ..Options::default()
-                },
+                Options::new().namespace(namespace.map(|n| n.as_bytes().to_vec())),
             );
             let key = "objects/big.bin";
             let value = data((3 << 20) + 12_345, 14);

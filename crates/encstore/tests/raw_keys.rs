@@ -23,10 +23,7 @@ fn store(mem: &Arc<MemoryStorage>, k: &Keyset, allow_plaintext: bool) -> Encrypt
     EncryptedStorage::with_options(
         mem.clone(),
         Arc::new(ReloadableKeyset::new(k, Policy::default()).unwrap()),
-        Options {
-            allow_plaintext,
-            ..Options::default()
-        },
+        Options::new().allow_plaintext(allow_plaintext),
     )
 }
 

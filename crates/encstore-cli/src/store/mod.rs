@@ -96,10 +96,7 @@ pub async fn open_store(
 ) -> Result<EncryptedStorage> {
     let keys = open_keys(args).await?;
     let backend = open_backend(location, create).await?;
-    let options = Options {
-        allow_plaintext,
-        ..Options::default()
-    };
+    let options = Options::new().allow_plaintext(allow_plaintext);
     Ok(EncryptedStorage::with_options(
         backend,
         Arc::new(keys),
