@@ -32,46 +32,15 @@ pub(super) async fn rewrap(c: &StoreRewrap) -> Result<()> {
     }
     let interrupts = Interrupts::install()?;
     let shared: SharedProgress = Arc::new(Mutex::new(None));
-    let sink = Arc::clone(&shared);
-    let keyset_path = c.keyset.keyset.clone();
-    let shown_location = location.to_string();
-    let options = ReencryptOptions::new()
-        .concurrency(usize::from(c.concurrency))
-        .lock_wait(if c.no_wait {
-            LockWait::FailFast
-        } else {
-            LockWait::Wait
-        })
-        .cancel(interrupts.cancel.clone())
-        .abort(interrupts.abort.clone())
-        .on_event(move |event| match event {
-            ReencryptEvent::WaitingForLock { lock, lease } => note(&format!(
-                "another rewrap is running on {shown_location} (lock {lock:?}); waiting for it to finish (a killed rewrap's lock expires after {} s; --no-wait fails instead)",
-                lease.as_secs()
-            )),
-            ReencryptEvent::Started { total } => {
-                let mut guard = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                *guard = Some(Progress::new(*total, "rewrap"));
-            }
-            ReencryptEvent::Object { key, outcome } => with_progress(&sink, |p| {
-                p.inc();
-                if let ReencryptOutcome::Failed { reason, .. } = outcome {
-                    let msg = super::with_keyset_path(&reason.to_string(), &keyset_path);
-                    p.println(&format!("encstore: rewrap: {}: {msg}", ShownKey(key)));
-                }
-            }),
-            ReencryptEvent::Stopping {
-                reason: StopReason::Cancelled,
-                in_flight,
-            } if *in_flight > 0 => progress::println(
-                &sink,
-                &format!(
-                    "encstore: rewrap: interrupted; finishing the {} in flight (Ctrl-C again to stop at once)",
-                    count(*in_flight as u64, "object")
-                ),
-            ),
-            _ => {}
-        });
+    let options = run_options(
+        "rewrap",
+        c.concurrency,
+        c.no_wait,
+        &c.keyset.keyset,
+        location,
+        &interrupts,
+        &shared,
+    );
     let summary = match store.reencrypt_all("", &options).await {
         Ok(s) => s,
         Err(e) => return Err(run_error(c, e)),
@@ -106,6 +75,60 @@ pub(super) async fn rewrap(c: &StoreRewrap) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The options of a store-wide run (`store rewrap`, `store rewrap-deks`,
+/// named `command` in its messages): concurrency, lock wait, Ctrl-C, and
+/// the events turned into the progress bar in `shared` and notes.
+pub(super) fn run_options(
+    command: &'static str,
+    concurrency: u16,
+    no_wait: bool,
+    keyset_path: &std::path::Path,
+    location: &encstore::open::StoreLocation,
+    interrupts: &Interrupts,
+    shared: &SharedProgress,
+) -> ReencryptOptions {
+    let sink = Arc::clone(shared);
+    let keyset_path = keyset_path.to_path_buf();
+    let shown_location = location.to_string();
+    ReencryptOptions::new()
+        .concurrency(usize::from(concurrency))
+        .lock_wait(if no_wait {
+            LockWait::FailFast
+        } else {
+            LockWait::Wait
+        })
+        .cancel(interrupts.cancel.clone())
+        .abort(interrupts.abort.clone())
+        .on_event(move |event| match event {
+            ReencryptEvent::WaitingForLock { lock, lease } => note(&format!(
+                "another rewrap is running on {shown_location} (lock {lock:?}); waiting for it to finish (a killed rewrap's lock expires after {} s; --no-wait fails instead)",
+                lease.as_secs()
+            )),
+            ReencryptEvent::Started { total } => {
+                let mut guard = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                *guard = Some(Progress::new(*total, command));
+            }
+            ReencryptEvent::Object { key, outcome } => with_progress(&sink, |p| {
+                p.inc();
+                if let ReencryptOutcome::Failed { reason, .. } = outcome {
+                    let msg = super::with_keyset_path(&reason.to_string(), &keyset_path);
+                    p.println(&format!("encstore: {command}: {}: {msg}", ShownKey(key)));
+                }
+            }),
+            ReencryptEvent::Stopping {
+                reason: StopReason::Cancelled,
+                in_flight,
+            } if *in_flight > 0 => progress::println(
+                &sink,
+                &format!(
+                    "encstore: {command}: interrupted; finishing the {} in flight (Ctrl-C again to stop at once)",
+                    count(*in_flight as u64, "object")
+                ),
+            ),
+            _ => {}
+        })
 }
 
 /// The message for a run that did not start.

@@ -6,17 +6,13 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, anyhow, bail};
-use encstore::{
-    LockWait, REENCRYPT_LOCK, ReencryptError, ReencryptEvent, ReencryptOptions, ReencryptOutcome,
-    RewrapDeksSummary, StopReason,
-};
-use encstore_core::ShownKey;
+use encstore::{REENCRYPT_LOCK, ReencryptError, RewrapDeksSummary};
 use serde_json::json;
 
 use super::open_store;
 use super::progress::{
-    self, Interrupted, Interrupts, Progress, RunEnd, SharedProgress, explain, failures_json_into,
-    stop_error, stop_str, with_progress,
+    Interrupted, Interrupts, RunEnd, SharedProgress, explain, failures_json_into, stop_error,
+    stop_str, with_progress,
 };
 use crate::cli::StoreRewrapDeks;
 use crate::commands::note;
@@ -34,46 +30,15 @@ pub(super) async fn rewrap_deks(c: &StoreRewrapDeks) -> Result<()> {
     }
     let interrupts = Interrupts::install()?;
     let shared: SharedProgress = Arc::new(Mutex::new(None));
-    let sink = Arc::clone(&shared);
-    let keyset_path = c.keyset.keyset.clone();
-    let shown_location = location.to_string();
-    let options = ReencryptOptions::new()
-        .concurrency(usize::from(c.concurrency))
-        .lock_wait(if c.no_wait {
-            LockWait::FailFast
-        } else {
-            LockWait::Wait
-        })
-        .cancel(interrupts.cancel.clone())
-        .abort(interrupts.abort.clone())
-        .on_event(move |event| match event {
-            ReencryptEvent::WaitingForLock { lock, lease } => note(&format!(
-                "another rewrap is running on {shown_location} (lock {lock:?}); waiting for it to finish (a killed rewrap's lock expires after {} s; --no-wait fails instead)",
-                lease.as_secs()
-            )),
-            ReencryptEvent::Started { total } => {
-                let mut guard = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                *guard = Some(Progress::new(*total, "rewrap-deks"));
-            }
-            ReencryptEvent::Object { key, outcome } => with_progress(&sink, |p| {
-                p.inc();
-                if let ReencryptOutcome::Failed { reason, .. } = outcome {
-                    let msg = super::with_keyset_path(&reason.to_string(), &keyset_path);
-                    p.println(&format!("encstore: rewrap-deks: {}: {msg}", ShownKey(key)));
-                }
-            }),
-            ReencryptEvent::Stopping {
-                reason: StopReason::Cancelled,
-                in_flight,
-            } if *in_flight > 0 => progress::println(
-                &sink,
-                &format!(
-                    "encstore: rewrap-deks: interrupted; finishing the {} in flight (Ctrl-C again to stop at once)",
-                    count(*in_flight as u64, "object")
-                ),
-            ),
-            _ => {}
-        });
+    let options = super::rewrap::run_options(
+        "rewrap-deks",
+        c.concurrency,
+        c.no_wait,
+        &c.keyset.keyset,
+        location,
+        &interrupts,
+        &shared,
+    );
     let summary = match store.rewrap_deks_all("", &options).await {
         Ok(s) => s,
         Err(e) => return Err(run_error(c, e)),
