@@ -374,13 +374,25 @@ impl EncryptedStorage {
         prefix: &str,
         options: &ReencryptOptions,
     ) -> Result<ReencryptSummary, ReencryptError> {
-        let emit = |e: &ReencryptEvent| {
-            if let Some(sink) = &options.on_event {
-                sink(e);
-            }
-        };
         self.refuse_unsafe_migration().await?;
-        let backend = Arc::clone(self.inner());
+        let (lease, lease_time) = self.take_run_lock(options).await?;
+        let result = self.reencrypt_locked(prefix, options, &lease).await;
+        let unreachable = matches!(&result, Ok(s) if s.stopped == Some(StopReason::Unreachable));
+        let unlocked = self.release_run_lock(lease, unreachable).await;
+        let mut summary = result?;
+        summary.unlock_error = unlocked.err();
+        summary.lease = lease_time;
+        Ok(summary)
+    }
+
+    /// Takes the store-wide lock of whole-store runs ([`REENCRYPT_LOCK`],
+    /// shared by `reencrypt_all` and `rewrap_deks_all`), waiting for it or
+    /// failing fast as `options` say; returns the lease and its duration.
+    pub(crate) async fn take_run_lock(
+        &self,
+        options: &ReencryptOptions,
+    ) -> Result<(Lease, Duration), ReencryptError> {
+        let backend = self.inner();
         let lease_time = backend.lease_duration();
         let lease = match backend.try_lock(REENCRYPT_LOCK).await {
             Ok(l) => l,
@@ -388,10 +400,12 @@ impl EncryptedStorage {
                 return Err(ReencryptError::LockHeld { lease: lease_time });
             }
             Err(Error::LockHeld { .. }) => {
-                emit(&ReencryptEvent::WaitingForLock {
-                    lock: REENCRYPT_LOCK,
-                    lease: lease_time,
-                });
+                if let Some(sink) = &options.on_event {
+                    sink(&ReencryptEvent::WaitingForLock {
+                        lock: REENCRYPT_LOCK,
+                        lease: lease_time,
+                    });
+                }
                 let cancel = options.cancel.clone().unwrap_or_default();
                 tokio::select! {
                     r = backend.lock(REENCRYPT_LOCK) => r.map_err(ReencryptError::Lock)?,
@@ -400,11 +414,19 @@ impl EncryptedStorage {
             }
             Err(e) => return Err(ReencryptError::Lock(e)),
         };
-        let result = self.reencrypt_locked(prefix, options, &lease).await;
-        let unreachable = matches!(&result, Ok(s) if s.stopped == Some(StopReason::Unreachable));
-        let unlocked = if unreachable {
-            // The backend is not answering: do not wait long to release
-            // the lock; it expires on its own.
+        Ok((lease, lease_time))
+    }
+
+    /// Releases the lock [`take_run_lock`](Self::take_run_lock) took. When
+    /// the run stopped because the backend is not answering, waits only
+    /// briefly: the lock expires on its own.
+    pub(crate) async fn release_run_lock(
+        &self,
+        lease: Lease,
+        unreachable: bool,
+    ) -> Result<(), Error> {
+        let backend = self.inner();
+        if unreachable {
             match tokio::time::timeout(UNREACHABLE_DRAIN, backend.unlock(lease)).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::Timeout {
@@ -414,11 +436,7 @@ impl EncryptedStorage {
             }
         } else {
             backend.unlock(lease).await
-        };
-        let mut summary = result?;
-        summary.unlock_error = unlocked.err();
-        summary.lease = lease_time;
-        Ok(summary)
+        }
     }
 
     async fn refuse_unsafe_migration(&self) -> Result<(), ReencryptError> {

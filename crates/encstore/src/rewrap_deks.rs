@@ -16,9 +16,7 @@ use encstore_tink::envelope::MAX_HEAD_LEN;
 use crate::concurrency::{self, Control, Flow, Step};
 use crate::encrypted::{EncryptedStorage, envelope_error};
 use crate::keys::KeysetSnapshot;
-use crate::reencrypt::{
-    LockWait, REENCRYPT_LOCK, ReencryptError, ReencryptEvent, ReencryptOptions, ReencryptOutcome,
-};
+use crate::reencrypt::{ReencryptError, ReencryptEvent, ReencryptOptions, ReencryptOutcome};
 use crate::verify::{FailureClass, FailureReason, ObjectFailure, StopReason, UNREACHABLE_DRAIN};
 
 /// How many times one object's DEK rewrap is retried when a writer changes
@@ -292,44 +290,10 @@ impl EncryptedStorage {
         prefix: &str,
         options: &ReencryptOptions,
     ) -> Result<RewrapDeksSummary, ReencryptError> {
-        let emit = |e: &ReencryptEvent| {
-            if let Some(sink) = &options.on_event {
-                sink(e);
-            }
-        };
-        let backend = Arc::clone(self.inner());
-        let lease_time = backend.lease_duration();
-        let lease = match backend.try_lock(REENCRYPT_LOCK).await {
-            Ok(l) => l,
-            Err(Error::LockHeld { .. }) if options.lock_wait == LockWait::FailFast => {
-                return Err(ReencryptError::LockHeld { lease: lease_time });
-            }
-            Err(Error::LockHeld { .. }) => {
-                emit(&ReencryptEvent::WaitingForLock {
-                    lock: REENCRYPT_LOCK,
-                    lease: lease_time,
-                });
-                let cancel = options.cancel.clone().unwrap_or_default();
-                tokio::select! {
-                    r = backend.lock(REENCRYPT_LOCK) => r.map_err(ReencryptError::Lock)?,
-                    () = cancel.cancelled() => return Err(ReencryptError::Cancelled),
-                }
-            }
-            Err(e) => return Err(ReencryptError::Lock(e)),
-        };
+        let (lease, lease_time) = self.take_run_lock(options).await?;
         let result = self.rewrap_deks_locked(prefix, options, &lease).await;
         let unreachable = matches!(&result, Ok(s) if s.stopped == Some(StopReason::Unreachable));
-        let unlocked = if unreachable {
-            match tokio::time::timeout(UNREACHABLE_DRAIN, backend.unlock(lease)).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::Timeout {
-                    backend: "store",
-                    op: "unlock",
-                }),
-            }
-        } else {
-            backend.unlock(lease).await
-        };
+        let unlocked = self.release_run_lock(lease, unreachable).await;
         let mut summary = result?;
         summary.unlock_error = unlocked.err();
         summary.lease = lease_time;
