@@ -1,13 +1,13 @@
 //! [`ReloadableKeyset`]: a keyset that can be replaced while a server runs.
 
+mod source;
+mod watch;
+
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use encstore_core::Kek;
 use encstore_tink::{Keyset, KeysetInfo};
 
 use encstore_tink::envelope::{EnvelopeOptions, KekResolver};
@@ -17,90 +17,10 @@ use crate::masters::{MasterKeys, UriResolver};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 
-/// Where a keyset file is, and how to unwrap it.
-#[derive(Clone)]
-pub struct KeysetSource {
-    /// The keyset file: Tink JSON or binary, cleartext or `EncryptedKeyset`
-    /// (detected from the content).
-    pub path: PathBuf,
-    /// The key-encryption key for an `EncryptedKeyset`; `None` for a
-    /// cleartext keyset (then an encrypted file is refused, and vice versa).
-    pub kek: Option<Arc<dyn Kek>>,
-    /// The associated data the keyset was encrypted with (usually empty).
-    pub associated_data: Vec<u8>,
-}
-
-impl fmt::Debug for KeysetSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeysetSource")
-            .field("path", &self.path)
-            .field("kek", &self.kek)
-            .field("associated_data_len", &self.associated_data.len())
-            .finish()
-    }
-}
-
-impl KeysetSource {
-    /// A cleartext keyset file (development only; see
-    /// `docs/key-management.md`).
-    pub fn cleartext(path: impl Into<PathBuf>) -> Self {
-        KeysetSource {
-            path: path.into(),
-            kek: None,
-            associated_data: Vec::new(),
-        }
-    }
-
-    /// An `EncryptedKeyset` file wrapped by `kek` with `associated_data`.
-    pub fn encrypted(path: impl Into<PathBuf>, kek: Arc<dyn Kek>, associated_data: &[u8]) -> Self {
-        KeysetSource {
-            path: path.into(),
-            kek: Some(kek),
-            associated_data: associated_data.to_vec(),
-        }
-    }
-
-    /// Reads and validates the keyset.
-    ///
-    /// # Errors
-    /// [`LoadError`] saying what is wrong with the file.
-    pub async fn read(&self) -> Result<Keyset, LoadError> {
-        let bytes = tokio::fs::read(&self.path)
-            .await
-            .map_err(|source| LoadError::Io {
-                path: self.path.display().to_string(),
-                source,
-            })?;
-        let bytes = zeroize::Zeroizing::new(bytes);
-        match &self.kek {
-            None => Ok(Keyset::read(&bytes, None)?),
-            Some(kek) => {
-                Ok(Keyset::read_with_kek(&bytes, kek.as_ref(), &self.associated_data).await?)
-            }
-        }
-    }
-}
-
-/// The file's identity and modification time, to notice replacement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> Option<FileStamp> {
-    let m = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&m);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some(FileStamp {
-        modified: m.modified().ok(),
-        len: m.len(),
-        inode,
-    })
-}
+pub use source::KeysetSource;
+use source::read_streaming;
+pub use watch::WatchHandle;
+use watch::{FileStamp, stamp};
 
 /// A structured event for a keyset refused by the policy.
 fn log_policy_refusal(e: &LoadError) {
@@ -565,58 +485,5 @@ impl ReloadableKeyset {
         }
         self.record(&r);
         r
-    }
-
-    /// Reloads if either keyset file changed (size, modification time or
-    /// inode) since the last load. Returns `None` when neither had.
-    pub async fn reload_if_changed(&self) -> Option<Result<ReloadReport, LoadError>> {
-        let changed = |source: &Option<KeysetSource>,
-                       last: &std::sync::Mutex<Option<FileStamp>>| {
-            let Some(source) = source else { return false };
-            let now = stamp(&source.path);
-            let last = last.lock().ok().and_then(|s| *s);
-            now.is_none() || now != last
-        };
-        let aead = changed(&self.source, &self.last_stamp);
-        let streaming = changed(&self.streaming_source, &self.last_streaming_stamp);
-        if !aead && !streaming {
-            return None;
-        }
-        Some(self.reload().await)
-    }
-
-    /// Polls the keyset files every `interval` and reloads them when one
-    /// changes. The task stops when the returned handle is dropped.
-    pub fn watch(self: &Arc<Self>, interval: Duration) -> WatchHandle {
-        let me = Arc::downgrade(self);
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(me) = me.upgrade() else { return };
-                let _ = me.reload_if_changed().await;
-            }
-        });
-        WatchHandle(task)
-    }
-}
-
-/// Reads a streaming keyset file; its errors are wrapped in
-/// [`LoadError::Streaming`].
-async fn read_streaming(source: &KeysetSource) -> Result<Keyset, LoadError> {
-    source
-        .read()
-        .await
-        .map_err(|e| LoadError::Streaming(Box::new(e)))
-}
-
-/// Stops the file watcher when dropped.
-#[derive(Debug)]
-pub struct WatchHandle(tokio::task::JoinHandle<()>);
-
-impl Drop for WatchHandle {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
