@@ -7,7 +7,9 @@
 //! `encstore store rewrap` command is this operation under its historical
 //! name.)
 
-use std::collections::BTreeMap;
+mod lock;
+mod plan;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +17,6 @@ use std::time::{Duration, Instant};
 use encstore_core::{Error, Lease};
 use tokio_util::sync::CancellationToken;
 
-use crate::census::Census;
 use crate::concurrency::{self, Control, Flow, Step};
 use crate::encrypted::{EncryptedStorage, ObjectReencryption};
 use crate::verify::{
@@ -23,25 +24,12 @@ use crate::verify::{
     StopReason, UNREACHABLE_DRAIN,
 };
 
-/// The name of the store-wide lock that a re-encryption holds (and that
-/// `encstore store rewrap` has always used): one run at a time per store,
-/// whichever process runs it.
-pub const REENCRYPT_LOCK: &str = "encstore-rewrap";
+pub use lock::{LockWait, REENCRYPT_LOCK};
+pub use plan::ReencryptPlan;
 
 /// How many times an object is re-encrypted and re-checked before it is
 /// reported as [`FailureReason::StillNotUnderPrimary`].
 const RECHECK_ATTEMPTS: usize = 3;
-
-/// What to do when another run holds [`REENCRYPT_LOCK`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum LockWait {
-    /// Wait for it (emitting [`ReencryptEvent::WaitingForLock`] first).
-    #[default]
-    Wait,
-    /// Fail at once with [`ReencryptError::LockHeld`].
-    FailFast,
-}
 
 /// How [`EncryptedStorage::reencrypt_all`] runs.
 #[derive(Clone)]
@@ -264,85 +252,7 @@ pub enum ReencryptError {
     Cancelled,
 }
 
-/// What a re-encryption would do: [`EncryptedStorage::reencrypt_plan`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ReencryptPlan {
-    /// The census it is computed from.
-    pub census: Census,
-    /// Objects under keys other than the primary, by key ID.
-    pub by_key_id: BTreeMap<u32, u64>,
-    /// Objects that would be re-encrypted.
-    pub would_reencrypt: u64,
-    /// Objects taken as plaintext and encrypted (migration mode).
-    pub plaintext_reencrypted: u64,
-    /// Objects that would fail.
-    pub would_fail: u64,
-    /// Migration mode takes for plaintext the objects whose first bytes
-    /// name a key ID the keyset does not have (the keyset holds no RAW
-    /// key).
-    pub migrating: bool,
-    /// Migration mode would refuse to run ([`ReencryptError::UnsafeMigration`]).
-    pub allow_plaintext_refused: bool,
-}
-
-impl ReencryptPlan {
-    /// Objects already under the primary key.
-    pub fn already_current(&self) -> u64 {
-        self.census.objects_under(self.census.primary_key_id)
-    }
-}
-
 impl EncryptedStorage {
-    /// The dry run of [`reencrypt_all`](Self::reencrypt_all): what it would
-    /// do to the objects under `prefix`, from a census. Nothing is written
-    /// and no lock is taken.
-    ///
-    /// # Errors
-    /// As [`EncryptedStorage::census`].
-    pub async fn reencrypt_plan(&self, prefix: &str) -> Result<ReencryptPlan, Error> {
-        let census = self.census(prefix).await?;
-        let allow_plaintext = self.allows_plaintext();
-        let holds_raw = self.keyset().snapshot().holds_raw_keys();
-        let primary = census.primary_key_id;
-        // Objects under either primary (the AEAD keyset's, and the streaming
-        // keyset's for large objects) are current.
-        let streaming_primary = census.streaming_primary_key_id;
-        let by_key_id: BTreeMap<u32, u64> = census
-            .by_key_id
-            .iter()
-            .filter(|(id, _)| **id != primary && Some(**id) != streaming_primary)
-            .map(|(id, n)| (*id, *n))
-            .collect();
-        // Migration mode takes for plaintext the prefix-less objects, and
-        // those whose first bytes name a key ID the keyset does not have
-        // (plaintext may start with 0x00 or 0x01), but only while the
-        // keyset holds no RAW key (the census then counts no prefix-less
-        // object as plaintext).
-        let migrating = allow_plaintext && !holds_raw;
-        let plaintext_reencrypted = if migrating {
-            census.plaintext + census.unknown_key
-        } else if allow_plaintext {
-            census.plaintext
-        } else {
-            0
-        };
-        let others: u64 = by_key_id.values().sum();
-        let would_reencrypt = others + plaintext_reencrypted;
-        let would_fail = census.total - census.under_primary() - others - plaintext_reencrypted;
-        let allow_plaintext_refused =
-            allow_plaintext && holds_raw && census.prefix_less_unattributed > 0;
-        Ok(ReencryptPlan {
-            census,
-            by_key_id,
-            would_reencrypt,
-            plaintext_reencrypted,
-            would_fail,
-            migrating,
-            allow_plaintext_refused,
-        })
-    }
-
     /// Re-encrypts every object under `prefix` (`""` for all) that is not
     /// under the primary key, store-wide and safely:
     ///
@@ -383,60 +293,6 @@ impl EncryptedStorage {
         summary.unlock_error = unlocked.err();
         summary.lease = lease_time;
         Ok(summary)
-    }
-
-    /// Takes the store-wide lock of whole-store runs ([`REENCRYPT_LOCK`],
-    /// shared by `reencrypt_all` and `rewrap_deks_all`), waiting for it or
-    /// failing fast as `options` say; returns the lease and its duration.
-    pub(crate) async fn take_run_lock(
-        &self,
-        options: &ReencryptOptions,
-    ) -> Result<(Lease, Duration), ReencryptError> {
-        let backend = self.inner();
-        let lease_time = backend.lease_duration();
-        let lease = match backend.try_lock(REENCRYPT_LOCK).await {
-            Ok(l) => l,
-            Err(Error::LockHeld { .. }) if options.lock_wait == LockWait::FailFast => {
-                return Err(ReencryptError::LockHeld { lease: lease_time });
-            }
-            Err(Error::LockHeld { .. }) => {
-                if let Some(sink) = &options.on_event {
-                    sink(&ReencryptEvent::WaitingForLock {
-                        lock: REENCRYPT_LOCK,
-                        lease: lease_time,
-                    });
-                }
-                let cancel = options.cancel.clone().unwrap_or_default();
-                tokio::select! {
-                    r = backend.lock(REENCRYPT_LOCK) => r.map_err(ReencryptError::Lock)?,
-                    () = cancel.cancelled() => return Err(ReencryptError::Cancelled),
-                }
-            }
-            Err(e) => return Err(ReencryptError::Lock(e)),
-        };
-        Ok((lease, lease_time))
-    }
-
-    /// Releases the lock [`take_run_lock`](Self::take_run_lock) took. When
-    /// the run stopped because the backend is not answering, waits only
-    /// briefly: the lock expires on its own.
-    pub(crate) async fn release_run_lock(
-        &self,
-        lease: Lease,
-        unreachable: bool,
-    ) -> Result<(), Error> {
-        let backend = self.inner();
-        if unreachable {
-            match tokio::time::timeout(UNREACHABLE_DRAIN, backend.unlock(lease)).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::Timeout {
-                    backend: "store",
-                    op: "unlock",
-                }),
-            }
-        } else {
-            backend.unlock(lease).await
-        }
     }
 
     async fn refuse_unsafe_migration(&self) -> Result<(), ReencryptError> {
