@@ -83,18 +83,22 @@ pub fn policy() -> Typed<PolicyArg> {
                 policy,
             })
             .map_err(|e| match e {
-                PolicyError::UnknownPreset(_) => e.to_string(),
+                PolicyError::UnknownPreset(_) => {
+                    format!("{e}, or a JSON policy file (a path ending in .json or containing a /)")
+                }
                 e => format!("policy {p}: {e}"),
             })
     })
 }
 
+/// A JSON policy file when `p` looks like a path, else a preset name
+/// (`Policy`'s `FromStr`).
 fn parse_policy(p: &str) -> Result<Policy, PolicyError> {
     let path = Path::new(p);
     if p.ends_with(".json") || p.contains('/') || path.is_file() {
         Policy::from_file(path)
     } else {
-        Policy::preset(p)
+        p.parse()
     }
 }
 
@@ -196,6 +200,45 @@ pub fn is_refused_value(e: &clap::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_policy_flag(value: &str) -> Result<PolicyArg, clap::Error> {
+        let cmd = Command::new("t").arg(Arg::new("policy").long("policy").value_parser(policy()));
+        cmd.try_get_matches_from(["t", "--policy", value])
+            .map(|m| m.get_one::<PolicyArg>("policy").unwrap().clone())
+    }
+
+    #[test]
+    fn policy_flag_takes_presets_and_names_the_valid_ones_for_a_typo() {
+        let fips = parse_policy_flag("fips").unwrap();
+        assert_eq!(fips.text, "fips");
+        assert_eq!(fips.policy, Policy::fips());
+        assert_eq!(
+            parse_policy_flag("modern").unwrap().policy,
+            Policy::modern()
+        );
+        let e = parse_policy_flag("fisp").unwrap_err();
+        assert!(is_refused_value(&e));
+        assert_eq!(
+            e.to_string(),
+            "error: invalid --policy: unknown policy preset \"fisp\"; the valid names are fips, modern, tink, or a JSON policy file (a path ending in .json or containing a /)\n"
+        );
+    }
+
+    #[test]
+    fn policy_flag_reads_a_json_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        std::fs::write(
+            &path,
+            r#"{"name":"only-256","allow":[{"key_type":"AesGcmKey","key_sizes":[32]}]}"#,
+        )
+        .unwrap();
+        let p = parse_policy_flag(path.to_str().unwrap()).unwrap();
+        assert_eq!(p.policy.name, "only-256");
+        let missing = dir.path().join("missing.json");
+        let e = parse_policy_flag(missing.to_str().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("cannot read policy file"), "{e}");
+    }
 
     #[test]
     fn byte_ranges() {

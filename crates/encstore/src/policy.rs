@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 
 use encstore_tink::primitives::KeyParams;
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,10 @@ pub enum PolicyError {
         message: String,
     },
     /// A named preset does not exist.
-    #[error("unknown policy preset {0:?} (known: fips, modern, tink)")]
+    #[error(
+        "unknown policy preset {0:?}; the valid names are {names}",
+        names = Policy::PRESETS.join(", ")
+    )]
     UnknownPreset(String),
 }
 
@@ -308,10 +312,16 @@ impl Policy {
         }
     }
 
-    /// A preset by name: `fips`, `modern` or `tink`.
+    /// The names of the presets, as [`Policy::preset`] and
+    /// [`str::parse`] take them.
+    pub const PRESETS: [&'static str; 3] = ["fips", "modern", "tink"];
+
+    /// A preset by name: `fips`, `modern` or `tink` (also
+    /// `name.parse::<Policy>()`).
     ///
     /// # Errors
-    /// [`PolicyError::UnknownPreset`] for any other name.
+    /// [`PolicyError::UnknownPreset`] for any other name; its message
+    /// lists the valid names.
     pub fn preset(name: &str) -> Result<Policy, PolicyError> {
         match name {
             "fips" => Ok(Policy::fips()),
@@ -365,6 +375,17 @@ impl Policy {
                 && self.allows(dek);
         }
         self.allow.iter().any(|r| r.allows(params))
+    }
+}
+
+/// A preset by name, as [`Policy::preset`]: `"fips".parse::<Policy>()`.
+/// Names are exact (lower case). A policy file is read with
+/// [`Policy::from_file`].
+impl FromStr for Policy {
+    type Err = PolicyError;
+
+    fn from_str(name: &str) -> Result<Policy, PolicyError> {
+        Policy::preset(name)
     }
 }
 
@@ -530,5 +551,25 @@ mod tests {
         assert!(err.to_string().contains("keysizes"), "{err}");
         let err = Policy::from_json(r#"{"preset":"fisp"}"#, "p.json").unwrap_err();
         assert!(matches!(err, PolicyError::UnknownPreset(_)));
+    }
+
+    #[test]
+    fn presets_parse_by_name_and_an_unknown_name_lists_the_valid_ones() {
+        for name in Policy::PRESETS {
+            let p: Policy = name.parse().unwrap();
+            assert_eq!(p, Policy::preset(name).unwrap());
+            assert_eq!(p.name, name);
+        }
+        assert_eq!("fips".parse::<Policy>().unwrap(), Policy::fips());
+        assert_eq!("modern".parse::<Policy>().unwrap(), Policy::modern());
+        assert_eq!("tink".parse::<Policy>().unwrap(), Policy::tink());
+        for bad in ["nope", "FIPS", " fips", ""] {
+            let err = bad.parse::<Policy>().unwrap_err();
+            assert!(matches!(&err, PolicyError::UnknownPreset(n) if n == bad));
+            assert_eq!(
+                err.to_string(),
+                format!("unknown policy preset {bad:?}; the valid names are fips, modern, tink")
+            );
+        }
     }
 }
