@@ -2,13 +2,15 @@
 //! included, and the store check behind retiring a key.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use encstore_core::{Error, Result};
 use serde::Serialize;
-use tokio::task::JoinSet;
 
+use crate::concurrency::{self, Control, Flow, Step};
 use crate::encrypted::{EncryptedStorage, off_the_runtime};
-use crate::keys::ObjectClass;
+use crate::keys::{KeysetSnapshot, ObjectClass};
 use encstore_tink::OutputPrefix;
 use encstore_tink::envelope::MAX_HEAD_LEN;
 
@@ -202,74 +204,99 @@ impl EncryptedStorage {
         } else {
             5
         };
-        let mut set: JoinSet<Result<Option<Counted>>> = JoinSet::new();
         let mut masters: BTreeMap<(String, Option<u32>), u64> = BTreeMap::new();
-        let mut iter = keys.into_iter();
-        loop {
-            while set.len() < CENSUS_CONCURRENCY {
-                let Some(key) = iter.next() else { break };
+        let mut failed: Option<Error> = None;
+        concurrency::run(
+            keys,
+            &Control::new(CENSUS_CONCURRENCY),
+            |key| {
                 let store = self.clone();
-                let snap = std::sync::Arc::clone(&snap);
-                set.spawn(async move {
-                    let head_bytes = match store.inner().load_head(&key, head_len).await {
-                        Ok(head) => head,
-                        Err(Error::NotFound { .. }) => return Ok(None),
-                        Err(e) => return Err(e),
-                    };
-                    let head = snap.classify(&head_bytes);
-                    // An envelope object: its prefix names an envelope key,
-                    // or (prefix-less) its encrypted DEK is attributed to a
-                    // RAW envelope key. No KMS call.
-                    // (A RAW envelope ciphertext starts with the BE32
-                    // length of its encrypted DEK, 0x00 0x00: it looks
-                    // like a LEGACY prefix of an unknown key.)
-                    if let Some(info) = snap.envelope_info(&head_bytes)
-                    {
-                        let class = ObjectClass::Key {
-                            key_id: info.key_id,
-                            status: info.status,
-                            raw: info.output_prefix == OutputPrefix::Raw,
-                        };
-                        let master = match info.master {
-                            Some(m) => (m.key, m.version),
-                            None => (crate::open::display_uri(&info.kek_uri), None),
-                        };
-                        return Ok(Some((class, false, Some(master))));
+                let snap = Arc::clone(&snap);
+                async move { store.census_one(snap, &key, head_len).await }
+            },
+            |step| {
+                let Step::Done(item) = step else {
+                    return Flow::Continue;
+                };
+                match item {
+                    Ok(Some((class, large, master))) => {
+                        census.count(class, large);
+                        if let Some(m) = master {
+                            census.envelope += 1;
+                            *masters.entry(m).or_default() += 1;
+                        }
+                        Flow::Continue
                     }
-                    if !snap.needs_whole_object(head) {
-                        let class = snap.class_from_head(head);
-                        let large = matches!(class, ObjectClass::Key { key_id, .. } if snap.is_streaming_key(key_id));
-                        return Ok(Some((class, large, None)));
+                    Ok(None) => Flow::Continue,
+                    // The first error ends the census: nothing new starts
+                    // and the reads in flight are abandoned.
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        Flow::Stop {
+                            drain: Duration::ZERO,
+                        }
                     }
-                    let object = match store.inner().load(&key).await {
-                        Ok(o) => o,
-                        Err(Error::NotFound { .. }) => return Ok(None),
-                        Err(e) => return Err(e),
-                    };
-                    let ad = store.associated_data(&key);
-                    let len = object.len();
-                    let class =
-                        off_the_runtime(len, move || snap.classify_object(&object, &ad)).await?;
-                    Ok(Some((class, false, None)))
-                });
-            }
-            let Some(joined) = set.join_next().await else {
-                break;
-            };
-            let item = joined.map_err(|e| Error::backend("census", "join", e.to_string()))??;
-            if let Some((class, large, master)) = item {
-                census.count(class, large);
-                if let Some(m) = master {
-                    census.envelope += 1;
-                    *masters.entry(m).or_default() += 1;
                 }
-            }
+            },
+        )
+        .await;
+        if let Some(e) = failed {
+            return Err(e);
         }
         census.master_keys = masters
             .into_iter()
             .map(|((key, version), n)| MasterKeyCount::new(key, version, n))
             .collect();
         Ok(census)
+    }
+
+    /// What the census learns of the object at `key` (`None`: deleted
+    /// meanwhile): from its first `head_len` bytes, or, when only a RAW
+    /// key's trial decryption can tell, from the whole object.
+    async fn census_one(
+        &self,
+        snap: Arc<KeysetSnapshot>,
+        key: &str,
+        head_len: usize,
+    ) -> Result<Option<Counted>> {
+        let head_bytes = match self.inner().load_head(key, head_len).await {
+            Ok(head) => head,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let head = snap.classify(&head_bytes);
+        // An envelope object: its prefix names an envelope key, or
+        // (prefix-less) its encrypted DEK is attributed to a RAW envelope
+        // key. No KMS call. (A RAW envelope ciphertext starts with the BE32
+        // length of its encrypted DEK, 0x00 0x00: it looks like a LEGACY
+        // prefix of an unknown key.)
+        if let Some(info) = snap.envelope_info(&head_bytes) {
+            let class = ObjectClass::Key {
+                key_id: info.key_id,
+                status: info.status,
+                raw: info.output_prefix == OutputPrefix::Raw,
+            };
+            let master = match info.master {
+                Some(m) => (m.key, m.version),
+                None => (crate::open::display_uri(&info.kek_uri), None),
+            };
+            return Ok(Some((class, false, Some(master))));
+        }
+        if !snap.needs_whole_object(head) {
+            let class = snap.class_from_head(head);
+            let large =
+                matches!(class, ObjectClass::Key { key_id, .. } if snap.is_streaming_key(key_id));
+            return Ok(Some((class, large, None)));
+        }
+        let object = match self.inner().load(key).await {
+            Ok(o) => o,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let ad = self.associated_data(key);
+        let len = object.len();
+        let class = off_the_runtime(len, move || snap.classify_object(&object, &ad)).await?;
+        Ok(Some((class, false, None)))
     }
 
     /// How many objects in the whole store are under key `key_id` (of the

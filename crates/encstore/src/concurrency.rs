@@ -1,7 +1,9 @@
 //! Bounded concurrency over many objects: the one helper behind
 //! [`EncryptedStorage::reencrypt_all`](crate::EncryptedStorage::reencrypt_all),
-//! [`EncryptedStorage::verify_all`](crate::EncryptedStorage::verify_all)
-//! and [`map_bounded`].
+//! [`EncryptedStorage::verify_all`](crate::EncryptedStorage::verify_all),
+//! [`EncryptedStorage::rewrap_deks_all`](crate::EncryptedStorage::rewrap_deks_all),
+//! [`EncryptedStorage::census`](crate::EncryptedStorage::census) and
+//! [`map_bounded`].
 //!
 //! A run starts at most `limit` tasks at once (tokio tasks, so the work of
 //! different objects runs in parallel on a multi-thread runtime). It stops

@@ -294,14 +294,19 @@ async fn watcher_reloads_when_the_file_changes() {
     }
 }
 
-/// A store that lets a "server" write between rewrap's read and its
-/// conditional write, deterministically. It wraps a real backend; only the
-/// timing is arranged.
-#[derive(Debug)]
+/// A real backend (memory) with arranged timing: when `armed`, a "server"
+/// (`server`) writes the key between rewrap's read and its conditional
+/// write, deterministically; with `slow_heads`, head reads take 5 ms (so
+/// they overlap), count in `peak` how many are in flight at most, and fail
+/// for keys under `bad/`.
+#[derive(Debug, Default)]
 struct Interleave {
     inner: Arc<MemoryStorage>,
-    server: EncryptedStorage,
+    server: Option<EncryptedStorage>,
     armed: std::sync::atomic::AtomicBool,
+    slow_heads: bool,
+    in_flight: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -315,8 +320,10 @@ impl Storage for Interleave {
         value: Bytes,
         condition: &WriteCondition,
     ) -> encstore_core::Result<Version> {
-        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            self.server
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+            && let Some(server) = &self.server
+        {
+            server
                 .store(key, Bytes::from_static(b"the server's newer value"))
                 .await?;
         }
@@ -324,6 +331,24 @@ impl Storage for Interleave {
     }
     async fn load_versioned(&self, key: &str) -> encstore_core::Result<Versioned> {
         self.inner.load_versioned(key).await
+    }
+    async fn load_head(&self, key: &str, len: usize) -> encstore_core::Result<Bytes> {
+        if !self.slow_heads {
+            return self.inner.load_head(key, len).await;
+        }
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        if key.starts_with("bad/") {
+            return Err(Error::backend(
+                "test",
+                "load_head",
+                format!("{key} is unreadable"),
+            ));
+        }
+        self.inner.load_head(key, len).await
     }
     async fn delete(&self, key: &str) -> encstore_core::Result<()> {
         self.inner.delete(key).await
@@ -358,8 +383,8 @@ async fn rewrap_one_reencrypts_and_never_overwrites_a_concurrent_write() {
     let server = EncryptedStorage::new(mem.clone(), handle(&k1));
     let inter = Arc::new(Interleave {
         inner: mem.clone(),
-        server,
-        armed: false.into(),
+        server: Some(server),
+        ..Interleave::default()
     });
     let rewrapper = EncryptedStorage::new(inter.clone(), handle(&k1));
 
@@ -435,6 +460,49 @@ async fn census_counts_objects_by_key() {
     assert_eq!(c.not_under_primary(), 7);
     let sub = new.census("o").await.unwrap();
     assert_eq!(sub.total, 5);
+}
+
+/// The census reads heads a bounded number at a time (32), several at
+/// once, and a failed read ends it with that read's error.
+#[tokio::test]
+async fn census_reads_heads_with_bounded_concurrency_and_stops_on_a_failed_read() {
+    let k = keyset("AES256_GCM");
+    let slow = Arc::new(Interleave {
+        slow_heads: true,
+        ..Interleave::default()
+    });
+    let store = EncryptedStorage::new(slow.clone(), handle(&k));
+    for i in 0..100 {
+        store
+            .store(&format!("ok/{i:03}"), Bytes::from(vec![1u8; 10]))
+            .await
+            .unwrap();
+    }
+    let c = store.census("ok").await.unwrap();
+    assert_eq!(c.total, 100);
+    assert_eq!(c.objects_under(k.primary_key_id()), 100);
+    let peak = slow.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        peak > 1 && peak <= 32,
+        "head reads in flight at most: {peak}"
+    );
+
+    store
+        .store("bad/050", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let err = store.census("").await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Backend {
+                backend: "test",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("bad/050 is unreadable"), "{err}");
 }
 
 #[tokio::test]
