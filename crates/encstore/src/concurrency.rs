@@ -52,6 +52,61 @@ where
     out.into_iter().flatten().collect()
 }
 
+/// The builder methods that the options of every store-wide run share
+/// (`new`, `concurrency`, `cancel`, `abort`, `on_event`), and the
+/// [`Control`] a run takes from them. `$options` has the public fields
+/// `concurrency`, `cancel`, `abort` and `on_event` (a sink of `$event`s)
+/// and implements `Default`.
+macro_rules! run_options {
+    ($options:ident, $event:ty) => {
+        impl $options {
+            /// The defaults.
+            pub fn new() -> $options {
+                $options::default()
+            }
+
+            /// Sets [`concurrency`](Self::concurrency).
+            pub fn concurrency(mut self, n: usize) -> $options {
+                self.concurrency = n.max(1);
+                self
+            }
+
+            /// Sets [`cancel`](Self::cancel).
+            pub fn cancel(mut self, token: ::tokio_util::sync::CancellationToken) -> $options {
+                self.cancel = Some(token);
+                self
+            }
+
+            /// Sets [`abort`](Self::abort).
+            pub fn abort(mut self, token: ::tokio_util::sync::CancellationToken) -> $options {
+                self.abort = Some(token);
+                self
+            }
+
+            /// Sets [`on_event`](Self::on_event).
+            pub fn on_event(mut self, sink: impl Fn(&$event) + Send + Sync + 'static) -> $options {
+                self.on_event = Some(::std::sync::Arc::new(sink));
+                self
+            }
+
+            /// How a run with these options is bounded and stopped, holding
+            /// `lease` if it takes one.
+            pub(crate) fn control<'a>(
+                &'a self,
+                lease: Option<&'a ::encstore_core::Lease>,
+            ) -> $crate::concurrency::Control<'a> {
+                $crate::concurrency::Control {
+                    limit: self.concurrency,
+                    cancel: self.cancel.as_ref(),
+                    abort: self.abort.as_ref(),
+                    lease,
+                }
+            }
+        }
+    };
+}
+pub(crate) use run_options;
+
 /// Why a run stopped before its last item (internal form).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Halt {

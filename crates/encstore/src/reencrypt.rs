@@ -11,13 +11,12 @@ mod lock;
 mod plan;
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use encstore_core::{Error, Lease};
 use tokio_util::sync::CancellationToken;
 
-use crate::concurrency::{self, Control, Flow, Step};
+use crate::concurrency::{self, Flow, Step};
 use crate::encrypted::{EncryptedStorage, ObjectReencryption};
 use crate::verify::{
     DEFAULT_CONCURRENCY, EventSink, FailureClass, FailureCounts, FailureReason, ObjectFailure,
@@ -77,42 +76,12 @@ impl fmt::Debug for ReencryptOptions {
     }
 }
 
+concurrency::run_options!(ReencryptOptions, ReencryptEvent);
+
 impl ReencryptOptions {
-    /// The defaults.
-    pub fn new() -> ReencryptOptions {
-        ReencryptOptions::default()
-    }
-
-    /// Sets [`concurrency`](Self::concurrency).
-    pub fn concurrency(mut self, n: usize) -> ReencryptOptions {
-        self.concurrency = n.max(1);
-        self
-    }
-
     /// Sets [`lock_wait`](Self::lock_wait).
     pub fn lock_wait(mut self, wait: LockWait) -> ReencryptOptions {
         self.lock_wait = wait;
-        self
-    }
-
-    /// Sets [`cancel`](Self::cancel).
-    pub fn cancel(mut self, token: CancellationToken) -> ReencryptOptions {
-        self.cancel = Some(token);
-        self
-    }
-
-    /// Sets [`abort`](Self::abort).
-    pub fn abort(mut self, token: CancellationToken) -> ReencryptOptions {
-        self.abort = Some(token);
-        self
-    }
-
-    /// Sets [`on_event`](Self::on_event).
-    pub fn on_event(
-        mut self,
-        sink: impl Fn(&ReencryptEvent) + Send + Sync + 'static,
-    ) -> ReencryptOptions {
-        self.on_event = Some(Arc::new(sink));
         self
     }
 }
@@ -333,12 +302,7 @@ impl EncryptedStorage {
         };
         emit(&ReencryptEvent::Started { total: s.objects });
         let start = Instant::now();
-        let control = Control {
-            limit: options.concurrency,
-            cancel: options.cancel.as_ref(),
-            abort: options.abort.as_ref(),
-            lease: Some(lease),
-        };
+        let control = options.control(Some(lease));
         let end = concurrency::run(
             keys,
             &control,

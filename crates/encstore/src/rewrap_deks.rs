@@ -13,7 +13,7 @@ use encstore_core::{Error, Lease, MasterKeyVersion, WriteCondition, validate_key
 use encstore_tink::KeyStatus;
 use encstore_tink::envelope::MAX_HEAD_LEN;
 
-use crate::concurrency::{self, Control, Flow, Step};
+use crate::concurrency::{self, Flow, Step};
 use crate::encrypted::{EncryptedStorage, envelope_error};
 use crate::keys::KeysetSnapshot;
 use crate::reencrypt::{ReencryptError, ReencryptEvent, ReencryptOptions, ReencryptOutcome};
@@ -328,12 +328,7 @@ impl EncryptedStorage {
         };
         emit(&ReencryptEvent::Started { total: s.objects });
         let start = Instant::now();
-        let control = Control {
-            limit: options.concurrency,
-            cancel: options.cancel.as_ref(),
-            abort: options.abort.as_ref(),
-            lease: Some(lease),
-        };
+        let control = options.control(Some(lease));
         let end = concurrency::run(
             keys,
             &control,

@@ -11,7 +11,7 @@ use encstore_core::Error;
 use encstore_tink::KeyStatus;
 use tokio_util::sync::CancellationToken;
 
-use crate::concurrency::{self, Control, Flow, Halt, Step};
+use crate::concurrency::{self, Flow, Halt, Step};
 use crate::encrypted::{EncryptedStorage, ObjectCheck};
 use crate::keys::ObjectClass;
 
@@ -230,39 +230,7 @@ impl fmt::Debug for VerifyOptions {
     }
 }
 
-impl VerifyOptions {
-    /// The defaults.
-    pub fn new() -> VerifyOptions {
-        VerifyOptions::default()
-    }
-
-    /// Sets [`concurrency`](Self::concurrency).
-    pub fn concurrency(mut self, n: usize) -> VerifyOptions {
-        self.concurrency = n.max(1);
-        self
-    }
-
-    /// Sets [`cancel`](Self::cancel).
-    pub fn cancel(mut self, token: CancellationToken) -> VerifyOptions {
-        self.cancel = Some(token);
-        self
-    }
-
-    /// Sets [`abort`](Self::abort).
-    pub fn abort(mut self, token: CancellationToken) -> VerifyOptions {
-        self.abort = Some(token);
-        self
-    }
-
-    /// Sets [`on_event`](Self::on_event).
-    pub fn on_event(
-        mut self,
-        sink: impl Fn(&VerifyEvent) + Send + Sync + 'static,
-    ) -> VerifyOptions {
-        self.on_event = Some(Arc::new(sink));
-        self
-    }
-}
+concurrency::run_options!(VerifyOptions, VerifyEvent);
 
 /// What verifying one object found.
 #[derive(Debug)]
@@ -384,12 +352,7 @@ impl EncryptedStorage {
         };
         emit(&VerifyEvent::Started { total: s.objects });
         let start = Instant::now();
-        let control = Control {
-            limit: options.concurrency,
-            cancel: options.cancel.as_ref(),
-            abort: options.abort.as_ref(),
-            lease: None,
-        };
+        let control = options.control(None);
         let end = concurrency::run(
             keys,
             &control,
