@@ -261,7 +261,7 @@ impl EncryptedStorage {
     /// and safely, as [`reencrypt_all`](Self::reencrypt_all) does for
     /// payloads:
     ///
-    /// - it holds the same store-wide lock [`REENCRYPT_LOCK`] for the
+    /// - it holds the same store-wide lock [`REENCRYPT_LOCK`](crate::REENCRYPT_LOCK) for the
     ///   whole run (so it never runs beside `store rewrap`), waiting for
     ///   another run or failing fast, and stops if the lease is lost;
     /// - it asks each master key for its newest version once, then handles
