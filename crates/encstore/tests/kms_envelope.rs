@@ -23,6 +23,18 @@ fn envelope_keyset(uri: &str, prefix: OutputPrefix) -> Keyset {
     Keyset::generate(&templates::kms_envelope(uri, &dek, prefix).unwrap()).unwrap()
 }
 
+/// The handle of an envelope keyset (a TINK-prefixed primary under master
+/// key `uri`), its master keys opened through `resolver`.
+async fn open_envelope_keyset(
+    uri: &str,
+    policy: Policy,
+    resolver: impl KekResolver + 'static,
+    options: EnvelopeOptions,
+) -> Result<ReloadableKeyset, encstore::LoadError> {
+    let keyset = envelope_keyset(uri, OutputPrefix::Tink);
+    ReloadableKeyset::new_with_master_keys(&keyset, None, policy, Arc::new(resolver), options).await
+}
+
 fn fs_store(dir: &std::path::Path) -> Arc<dyn Storage> {
     Arc::new(FsStorage::new(dir).unwrap())
 }
@@ -42,6 +54,15 @@ fn files(root: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+/// [`files`] but the store's own (`.encstore`: its lock files): the
+/// objects, which a failed run must leave as they were.
+fn object_files(root: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    files(root)
+        .into_iter()
+        .filter(|(p, _)| !p.to_string_lossy().contains(".encstore"))
+        .collect()
 }
 
 /// The DEK ciphertext (payload) of a stored TINK-prefixed envelope object.
@@ -245,13 +266,10 @@ mod vault {
     use encstore_vault::testing::{TestVault, server, unique_name};
 
     async fn vault_store(v: &TestVault, dir: &std::path::Path, uri: &str) -> EncryptedStorage {
-        let keyset = envelope_keyset(uri, OutputPrefix::Tink);
-        let resolver = UriResolver::with_options(KekOptions::new().vault(v.config()));
-        let keys = ReloadableKeyset::new_with_master_keys(
-            &keyset,
-            None,
+        let keys = open_envelope_keyset(
+            uri,
             Policy::fips(),
-            Arc::new(resolver),
+            UriResolver::with_options(KekOptions::new().vault(v.config())),
             EnvelopeOptions::new().max_concurrent_kms_calls(8),
         )
         .await
@@ -269,20 +287,63 @@ mod vault {
             .collect()
     }
 
-    fn create_key(v: &TestVault, name: &str) {
+    /// One test's transit key (a fresh one, named after `what`) and a
+    /// store in a new directory whose keyset's primary is an envelope key
+    /// under it; `None` (the test skips) without a Vault server.
+    struct Case {
+        v: TestVault,
+        name: String,
+        uri: String,
+        dir: tempfile::TempDir,
+        store: EncryptedStorage,
+    }
+
+    async fn case(test: &str, what: &str) -> Option<Case> {
+        let v = server(test)?;
+        let name = unique_name(what);
         v.bao_ok(&["write", "-f", &format!("transit/keys/{name}")]);
+        let uri = v.uri(&name);
+        let dir = tempfile::tempdir().unwrap();
+        let store = vault_store(&v, dir.path(), &uri).await;
+        Some(Case {
+            v,
+            name,
+            uri,
+            dir,
+            store,
+        })
+    }
+
+    /// Rotates transit key `name`: new wraps use its next version.
+    fn rotate(v: &TestVault, name: &str) {
+        v.bao_ok(&["write", "-f", &format!("transit/keys/{name}/rotate")]);
+    }
+
+    /// Sets transit key `name`'s `min_decryption_version`.
+    fn min_decryption_version(v: &TestVault, name: &str, version: u32) {
+        v.bao_ok(&[
+            "write",
+            &format!("transit/keys/{name}/config"),
+            &format!("min_decryption_version={version}"),
+        ]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn census_and_dek_rewrap_across_a_transit_rotate_with_a_concurrent_writer() {
-        let Some(v) = server("census_and_dek_rewrap_across_a_transit_rotate") else {
+        let Some(Case {
+            v,
+            name,
+            uri,
+            dir: _dir,
+            store,
+        }) = case(
+            "census_and_dek_rewrap_across_a_transit_rotate",
+            "envelope-rewrap",
+        )
+        .await
+        else {
             return;
         };
-        let name = unique_name("envelope-rewrap");
-        create_key(&v, &name);
-        let uri = v.uri(&name);
-        let dir = tempfile::tempdir().unwrap();
-        let store = vault_store(&v, dir.path(), &uri).await;
         const N: usize = 60;
         for i in 0..N {
             store
@@ -294,7 +355,7 @@ mod vault {
         assert_eq!(versions(&c, &uri), vec![(Some(1), N as u64)]);
         let untouched_before = store.inner().load("o/000").await.unwrap();
 
-        v.bao_ok(&["write", "-f", &format!("transit/keys/{name}/rotate")]);
+        rotate(&v, &name);
         store.store("new/a", "after rotate".into()).await.unwrap();
         let c = store.census("").await.unwrap();
         assert_eq!(versions(&c, &uri), vec![(Some(1), N as u64), (Some(2), 1)]);
@@ -361,11 +422,7 @@ mod vault {
         assert_eq!(again.already_current, N as u64 + 1);
 
         // Raising min_decryption_version leaves everything readable.
-        v.bao_ok(&[
-            "write",
-            &format!("transit/keys/{name}/config"),
-            "min_decryption_version=2",
-        ]);
+        min_decryption_version(&v, &name, 2);
         for i in 0..N {
             store.load(&format!("o/{i:03}")).await.unwrap();
         }
@@ -374,25 +431,23 @@ mod vault {
 
     #[tokio::test]
     async fn a_dek_below_min_decryption_version_fails_and_changes_nothing() {
-        let Some(v) = server("a_dek_below_min_decryption_version_fails") else {
+        let Some(Case {
+            v,
+            name,
+            uri,
+            dir,
+            store,
+        }) = case("a_dek_below_min_decryption_version_fails", "envelope-min").await
+        else {
             return;
         };
-        let name = unique_name("envelope-min");
-        create_key(&v, &name);
-        let uri = v.uri(&name);
-        let dir = tempfile::tempdir().unwrap();
-        let store = vault_store(&v, dir.path(), &uri).await;
         for i in 0..3 {
             store.store(&format!("o/{i}"), "v".into()).await.unwrap();
         }
-        v.bao_ok(&["write", "-f", &format!("transit/keys/{name}/rotate")]);
+        rotate(&v, &name);
         // Raised too early: the v1 DEKs can no longer be unwrapped.
-        v.bao_ok(&[
-            "write",
-            &format!("transit/keys/{name}/config"),
-            "min_decryption_version=2",
-        ]);
-        let before = files(dir.path());
+        min_decryption_version(&v, &name, 2);
+        let before = object_files(dir.path());
         let e = store.load("o/0").await.unwrap_err();
         assert!(e.to_string().contains("min_decryption_version"), "{e}");
         let s = store
@@ -409,21 +464,10 @@ mod vault {
             "{}",
             s.failures[0].reason
         );
-        let after: Vec<_> = files(dir.path())
-            .into_iter()
-            .filter(|(p, _)| !p.to_string_lossy().contains(".encstore"))
-            .collect();
-        let before: Vec<_> = before
-            .into_iter()
-            .filter(|(p, _)| !p.to_string_lossy().contains(".encstore"))
-            .collect();
+        let after = object_files(dir.path());
         assert_eq!(before, after, "a failed rewrap changed a file");
         // Lowered again, the rewrap finishes and the key can be raised.
-        v.bao_ok(&[
-            "write",
-            &format!("transit/keys/{name}/config"),
-            "min_decryption_version=1",
-        ]);
+        min_decryption_version(&v, &name, 1);
         let s = store
             .rewrap_deks_all("", &ReencryptOptions::new())
             .await
@@ -437,29 +481,28 @@ mod vault {
 
     #[tokio::test]
     async fn a_wrong_token_fails_the_run_before_anything_is_written() {
-        let Some(v) = server("a_wrong_token_fails_the_run") else {
+        let Some(Case {
+            v,
+            name,
+            uri,
+            dir,
+            store,
+        }) = case("a_wrong_token_fails_the_run", "envelope-token").await
+        else {
             return;
         };
-        let name = unique_name("envelope-token");
-        create_key(&v, &name);
-        let uri = v.uri(&name);
-        let dir = tempfile::tempdir().unwrap();
-        let store = vault_store(&v, dir.path(), &uri).await;
         store.store("o", "v".into()).await.unwrap();
-        v.bao_ok(&["write", "-f", &format!("transit/keys/{name}/rotate")]);
+        rotate(&v, &name);
         // The same store with a token that cannot use transit.
         let bad = TestVault {
             token: "not-a-token".into(),
             ..v.clone()
         };
         let before = files(dir.path());
-        let keyset = envelope_keyset(&uri, OutputPrefix::Tink);
-        let resolver = UriResolver::with_options(KekOptions::new().vault(bad.config()));
-        let e = ReloadableKeyset::new_with_master_keys(
-            &keyset,
-            None,
+        let e = open_envelope_keyset(
+            &uri,
             Policy::default(),
-            Arc::new(resolver),
+            UriResolver::with_options(KekOptions::new().vault(bad.config())),
             EnvelopeOptions::default(),
         )
         .await
@@ -520,12 +563,10 @@ async fn kms_calls_are_bounded_in_number_and_time() {
     });
     let kek: Arc<dyn Kek> = probe.clone();
     let resolver: HashMap<String, Arc<dyn Kek>> = [(LOCAL_URI.to_owned(), kek)].into();
-    let keyset = envelope_keyset(LOCAL_URI, OutputPrefix::Tink);
-    let keys = ReloadableKeyset::new_with_master_keys(
-        &keyset,
-        None,
+    let keys = open_envelope_keyset(
+        LOCAL_URI,
         Policy::default(),
-        Arc::new(resolver),
+        resolver,
         EnvelopeOptions::new()
             .max_concurrent_kms_calls(3)
             .kms_call_timeout(std::time::Duration::from_millis(300)),
@@ -557,7 +598,7 @@ async fn kms_calls_are_bounded_in_number_and_time() {
     let e = store.store("o/new", "v".into()).await.unwrap_err();
     assert!(matches!(e, Error::Unreachable { .. }), "{e:?}");
     assert!(!store.inner().exists("o/new").await.unwrap());
-    let before = files(dir.path());
+    let before = object_files(dir.path());
     let r = store.rewrap_deks_all("", &ReencryptOptions::new()).await;
     // Asking for the newest version already times out: nothing starts.
     assert!(
@@ -567,14 +608,7 @@ async fn kms_calls_are_bounded_in_number_and_time() {
         ),
         "{r:?}"
     );
-    let after: Vec<_> = files(dir.path())
-        .into_iter()
-        .filter(|(p, _)| !p.to_string_lossy().contains(".encstore"))
-        .collect();
-    let before: Vec<_> = before
-        .into_iter()
-        .filter(|(p, _)| !p.to_string_lossy().contains(".encstore"))
-        .collect();
+    let after = object_files(dir.path());
     assert_eq!(before, after);
 }
 
@@ -591,13 +625,10 @@ mod aws_kms {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
-        let keyset = envelope_keyset(&kms.key_uri, OutputPrefix::Tink);
-        let resolver = UriResolver::with_options(KekOptions::new().aws_kms(kms.config()));
-        let keys = ReloadableKeyset::new_with_master_keys(
-            &keyset,
-            None,
+        let keys = open_envelope_keyset(
+            &kms.key_uri,
             Policy::fips(),
-            Arc::new(resolver),
+            UriResolver::with_options(KekOptions::new().aws_kms(kms.config())),
             EnvelopeOptions::default(),
         )
         .await
@@ -681,11 +712,10 @@ async fn large_values_on_a_current_thread_runtime() {
     });
     let kek: Arc<dyn Kek> = threads.clone();
     let resolver: HashMap<String, Arc<dyn Kek>> = [(LOCAL_URI.to_owned(), kek)].into();
-    let keys = ReloadableKeyset::new_with_master_keys(
-        &envelope_keyset(LOCAL_URI, OutputPrefix::Tink),
-        None,
+    let keys = open_envelope_keyset(
+        LOCAL_URI,
         Policy::default(),
-        Arc::new(resolver),
+        resolver,
         EnvelopeOptions::default(),
     )
     .await
