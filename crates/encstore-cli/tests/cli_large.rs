@@ -55,6 +55,22 @@ const SIZES_4KB: [usize; 9] = [
     300_001,
 ];
 
+/// `encstore CMD --keyset KEYSET --in IN --out OUT --associated-data AD`
+/// (`encrypt` or `decrypt` a file), which must succeed.
+fn crypt_file(cmd: &str, keyset: &str, input: &str, output: &str, ad: &str) {
+    ok(&[
+        cmd,
+        "--keyset",
+        keyset,
+        "--in",
+        input,
+        "--out",
+        output,
+        "--associated-data",
+        ad,
+    ]);
+}
+
 #[test]
 fn encrypt_and_decrypt_stream_with_a_streaming_keyset() {
     let d = Dir::new();
@@ -64,17 +80,7 @@ fn encrypt_and_decrypt_stream_with_a_streaming_keyset() {
         let pt = data(n, 7);
         let (p, c, back) = (d.s("pt"), d.s("ct"), d.s("back"));
         std::fs::write(&p, &pt).unwrap();
-        ok(&[
-            "encrypt",
-            "--keyset",
-            &s,
-            "--in",
-            &p,
-            "--out",
-            &c,
-            "--associated-data",
-            "doc-1",
-        ]);
+        crypt_file("encrypt", &s, &p, &c, "doc-1");
         let ct = std::fs::read(&c).unwrap();
         // Exactly Tink's streaming ciphertext: its size, and the library's
         // streaming AEAD (tested against Tink) decrypts it.
@@ -90,17 +96,7 @@ fn encrypt_and_decrypt_stream_with_a_streaming_keyset() {
             0o600
         );
         // Back through a file, and through stdin/stdout.
-        ok(&[
-            "decrypt",
-            "--keyset",
-            &s,
-            "--in",
-            &c,
-            "--out",
-            &back,
-            "--associated-data",
-            "doc-1",
-        ]);
+        crypt_file("decrypt", &s, &c, &back, "doc-1");
         assert_eq!(std::fs::read(&back).unwrap(), pt, "{n}");
         let out = run_stdin(
             &[
@@ -128,17 +124,7 @@ fn streaming_decrypt_refuses_bad_ciphertexts_and_writes_no_file() {
     let pt = data(50_000, 3);
     let (p, c) = (d.s("pt"), d.s("ct"));
     std::fs::write(&p, &pt).unwrap();
-    ok(&[
-        "encrypt",
-        "--keyset",
-        &s,
-        "--in",
-        &p,
-        "--out",
-        &c,
-        "--associated-data",
-        "a",
-    ]);
+    crypt_file("encrypt", &s, &p, &c, "a");
     let ct = std::fs::read(&c).unwrap();
     let out_path = d.s("out");
     let decrypt = |ct: &[u8], ad: &str| {
@@ -450,6 +436,32 @@ fn hex(b: &[u8]) -> String {
 
 // ------------------------------------------------------------ store
 
+/// A store test's files: a directory, its store, an AEAD keyset `k.json`
+/// and a streaming keyset `s.json`.
+struct Stores {
+    d: Dir,
+    st: String,
+    k: String,
+    sk: String,
+}
+
+/// [`Stores`] with a new streaming keyset of `template`.
+fn stores(template: &str) -> Stores {
+    let d = Dir::new();
+    let st = d.s("store");
+    let k = keyset(&d, "k.json");
+    let sk = new_keyset(&d, "s.json", template);
+    Stores { d, st, k, sk }
+}
+
+/// The file `big` in `d`, holding `data(size, seed)`: its path and bytes.
+fn big_file(d: &Dir, size: usize, seed: u8) -> (String, Vec<u8>) {
+    let big = data(size, seed);
+    let p = d.s("big");
+    std::fs::write(&p, &big).unwrap();
+    (p, big)
+}
+
 /// `--store S --keyset K --streaming-keyset SK` and then `extra`.
 fn store_args<'a>(
     cmd: &'a str,
@@ -474,13 +486,8 @@ fn store_args<'a>(
 
 #[test]
 fn store_put_and_get_stream_large_objects_and_keep_small_ones_small() {
-    let d = Dir::new();
-    let st = d.s("store");
-    let k = keyset(&d, "k.json");
-    let sk = new_keyset(&d, "s.json", "AES128_GCM_HKDF_4KB");
-    let big = data(3_000_000, 1);
-    let big_path = d.s("big");
-    std::fs::write(&big_path, &big).unwrap();
+    let Stores { d, st, k, sk } = stores("AES128_GCM_HKDF_4KB");
+    let (big_path, big) = big_file(&d, 3_000_000, 1);
     ok(&store_args(
         "put",
         &st,
@@ -560,13 +567,8 @@ fn store_put_and_get_stream_large_objects_and_keep_small_ones_small() {
 
 #[test]
 fn store_get_range_prints_exactly_the_requested_bytes() {
-    let d = Dir::new();
-    let st = d.s("store");
-    let k = keyset(&d, "k.json");
-    let sk = new_keyset(&d, "s.json", "AES128_GCM_HKDF_4KB");
-    let big = data(2_000_003, 5);
-    let p = d.s("big");
-    std::fs::write(&p, &big).unwrap();
+    let Stores { d, st, k, sk } = stores("AES128_GCM_HKDF_4KB");
+    let (p, big) = big_file(&d, 2_000_003, 5);
     ok(&store_args("put", &st, &k, &sk, &["big", "--in", &p]));
     let small = b"0123456789".to_vec();
     let sp = d.s("small");
@@ -648,13 +650,8 @@ fn store_get_range_prints_exactly_the_requested_bytes() {
 
 #[test]
 fn status_rewrap_and_verify_cover_both_keysets() {
-    let d = Dir::new();
-    let st = d.s("store");
-    let k = keyset(&d, "k.json");
-    let sk = new_keyset(&d, "s.json", "AES256_GCM_HKDF_4KB");
-    let big = data(1_500_000, 9);
-    let p = d.s("big");
-    std::fs::write(&p, &big).unwrap();
+    let Stores { d, st, k, sk } = stores("AES256_GCM_HKDF_4KB");
+    let (p, big) = big_file(&d, 1_500_000, 9);
     for i in 0..3 {
         ok(&store_args(
             "put",
@@ -815,13 +812,8 @@ fn store_commands_refuse_swapped_or_colliding_keysets() {
 /// terminal (util-linux `script`), and nothing on a pipe.
 #[test]
 fn store_put_and_get_show_a_progress_bar_on_a_terminal_only() {
-    let d = Dir::new();
-    let st = d.s("store");
-    let k = keyset(&d, "k.json");
-    let sk = new_keyset(&d, "s.json", "AES128_GCM_HKDF_1MB");
-    let big = data(20 << 20, 4);
-    let p = d.s("big");
-    std::fs::write(&p, &big).unwrap();
+    let Stores { d, st, k, sk } = stores("AES128_GCM_HKDF_1MB");
+    let (p, big) = big_file(&d, 20 << 20, 4);
     let t = Tty::spawn(&store_args("put", &st, &k, &sk, &["big", "--in", &p]), &[]);
     let (code, shown) = t.finish();
     assert_eq!(code, Some(0), "{shown}");
@@ -860,13 +852,8 @@ fn store_put_and_get_show_a_progress_bar_on_a_terminal_only() {
 /// rewrap to run), then lets it go once they were re-encrypted.
 #[test]
 fn retiring_a_streaming_key_checks_the_store() {
-    let d = Dir::new();
-    let st = d.s("store");
-    let k = keyset(&d, "k.json");
-    let sk = new_keyset(&d, "s.json", "AES128_GCM_HKDF_4KB");
-    let big = data(1_200_000, 6);
-    let p = d.s("big");
-    std::fs::write(&p, &big).unwrap();
+    let Stores { d, st, k, sk } = stores("AES128_GCM_HKDF_4KB");
+    let (p, big) = big_file(&d, 1_200_000, 6);
     for i in 0..2 {
         ok(&store_args(
             "put",
