@@ -165,16 +165,7 @@ fn keyset_format_is_detected_the_same_way_everywhere() {
     ok(&["convert-keyset", "--in", &k, "--out", &d.s("k.json")]);
     assert_eq!(std::fs::read(d.p("k.json")).unwrap().first(), Some(&b'{'));
     // encrypt / decrypt, no --keyset-format.
-    std::fs::write(d.p("msg"), b"hello").unwrap();
-    ok(&[
-        "encrypt",
-        "--keyset",
-        &k,
-        "--in",
-        &d.s("msg"),
-        "--out",
-        &d.s("ct"),
-    ]);
+    encrypt_hello(&d, &k);
     let pt = ok(&["decrypt", "--keyset", &k, "--in", &d.s("ct")]);
     assert_eq!(pt, b"hello");
     // stdin too.
@@ -272,11 +263,25 @@ fn a_cleartext_keyset_written_to_a_terminal_warns() {
     assert!(!shown.contains("warning"), "{shown}");
 }
 
-#[test]
-fn list_keyset_of_an_encrypted_keyset_without_its_master_key_is_marked_unauthenticated() {
-    let d = Dir::new();
-    let m = d.s("master.json");
-    ok(&["create-keyset", "--key-template", "AES256_GCM", "--out", &m]);
+/// Writes `hello` to the file `msg` in `d` and encrypts it with keyset
+/// `k` to the file `ct`.
+fn encrypt_hello(d: &Dir, k: &str) {
+    std::fs::write(d.p("msg"), b"hello").unwrap();
+    ok(&[
+        "encrypt",
+        "--keyset",
+        k,
+        "--in",
+        &d.s("msg"),
+        "--out",
+        &d.s("ct"),
+    ]);
+}
+
+/// A master keyset `master` (a file name in `d`) and an AES256_GCM keyset
+/// `k.json` encrypted under it: their paths.
+fn encrypted_keyset(d: &Dir, master: &str) -> (String, String) {
+    let m = keyset(d, master);
     let k = d.s("k.json");
     ok(&[
         "create-keyset",
@@ -287,6 +292,13 @@ fn list_keyset_of_an_encrypted_keyset_without_its_master_key_is_marked_unauthent
         "--master-keyset",
         &m,
     ]);
+    (m, k)
+}
+
+#[test]
+fn list_keyset_of_an_encrypted_keyset_without_its_master_key_is_marked_unauthenticated() {
+    let d = Dir::new();
+    let (m, k) = encrypted_keyset(&d, "master.json");
     ok(&[
         "add-key",
         "--key-template",
@@ -386,16 +398,7 @@ fn an_object_under_a_disabled_key_says_how_to_enable_it() {
     let k = keyset(&d, "k.json");
     let st = d.s("store");
     put(&st, &k, "certs/a.pem", b"secret a");
-    std::fs::write(d.p("msg"), b"hello").unwrap();
-    ok(&[
-        "encrypt",
-        "--keyset",
-        &k,
-        "--in",
-        &d.s("msg"),
-        "--out",
-        &d.s("ct"),
-    ]);
+    encrypt_hello(&d, &k);
     let (old, _) = add_and_promote(&k);
     ok(&key_args("disable-key", &old.to_string(), &k));
     let enable = format!("encstore enable-key --key-id {old} --in {k} --out {k}");
@@ -1268,18 +1271,7 @@ fn rotation_recipe_keeps_every_owner_group_and_mode() {
 #[test]
 fn malformed_keysets_never_panic() {
     let d = Dir::new();
-    let m = d.s("m.json");
-    ok(&["create-keyset", "--key-template", "AES256_GCM", "--out", &m]);
-    let k = d.s("k.json");
-    ok(&[
-        "create-keyset",
-        "--key-template",
-        "AES256_GCM",
-        "--out",
-        &k,
-        "--master-keyset",
-        &m,
-    ]);
+    let (m, k) = encrypted_keyset(&d, "m.json");
     let json = std::fs::read(&k).unwrap();
     let kb = d.s("k.bin");
     ok(&[
