@@ -46,12 +46,7 @@ pub(super) async fn rewrap(c: &StoreRewrap) -> Result<()> {
         Err(e) => return Err(run_error(c, e)),
     };
     with_progress(&shared, |p| p.finish(summary.stopped));
-    if let Some(e) = &summary.unlock_error {
-        note(&format!(
-            "warning: releasing the rewrap lock: {e} (it expires on its own after {} s)",
-            summary.lease.as_secs()
-        ));
-    }
+    note_unlock_error(summary.unlock_error.as_ref(), summary.lease);
     print_summary(
         c,
         &summary,
@@ -135,12 +130,6 @@ pub(super) fn run_options(
 fn run_error(c: &StoreRewrap, e: ReencryptError) -> anyhow::Error {
     let location = &c.store.store;
     match e {
-        ReencryptError::LockHeld { lease } => anyhow!(
-            "another rewrap is running on {location} (it holds the lock {REWRAP_LOCK:?}); try again when it has finished, or without --no-wait to wait for it (a killed rewrap's lock expires after {} s)",
-            lease.as_secs()
-        ),
-        ReencryptError::Lock(e) => anyhow!("cannot take the rewrap lock on {location}: {e}"),
-        ReencryptError::List(e) => anyhow!("cannot list {location}: {e}"),
         ReencryptError::Census(e) => anyhow!("cannot take the census of {location}: {e}"),
         ReencryptError::UnsafeMigration {
             objects,
@@ -154,10 +143,40 @@ fn run_error(c: &StoreRewrap, e: ReencryptError) -> anyhow::Error {
                 ids.join(", ")
             )
         }
+        e => lock_run_error("rewrap", location, e),
+    }
+}
+
+/// The message for a store-wide run (`command`: `rewrap`, `rewrap-deks`)
+/// of `location` that did not start, for the errors the runs share: the
+/// lock held, not taken or waited for in vain, a failed listing.
+pub(super) fn lock_run_error(
+    command: &str,
+    location: &encstore::open::StoreLocation,
+    e: ReencryptError,
+) -> anyhow::Error {
+    match e {
+        ReencryptError::LockHeld { lease } => anyhow!(
+            "another rewrap is running on {location} (it holds the lock {REWRAP_LOCK:?}); try again when it has finished, or without --no-wait to wait for it (a killed rewrap's lock expires after {} s)",
+            lease.as_secs()
+        ),
+        ReencryptError::Lock(e) => anyhow!("cannot take the rewrap lock on {location}: {e}"),
+        ReencryptError::List(e) => anyhow!("cannot list {location}: {e}"),
         ReencryptError::Cancelled => anyhow::Error::new(Interrupted(format!(
             "interrupted while waiting for the rewrap lock on {location}; nothing was changed"
         ))),
-        e => anyhow!("rewrap of {location}: {e}"),
+        e => anyhow!("{command} of {location}: {e}"),
+    }
+}
+
+/// Warns that releasing the rewrap lock failed (`e`): it expires on its
+/// own after `lease`.
+pub(super) fn note_unlock_error(e: Option<&encstore_core::Error>, lease: std::time::Duration) {
+    if let Some(e) = e {
+        note(&format!(
+            "warning: releasing the rewrap lock: {e} (it expires on its own after {} s)",
+            lease.as_secs()
+        ));
     }
 }
 

@@ -6,16 +6,15 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, anyhow, bail};
-use encstore::{REENCRYPT_LOCK, ReencryptError, RewrapDeksSummary};
+use encstore::{ReencryptError, RewrapDeksSummary};
 use serde_json::json;
 
 use super::open_store;
 use super::progress::{
-    Interrupted, Interrupts, RunEnd, SharedProgress, explain, failures_json_into, stop_error,
-    stop_str, with_progress,
+    Interrupts, RunEnd, SharedProgress, explain, failures_json_into, stop_error, stop_str,
+    with_progress,
 };
 use crate::cli::StoreRewrapDeks;
-use crate::commands::note;
 use crate::io;
 use crate::text::count;
 
@@ -44,12 +43,7 @@ pub(super) async fn rewrap_deks(c: &StoreRewrapDeks) -> Result<()> {
         Err(e) => return Err(run_error(c, e)),
     };
     with_progress(&shared, |p| p.finish(summary.stopped));
-    if let Some(e) = &summary.unlock_error {
-        note(&format!(
-            "warning: releasing the rewrap lock: {e} (it expires on its own after {} s)",
-            summary.lease.as_secs()
-        ));
-    }
+    super::rewrap::note_unlock_error(summary.unlock_error.as_ref(), summary.lease);
     print_summary(c, &summary)?;
     let end = RunEnd {
         stopped: summary.stopped,
@@ -73,21 +67,11 @@ pub(super) async fn rewrap_deks(c: &StoreRewrapDeks) -> Result<()> {
 
 /// The message for a run that did not start.
 fn run_error(c: &StoreRewrapDeks, e: ReencryptError) -> anyhow::Error {
-    let location = &c.store.store;
     match e {
-        ReencryptError::LockHeld { lease } => anyhow!(
-            "another rewrap is running on {location} (it holds the lock {REENCRYPT_LOCK:?}); try again when it has finished, or without --no-wait to wait for it (a killed rewrap's lock expires after {} s)",
-            lease.as_secs()
-        ),
-        ReencryptError::Lock(e) => anyhow!("cannot take the rewrap lock on {location}: {e}"),
-        ReencryptError::List(e) => anyhow!("cannot list {location}: {e}"),
         ReencryptError::Census(e) => {
             anyhow!("cannot ask the master key for its newest version: {e}; nothing was changed")
         }
-        ReencryptError::Cancelled => anyhow::Error::new(Interrupted(format!(
-            "interrupted while waiting for the rewrap lock on {location}; nothing was changed"
-        ))),
-        e => anyhow!("rewrap-deks of {location}: {e}"),
+        e => super::rewrap::lock_run_error("rewrap-deks", &c.store.store, e),
     }
 }
 
