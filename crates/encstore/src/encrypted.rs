@@ -59,15 +59,7 @@ where
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return Ok(f());
     };
-    match handle.spawn_blocking(f).await {
-        Ok(v) => Ok(v),
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::backend(
-            "encstore",
-            "run AEAD work on the blocking pool",
-            e.to_string(),
-        )),
-    }
+    joined(handle.spawn_blocking(f).await)
 }
 
 /// Runs an operation of the async keyset AEAD (`make` builds its future):
@@ -89,7 +81,13 @@ where
         return Ok(make().await);
     };
     let inner = handle.clone();
-    match handle.spawn_blocking(move || inner.block_on(make())).await {
+    joined(handle.spawn_blocking(move || inner.block_on(make())).await)
+}
+
+/// The value of a task of the blocking pool: its panic goes on here; a
+/// task that did not run (the runtime shutting down) is an error.
+fn joined<T>(r: std::result::Result<T, tokio::task::JoinError>) -> Result<T> {
+    match r {
         Ok(v) => Ok(v),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(Error::backend(

@@ -130,6 +130,35 @@ impl EncryptedStorage {
         })
     }
 
+    /// The error for the object at `key`, classified `class`, that did not
+    /// decrypt: when its prefix names a key the keyset has, but not
+    /// ENABLED, say so (and how to fix it) rather than suggest a newer
+    /// keyset; otherwise `other`.
+    pub(super) fn decrypt_failure(
+        &self,
+        key: &str,
+        class: CiphertextKey,
+        other: impl FnOnce() -> Error,
+    ) -> Error {
+        match class {
+            CiphertextKey::Prefixed {
+                key_id,
+                status: Some(status),
+                ..
+            } if status != KeyStatus::Enabled => self.not_enabled(key, key_id, status),
+            _ => self.fail(other()),
+        }
+    }
+
+    /// Counts and logs a plaintext object returned in migration mode.
+    pub(super) fn plaintext_read(&self, key: &str) {
+        self.metrics().plaintext_read();
+        tracing::warn!(
+            key,
+            "returning a plaintext object (migration mode); re-encrypt the store with `encstore store rewrap`"
+        );
+    }
+
     /// The single-key streaming AEAD of the large object whose prefix
     /// names `key_id` with `status`.
     pub(super) fn large_key(
@@ -224,11 +253,7 @@ impl EncryptedStorage {
                     // Migration mode: an object that names no key of this
                     // keyset and does not decrypt is taken as plaintext
                     // written before encryption was enabled.
-                    self.metrics().plaintext_read();
-                    tracing::warn!(
-                        key,
-                        "returning a plaintext object (migration mode); re-encrypt the store with `encstore store rewrap`"
-                    );
+                    self.plaintext_read(key);
                     return Ok((original, None));
                 }
                 if self.allow_plaintext
@@ -243,22 +268,7 @@ impl EncryptedStorage {
                         "not returning an object without a known key prefix as plaintext: the keyset holds a RAW key, so it may be a RAW ciphertext (migration mode)"
                     );
                 }
-                let err = match class {
-                    // The prefix names a key the keyset has, but not
-                    // ENABLED: say so (and how to fix it) rather than
-                    // suggesting a newer keyset.
-                    CiphertextKey::Prefixed {
-                        key_id,
-                        status: Some(status),
-                        ..
-                    } if status != KeyStatus::Enabled => Error::KeyNotEnabled {
-                        key: key.to_owned(),
-                        key_id,
-                        status: status.as_str(),
-                    },
-                    _ => Error::from_aead(key, e),
-                };
-                Err(self.fail(err))
+                Err(self.decrypt_failure(key, class, || Error::from_aead(key, e)))
             }
         }
     }

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use encstore_core::{Error, Result};
 
 use encstore_core::KekError;
-use encstore_tink::KeyStatus;
 use encstore_tink::envelope::{EnvelopeError, KeysetAsyncAead};
 use zeroize::Zeroizing;
 
@@ -95,26 +94,11 @@ impl EncryptedStorage {
             }
             Err(e) => {
                 if self.allow_plaintext && snap.may_be_plaintext(class) && e.is_authentication() {
-                    self.metrics().plaintext_read();
-                    tracing::warn!(
-                        key,
-                        "returning a plaintext object (migration mode); re-encrypt the store with `encstore store rewrap`"
-                    );
+                    self.plaintext_read(key);
                     return Ok((Zeroizing::new(Vec::from(ct)), None));
                 }
-                let err = match class {
-                    CiphertextKey::Prefixed {
-                        key_id,
-                        status: Some(status),
-                        ..
-                    } if status != KeyStatus::Enabled => Error::KeyNotEnabled {
-                        key: key.to_owned(),
-                        key_id,
-                        status: status.as_str(),
-                    },
-                    _ => envelope_error(key, e, "unwrap a data key"),
-                };
-                Err(self.fail(err))
+                Err(self
+                    .decrypt_failure(key, class, || envelope_error(key, e, "unwrap a data key")))
             }
         }
     }
