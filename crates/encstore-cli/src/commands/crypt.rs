@@ -180,6 +180,10 @@ pub(crate) fn check_policy(keyset: &Keyset, policy: &encstore::Policy) -> Result
     Ok(())
 }
 
+/// One step of a streaming encryption or decryption: a chunk of input in,
+/// what it gives appended to the output.
+type Update<'a> = dyn FnMut(&[u8], &mut Vec<u8>) -> Result<()> + 'a;
+
 fn stream_crypt_blocking(
     s: &KeysetStreamingAead,
     encrypt: bool,
@@ -209,19 +213,24 @@ fn stream_crypt_blocking(
     let mut buf = Zeroizing::new(vec![0u8; STREAM_CHUNK]);
     let mut out = Zeroizing::new(Vec::with_capacity(2 * STREAM_CHUNK));
     let read_error = |e: std::io::Error| anyhow!("cannot read {what}: {e}");
-    if encrypt {
-        let encrypt_error = |e| anyhow!("cannot encrypt {what}: {e}");
-        let mut enc = s.encryptor(ad).map_err(encrypt_error)?;
+    // Feeds the input through `update` chunk by chunk into the sink, until
+    // the input ends.
+    let mut feed = |update: &mut Update<'_>| -> Result<()> {
         loop {
             check_stop(stop)?;
             let n = io::read_full(&mut reader, &mut buf).map_err(read_error)?;
-            enc.update(&buf[..n], &mut out).map_err(encrypt_error)?;
+            update(&buf[..n], &mut out)?;
             sink.write(&out, out_what)?;
             out.clear();
             if n < buf.len() {
-                break;
+                return Ok(());
             }
         }
+    };
+    if encrypt {
+        let encrypt_error = |e| anyhow!("cannot encrypt {what}: {e}");
+        let mut enc = s.encryptor(ad).map_err(encrypt_error)?;
+        feed(&mut |chunk, out| enc.update(chunk, out).map_err(encrypt_error))?;
         at_end()?;
         enc.finish_into(&mut out).map_err(encrypt_error)?;
     } else {
@@ -232,16 +241,7 @@ fn stream_crypt_blocking(
             )
         };
         let mut dec = s.decryptor(ad);
-        loop {
-            check_stop(stop)?;
-            let n = io::read_full(&mut reader, &mut buf).map_err(read_error)?;
-            dec.update(&buf[..n], &mut out).map_err(decrypt_error)?;
-            sink.write(&out, out_what)?;
-            out.clear();
-            if n < buf.len() {
-                break;
-            }
-        }
+        feed(&mut |chunk, out| dec.update(chunk, out).map_err(decrypt_error))?;
         at_end()?;
         dec.finish_into(&mut out).map_err(decrypt_error)?;
     }
