@@ -53,8 +53,8 @@ where
 }
 
 /// The builder methods that the options of every store-wide run share
-/// (`new`, `concurrency`, `cancel`, `abort`, `on_event`), and the
-/// [`Control`] a run takes from them. `$options` has the public fields
+/// (`new`, `concurrency`, `cancel`, `abort`, `on_event`), the hand-off of
+/// an event to the sink (`emit`) and the [`Control`] a run takes from them. `$options` has the public fields
 /// `concurrency`, `cancel`, `abort` and `on_event` (a sink of `$event`s)
 /// and implements `Default`.
 macro_rules! run_options {
@@ -87,6 +87,13 @@ macro_rules! run_options {
             pub fn on_event(mut self, sink: impl Fn(&$event) + Send + Sync + 'static) -> $options {
                 self.on_event = Some(::std::sync::Arc::new(sink));
                 self
+            }
+
+            /// Hands `event` to [`on_event`](Self::on_event), if set.
+            pub(crate) fn emit(&self, event: &$event) {
+                if let Some(sink) = &self.on_event {
+                    sink(event);
+                }
             }
 
             /// How a run with these options is bounded and stopped, holding

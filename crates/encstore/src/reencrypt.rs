@@ -20,7 +20,7 @@ use crate::concurrency::{self, Flow, Step};
 use crate::encrypted::{EncryptedStorage, ObjectReencryption};
 use crate::verify::{
     DEFAULT_CONCURRENCY, EventSink, FailureClass, FailureCounts, FailureReason, ObjectFailure,
-    StopReason, UNREACHABLE_DRAIN,
+    StopReason, UNREACHABLE_DRAIN, end_of_run,
 };
 
 pub use lock::{LockWait, REENCRYPT_LOCK};
@@ -285,11 +285,6 @@ impl EncryptedStorage {
         options: &ReencryptOptions,
         lease: &Lease,
     ) -> Result<ReencryptSummary, ReencryptError> {
-        let emit = |e: &ReencryptEvent| {
-            if let Some(sink) = &options.on_event {
-                sink(e);
-            }
-        };
         let keys = self
             .inner()
             .list(prefix, true)
@@ -300,7 +295,7 @@ impl EncryptedStorage {
             primary_key_id: self.keyset().snapshot().primary_key_id(),
             ..ReencryptSummary::default()
         };
-        emit(&ReencryptEvent::Started { total: s.objects });
+        options.emit(&ReencryptEvent::Started { total: s.objects });
         let start = Instant::now();
         let control = options.control(Some(lease));
         let end = concurrency::run(
@@ -315,7 +310,7 @@ impl EncryptedStorage {
             },
             |step| match step {
                 Step::Stopping { halt, in_flight } => {
-                    emit(&ReencryptEvent::Stopping {
+                    options.emit(&ReencryptEvent::Stopping {
                         reason: StopReason::from_halt(halt),
                         in_flight,
                     });
@@ -323,7 +318,7 @@ impl EncryptedStorage {
                 }
                 Step::Done((key, outcome)) => {
                     let event = ReencryptEvent::Object { key, outcome };
-                    emit(&event);
+                    options.emit(&event);
                     let ReencryptEvent::Object { key, outcome } = event else {
                         return Flow::Continue;
                     };
@@ -347,12 +342,7 @@ impl EncryptedStorage {
         )
         .await;
         s.elapsed = start.elapsed();
-        s.stopped = end.halt.map(StopReason::from_halt);
-        if s.stopped != Some(StopReason::Unreachable) {
-            s.unreachable = None;
-        }
-        s.abandoned = end.abandoned;
-        s.failures.sort_by(|a, b| a.key.cmp(&b.key));
+        (s.stopped, s.abandoned) = end_of_run(end, &mut s.unreachable, &mut s.failures);
         Ok(s)
     }
 }

@@ -17,7 +17,9 @@ use crate::concurrency::{self, Flow, Step};
 use crate::encrypted::{EncryptedStorage, envelope_error};
 use crate::keys::KeysetSnapshot;
 use crate::reencrypt::{ReencryptError, ReencryptEvent, ReencryptOptions, ReencryptOutcome};
-use crate::verify::{FailureClass, FailureReason, ObjectFailure, StopReason, UNREACHABLE_DRAIN};
+use crate::verify::{
+    FailureClass, FailureReason, ObjectFailure, StopReason, UNREACHABLE_DRAIN, end_of_run,
+};
 
 /// How many times one object's DEK rewrap is retried when a writer changes
 /// the object between its read and its conditional write.
@@ -306,11 +308,6 @@ impl EncryptedStorage {
         options: &ReencryptOptions,
         lease: &Lease,
     ) -> Result<RewrapDeksSummary, ReencryptError> {
-        let emit = |e: &ReencryptEvent| {
-            if let Some(sink) = &options.on_event {
-                sink(e);
-            }
-        };
         let newest = Arc::new(
             NewestVersions::fetch(self)
                 .await
@@ -326,7 +323,7 @@ impl EncryptedStorage {
             newest: newest.master_keys(),
             ..RewrapDeksSummary::default()
         };
-        emit(&ReencryptEvent::Started { total: s.objects });
+        options.emit(&ReencryptEvent::Started { total: s.objects });
         let start = Instant::now();
         let control = options.control(Some(lease));
         let end = concurrency::run(
@@ -342,7 +339,7 @@ impl EncryptedStorage {
             },
             |step| match step {
                 Step::Stopping { halt, in_flight } => {
-                    emit(&ReencryptEvent::Stopping {
+                    options.emit(&ReencryptEvent::Stopping {
                         reason: StopReason::from_halt(halt),
                         in_flight,
                     });
@@ -384,7 +381,7 @@ impl EncryptedStorage {
                         }
                     };
                     let event = ReencryptEvent::Object { key, outcome };
-                    emit(&event);
+                    options.emit(&event);
                     let ReencryptEvent::Object { key, outcome } = event else {
                         return Flow::Continue;
                     };
@@ -406,12 +403,7 @@ impl EncryptedStorage {
         )
         .await;
         s.elapsed = start.elapsed();
-        s.stopped = end.halt.map(StopReason::from_halt);
-        if s.stopped != Some(StopReason::Unreachable) {
-            s.unreachable = None;
-        }
-        s.abandoned = end.abandoned;
-        s.failures.sort_by(|a, b| a.key.cmp(&b.key));
+        (s.stopped, s.abandoned) = end_of_run(end, &mut s.unreachable, &mut s.failures);
         Ok(s)
     }
 }

@@ -11,7 +11,7 @@ use encstore_core::Error;
 use encstore_tink::KeyStatus;
 use tokio_util::sync::CancellationToken;
 
-use crate::concurrency::{self, Flow, Halt, Step};
+use crate::concurrency::{self, End, Flow, Halt, Step};
 use crate::encrypted::{EncryptedStorage, ObjectCheck};
 use crate::keys::ObjectClass;
 
@@ -47,6 +47,23 @@ impl StopReason {
             Halt::LeaseLost => StopReason::LockLost,
         }
     }
+}
+
+/// How a store-wide run ended, as its summary reports it: why it stopped
+/// early (if it did) and how many objects in flight were abandoned. The
+/// unreachable-backend error is kept only when it is what stopped the run;
+/// the failures are sorted by key.
+pub(crate) fn end_of_run(
+    end: End,
+    unreachable: &mut Option<Error>,
+    failures: &mut [ObjectFailure],
+) -> (Option<StopReason>, usize) {
+    let stopped = end.halt.map(StopReason::from_halt);
+    if stopped != Some(StopReason::Unreachable) {
+        *unreachable = None;
+    }
+    failures.sort_by(|a, b| a.key.cmp(&b.key));
+    (stopped, end.abandoned)
 }
 
 /// Which kind of failure an object's is, for the breakdown of a summary
@@ -341,16 +358,11 @@ impl EncryptedStorage {
         options: &VerifyOptions,
     ) -> Result<VerifySummary, Error> {
         let keys = self.inner().list(prefix, true).await?;
-        let emit = |e: &VerifyEvent| {
-            if let Some(sink) = &options.on_event {
-                sink(e);
-            }
-        };
         let mut s = VerifySummary {
             objects: keys.len() as u64,
             ..VerifySummary::default()
         };
-        emit(&VerifyEvent::Started { total: s.objects });
+        options.emit(&VerifyEvent::Started { total: s.objects });
         let start = Instant::now();
         let control = options.control(None);
         let end = concurrency::run(
@@ -365,7 +377,7 @@ impl EncryptedStorage {
             },
             |step| match step {
                 Step::Stopping { halt, in_flight } => {
-                    emit(&VerifyEvent::Stopping {
+                    options.emit(&VerifyEvent::Stopping {
                         reason: StopReason::from_halt(halt),
                         in_flight,
                     });
@@ -373,7 +385,7 @@ impl EncryptedStorage {
                 }
                 Step::Done((key, outcome)) => {
                     let event = VerifyEvent::Object { key, outcome };
-                    emit(&event);
+                    options.emit(&event);
                     let VerifyEvent::Object { key, outcome } = event else {
                         return Flow::Continue;
                     };
@@ -402,12 +414,7 @@ impl EncryptedStorage {
         )
         .await;
         s.elapsed = start.elapsed();
-        s.stopped = end.halt.map(StopReason::from_halt);
-        if s.stopped != Some(StopReason::Unreachable) {
-            s.unreachable = None;
-        }
-        s.abandoned = end.abandoned;
-        s.failures.sort_by(|a, b| a.key.cmp(&b.key));
+        (s.stopped, s.abandoned) = end_of_run(end, &mut s.unreachable, &mut s.failures);
         s.primary_key_id = self.keyset().snapshot().primary_key_id();
         Ok(s)
     }

@@ -43,12 +43,10 @@ impl EncryptedStorage {
                 return Err(ReencryptError::LockHeld { lease: lease_time });
             }
             Err(Error::LockHeld { .. }) => {
-                if let Some(sink) = &options.on_event {
-                    sink(&ReencryptEvent::WaitingForLock {
-                        lock: REENCRYPT_LOCK,
-                        lease: lease_time,
-                    });
-                }
+                options.emit(&ReencryptEvent::WaitingForLock {
+                    lock: REENCRYPT_LOCK,
+                    lease: lease_time,
+                });
                 let cancel = options.cancel.clone().unwrap_or_default();
                 tokio::select! {
                     r = backend.lock(REENCRYPT_LOCK) => r.map_err(ReencryptError::Lock)?,
