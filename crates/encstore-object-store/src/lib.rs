@@ -93,6 +93,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod decrypt;
 mod error;
 mod store;
 mod upload;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use encstore::core::Aead as _;
 use encstore::{CiphertextKey, KeysetSnapshot, ReloadableKeyset};
 use encstore_tink::KeysetStreamingAead;
-use encstore_tink::streaming::{SegmentLayout, StreamDecryptor, StreamingError};
+use encstore_tink::streaming::{SegmentLayout, StreamingError};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
@@ -33,12 +33,6 @@ pub const HEAD_LEN: u64 = PREFIX_LEN as u64 + 40;
 /// store: above S3's 5 MiB minimum, and every part but the last has
 /// exactly this size (R2 requires equal parts).
 pub const DEFAULT_PART_SIZE: usize = 10 << 20;
-
-/// Input decrypted per step of a streamed `get`: a chunk from the inner
-/// store (the in-memory store returns the whole object as one) is cut into
-/// pieces of this size, so memory stays bounded and the runtime is not
-/// held for long.
-const PIECE: usize = 1 << 20;
 
 /// Headers remembered for ranged reads (cleared when full).
 const HEAD_CACHE: usize = 4096;
@@ -423,14 +417,22 @@ impl EncryptedObjectStore {
         let attributes = r.attributes.clone();
         let extensions = r.extensions.clone();
         let mut body = r.into_stream();
-        let head = peek(&mut body, PREFIX_LEN).await?;
+        // The prefix and the longest header (or the whole object).
+        let head = peek(&mut body, HEAD_LEN as usize).await?;
         let snap = self.keys.snapshot();
         let payload = match self.streaming_key(&snap, path, &head)? {
             Some(aead) => {
-                meta.size = plaintext_size(&aead.layout(), path, meta.size)?;
-                let dec = aead.decryptor(&self.associated_data(path));
-                let rest = prepend(head.slice(PREFIX_LEN..), body);
-                decrypting_stream(dec, rest, path.clone())
+                let layout = aead.layout();
+                meta.size = plaintext_size(&layout, path, meta.size)?;
+                let end = PREFIX_LEN + layout.header_len() as usize;
+                let header = head
+                    .get(PREFIX_LEN..end)
+                    .ok_or_else(|| auth_error(path, &StreamingError::Truncated))?;
+                let dec = aead
+                    .segment_decryptor(header, &self.associated_data(path))
+                    .map_err(|e| auth_error(path, &e))?;
+                let rest = prepend(head.slice(end..), body);
+                crate::decrypt::decrypting_stream(dec, rest, path.clone())
             }
             None => {
                 let ct = collect(prepend(head, body)).await?;
@@ -770,7 +772,7 @@ fn uniform_layout(snap: &KeysetSnapshot) -> Option<SegmentLayout> {
     layouts.all(|l| l == first).then_some(first)
 }
 
-fn auth_error(path: &Path, e: &StreamingError) -> object_store::Error {
+pub(crate) fn auth_error(path: &Path, e: &StreamingError) -> object_store::Error {
     tracing::debug!(path = %path, error = %e, "object failed to authenticate");
     EncryptionError::Authentication {
         path: path.to_string(),
@@ -855,76 +857,6 @@ async fn peek(body: &mut BoxStream<'static, Result<Bytes>>, n: usize) -> Result<
         return Ok(acc.swap_remove(0));
     }
     Ok(Bytes::from(acc.concat()))
-}
-
-struct Decrypting {
-    dec: Option<StreamDecryptor>,
-    input: BoxStream<'static, Result<Bytes>>,
-    pending: Bytes,
-    finished: bool,
-    path: Path,
-}
-
-/// The plaintext of a streaming ciphertext (after its prefix): only
-/// authenticated segments are released, and the end is checked (a
-/// truncated object fails at its end).
-fn decrypting_stream(
-    dec: StreamDecryptor,
-    input: BoxStream<'static, Result<Bytes>>,
-    path: Path,
-) -> BoxStream<'static, Result<Bytes>> {
-    let state = Decrypting {
-        dec: Some(dec),
-        input,
-        pending: Bytes::new(),
-        finished: false,
-        path,
-    };
-    futures_util::stream::try_unfold(state, |mut s| async move {
-        loop {
-            if s.finished {
-                return Ok(None);
-            }
-            if s.pending.is_empty() {
-                match s.input.next().await {
-                    Some(Ok(b)) => {
-                        s.pending = b;
-                        continue;
-                    }
-                    Some(Err(e)) => return Err(e),
-                    None => {
-                        s.finished = true;
-                        let Some(mut dec) = s.dec.take() else {
-                            return Ok(None);
-                        };
-                        let mut out = Vec::new();
-                        dec.finish_into(&mut out)
-                            .map_err(|e| auth_error(&s.path, &e))?;
-                        if out.is_empty() {
-                            return Ok(None);
-                        }
-                        return Ok(Some((Bytes::from(out), s)));
-                    }
-                }
-            }
-            let piece = s.pending.split_to(s.pending.len().min(PIECE));
-            let Some(mut dec) = s.dec.take() else {
-                return Ok(None);
-            };
-            let (dec, r) = offload(piece.len(), move || {
-                let mut out = Vec::with_capacity(piece.len());
-                let r = dec.update(&piece, &mut out).map(|()| out);
-                (dec, r)
-            })
-            .await?;
-            s.dec = Some(dec);
-            let out = r.map_err(|e| auth_error(&s.path, &e))?;
-            if !out.is_empty() {
-                return Ok(Some((Bytes::from(out), s)));
-            }
-        }
-    })
-    .boxed()
 }
 
 #[cfg(test)]
