@@ -95,6 +95,7 @@
 
 mod decrypt;
 mod error;
+mod seal;
 mod store;
 mod upload;
 

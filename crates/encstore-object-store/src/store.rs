@@ -9,7 +9,7 @@ use bytes::Bytes;
 use encstore::core::Aead as _;
 use encstore::{CiphertextKey, KeysetSnapshot, ReloadableKeyset};
 use encstore_tink::KeysetStreamingAead;
-use encstore_tink::streaming::{SegmentLayout, StreamingError};
+use encstore_tink::streaming::{SegmentEncryptor, SegmentLayout, StreamingError};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
@@ -19,6 +19,7 @@ use object_store::{
 };
 
 use crate::error::{EncryptionError, STORE};
+use crate::seal::SealingBuffer;
 use crate::upload::EncryptingUpload;
 
 /// The length of an object's prefix: `0x01 ‖ BE32(key ID)`.
@@ -197,11 +198,7 @@ impl EncryptedObjectStore {
     pub(crate) fn encryptor(
         &self,
         path: &Path,
-    ) -> Result<(
-        encstore_tink::streaming::StreamEncryptor,
-        SegmentLayout,
-        [u8; PREFIX_LEN],
-    )> {
+    ) -> Result<(SegmentEncryptor, SegmentLayout, [u8; PREFIX_LEN])> {
         let snap = self.keys.snapshot();
         let (Some(aead), Some(key_id)) = (snap.streaming_aead(), snap.streaming_primary_key_id())
         else {
@@ -211,7 +208,7 @@ impl EncryptedObjectStore {
             .into());
         };
         let enc = aead
-            .encryptor(&self.associated_data(path))
+            .segment_encryptor(&self.associated_data(path))
             .map_err(|e| encrypt_error(path, &e))?;
         let id = key_id.to_be_bytes();
         Ok((enc, aead.layout(), [0x01, id[0], id[1], id[2], id[3]]))
@@ -219,22 +216,22 @@ impl EncryptedObjectStore {
 
     /// Encrypts a whole payload.
     async fn encrypt_payload(&self, path: &Path, payload: PutPayload) -> Result<PutPayload> {
-        let (mut enc, layout, prefix) = self.encryptor(path)?;
+        let (enc, layout, prefix) = self.encryptor(path)?;
         let n = payload.content_length();
         let ct_len = layout
             .ciphertext_size(n as u64)
             .map_err(|e| encrypt_error(path, &e))?;
         let p = path.clone();
         let out = offload(n, move || {
-            let mut out = Vec::with_capacity(PREFIX_LEN + ct_len as usize);
-            out.extend_from_slice(&prefix);
+            // One copy: the plaintext straight into the ciphertext buffer,
+            // sealed there.
+            let mut out = SealingBuffer::new(enc, &prefix, PREFIX_LEN + ct_len as usize);
             for chunk in &payload {
-                enc.update(chunk, &mut out)
-                    .map_err(|e| encrypt_error(&p, &e))?;
+                out.write(chunk).map_err(|e| encrypt_error(&p, &e))?;
             }
-            enc.finish_into(&mut out)
-                .map_err(|e| encrypt_error(&p, &e))?;
-            Ok::<_, object_store::Error>(out)
+            out.finish().map_err(|e| encrypt_error(&p, &e))?;
+            let all = out.sealed();
+            Ok::<_, object_store::Error>(out.take(all))
         })
         .await??;
         Ok(PutPayload::from(out))
