@@ -342,7 +342,26 @@ impl EncryptedObjectStore {
             head: false,
             ..options.clone()
         };
-        let r = self.inner.get_opts(path, o).await?;
+        let r = match self.inner.get_opts(path, o).await {
+            Ok(r) => r,
+            Err(e @ object_store::Error::Generic { .. }) => {
+                // A range of an empty object cannot be satisfied (the
+                // in-memory store and S3 refuse it): say that it is empty.
+                let o = GetOptions {
+                    head: true,
+                    range: None,
+                    ..options.clone()
+                };
+                return match self.inner.get_opts(path, o).await {
+                    Ok(h) if h.meta.size == 0 => Err(empty_error(path)),
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        if r.meta.size == 0 {
+            return Err(empty_error(path));
+        }
         let meta = r.meta.clone();
         let attributes = r.attributes.clone();
         let head = r.bytes().await?;
@@ -410,6 +429,9 @@ impl EncryptedObjectStore {
     /// A whole-object `get`: decrypted as it streams.
     async fn get_whole(&self, path: &Path, options: GetOptions) -> Result<GetResult> {
         let r = self.inner.get_opts(path, options).await?;
+        if r.meta.size == 0 {
+            return Err(empty_error(path));
+        }
         let mut meta = r.meta.clone();
         let attributes = r.attributes.clone();
         let extensions = r.extensions.clone();
@@ -772,6 +794,13 @@ fn uniform_layout(snap: &KeysetSnapshot) -> Option<SegmentLayout> {
 pub(crate) fn auth_error(path: &Path, e: &StreamingError) -> object_store::Error {
     tracing::debug!(path = %path, error = %e, "object failed to authenticate");
     EncryptionError::Authentication {
+        path: path.to_string(),
+    }
+    .into()
+}
+
+fn empty_error(path: &Path) -> object_store::Error {
+    EncryptionError::Empty {
         path: path.to_string(),
     }
     .into()
