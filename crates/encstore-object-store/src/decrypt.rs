@@ -11,7 +11,8 @@ use futures_util::stream::{BoxStream, StreamExt};
 use object_store::Result;
 use object_store::path::Path;
 
-use crate::store::{auth_error, offload};
+use crate::read::auth_error;
+use crate::store::offload;
 
 /// Ciphertext decrypted per step: whole segments, at least one, up to
 /// about this many bytes (small segments are batched so each returned

@@ -96,6 +96,7 @@
 
 mod decrypt;
 mod error;
+mod read;
 mod seal;
 mod store;
 mod upload;
