@@ -3,8 +3,8 @@
 //! 256-bit, so inputs reach several segments):
 //!
 //! - raw bytes as a ciphertext: never a panic, never a success (it would
-//!   be a forgery); the one-shot, push (in input-driven chunks) and
-//!   random-access decryptors agree;
+//!   be a forgery); the one-shot, push (in input-driven chunks),
+//!   random-access and segment decryptors agree;
 //! - a genuine ciphertext altered by input-driven edits (flips, cuts,
 //!   insertions, segment swaps): it decrypts to exactly the original
 //!   plaintext or is refused, by every decryptor, and a refusal never
@@ -111,8 +111,8 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Decrypts `ct` with the one-shot, push and random-access decryptors and
-/// checks they agree; returns the one-shot result.
+/// Decrypts `ct` with the one-shot, push, random-access and segment
+/// decryptors and checks they agree; returns the one-shot result.
 fn decrypt_all_ways(f: &Fixture, ct: &[u8], ad: &[u8], chunk: usize) -> Option<Vec<u8>> {
     let one = f.aead.decrypt(ct, ad).ok();
     let mut dec = f.aead.decryptor(ad);
@@ -131,7 +131,48 @@ fn decrypt_all_ways(f: &Fixture, ct: &[u8], ad: &[u8], chunk: usize) -> Option<V
         r.read_all().await.ok().map(|b| b.to_vec())
     });
     assert_eq!(one, ranged, "one-shot and random-access decryptors disagree");
+    let segments = segment_decrypt(f, ct, ad);
+    if one.is_some() && uniform_layouts(f, ct) {
+        assert_eq!(one, segments, "one-shot and segment decryptors disagree");
+    } else if segments.is_some() {
+        // Cut with the first candidate's layout, the segment decryptor
+        // may refuse a genuine ciphertext of another layout, but never
+        // accepts anything else.
+        assert_eq!(one, segments, "the segment decryptor accepted a forgery");
+    }
     one
+}
+
+/// Whether every key with this ciphertext's header length has one
+/// segment size (then the segment decryptor's cut is the right one).
+fn uniform_layouts(f: &Fixture, ct: &[u8]) -> bool {
+    let Some(&h) = ct.first() else { return true };
+    let mut sizes = f
+        .aead
+        .key_layouts()
+        .filter(|(_, l)| l.header_len() == u64::from(h))
+        .map(|(_, l)| l.ciphertext_segment_size());
+    let first = sizes.next();
+    sizes.all(|s| Some(s) == first)
+}
+
+/// Decrypts `ct` with the segment decryptor, each segment opened in its
+/// own buffer, cut by the decryptor's layout.
+fn segment_decrypt(f: &Fixture, ct: &[u8], ad: &[u8]) -> Option<Vec<u8>> {
+    let h = usize::from(*ct.first()?);
+    let mut dec = f.aead.segment_decryptor(ct.get(..h)?, ad).ok()?;
+    let l = dec.layout();
+    let n = ct.len() as u64;
+    let count = l.segment_count(n).ok()?;
+    let mut out = Vec::new();
+    for i in 0..count {
+        let r = l.segment_ciphertext_range(i, n).ok()?;
+        let mut seg = ct[r.start as usize..r.end as usize].to_vec();
+        dec.open_segment(&mut seg, i + 1 == count).ok()?;
+        out.extend_from_slice(&seg);
+    }
+    assert!(dec.is_done());
+    Some(out)
 }
 
 fn check_layout(data: &[u8]) {

@@ -33,8 +33,18 @@ pub enum EncryptionError {
         /// That key's status.
         status: &'static str,
     },
+    /// The stored object is empty: no encstore object is (each has at least
+    /// a prefix and a header), so it was written around the encrypting
+    /// store, or truncated to nothing.
+    #[error(
+        "object {path} is empty, which no encrypted object is: it was written around the encrypting store or truncated to nothing"
+    )]
+    Empty {
+        /// The object's path.
+        path: String,
+    },
     /// The object's first bytes name no key of the keyset (or it is not an
-    /// encstore object at all: plaintext, or empty).
+    /// encstore object at all, such as plaintext).
     #[error(
         "object {path} is not encrypted under this keyset: its prefix names no key of the keyset{}",
         key_id.map(|id| format!(" (it names key ID {id})")).unwrap_or_default()

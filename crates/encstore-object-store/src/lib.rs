@@ -86,14 +86,18 @@
 //!
 //! object_store's own errors pass through (`NotFound`, `AlreadyExists`,
 //! `Precondition`, `NotModified` of the inner store). A ciphertext that
-//! does not authenticate, an object under a disabled or unknown key, or a
-//! write without a streaming keyset is an
+//! does not authenticate, an object under a disabled or unknown key, an
+//! empty stored object (written around this store: `head`, `get` and
+//! ranged reads say so), or a write without a streaming keyset is an
 //! [`object_store::Error::Generic`] whose source is an [`EncryptionError`]
 //! naming the path ([`EncryptionError::of`] finds it).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod decrypt;
 mod error;
+mod read;
+mod seal;
 mod store;
 mod upload;
 

@@ -2,23 +2,25 @@
 //! and re-cut into inner parts of a fixed size.
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use encstore_tink::streaming::StreamEncryptor;
+use encstore_tink::streaming::SegmentEncryptor;
 use futures_util::future::BoxFuture;
 use object_store::path::Path;
 use object_store::{MultipartUpload, PutPayload, PutResult, Result, UploadPart};
 
+use crate::seal::SealingBuffer;
 use crate::store::encrypt_error;
 
 /// A multipart upload that encrypts: the ciphertext of the caller's parts
 /// (in the order `put_part` is called) is sent to the inner upload in
 /// parts of exactly `part_size` bytes, the last one at `complete`. Memory:
-/// at most one inner part of ciphertext beyond the caller's part.
+/// at most one inner part of ciphertext beyond the caller's part. The
+/// plaintext is copied once, into the buffer the inner parts are cut from
+/// (without copying), and sealed there.
 pub(crate) struct EncryptingUpload {
     inner: Box<dyn MultipartUpload>,
-    enc: Option<StreamEncryptor>,
-    /// Ciphertext not yet sent.
-    buf: Vec<u8>,
+    /// Ciphertext not yet sent, then the current segment's plaintext;
+    /// `None` after `complete` or `abort`, or an error.
+    buf: Option<SealingBuffer>,
     part_size: usize,
     path: Path,
     /// Whether any inner part was started.
@@ -38,15 +40,15 @@ impl std::fmt::Debug for EncryptingUpload {
 impl EncryptingUpload {
     pub(crate) fn new(
         inner: Box<dyn MultipartUpload>,
-        enc: StreamEncryptor,
+        enc: SegmentEncryptor,
         prefix: &[u8],
         part_size: usize,
         path: Path,
     ) -> Self {
+        let segment = enc.layout().ciphertext_segment_size() as usize;
         EncryptingUpload {
             inner,
-            enc: Some(enc),
-            buf: prefix.to_vec(),
+            buf: Some(SealingBuffer::new(enc, prefix, part_size + segment)),
             part_size,
             path,
             sent: false,
@@ -54,12 +56,11 @@ impl EncryptingUpload {
     }
 
     /// Starts inner parts for every full `part_size` of the buffer.
-    fn send_full(&mut self, parts: &mut Vec<UploadPart>) {
-        while self.buf.len() >= self.part_size {
-            let rest = self.buf.split_off(self.part_size);
-            let part = std::mem::replace(&mut self.buf, rest);
+    fn send_full(&mut self, buf: &mut SealingBuffer, parts: &mut Vec<UploadPart>) {
+        while buf.sealed() >= self.part_size {
+            let part = buf.take(self.part_size);
             self.sent = true;
-            parts.push(self.inner.put_part(PutPayload::from(Bytes::from(part))));
+            parts.push(self.inner.put_part(PutPayload::from(part)));
         }
     }
 }
@@ -74,7 +75,7 @@ fn join(parts: Vec<UploadPart>) -> UploadPart {
 #[async_trait]
 impl MultipartUpload for EncryptingUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let Some(enc) = self.enc.as_mut() else {
+        let Some(mut buf) = self.buf.take() else {
             let path = self.path.to_string();
             return Box::pin(async move {
                 Err(object_store::Error::Generic {
@@ -85,19 +86,19 @@ impl MultipartUpload for EncryptingUpload {
             });
         };
         for chunk in &data {
-            if let Err(e) = enc.update(chunk, &mut self.buf) {
+            if let Err(e) = buf.write(chunk) {
                 let err = encrypt_error(&self.path, &e);
-                self.enc = None;
                 return Box::pin(async move { Err(err) });
             }
         }
         let mut parts = Vec::new();
-        self.send_full(&mut parts);
+        self.send_full(&mut buf, &mut parts);
+        self.buf = Some(buf);
         join(parts)
     }
 
     async fn complete(&mut self) -> Result<PutResult> {
-        let Some(mut enc) = self.enc.take() else {
+        let Some(mut buf) = self.buf.take() else {
             return Err(object_store::Error::Generic {
                 store: crate::STORE,
                 source: format!(
@@ -107,21 +108,19 @@ impl MultipartUpload for EncryptingUpload {
                 .into(),
             });
         };
-        enc.finish_into(&mut self.buf)
-            .map_err(|e| encrypt_error(&self.path, &e))?;
+        buf.finish().map_err(|e| encrypt_error(&self.path, &e))?;
         let mut parts = Vec::new();
-        self.send_full(&mut parts);
-        if !self.buf.is_empty() || !self.sent {
-            let last = std::mem::take(&mut self.buf);
-            parts.push(self.inner.put_part(PutPayload::from(Bytes::from(last))));
+        self.send_full(&mut buf, &mut parts);
+        if buf.sealed() > 0 || !self.sent {
+            let last = buf.take(buf.sealed());
+            parts.push(self.inner.put_part(PutPayload::from(last)));
         }
         join(parts).await?;
         self.inner.complete().await
     }
 
     async fn abort(&mut self) -> Result<()> {
-        self.enc = None;
-        self.buf = Vec::new();
+        self.buf = None;
         self.inner.abort().await
     }
 }

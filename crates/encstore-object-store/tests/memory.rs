@@ -534,3 +534,32 @@ async fn multipart_uploads_stream_in_parts_of_the_part_size() {
     );
     assert_eq!(enc.head(&p).await.unwrap().size, value.len() as u64);
 }
+
+/// An empty object in the inner store (written around the encrypting
+/// store: no encstore object is ever empty) is a clear error naming the
+/// path, from `head`, `get` and a ranged `get`, never a range or decoding
+/// error of the inner store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_inner_objects_are_a_clear_error() {
+    let (inner, enc) = store();
+    let p = Path::from("dir/empty");
+    inner.put(&p, Bytes::new().into()).await.unwrap();
+    let head = enc.head(&p).await.unwrap_err();
+    let get = match enc.get(&p).await {
+        Ok(r) => r.bytes().await.unwrap_err(),
+        Err(e) => e,
+    };
+    let range = enc.get_range(&p, 0..1).await.unwrap_err();
+    for err in [head, get, range] {
+        let e =
+            EncryptionError::of(&err).unwrap_or_else(|| panic!("not an encryption error: {err}"));
+        assert!(
+            matches!(e, EncryptionError::Empty { path } if path == "dir/empty"),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "Generic EncryptedObjectStore error: object dir/empty is empty, which no encrypted object is: it was written around the encrypting store or truncated to nothing"
+        );
+    }
+}

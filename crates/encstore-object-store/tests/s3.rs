@@ -118,6 +118,24 @@ async fn encrypted_storage_over_s3_and_encrypted_object_store_read_each_other() 
     for k in ["from-eos/big.bin", "from-tool/streamed", "from-tool/small"] {
         tool.delete(k).await.unwrap();
     }
+    // An empty object written around the store: S3 refuses a range of it;
+    // the error says it is empty.
+    let e = Path::from("around/empty");
+    inner.put(&e, Bytes::new().into()).await.unwrap();
+    for err in [
+        enc.head(&e).await.unwrap_err(),
+        enc.get_range(&e, 0..1).await.unwrap_err(),
+        enc.get(&e).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                encstore_object_store::EncryptionError::of(&err),
+                Some(encstore_object_store::EncryptionError::Empty { .. })
+            ),
+            "{err}"
+        );
+    }
+    inner.delete(&e).await.unwrap();
 }
 
 /// SeaweedFS's `start-after` listing skips the contents of a directory

@@ -20,6 +20,12 @@
 //! - encstore sync core: `StreamEncryptor` / `StreamDecryptor` fed from the
 //!   buffer through their zero-copy input buffers (one copy into the
 //!   segment buffer), output taken in place.
+//! - encstore segment API: `SegmentEncryptor` sealing each segment of the
+//!   buffer in place with a detached tag (the data movement of ring's in
+//!   place reference), and sealing each segment after copying it into a
+//!   reused buffer, tag appended (of ring's copy-then-seal row);
+//!   `SegmentDecryptor` opening each ciphertext segment after copying it
+//!   into a reused buffer (of ring's decrypt reference).
 //! - encstore async: `EncryptingWriter` into `tokio::io::sink()` (1 MiB
 //!   writes), `EncryptingReader` and `DecryptingReader` over a `&[u8]`,
 //!   read into a reused 1 MiB buffer; on a current-thread runtime.
@@ -103,6 +109,63 @@ fn sync_encrypt(s: &KeysetStreamingAead, pt: &[u8]) {
     }
 }
 
+/// Seals `buf` in place with the segment API, segment by segment
+/// (detached tags).
+fn segment_seal_in_place(s: &KeysetStreamingAead, buf: &mut [u8]) {
+    let mut enc = s.segment_encryptor(AD).expect("encryptor");
+    black_box(enc.header());
+    let mut rest = buf;
+    loop {
+        let n = enc.segment_plaintext_size().min(rest.len());
+        let last = n == rest.len();
+        let (segment, tail) = rest.split_at_mut(n);
+        let tag = enc.seal_segment_detached(segment, last).expect("seal");
+        black_box(tag);
+        rest = tail;
+        if last {
+            break;
+        }
+    }
+}
+
+/// Seals `pt` with the segment API, each segment copied into a reused
+/// buffer first (the tag appended to it).
+fn segment_seal_copied(s: &KeysetStreamingAead, pt: &[u8], buf: &mut Vec<u8>) {
+    let mut enc = s.segment_encryptor(AD).expect("encryptor");
+    black_box(enc.header());
+    let mut rest = pt;
+    loop {
+        let n = enc.segment_plaintext_size().min(rest.len());
+        let last = n == rest.len();
+        buf.clear();
+        buf.extend_from_slice(&rest[..n]);
+        enc.seal_segment(buf, last).expect("seal");
+        black_box(&buf);
+        rest = &rest[n..];
+        if last {
+            break;
+        }
+    }
+}
+
+/// Opens `ct` with the segment API, each segment copied into a reused
+/// buffer and opened there.
+fn segment_open_copied(s: &KeysetStreamingAead, ct: &[u8], buf: &mut Vec<u8>) {
+    let h = usize::from(ct[0]);
+    let mut dec = s.segment_decryptor(&ct[..h], AD).expect("header");
+    let layout = dec.layout();
+    let size = ct.len() as u64;
+    let segments = layout.segment_count(size).expect("size");
+    for i in 0..segments {
+        let r = layout.segment_ciphertext_range(i, size).expect("range");
+        buf.clear();
+        buf.extend_from_slice(&ct[r.start as usize..r.end as usize]);
+        dec.open_segment(buf, i + 1 == segments).expect("genuine");
+        black_box(&buf);
+    }
+    assert!(dec.is_done());
+}
+
 /// Decrypts `ct` with the sync core, taking plaintext in place.
 fn sync_decrypt(s: &KeysetStreamingAead, ct: &[u8]) {
     let mut dec = s.decryptor(AD);
@@ -158,6 +221,8 @@ fn main() {
     let seg_ct = layout.ciphertext_segment_size() as usize;
 
     let mut in_place = pt.clone();
+    let mut in_place_segments = pt.clone();
+    let mut seg_buf = Vec::with_capacity(layout.ciphertext_segment_size() as usize);
     let mut n1 = 0u64;
     let mut n2 = 0u64;
     // Genuine ring ciphertext segments (nonce = segment number).
@@ -206,6 +271,14 @@ fn main() {
                     let _ = black_box(tag);
                 }
             },
+        ),
+        bench(
+            "encstore SegmentEncryptor, each segment sealed in place (detached tag)",
+            || segment_seal_in_place(&s, &mut in_place_segments),
+        ),
+        bench(
+            "encstore SegmentEncryptor, each segment copied into a reused buffer + sealed in place",
+            || segment_seal_copied(&s, &pt, &mut seg_buf),
         ),
         bench("encstore StreamEncryptor (sync core)", || {
             sync_encrypt(&s, &pt)
@@ -261,6 +334,10 @@ fn main() {
                 }
             },
         ),
+        bench(
+            "encstore SegmentDecryptor, each segment copied into a reused buffer + opened in place",
+            || segment_open_copied(&s, &ct, &mut seg_buf),
+        ),
         bench("encstore StreamDecryptor (sync core)", || {
             sync_decrypt(&s, &ct)
         }),
@@ -305,10 +382,15 @@ fn main() {
     let ct = s.encrypt(&pt, AD).expect("encrypt");
     let ct_bytes = Bytes::from(ct.clone());
     let theirs = tink_rust(&ks);
+    let mut in_place_ctr = pt.clone();
     let ctr = vec![
         bench("encstore StreamEncryptor (sync core) [reference]", || {
             sync_encrypt(&s, &pt)
         }),
+        bench(
+            "encstore SegmentEncryptor, each segment sealed in place (detached tag)",
+            || segment_seal_in_place(&s, &mut in_place_ctr),
+        ),
         bench("tink-rust 0.3 encrypting writer -> io::sink", || {
             let mut w = theirs
                 .new_encrypting_writer(Box::new(std::io::sink()), AD)
@@ -321,6 +403,10 @@ fn main() {
         bench("encstore StreamDecryptor (sync core)", || {
             sync_decrypt(&s, &ct)
         }),
+        bench(
+            "encstore SegmentDecryptor, each segment copied into a reused buffer + opened in place",
+            || segment_open_copied(&s, &ct, &mut seg_buf),
+        ),
         bench("tink-rust 0.3 decrypting reader", || {
             let mut r = theirs
                 .new_decrypting_reader(Box::new(std::io::Cursor::new(ct_bytes.clone())), AD)

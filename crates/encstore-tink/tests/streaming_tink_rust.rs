@@ -4,7 +4,8 @@
 //! several segments and 10 MiB; truncated, extended, reordered-segment and
 //! wrong-associated-data ciphertexts refused by both; keysets written by
 //! encstore (JSON and binary) read by tink-rust, and keysets tink-rust
-//! generates read by encstore.
+//! generates read by encstore. The segment API (`SegmentEncryptor`,
+//! `SegmentDecryptor`) is checked in both directions too.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -130,11 +131,56 @@ fn tampered(l: SegmentLayout, ct: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     out
 }
 
+/// Encrypts with the segment API (each segment sealed in its own buffer).
+fn segment_encrypt(s: &KeysetStreamingAead, pt: &[u8], ad: &[u8]) -> Vec<u8> {
+    let mut enc = s.segment_encryptor(ad).unwrap();
+    let mut out = enc.header().to_vec();
+    let mut rest = pt;
+    loop {
+        let n = enc.segment_plaintext_size().min(rest.len());
+        let last = n == rest.len();
+        let mut seg = Vec::with_capacity(n + enc.layout().tag_size() as usize);
+        seg.extend_from_slice(&rest[..n]);
+        enc.seal_segment(&mut seg, last).unwrap();
+        out.extend_from_slice(&seg);
+        rest = &rest[n..];
+        if last {
+            return out;
+        }
+    }
+}
+
+/// Decrypts with the segment API (each segment opened in its own buffer).
+fn segment_decrypt(s: &KeysetStreamingAead, ct: &[u8], ad: &[u8]) -> Result<Vec<u8>, String> {
+    let h = usize::from(ct[0]);
+    let mut dec = s
+        .segment_decryptor(&ct[..h], ad)
+        .map_err(|e| e.to_string())?;
+    let l = dec.layout();
+    let n = ct.len() as u64;
+    let count = l.segment_count(n).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for i in 0..count {
+        let r = l.segment_ciphertext_range(i, n).unwrap();
+        let mut seg = bytes::BytesMut::from(&ct[r.start as usize..r.end as usize]);
+        dec.open_segment(&mut seg, i + 1 == count)
+            .map_err(|e| e.to_string())?;
+        out.extend_from_slice(&seg);
+    }
+    assert!(dec.is_done());
+    Ok(out)
+}
+
 async fn encstore_decrypts(s: &KeysetStreamingAead, ct: &[u8], ad: &[u8], pt: &[u8], what: &str) {
     assert_eq!(
         s.decrypt(ct, ad).unwrap_or_else(|e| panic!("{what}: {e}")),
         pt,
         "{what}"
+    );
+    assert_eq!(
+        segment_decrypt(s, ct, ad).unwrap_or_else(|e| panic!("{what}: segments: {e}")),
+        pt,
+        "{what}: segment decryptor"
     );
     let r = s.open_ranged(Bytes::copy_from_slice(ct), ad).await.unwrap();
     let n = pt.len() as u64;
@@ -172,6 +218,14 @@ async fn tink_rust_both_directions() {
                 tink_decrypt(&*theirs, &ours, b"other").is_err(),
                 "{what}: other ad"
             );
+            // encstore's segment API writes, tink-rust reads.
+            let segmented = segment_encrypt(&s, &pt, &ad);
+            assert_eq!(segmented.len(), ours.len(), "{what}");
+            assert_eq!(
+                tink_decrypt(&*theirs, &segmented, &ad).unwrap(),
+                pt,
+                "{what}: segment encryptor"
+            );
             // tink-rust writes, encstore reads.
             let tinks = tink_encrypt(&*theirs, &pt, &ad);
             assert_eq!(
@@ -199,6 +253,10 @@ async fn tink_rust_both_directions() {
                 assert!(
                     s.decrypt(&bad, &ad).is_err(),
                     "{what}: encstore accepted tink-rust's {how}"
+                );
+                assert!(
+                    segment_decrypt(&s, &bad, &ad).is_err(),
+                    "{what}: encstore's segment decryptor accepted tink-rust's {how}"
                 );
             }
         }

@@ -60,6 +60,33 @@ impl Header {
 /// A nonce prefix.
 type NoncePrefix = [u8; NONCE_PREFIX_SIZE];
 
+/// The longest segment tag: a full HMAC-SHA512 (AES-CTR-HMAC keys keep 10
+/// to 64 bytes; AES-GCM's is 16).
+const MAX_TAG_SIZE: usize = crate::provider::prim::MAX_MAC_LEN;
+
+/// The authentication tag of one sealed segment, which follows its
+/// ciphertext on the wire ([`SegmentEncryptor::seal_segment_detached`](super::SegmentEncryptor::seal_segment_detached)).
+/// A tag is public (it is part of the ciphertext).
+#[derive(Clone, Copy)]
+pub struct SegmentTag {
+    bytes: [u8; MAX_TAG_SIZE],
+    len: usize,
+}
+
+impl AsRef<[u8]> for SegmentTag {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Debug for SegmentTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentTag")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
 impl StreamingKey {
     /// A key from validated parameters and its key bytes, whose
     /// primitives come from `provider`.
@@ -252,7 +279,18 @@ impl SegmentCipher {
     pub(crate) fn seal(&self, index: u32, last: bool, segment: &mut [u8]) {
         let split = segment.len() - self.tag_size;
         let (data, tag) = segment.split_at_mut(split);
+        tag.copy_from_slice(self.seal_detached(index, last, data).as_ref());
+    }
+
+    /// Seals segment `index` in place: `data` holds the plaintext and on
+    /// return the ciphertext; returns the tag, which follows the
+    /// ciphertext on the wire.
+    pub(crate) fn seal_detached(&self, index: u32, last: bool, data: &mut [u8]) -> SegmentTag {
         let nonce = self.nonce(index, last);
+        let mut tag = SegmentTag {
+            bytes: [0u8; MAX_TAG_SIZE],
+            len: self.tag_size,
+        };
         match &self.kind {
             CipherKind::Gcm(key) => {
                 let mut n = [0u8; 12];
@@ -260,14 +298,15 @@ impl SegmentCipher {
                 let t = key
                     .seal(n, &[], data)
                     .unwrap_or_else(|_| unreachable!("a segment is far below GCM's limit"));
-                tag.copy_from_slice(&t);
+                tag.bytes[..t.len()].copy_from_slice(&t);
             }
             CipherKind::CtrHmac(k) => {
                 k.aes.apply(&nonce, data);
                 let mac = k.hmac.mac(&[&nonce, data]);
-                tag.copy_from_slice(&mac.0[..self.tag_size]);
+                tag.bytes[..self.tag_size].copy_from_slice(&mac.0[..self.tag_size]);
             }
         }
+        tag
     }
 
     /// Opens segment `index` in place: `segment` holds ciphertext and tag;

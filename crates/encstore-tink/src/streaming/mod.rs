@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | segment arithmetic (sizes, ranges; no keys) | [`SegmentLayout`], [`CiphertextRange`] |
 //! | sync, I/O-free cores | [`StreamEncryptor`], [`StreamDecryptor`] |
+//! | whole segments in the caller's buffers (no copy) | [`SegmentEncryptor`], [`SegmentDecryptor`] |
 //! | async streams (tokio) | [`EncryptingWriter`], [`EncryptingReader`], [`DecryptingReader`] |
 //! | random access (any byte range) | [`RangedRead`], [`RandomAccessReader`] |
 //! | whole buffers | [`KeysetStreamingAead::encrypt`], [`KeysetStreamingAead::decrypt`] |
@@ -29,17 +30,20 @@ mod io;
 mod layout;
 pub(crate) mod params;
 mod ranged;
+mod segment;
 
 use std::fmt;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use cipher::SegmentTag;
 pub use decrypt::StreamDecryptor;
 pub use encrypt::StreamEncryptor;
 pub use io::{DecryptingReader, EncryptingReader, EncryptingWriter};
 pub use layout::{CiphertextRange, MAX_SEGMENTS, SegmentLayout};
 pub use ranged::{RandomAccessReader, RangedRead};
+pub use segment::{SegmentBuffer, SegmentDecryptor, SegmentEncryptor};
 
 pub(crate) use cipher::StreamingKey;
 
@@ -104,6 +108,22 @@ pub enum StreamingError {
         /// The number of segments.
         segments: u64,
     },
+    /// A segment given to [`SegmentEncryptor`] or [`SegmentDecryptor`]
+    /// does not have a size that segment can have (every segment but the
+    /// last is full; see [`SegmentLayout`]).
+    #[error(
+        "segment {segment} is {size} bytes; a segment there must be {min} to {max} bytes (every segment but the last is full)"
+    )]
+    SegmentSize {
+        /// The segment index.
+        segment: u64,
+        /// Its size (plaintext when sealing, ciphertext when opening).
+        size: u64,
+        /// The smallest size allowed there.
+        min: u64,
+        /// The largest size allowed there.
+        max: u64,
+    },
     /// The stream would need more than [`MAX_SEGMENTS`] segments.
     #[error("the stream is too long: more than 2^32 - 1 segments")]
     TooLarge,
@@ -125,6 +145,7 @@ impl From<StreamingError> for std::io::Error {
             StreamingError::RangeOutOfBounds { .. }
             | StreamingError::SegmentOutOfRange { .. }
             | StreamingError::TooLarge
+            | StreamingError::SegmentSize { .. }
             | StreamingError::Finished => ErrorKind::InvalidInput,
             StreamingError::Randomness => ErrorKind::Other,
             _ => ErrorKind::InvalidData,
@@ -231,6 +252,49 @@ impl KeysetStreamingAead {
         let key = &self.keys[0];
         let (header, cipher) = key.new_stream(associated_data)?;
         Ok(StreamEncryptor::new(cipher, key.layout(), header))
+    }
+
+    /// A new encryption with the primary key (fresh random salt and nonce
+    /// prefix), bound to `associated_data`, that seals whole segments in
+    /// the caller's buffers (no copy).
+    ///
+    /// # Errors
+    /// [`StreamingError::Randomness`].
+    pub fn segment_encryptor(
+        &self,
+        associated_data: &[u8],
+    ) -> Result<SegmentEncryptor, StreamingError> {
+        let key = &self.keys[0];
+        let (header, cipher) = key.new_stream(associated_data)?;
+        Ok(SegmentEncryptor::new(cipher, key.layout(), header))
+    }
+
+    /// A decryption of the ciphertext whose header is `header` (exactly
+    /// its first `header[0]` bytes), bound to `associated_data`, that opens
+    /// whole segments in the caller's buffers (no copy). The key is found
+    /// when the first segment is opened.
+    ///
+    /// # Errors
+    /// [`StreamingError::Truncated`] for an empty or short header,
+    /// [`StreamingError::InvalidHeader`] when no enabled key has this
+    /// header length or `header` is longer than its length byte says.
+    pub fn segment_decryptor(
+        &self,
+        header: &[u8],
+        associated_data: &[u8],
+    ) -> Result<SegmentDecryptor, StreamingError> {
+        let header_len = usize::from(*header.first().ok_or(StreamingError::Truncated)?);
+        let mut candidates = Vec::new();
+        for key in self.keys.iter().filter(|k| k.header_len() == header_len) {
+            if header.len() < header_len {
+                return Err(StreamingError::Truncated);
+            }
+            candidates.push((key.cipher_for(header, associated_data)?, key.layout()));
+        }
+        if candidates.is_empty() {
+            return Err(StreamingError::InvalidHeader);
+        }
+        Ok(SegmentDecryptor::new(candidates))
     }
 
     /// A new decryption with this keyset's enabled keys, bound to

@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::StreamingError;
 use super::cipher::{MAX_HEADER_LEN, SegmentCipher, StreamingKey};
@@ -341,25 +341,27 @@ impl<S: RangedRead> RandomAccessReader<S> {
             .layout
             .segment_ciphertext_range(segments.start, size)?
             .start;
-        let mut buf = bytes.to_vec();
-        let mut written = 0usize;
+        // Each segment's ciphertext is copied once (the fetched bytes are
+        // shared) to where its plaintext goes, opened there in place, and
+        // its tag cut off: no other copy.
+        let mut buf = BytesMut::with_capacity(bytes.len());
         for index in segments.clone() {
             let r = c.layout.segment_ciphertext_range(index, size)?;
             let (a, b) = ((r.start - base) as usize, (r.end - base) as usize);
             let last = index + 1 == c.segments;
             let i = u32::try_from(index).map_err(|_| StreamingError::TooLarge)?;
+            let start = buf.len();
+            buf.extend_from_slice(&bytes[a..b]);
             let n = c
                 .cipher
-                .open(i, last, &mut buf[a..b])
+                .open(i, last, &mut buf[start..])
                 .ok_or(StreamingError::SegmentAuthentication { segment: index })?;
-            buf.copy_within(a..a + n, written);
-            written += n;
+            buf.truncate(start + n);
         }
-        buf.truncate(written);
         let first_plain = c.layout.segment_plaintext_range(segments.start).start;
         let from = (want.start - first_plain) as usize;
         let to = from + (want.end - want.start) as usize;
-        Ok(Bytes::from(buf).slice(from..to))
+        Ok(buf.freeze().slice(from..to))
     }
 }
 

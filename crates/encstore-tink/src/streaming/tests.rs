@@ -14,28 +14,33 @@ use crate::keyset::KeyStatus;
 use crate::templates;
 
 /// A tiny deterministic PRNG (xorshift64*).
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(super) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
 }
 
-const GCM: &str = "type.googleapis.com/google.crypto.tink.AesGcmHkdfStreamingKey";
-const CTR: &str = "type.googleapis.com/google.crypto.tink.AesCtrHmacStreamingKey";
+pub(super) const GCM: &str = "type.googleapis.com/google.crypto.tink.AesGcmHkdfStreamingKey";
+pub(super) const CTR: &str = "type.googleapis.com/google.crypto.tink.AesCtrHmacStreamingKey";
 
 /// A serialized `AesGcmHkdfStreamingKey`.
-fn gcm_key(key: &[u8], derived: u32, hash: tink_proto::HashType, segment: u32) -> Vec<u8> {
+pub(super) fn gcm_key(
+    key: &[u8],
+    derived: u32,
+    hash: tink_proto::HashType,
+    segment: u32,
+) -> Vec<u8> {
     tink_proto::AesGcmHkdfStreamingKey {
         version: 0,
         params: Some(tink_proto::AesGcmHkdfStreamingParams {
@@ -74,7 +79,7 @@ fn ctr_key(
 }
 
 /// A keyset of `(id, type URL, key value, status)`, primary `primary`.
-fn keyset(keys: &[(u32, &str, Vec<u8>, KeyStatus)], primary: u32) -> Keyset {
+pub(super) fn keyset(keys: &[(u32, &str, Vec<u8>, KeyStatus)], primary: u32) -> Keyset {
     try_keyset(keys, primary).expect("valid keyset")
 }
 
@@ -104,7 +109,7 @@ fn try_keyset(
 
 /// Small-segment keys of both types: (name, keyset). Under the `fips`
 /// provider the SHA-1 ones are refused (checked) and left out.
-fn small_keysets() -> Vec<(&'static str, KeysetStreamingAead)> {
+pub(super) fn small_keysets() -> Vec<(&'static str, KeysetStreamingAead)> {
     use tink_proto::HashType::*;
     let all = [
         ("gcm16 seg41", GCM, gcm_key(&[1; 16], 16, Sha256, 41)),
@@ -143,7 +148,7 @@ fn small_keysets() -> Vec<(&'static str, KeysetStreamingAead)> {
 }
 
 /// Plaintext sizes around the segment boundaries of `l`.
-fn sizes(l: SegmentLayout) -> Vec<usize> {
+pub(super) fn sizes(l: SegmentLayout) -> Vec<usize> {
     let first = l.first_plaintext_segment_size() as usize;
     let p = l.plaintext_segment_size() as usize;
     vec![
