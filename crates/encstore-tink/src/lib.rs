@@ -97,7 +97,7 @@ pub use keyset::{
     KeyInfo, KeyStatus, Keyset, KeysetFormat, KeysetInfo, OutputPrefix, PrimitiveKind,
     detect_format,
 };
-pub use primitives::KeyParams;
+pub use primitives::{HashType, KeyParams};
 pub use provider::{CryptoProvider, Provider, ProviderStatus};
 pub use streaming::{KeysetStreamingAead, SegmentLayout, StreamingError};
 pub use templates::KeyTemplate;

@@ -7,7 +7,7 @@ mod provider_util;
 
 use encstore_tink::error::KeysetError;
 use encstore_tink::templates::{self, STREAMING_NAMES};
-use encstore_tink::{KeyParams, Keyset, PrimitiveKind, SegmentLayout};
+use encstore_tink::{HashType, KeyParams, Keyset, PrimitiveKind, SegmentLayout};
 use prost::Message;
 
 fn tpl(name: &str) -> encstore_tink::KeyTemplate {
@@ -53,7 +53,7 @@ fn streaming_keysets_round_trip_every_format() {
         KeyParams::AesGcmHkdfStreaming {
             key_size: 16,
             derived_key_size: 16,
-            hkdf_hash: "SHA256",
+            hkdf_hash: HashType::Sha256,
             ciphertext_segment_size: 4096,
         }
     );
@@ -68,8 +68,8 @@ fn streaming_keysets_round_trip_every_format() {
         KeyParams::AesCtrHmacStreaming {
             key_size: 32,
             derived_key_size: 32,
-            hkdf_hash: "SHA256",
-            hmac_hash: "SHA256",
+            hkdf_hash: HashType::Sha256,
+            hmac_hash: HashType::Sha256,
             tag_size: 32,
             ciphertext_segment_size: 1 << 20,
         }

@@ -47,6 +47,7 @@ mod aes_gcm;
 mod aes_gcm_siv;
 mod aes_util;
 mod chacha20_poly1305;
+mod hash;
 mod nonce;
 mod nonce_aead;
 mod x_aes_gcm;
@@ -55,6 +56,7 @@ mod xchacha20_poly1305;
 #[cfg(test)]
 mod test_util;
 
+pub use hash::HashType;
 pub use nonce::{NonceSource, nonce_source};
 
 /// Type URL prefix shared by every Tink key type.
@@ -147,8 +149,8 @@ pub enum KeyParams {
         iv_size: usize,
         /// HMAC key size in bytes.
         hmac_key_size: usize,
-        /// HMAC hash, such as `SHA256`.
-        hash: &'static str,
+        /// HMAC hash: SHA1, SHA224, SHA256, SHA384 or SHA512.
+        hash: HashType,
         /// Tag size in bytes.
         tag_size: usize,
     },
@@ -167,8 +169,8 @@ pub enum KeyParams {
         key_size: usize,
         /// Derived AES-GCM key size in bytes (16 or 32).
         derived_key_size: usize,
-        /// HKDF hash: `SHA1`, `SHA256` or `SHA512`.
-        hkdf_hash: &'static str,
+        /// HKDF hash: SHA1, SHA256 or SHA512.
+        hkdf_hash: HashType,
         /// Ciphertext segment size in bytes.
         ciphertext_segment_size: usize,
     },
@@ -187,10 +189,10 @@ pub enum KeyParams {
         key_size: usize,
         /// Derived AES-CTR key size in bytes (16 or 32).
         derived_key_size: usize,
-        /// HKDF hash: `SHA1`, `SHA256` or `SHA512`.
-        hkdf_hash: &'static str,
-        /// Segment HMAC hash: `SHA1`, `SHA256` or `SHA512`.
-        hmac_hash: &'static str,
+        /// HKDF hash: SHA1, SHA256 or SHA512.
+        hkdf_hash: HashType,
+        /// Segment HMAC hash: SHA1, SHA256 or SHA512.
+        hmac_hash: HashType,
         /// Tag size in bytes.
         tag_size: usize,
         /// Ciphertext segment size in bytes.

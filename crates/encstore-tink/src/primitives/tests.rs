@@ -25,7 +25,7 @@ fn key_params_display_in_one_line() {
                 aes_key_size: 32,
                 iv_size: 16,
                 hmac_key_size: 32,
-                hash: "SHA256",
+                hash: HashType::Sha256,
                 tag_size: 32,
             },
             "AES-256-CTR (16-byte IV) + HMAC-SHA256 (32-byte key, 32-byte tag)",
@@ -35,7 +35,7 @@ fn key_params_display_in_one_line() {
             KeyParams::AesGcmHkdfStreaming {
                 key_size: 32,
                 derived_key_size: 32,
-                hkdf_hash: "SHA256",
+                hkdf_hash: HashType::Sha256,
                 ciphertext_segment_size: 1 << 20,
             },
             "streaming AES-256-GCM, HKDF-SHA256 (32-byte key), 1048576-byte segments",

@@ -75,7 +75,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use crate::error::KeyError;
-use crate::primitives::KeyParams;
+use crate::primitives::{HashType, KeyParams};
 
 mod default;
 pub(crate) mod prim;
@@ -435,9 +435,11 @@ impl CryptoProvider {
         };
         match params {
             KeyParams::AesGcm { .. } => Ok(()),
-            KeyParams::AesCtrHmac { hash, .. } if *hash == "SHA1" => sha1("AesCtrHmacAeadKey"),
+            KeyParams::AesCtrHmac { hash, .. } if *hash == HashType::Sha1 => {
+                sha1("AesCtrHmacAeadKey")
+            }
             KeyParams::AesCtrHmac { .. } => Ok(()),
-            KeyParams::AesGcmHkdfStreaming { hkdf_hash, .. } if *hkdf_hash == "SHA1" => {
+            KeyParams::AesGcmHkdfStreaming { hkdf_hash, .. } if *hkdf_hash == HashType::Sha1 => {
                 sha1("AesGcmHkdfStreamingKey")
             }
             KeyParams::AesGcmHkdfStreaming { .. } => Ok(()),
@@ -445,7 +447,9 @@ impl CryptoProvider {
                 hkdf_hash,
                 hmac_hash,
                 ..
-            } if *hkdf_hash == "SHA1" || *hmac_hash == "SHA1" => sha1("AesCtrHmacStreamingKey"),
+            } if *hkdf_hash == HashType::Sha1 || *hmac_hash == HashType::Sha1 => {
+                sha1("AesCtrHmacStreamingKey")
+            }
             KeyParams::AesCtrHmacStreaming { .. } => Ok(()),
             KeyParams::AesGcmSiv { .. } => self.check_key_type("AesGcmSivKey"),
             KeyParams::AesEax { .. } => self.check_key_type("AesEaxKey"),

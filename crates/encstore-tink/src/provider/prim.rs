@@ -17,6 +17,7 @@ use hmac::Hmac as RcHmac;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{CryptoProvider, Provider};
+use crate::primitives::HashType;
 
 /// AEAD nonce length (every AEAD here).
 pub(crate) const NONCE_LEN: usize = 12;
@@ -24,16 +25,6 @@ pub(crate) const NONCE_LEN: usize = 12;
 pub(crate) const TAG_LEN: usize = 16;
 /// The longest HMAC output (SHA-512).
 pub(crate) const MAX_MAC_LEN: usize = 64;
-
-/// A hash for HMAC and HKDF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Hash {
-    Sha1,
-    Sha224,
-    Sha256,
-    Sha384,
-    Sha512,
-}
 
 /// An AEAD algorithm with a 12-byte nonce and a 16-byte tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,16 +147,16 @@ impl CryptoProvider {
     }
 
     /// A keyed HMAC (any key length).
-    pub(crate) fn hmac(&self, hash: Hash, key: &[u8]) -> Hmac {
+    pub(crate) fn hmac(&self, hash: HashType, key: &[u8]) -> Hmac {
         #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
         if self.is_aws_lc() {
             use aws_lc_rs::hmac;
             let alg = match hash {
-                Hash::Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-                Hash::Sha224 => hmac::HMAC_SHA224,
-                Hash::Sha256 => hmac::HMAC_SHA256,
-                Hash::Sha384 => hmac::HMAC_SHA384,
-                Hash::Sha512 => hmac::HMAC_SHA512,
+                HashType::Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+                HashType::Sha224 => hmac::HMAC_SHA224,
+                HashType::Sha256 => hmac::HMAC_SHA256,
+                HashType::Sha384 => hmac::HMAC_SHA384,
+                HashType::Sha512 => hmac::HMAC_SHA512,
             };
             return Hmac::AwsLc(Box::new(hmac::Key::new(alg, key)));
         }
@@ -177,7 +168,7 @@ impl CryptoProvider {
     /// for HKDF-SHA-224, which AWS-LC does not offer and nothing here uses.
     pub(crate) fn hkdf(
         &self,
-        hash: Hash,
+        hash: HashType,
         ikm: &[u8],
         salt: &[u8],
         info: &[u8],
@@ -194,11 +185,11 @@ impl CryptoProvider {
                 }
             }
             let alg = match hash {
-                Hash::Sha1 => hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY,
-                Hash::Sha256 => hkdf::HKDF_SHA256,
-                Hash::Sha384 => hkdf::HKDF_SHA384,
-                Hash::Sha512 => hkdf::HKDF_SHA512,
-                Hash::Sha224 => return Err(()),
+                HashType::Sha1 => hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY,
+                HashType::Sha256 => hkdf::HKDF_SHA256,
+                HashType::Sha384 => hkdf::HKDF_SHA384,
+                HashType::Sha512 => hkdf::HKDF_SHA512,
+                HashType::Sha224 => return Err(()),
             };
             let prk = hkdf::Salt::new(alg, salt).extract(ikm);
             let info = [info];
@@ -208,11 +199,11 @@ impl CryptoProvider {
                 .map_err(|_| ());
         }
         let done = match hash {
-            Hash::Sha1 => hkdf::Hkdf::<sha1::Sha1>::new(Some(salt), ikm).expand(info, okm),
-            Hash::Sha224 => hkdf::Hkdf::<sha2::Sha224>::new(Some(salt), ikm).expand(info, okm),
-            Hash::Sha256 => hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm).expand(info, okm),
-            Hash::Sha384 => hkdf::Hkdf::<sha2::Sha384>::new(Some(salt), ikm).expand(info, okm),
-            Hash::Sha512 => hkdf::Hkdf::<sha2::Sha512>::new(Some(salt), ikm).expand(info, okm),
+            HashType::Sha1 => hkdf::Hkdf::<sha1::Sha1>::new(Some(salt), ikm).expand(info, okm),
+            HashType::Sha224 => hkdf::Hkdf::<sha2::Sha224>::new(Some(salt), ikm).expand(info, okm),
+            HashType::Sha256 => hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm).expand(info, okm),
+            HashType::Sha384 => hkdf::Hkdf::<sha2::Sha384>::new(Some(salt), ikm).expand(info, okm),
+            HashType::Sha512 => hkdf::Hkdf::<sha2::Sha512>::new(Some(salt), ikm).expand(info, okm),
         };
         done.map_err(|_| ())
     }
@@ -543,18 +534,18 @@ fn rc_mac<M: hmac::Mac + Clone>(mac: &M, parts: &[&[u8]], out: &mut [u8; MAX_MAC
 }
 
 impl RcHmacAny {
-    fn new(hash: Hash, key: &[u8]) -> Self {
+    fn new(hash: HashType, key: &[u8]) -> Self {
         fn keyed<M: hmac::KeyInit>(key: &[u8]) -> Box<M> {
             Box::new(
                 M::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key size")),
             )
         }
         match hash {
-            Hash::Sha1 => RcHmacAny::Sha1(keyed(key)),
-            Hash::Sha224 => RcHmacAny::Sha224(keyed(key)),
-            Hash::Sha256 => RcHmacAny::Sha256(keyed(key)),
-            Hash::Sha384 => RcHmacAny::Sha384(keyed(key)),
-            Hash::Sha512 => RcHmacAny::Sha512(keyed(key)),
+            HashType::Sha1 => RcHmacAny::Sha1(keyed(key)),
+            HashType::Sha224 => RcHmacAny::Sha224(keyed(key)),
+            HashType::Sha256 => RcHmacAny::Sha256(keyed(key)),
+            HashType::Sha384 => RcHmacAny::Sha384(keyed(key)),
+            HashType::Sha512 => RcHmacAny::Sha512(keyed(key)),
         }
     }
 

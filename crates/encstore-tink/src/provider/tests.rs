@@ -177,20 +177,26 @@ fn fips_refuses_sha1_and_keeps_sha2() {
         ciphertext_segment_size: 4096,
     };
     let sha1 = [
-        (ctr("SHA1"), "AesCtrHmacAeadKey"),
-        (gcm_stream("SHA1"), "AesGcmHkdfStreamingKey"),
-        (ctr_stream("SHA1", "SHA256"), "AesCtrHmacStreamingKey"),
-        (ctr_stream("SHA256", "SHA1"), "AesCtrHmacStreamingKey"),
+        (ctr(HashType::Sha1), "AesCtrHmacAeadKey"),
+        (gcm_stream(HashType::Sha1), "AesGcmHkdfStreamingKey"),
+        (
+            ctr_stream(HashType::Sha1, HashType::Sha256),
+            "AesCtrHmacStreamingKey",
+        ),
+        (
+            ctr_stream(HashType::Sha256, HashType::Sha1),
+            "AesCtrHmacStreamingKey",
+        ),
         (KeyParams::ChaCha20Poly1305, "ChaCha20Poly1305Key"),
     ];
     let sha2 = [
-        ctr("SHA224"),
-        ctr("SHA256"),
-        ctr("SHA384"),
-        ctr("SHA512"),
-        gcm_stream("SHA256"),
-        gcm_stream("SHA512"),
-        ctr_stream("SHA512", "SHA256"),
+        ctr(HashType::Sha224),
+        ctr(HashType::Sha256),
+        ctr(HashType::Sha384),
+        ctr(HashType::Sha512),
+        gcm_stream(HashType::Sha256),
+        gcm_stream(HashType::Sha512),
+        ctr_stream(HashType::Sha512, HashType::Sha256),
         KeyParams::AesGcm { key_size: 16 },
     ];
     for p in Provider::compiled() {
