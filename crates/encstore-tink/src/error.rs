@@ -1,5 +1,10 @@
 //! Typed errors for keysets and keys. No variant carries key material.
 
+use std::fmt;
+use std::sync::Arc;
+
+use encstore_core::KekError;
+
 /// A problem with one key's data: its type, version, size or parameters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -200,12 +205,16 @@ pub enum KeysetError {
     /// did not decrypt back to the same keyset.
     #[error("the key-encryption key failed to encrypt the keyset")]
     Encryption,
-    /// The key-encryption key (an HSM, a KMS) was unavailable or failed;
-    /// the message says why, in one line, with no secret in it.
-    #[error("master key: {message}")]
+    /// The key-encryption key (an HSM, a KMS) was unavailable or failed.
+    /// The message is the KEK's one line, with no secret in it; the typed
+    /// [`KekError`] is [`KeysetError::kek_error`] and the next error of the
+    /// `source()` chain (then the KEK crate's own error, such as
+    /// `encstore_pkcs11::Pkcs11Error`, through [`KekError::downcast_ref`]).
+    #[error("master key: {error}")]
     Kek {
-        /// The KEK's one-line description of the failure.
-        message: String,
+        /// What the KEK said.
+        #[source]
+        error: SharedKekError,
     },
     /// No key with this ID is in the keyset.
     #[error("key {key_id} is not in the keyset")]
@@ -298,4 +307,63 @@ pub enum KeysetError {
         /// The keyset's primitive.
         keyset: crate::keyset::PrimitiveKind,
     },
+}
+
+impl KeysetError {
+    /// The KEK's typed error, for [`KeysetError::Kek`].
+    pub fn kek_error(&self) -> Option<&KekError> {
+        match self {
+            KeysetError::Kek { error } => Some(error.kek_error()),
+            _ => None,
+        }
+    }
+}
+
+/// A [`KekError`] shared so that [`KeysetError`] stays `Clone`: it
+/// displays as the `KekError` does, and its `source()` is the `KekError`
+/// itself (so the chain from a [`KeysetError::Kek`] reaches it with
+/// `downcast_ref::<KekError>()`).
+///
+/// Two are equal when their `KekError`s are the same variant
+/// (`Authentication`, `InvalidUri`, `Unavailable`, `Failed`): the KEK
+/// crates' inner errors have no equality of their own.
+#[derive(Debug, Clone)]
+pub struct SharedKekError(Arc<KekError>);
+
+impl SharedKekError {
+    /// Wraps `error`.
+    pub fn new(error: KekError) -> Self {
+        SharedKekError(Arc::new(error))
+    }
+
+    /// The KEK's typed error.
+    pub fn kek_error(&self) -> &KekError {
+        &self.0
+    }
+}
+
+impl From<KekError> for SharedKekError {
+    fn from(error: KekError) -> Self {
+        SharedKekError::new(error)
+    }
+}
+
+impl PartialEq for SharedKekError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(&*self.0) == std::mem::discriminant(&*other.0)
+    }
+}
+
+impl Eq for SharedKekError {}
+
+impl fmt::Display for SharedKekError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for SharedKekError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
 }

@@ -9,13 +9,13 @@ use encstore_core::{Kek, KekError};
 use zeroize::Zeroizing;
 
 use super::{Keyset, KeysetFormat, binary, detect_format, json};
-use crate::error::KeysetError;
+use crate::error::{KeysetError, SharedKekError};
 
 fn kek_error(e: KekError, unwrapping: bool) -> KeysetError {
     match e {
         KekError::Authentication if unwrapping => KeysetError::Decryption,
         other => KeysetError::Kek {
-            message: other.to_string(),
+            error: SharedKekError::new(other),
         },
     }
 }
