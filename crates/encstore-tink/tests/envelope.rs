@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use encstore_core::{AeadKek, Kek, KekError, MasterKeyVersion};
+use encstore_tink::KeysetEncoding;
 use encstore_tink::envelope::{
     self, DEK_TYPES, EnvelopeAead, EnvelopeError, EnvelopeOptions, KeysetAsyncAead, MAX_HEAD_LEN,
     rewrap_envelope,
@@ -1003,11 +1004,11 @@ async fn encrypted_keysets_rewrap_and_tell_their_wrapping() {
     let kek_new = AeadKek(Arc::new(master_ks.aead().unwrap()));
     for binary in [false, true] {
         let file = if binary {
-            ks.to_encrypted_binary_with_kek(&kek_old, b"ks ad")
+            ks.write_with_kek(KeysetEncoding::Binary, &kek_old, b"ks ad")
                 .await
                 .unwrap()
         } else {
-            ks.to_encrypted_json_with_kek(&kek_old, b"ks ad")
+            ks.write_with_kek(KeysetEncoding::Json, &kek_old, b"ks ad")
                 .await
                 .unwrap()
         };
@@ -1128,4 +1129,62 @@ async fn debug_shows_ids_and_types_never_keys() {
     let none: HashMap<String, Arc<dyn Kek>> = HashMap::new();
     let e = KeysetAsyncAead::new(&ks, &none).await.unwrap_err();
     assert!(!format!("{e} {e:?}").contains("1234"), "{e:?}");
+}
+
+/// A KEK failure while a keyset is read keeps its type: the
+/// `KeysetError::Kek` message is the KEK's, `kek_error()` is the typed
+/// `KekError`, and the `source()` chain reaches the `KekError` and, through
+/// it, the KEK crate's own error.
+#[tokio::test]
+async fn a_kek_failure_reading_a_keyset_keeps_its_type_and_source_chain() {
+    use encstore_tink::error::SharedKekError;
+    use std::error::Error as _;
+
+    let ks = Keyset::generate(&tpl("AES128_GCM")).unwrap();
+    let down = Down::new(Duration::ZERO, true);
+    // Written by the master key that `down` fronts; read while it is down.
+    let wrapped = ks
+        .write_with_kek(KeysetEncoding::Json, down.inner.as_ref(), b"ks ad")
+        .await
+        .unwrap();
+    let e = Keyset::read_with_kek(&wrapped, down.as_ref(), b"ks ad")
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "master key: connection refused");
+    assert!(
+        matches!(e.kek_error(), Some(KekError::Unavailable(_))),
+        "{e:?}"
+    );
+    assert!(e.kek_error().unwrap().downcast_ref::<Refused>().is_some());
+    // The chain: KeysetError -> SharedKekError -> KekError.
+    let shared = e.source().expect("a source");
+    assert!(shared.downcast_ref::<SharedKekError>().is_some());
+    let mut found = None;
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        if let Some(k) = s.downcast_ref::<KekError>() {
+            found = Some(k);
+            break;
+        }
+        cur = s.source();
+    }
+    let kek = found.expect("the KekError is in the source chain");
+    assert!(matches!(kek, KekError::Unavailable(_)));
+    assert!(kek.downcast_ref::<Refused>().is_some());
+    // Clone keeps the same error; equality is by KekError variant.
+    assert_eq!(e.clone(), e);
+    let same_kind = KeysetError::Kek {
+        error: SharedKekError::new(KekError::unavailable(Refused)),
+    };
+    assert_eq!(e, same_kind);
+    let other_kind = KeysetError::Kek {
+        error: KekError::failed(Refused).into(),
+    };
+    assert_ne!(e, other_kind);
+    // An authentication failure is still a decryption error, not a KEK one.
+    let e = Keyset::read_with_kek(&wrapped, master().as_ref(), b"ks ad")
+        .await
+        .unwrap_err();
+    assert_eq!(e, KeysetError::Decryption);
+    assert!(e.kek_error().is_none());
 }

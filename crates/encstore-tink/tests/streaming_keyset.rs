@@ -8,6 +8,7 @@ mod provider_util;
 use encstore_tink::error::KeysetError;
 use encstore_tink::templates::{self, STREAMING_NAMES};
 use encstore_tink::{HashType, KeyParams, Keyset, PrimitiveKind, SegmentLayout};
+use encstore_tink::{KeysetEncoding, KeysetProtection};
 use prost::Message;
 
 fn tpl(name: &str) -> encstore_tink::KeyTemplate {
@@ -33,10 +34,26 @@ fn streaming_keysets_round_trip_every_format() {
     let forms = [
         Keyset::from_json_insecure(&ks.to_json_insecure()).unwrap(),
         Keyset::from_binary_insecure(&ks.to_binary_insecure()).unwrap(),
-        Keyset::read_encrypted_json(&ks.to_encrypted_json(&kek, b"x").unwrap(), &kek, b"x")
+        Keyset::read_as(
+            &ks.write(
+                KeysetEncoding::Json,
+                KeysetProtection::encrypted(&kek, b"x"),
+            )
             .unwrap(),
-        Keyset::read_encrypted_binary(&ks.to_encrypted_binary(&kek, b"").unwrap(), &kek, b"")
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&kek, b"x"),
+        )
+        .unwrap(),
+        Keyset::read_as(
+            &ks.write(
+                KeysetEncoding::Binary,
+                KeysetProtection::encrypted(&kek, b""),
+            )
             .unwrap(),
+            KeysetEncoding::Binary,
+            KeysetProtection::encrypted(&kek, b""),
+        )
+        .unwrap(),
     ];
     for k in forms {
         assert_eq!(k.info(), ks.info());

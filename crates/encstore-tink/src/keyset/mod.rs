@@ -7,10 +7,11 @@
 //!
 //! | task | API |
 //! | --- | --- |
-//! | read a cleartext keyset | [`Keyset::from_json_insecure`], [`Keyset::from_binary_insecure`] |
-//! | read an `EncryptedKeyset` | [`Keyset::read_encrypted_json`], [`Keyset::read_encrypted_binary`] |
+//! | read any form (format detected) | [`Keyset::read`] (or [`Keyset::read_with_provider`]) with an explicit [`KeysetProtection`]: `Cleartext`, or `Encrypted { kek, associated_data }` |
+//! | read a keyset in a declared format | [`Keyset::read_as`] with a [`KeysetEncoding`] and a [`KeysetProtection`]; the cleartext shorthands [`Keyset::from_json_insecure`], [`Keyset::from_binary_insecure`] |
+//! | read or write an `EncryptedKeyset` wrapped by an async KEK (HSM, KMS) | [`Keyset::read_with_kek`], [`Keyset::write_with_kek`], [`Keyset::rewrap_encrypted`] |
 //! | tell the format of a file | [`detect_format`] |
-//! | write | [`Keyset::to_encrypted_json`], [`Keyset::to_encrypted_binary`], and the cleartext [`Keyset::to_json_insecure`], [`Keyset::to_binary_insecure`] |
+//! | write | [`Keyset::write`] with a [`KeysetEncoding`] and a [`KeysetProtection`]; the cleartext shorthands [`Keyset::to_json_insecure`], [`Keyset::to_binary_insecure`] |
 //! | new keyset | [`Keyset::generate`] with a [`KeyTemplate`] |
 //! | manage keys | [`Keyset::add_key`], [`Keyset::rotate`], [`Keyset::promote`], [`Keyset::enable`], [`Keyset::disable`], [`Keyset::destroy`], [`Keyset::delete`] |
 //! | list keys (no key material) | [`Keyset::info`] |
@@ -44,6 +45,7 @@ use crate::{envelope, templates::KeyTemplate};
 pub use attributes::{KeyStatus, OutputPrefix, PrimitiveKind};
 pub use binary::{KeysetFormat, detect_format};
 pub use info::{KeyInfo, KeysetInfo, encrypted_keyset_ciphertext, encrypted_keyset_info};
+pub use io::{KeysetEncoding, KeysetProtection};
 pub(crate) use key::Key;
 use key::{DebugKeys, KeyPrimitive};
 pub(crate) use wipe::{WipeOnDrop, merge_or_wipe, wipe_key_proto};
@@ -58,7 +60,8 @@ fn default_provider() -> Result<&'static CryptoProvider, KeysetError> {
 ///
 /// Key material is zeroized on drop and never printed: `Debug` shows only
 /// IDs, types, statuses and prefixes. The only ways to get the key
-/// material out are the methods whose names end in `_insecure`.
+/// material out are the methods whose names end in `_insecure` and
+/// [`Keyset::write`] with an explicit [`KeysetProtection::Cleartext`].
 ///
 /// Every key's primitive comes from the keyset's [`CryptoProvider`]
 /// ([`Keyset::provider`]): the process default when the keyset was read or
