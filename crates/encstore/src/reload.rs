@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use encstore_core::Kek;
-use encstore_tink::{Keyset, KeysetInfo};
+use encstore_tink::{Keyset, KeysetInfo, KeysetProtection};
 
 use encstore_tink::envelope::{EnvelopeOptions, KekResolver};
 
@@ -73,7 +73,7 @@ impl KeysetSource {
             })?;
         let bytes = zeroize::Zeroizing::new(bytes);
         match &self.kek {
-            None => Ok(Keyset::read(&bytes, None)?),
+            None => Ok(Keyset::read(&bytes, KeysetProtection::Cleartext)?),
             Some(kek) => {
                 Ok(Keyset::read_with_kek(&bytes, kek.as_ref(), &self.associated_data).await?)
             }
