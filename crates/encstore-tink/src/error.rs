@@ -205,15 +205,16 @@ pub enum KeysetError {
     /// did not decrypt back to the same keyset.
     #[error("the key-encryption key failed to encrypt the keyset")]
     Encryption,
-    /// The key-encryption key (an HSM, a KMS) was unavailable or failed.
-    /// The message is the KEK's one line, with no secret in it; the typed
-    /// [`KekError`] is [`KeysetError::kek_error`] and the next error of the
-    /// `source()` chain (then the KEK crate's own error, such as
-    /// `encstore_pkcs11::Pkcs11Error`, through [`KekError::downcast_ref`]).
-    #[error("master key: {error}")]
+    /// The key-encryption key (an HSM, a KMS) was unavailable or failed:
+    /// `master key: ` and the KEK's one line, with no secret in it. The
+    /// typed [`KekError`] is [`KeysetError::kek_error`] (and
+    /// [`SharedKekError::kek_error`]); the KEK crate's own error, such as
+    /// `encstore_pkcs11::Pkcs11Error`, is [`KekError::downcast_ref`] of it.
+    /// The `source()` chain goes on with that error's own sources, so
+    /// printing the whole chain shows each line once.
+    #[error(transparent)]
     Kek {
         /// What the KEK said.
-        #[source]
         error: SharedKekError,
     },
     /// No key with this ID is in the keyset.
@@ -319,10 +320,11 @@ impl KeysetError {
     }
 }
 
-/// A [`KekError`] shared so that [`KeysetError`] stays `Clone`: it
-/// displays as the `KekError` does, and its `source()` is the `KekError`
-/// itself (so the chain from a [`KeysetError::Kek`] reaches it with
-/// `downcast_ref::<KekError>()`).
+/// The [`KekError`] of a [`KeysetError::Kek`], shared so that
+/// [`KeysetError`] stays `Clone`. It displays as `master key: ` and the
+/// `KekError`'s message; its `source()` is the `KekError`'s (the sources of
+/// the KEK crate's error, which [`KekError::downcast_ref`] reaches), so no
+/// message appears twice in the chain.
 ///
 /// Two are equal when their `KekError`s are the same variant
 /// (`Authentication`, `InvalidUri`, `Unavailable`, `Failed`): the KEK
@@ -358,12 +360,12 @@ impl Eq for SharedKekError {}
 
 impl fmt::Display for SharedKekError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&*self.0, f)
+        write!(f, "master key: {}", self.0)
     }
 }
 
 impl std::error::Error for SharedKekError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
+        std::error::Error::source(&*self.0)
     }
 }

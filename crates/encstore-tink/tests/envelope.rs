@@ -1133,46 +1133,77 @@ async fn debug_shows_ids_and_types_never_keys() {
 
 /// A KEK failure while a keyset is read keeps its type: the
 /// `KeysetError::Kek` message is the KEK's, `kek_error()` is the typed
-/// `KekError`, and the `source()` chain reaches the `KekError` and, through
-/// it, the KEK crate's own error.
+/// `KekError` whose `downcast_ref` reaches the KEK's own error, and the
+/// `source()` chain goes on with that error's sources, each line once.
 #[tokio::test]
 async fn a_kek_failure_reading_a_keyset_keeps_its_type_and_source_chain() {
     use encstore_tink::error::SharedKekError;
     use std::error::Error as _;
 
+    /// A KEK error with a source of its own, like a KMS client's error
+    /// that keeps an I/O error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("KMS unreachable")]
+    struct Unreachable(#[source] std::io::Error);
+
+    /// A master key that is down.
+    #[derive(Debug)]
+    struct Gone;
+
+    #[async_trait]
+    impl Kek for Gone {
+        async fn wrap(&self, _: &[u8], _: &[u8]) -> Result<Vec<u8>, KekError> {
+            Err(KekError::unavailable(Unreachable(std::io::Error::other(
+                "connection reset",
+            ))))
+        }
+        async fn unwrap(&self, _: &[u8], _: &[u8]) -> Result<Vec<u8>, KekError> {
+            Err(KekError::unavailable(Unreachable(std::io::Error::other(
+                "connection reset",
+            ))))
+        }
+    }
+
     let ks = Keyset::generate(&tpl("AES128_GCM")).unwrap();
-    let down = Down::new(Duration::ZERO, true);
-    // Written by the master key that `down` fronts; read while it is down.
     let wrapped = ks
-        .write_with_kek(KeysetEncoding::Json, down.inner.as_ref(), b"ks ad")
+        .write_with_kek(KeysetEncoding::Json, master().as_ref(), b"ks ad")
         .await
         .unwrap();
-    let e = Keyset::read_with_kek(&wrapped, down.as_ref(), b"ks ad")
+    let e = Keyset::read_with_kek(&wrapped, &Gone, b"ks ad")
         .await
         .unwrap_err();
-    assert_eq!(e.to_string(), "master key: connection refused");
-    assert!(
-        matches!(e.kek_error(), Some(KekError::Unavailable(_))),
-        "{e:?}"
-    );
-    assert!(e.kek_error().unwrap().downcast_ref::<Refused>().is_some());
-    // The chain: KeysetError -> SharedKekError -> KekError.
-    let shared = e.source().expect("a source");
-    assert!(shared.downcast_ref::<SharedKekError>().is_some());
-    let mut found = None;
+    assert_eq!(e.to_string(), "master key: KMS unreachable");
+    let kek = e.kek_error().expect("the typed KekError");
+    assert!(matches!(kek, KekError::Unavailable(_)), "{e:?}");
+    assert!(kek.downcast_ref::<Unreachable>().is_some());
+    // The chain, as anyhow's `{:#}` prints it: each message once.
+    let mut parts = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {
-        if let Some(k) = s.downcast_ref::<KekError>() {
-            found = Some(k);
-            break;
-        }
+        parts.push(s.to_string());
         cur = s.source();
     }
-    let kek = found.expect("the KekError is in the source chain");
-    assert!(matches!(kek, KekError::Unavailable(_)));
-    assert!(kek.downcast_ref::<Refused>().is_some());
+    assert_eq!(
+        parts.join(": "),
+        "master key: KMS unreachable: connection reset"
+    );
+    assert!(
+        e.source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some()
+    );
+    // Writing fails the same way, and nothing is returned to write.
+    let w = ks
+        .write_with_kek(KeysetEncoding::Binary, &Gone, b"ks ad")
+        .await
+        .unwrap_err();
+    assert!(matches!(w.kek_error(), Some(KekError::Unavailable(_))));
     // Clone keeps the same error; equality is by KekError variant.
     assert_eq!(e.clone(), e);
+    let KeysetError::Kek { error } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(error.kek_error().downcast_ref::<Unreachable>().is_some());
     let same_kind = KeysetError::Kek {
         error: SharedKekError::new(KekError::unavailable(Refused)),
     };
