@@ -216,9 +216,11 @@ pub async fn load(
                         "{what} does not decrypt with {} and this keyset associated data (wrong master key, wrong associated data, or the file was tampered with)",
                         m.source
                     ),
-                    encstore_tink::error::KeysetError::Kek { error } => {
-                        anyhow!("cannot unwrap {what} with {}: {error}", m.source)
-                    }
+                    encstore_tink::error::KeysetError::Kek { error } => anyhow!(
+                        "cannot unwrap {what} with {}: {}",
+                        m.source,
+                        error.kek_error()
+                    ),
                     e => keyset_error(e, what, format, detected, format_flag),
                 })
         }
