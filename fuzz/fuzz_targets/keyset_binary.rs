@@ -2,7 +2,7 @@
 //! EncryptedKeyset): never a panic, and what parses round-trips.
 #![no_main]
 
-use encstore_tink::Keyset;
+use encstore_tink::{Keyset, KeysetProtection};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -10,5 +10,5 @@ fuzz_target!(|data: &[u8]| {
         let again = Keyset::from_binary_insecure(&k.to_binary_insecure()).expect("round trip");
         assert_eq!(again.info(), k.info());
     }
-    let _ = Keyset::read(data, None);
+    let _ = Keyset::read(data, KeysetProtection::Cleartext);
 });

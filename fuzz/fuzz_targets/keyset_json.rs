@@ -3,7 +3,7 @@
 //! the same keyset.
 #![no_main]
 
-use encstore_tink::Keyset;
+use encstore_tink::{Keyset, KeysetProtection};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,6 +11,6 @@ fuzz_target!(|data: &[u8]| {
         let again = Keyset::from_json_insecure(&k.to_json_insecure()).expect("round trip");
         assert_eq!(again.info(), k.info());
     }
-    let _ = Keyset::read(data, None);
+    let _ = Keyset::read(data, KeysetProtection::Cleartext);
     let _ = encstore_tink::detect_format(data);
 });

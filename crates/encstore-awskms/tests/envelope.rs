@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use encstore_awskms::{AwsKmsKek, testing};
 use encstore_core::{Kek, MasterKeyVersion};
+use encstore_tink::KeysetEncoding;
 use encstore_tink::envelope::{
     self, EnvelopeAead, EnvelopeError, KeysetAsyncAead, rewrap_envelope,
 };
@@ -124,7 +125,7 @@ async fn envelope_round_trips_and_rewrap_over_moto() {
     assert_eq!(single.decrypt(&re, b"").await.unwrap(), b"single");
     let file_ks = Keyset::generate(&tpl("AES256_GCM")).unwrap();
     let file = file_ks
-        .to_encrypted_binary_with_kek(&*kek, b"ks")
+        .write_with_kek(KeysetEncoding::Binary, &*kek, b"ks")
         .await
         .unwrap();
     let file2 = Keyset::rewrap_encrypted(&file, &*kek, b"ks").await.unwrap();

@@ -13,6 +13,7 @@ use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use encstore_awskms::testing::{self, TestKms};
 use encstore_awskms::{AwsKmsConfig, AwsKmsError, AwsKmsKek};
 use encstore_core::{Kek, KekError};
+use encstore_tink::KeysetEncoding;
 use encstore_tink::keyset::Keyset;
 
 /// A fresh symmetric key in `region`; returns its `aws-kms://` URI.
@@ -398,11 +399,17 @@ async fn keysets_round_trip_through_the_aws_kek() {
     let template = encstore_tink::templates::by_name("AES128_GCM").unwrap();
     let ks = Keyset::generate(&template).unwrap();
     for ad in [&b""[..], b"keyset ad"] {
-        let json = ks.to_encrypted_json_with_kek(&kek, ad).await.unwrap();
+        let json = ks
+            .write_with_kek(KeysetEncoding::Json, &kek, ad)
+            .await
+            .unwrap();
         let back = Keyset::read_with_kek(&json, &kek, ad).await.unwrap();
         assert_eq!(*back.to_json_insecure(), *ks.to_json_insecure());
     }
-    let json = ks.to_encrypted_json_with_kek(&kek, b"a").await.unwrap();
+    let json = ks
+        .write_with_kek(KeysetEncoding::Json, &kek, b"a")
+        .await
+        .unwrap();
     assert!(Keyset::read_with_kek(&json, &kek, b"b").await.is_err());
 }
 

@@ -11,6 +11,7 @@ use std::process::Command;
 use encstore_awskms::AwsKmsKek;
 use encstore_awskms::testing;
 use encstore_core::{Aead, Kek};
+use encstore_tink::KeysetEncoding;
 use encstore_tink::keyset::Keyset;
 
 fn script() -> PathBuf {
@@ -68,7 +69,10 @@ async fn tink_and_encstore_read_each_others_kms_wrapped_keysets() {
     for (i, ad) in ads.iter().enumerate() {
         let ks = Keyset::generate(&template).unwrap();
         let wrapper: &AwsKmsKek = if i == 2 { &by_alias } else { &kek };
-        let json = ks.to_encrypted_json_with_kek(wrapper, ad).await.unwrap();
+        let json = ks
+            .write_with_kek(KeysetEncoding::Json, wrapper, ad)
+            .await
+            .unwrap();
         std::fs::write(d(&format!("ks{i}.json")), &json).unwrap();
         let ct = ks.aead().unwrap().encrypt(b"object", b"name").unwrap();
         std::fs::write(d(&format!("ct{i}")), &ct).unwrap();

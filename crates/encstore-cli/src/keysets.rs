@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Result, anyhow, bail};
 use encstore::open::{MasterKeyRef, MasterKeyUri, MasterKeysetFormat, OpenKekError};
 use encstore_core::Kek;
-use encstore_tink::keyset::{Keyset, KeysetFormat, detect_format};
+use encstore_tink::keyset::{Keyset, KeysetEncoding, KeysetFormat, detect_format};
 use encstore_tink::templates::KeyTemplate;
 use zeroize::Zeroizing;
 
@@ -216,9 +216,11 @@ pub async fn load(
                         "{what} does not decrypt with {} and this keyset associated data (wrong master key, wrong associated data, or the file was tampered with)",
                         m.source
                     ),
-                    encstore_tink::error::KeysetError::Kek { message } => {
-                        anyhow!("cannot unwrap {what} with {}: {message}", m.source)
-                    }
+                    encstore_tink::error::KeysetError::Kek { error } => anyhow!(
+                        "cannot unwrap {what} with {}: {}",
+                        m.source,
+                        error.kek_error()
+                    ),
                     e => keyset_error(e, what, format, detected, format_flag),
                 })
         }
@@ -265,12 +267,12 @@ pub async fn serialize(
     let r = match format {
         Format::Json => {
             keyset
-                .to_encrypted_json_with_kek(m.kek.as_ref(), &m.associated_data)
+                .write_with_kek(KeysetEncoding::Json, m.kek.as_ref(), &m.associated_data)
                 .await
         }
         Format::Binary => {
             keyset
-                .to_encrypted_binary_with_kek(m.kek.as_ref(), &m.associated_data)
+                .write_with_kek(KeysetEncoding::Binary, m.kek.as_ref(), &m.associated_data)
                 .await
         }
     };

@@ -20,6 +20,7 @@ use common::{Dir, es};
 use encstore::{EncryptedStorage, Policy, ReloadableKeyset, UriResolver};
 use encstore_core::Storage;
 use encstore_fs::FsStorage;
+use encstore_tink::KeysetEncoding;
 use encstore_tink::envelope::EnvelopeOptions;
 use encstore_tink::{Keyset, OutputPrefix, templates};
 use encstore_vault::VaultKek;
@@ -443,7 +444,10 @@ fn failed_dek_and_keyset_rewraps_change_no_file() {
             .unwrap();
     rt.block_on(async {
         let kek = VaultKek::open_with(&uri, v.config()).await.unwrap();
-        let file = keyset.to_encrypted_json_with_kek(&kek, b"").await.unwrap();
+        let file = keyset
+            .write_with_kek(KeysetEncoding::Json, &kek, b"")
+            .await
+            .unwrap();
         std::fs::write(&k, file).unwrap();
         let store = lib_store(&v, &d.p("store"), &keyset).await;
         for i in 0..5 {

@@ -1,5 +1,10 @@
 //! Typed errors for keysets and keys. No variant carries key material.
 
+use std::fmt;
+use std::sync::Arc;
+
+use encstore_core::KekError;
+
 /// A problem with one key's data: its type, version, size or parameters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -200,12 +205,17 @@ pub enum KeysetError {
     /// did not decrypt back to the same keyset.
     #[error("the key-encryption key failed to encrypt the keyset")]
     Encryption,
-    /// The key-encryption key (an HSM, a KMS) was unavailable or failed;
-    /// the message says why, in one line, with no secret in it.
-    #[error("master key: {message}")]
+    /// The key-encryption key (an HSM, a KMS) was unavailable or failed:
+    /// `master key: ` and the KEK's one line, with no secret in it. The
+    /// typed [`KekError`] is [`KeysetError::kek_error`] (and
+    /// [`SharedKekError::kek_error`]); the KEK crate's own error, such as
+    /// `encstore_pkcs11::Pkcs11Error`, is [`KekError::downcast_ref`] of it.
+    /// The `source()` chain goes on with that error's own sources, so
+    /// printing the whole chain shows each line once.
+    #[error(transparent)]
     Kek {
-        /// The KEK's one-line description of the failure.
-        message: String,
+        /// What the KEK said.
+        error: SharedKekError,
     },
     /// No key with this ID is in the keyset.
     #[error("key {key_id} is not in the keyset")]
@@ -298,4 +308,64 @@ pub enum KeysetError {
         /// The keyset's primitive.
         keyset: crate::keyset::PrimitiveKind,
     },
+}
+
+impl KeysetError {
+    /// The KEK's typed error, for [`KeysetError::Kek`].
+    pub fn kek_error(&self) -> Option<&KekError> {
+        match self {
+            KeysetError::Kek { error } => Some(error.kek_error()),
+            _ => None,
+        }
+    }
+}
+
+/// The [`KekError`] of a [`KeysetError::Kek`], shared so that
+/// [`KeysetError`] stays `Clone`. It displays as `master key: ` and the
+/// `KekError`'s message; its `source()` is the `KekError`'s (the sources of
+/// the KEK crate's error, which [`KekError::downcast_ref`] reaches), so no
+/// message appears twice in the chain.
+///
+/// Two are equal when their `KekError`s are the same variant
+/// (`Authentication`, `InvalidUri`, `Unavailable`, `Failed`): the KEK
+/// crates' inner errors have no equality of their own.
+#[derive(Debug, Clone)]
+pub struct SharedKekError(Arc<KekError>);
+
+impl SharedKekError {
+    /// Wraps `error`.
+    pub fn new(error: KekError) -> Self {
+        SharedKekError(Arc::new(error))
+    }
+
+    /// The KEK's typed error.
+    pub fn kek_error(&self) -> &KekError {
+        &self.0
+    }
+}
+
+impl From<KekError> for SharedKekError {
+    fn from(error: KekError) -> Self {
+        SharedKekError::new(error)
+    }
+}
+
+impl PartialEq for SharedKekError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(&*self.0) == std::mem::discriminant(&*other.0)
+    }
+}
+
+impl Eq for SharedKekError {}
+
+impl fmt::Display for SharedKekError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "master key: {}", self.0)
+    }
+}
+
+impl std::error::Error for SharedKekError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
+    }
 }

@@ -51,7 +51,9 @@
 //! Key material lives in zeroizing buffers; `Debug` never shows it. The
 //! tink-proto structs (which derive `Debug` with key bytes) never appear
 //! in the public API and are wiped after use. Cleartext keysets are only
-//! read and written by functions whose names end in `_insecure`.
+//! read and written by functions whose names end in `_insecure`, or by
+//! [`Keyset::read`] and [`Keyset::write`] given an explicit
+//! [`KeysetProtection::Cleartext`]: the choice is always spelled out.
 //!
 //! ## Where encstore is stricter than Tink
 //! Tink checks only ENABLED keys when it reads a keyset. encstore also
@@ -94,10 +96,10 @@ pub use aead::{CiphertextKey, KeysetAead, parse_prefix};
 pub use envelope::{EnvelopeAead, EnvelopeError, KeysetAsyncAead};
 pub use error::{KeyError, KeysetError};
 pub use keyset::{
-    KeyInfo, KeyStatus, Keyset, KeysetFormat, KeysetInfo, OutputPrefix, PrimitiveKind,
-    detect_format,
+    KeyInfo, KeyStatus, Keyset, KeysetEncoding, KeysetFormat, KeysetInfo, KeysetProtection,
+    OutputPrefix, PrimitiveKind, detect_format,
 };
-pub use primitives::KeyParams;
+pub use primitives::{HashType, KeyParams};
 pub use provider::{CryptoProvider, Provider, ProviderStatus};
 pub use streaming::{KeysetStreamingAead, SegmentLayout, StreamingError};
 pub use templates::KeyTemplate;

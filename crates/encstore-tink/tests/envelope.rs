@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use encstore_core::{AeadKek, Kek, KekError, MasterKeyVersion};
+use encstore_tink::KeysetEncoding;
 use encstore_tink::envelope::{
     self, DEK_TYPES, EnvelopeAead, EnvelopeError, EnvelopeOptions, KeysetAsyncAead, MAX_HEAD_LEN,
     rewrap_envelope,
@@ -1003,11 +1004,11 @@ async fn encrypted_keysets_rewrap_and_tell_their_wrapping() {
     let kek_new = AeadKek(Arc::new(master_ks.aead().unwrap()));
     for binary in [false, true] {
         let file = if binary {
-            ks.to_encrypted_binary_with_kek(&kek_old, b"ks ad")
+            ks.write_with_kek(KeysetEncoding::Binary, &kek_old, b"ks ad")
                 .await
                 .unwrap()
         } else {
-            ks.to_encrypted_json_with_kek(&kek_old, b"ks ad")
+            ks.write_with_kek(KeysetEncoding::Json, &kek_old, b"ks ad")
                 .await
                 .unwrap()
         };
@@ -1128,4 +1129,93 @@ async fn debug_shows_ids_and_types_never_keys() {
     let none: HashMap<String, Arc<dyn Kek>> = HashMap::new();
     let e = KeysetAsyncAead::new(&ks, &none).await.unwrap_err();
     assert!(!format!("{e} {e:?}").contains("1234"), "{e:?}");
+}
+
+/// A KEK failure while a keyset is read keeps its type: the
+/// `KeysetError::Kek` message is the KEK's, `kek_error()` is the typed
+/// `KekError` whose `downcast_ref` reaches the KEK's own error, and the
+/// `source()` chain goes on with that error's sources, each line once.
+#[tokio::test]
+async fn a_kek_failure_reading_a_keyset_keeps_its_type_and_source_chain() {
+    use encstore_tink::error::SharedKekError;
+    use std::error::Error as _;
+
+    /// A KEK error with a source of its own, like a KMS client's error
+    /// that keeps an I/O error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("KMS unreachable")]
+    struct Unreachable(#[source] std::io::Error);
+
+    /// A master key that is down.
+    #[derive(Debug)]
+    struct Gone;
+
+    #[async_trait]
+    impl Kek for Gone {
+        async fn wrap(&self, _: &[u8], _: &[u8]) -> Result<Vec<u8>, KekError> {
+            Err(KekError::unavailable(Unreachable(std::io::Error::other(
+                "connection reset",
+            ))))
+        }
+        async fn unwrap(&self, _: &[u8], _: &[u8]) -> Result<Vec<u8>, KekError> {
+            Err(KekError::unavailable(Unreachable(std::io::Error::other(
+                "connection reset",
+            ))))
+        }
+    }
+
+    let ks = Keyset::generate(&tpl("AES128_GCM")).unwrap();
+    let wrapped = ks
+        .write_with_kek(KeysetEncoding::Json, master().as_ref(), b"ks ad")
+        .await
+        .unwrap();
+    let e = Keyset::read_with_kek(&wrapped, &Gone, b"ks ad")
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "master key: KMS unreachable");
+    let kek = e.kek_error().expect("the typed KekError");
+    assert!(matches!(kek, KekError::Unavailable(_)), "{e:?}");
+    assert!(kek.downcast_ref::<Unreachable>().is_some());
+    // The chain, as anyhow's `{:#}` prints it: each message once.
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    assert_eq!(
+        parts.join(": "),
+        "master key: KMS unreachable: connection reset"
+    );
+    assert!(
+        e.source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some()
+    );
+    // Writing fails the same way, and nothing is returned to write.
+    let w = ks
+        .write_with_kek(KeysetEncoding::Binary, &Gone, b"ks ad")
+        .await
+        .unwrap_err();
+    assert!(matches!(w.kek_error(), Some(KekError::Unavailable(_))));
+    // Clone keeps the same error; equality is by KekError variant.
+    assert_eq!(e.clone(), e);
+    let KeysetError::Kek { error } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(error.kek_error().downcast_ref::<Unreachable>().is_some());
+    let same_kind = KeysetError::Kek {
+        error: SharedKekError::new(KekError::unavailable(Refused)),
+    };
+    assert_eq!(e, same_kind);
+    let other_kind = KeysetError::Kek {
+        error: KekError::failed(Refused).into(),
+    };
+    assert_ne!(e, other_kind);
+    // An authentication failure is still a decryption error, not a KEK one.
+    let e = Keyset::read_with_kek(&wrapped, master().as_ref(), b"ks ad")
+        .await
+        .unwrap_err();
+    assert_eq!(e, KeysetError::Decryption);
+    assert!(e.kek_error().is_none());
 }

@@ -20,6 +20,7 @@ mod provider_util;
 use encstore_core::{Aead, AeadError};
 use encstore_tink::error::{KeyError, KeysetError};
 use encstore_tink::keyset::{KeyStatus, Keyset};
+use encstore_tink::{KeysetEncoding, KeysetProtection};
 use serde_json::Value;
 
 fn vectors_dir() -> PathBuf {
@@ -69,18 +70,29 @@ fn read_entry(v: &Vectors, entry: &Value) -> Result<Keyset, KeysetError> {
         let kek = master.aead().expect("master aead");
         let ad = hex_of(&entry["keyset_associated_data_hex"]);
         let r = if json {
-            Keyset::read_encrypted_json(&bytes, &kek, &ad)
+            Keyset::read_as(
+                &bytes,
+                KeysetEncoding::Json,
+                KeysetProtection::encrypted(&kek, &ad),
+            )
         } else {
-            Keyset::read_encrypted_binary(&bytes, &kek, &ad)
+            Keyset::read_as(
+                &bytes,
+                KeysetEncoding::Binary,
+                KeysetProtection::encrypted(&kek, &ad),
+            )
         };
-        (r, Keyset::read(&bytes, Some((&kek, &ad))))
+        (
+            r,
+            Keyset::read(&bytes, KeysetProtection::encrypted(&kek, &ad)),
+        )
     } else {
         let r = if json {
             Keyset::from_json_insecure(&bytes)
         } else {
             Keyset::from_binary_insecure(&bytes)
         };
-        (r, Keyset::read(&bytes, None))
+        (r, Keyset::read(&bytes, KeysetProtection::Cleartext))
     };
     // Format detection must reach the same verdict (or refuse a file it
     // cannot classify, for malformed input).

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use encstore_core::Aead;
 use encstore_tink::{KeyStatus, Keyset, KeysetError, KeysetFormat, OutputPrefix, detect_format};
+use encstore_tink::{KeysetEncoding, KeysetProtection};
 use keyset_util::*;
 use prost::Message as _;
 
@@ -241,23 +242,50 @@ fn encrypted_json_round_trip_with_and_without_ad() {
     let ks = mixed_keyset();
     let kek = kek();
     for ad in [&b""[..], b"keyset binding"] {
-        let enc = ks.to_encrypted_json(&kek, ad).expect("encrypt");
+        let enc = ks
+            .write(KeysetEncoding::Json, KeysetProtection::encrypted(&kek, ad))
+            .expect("encrypt");
         assert_eq!(detect_format(&enc), KeysetFormat::EncryptedJson);
-        let back = Keyset::read_encrypted_json(&enc, &kek, ad).expect("decrypt");
+        let back = Keyset::read_as(
+            &enc,
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&kek, ad),
+        )
+        .expect("decrypt");
         assert_eq!(back.info(), ks.info());
         assert_eq!(*back.to_json_insecure(), *ks.to_json_insecure());
     }
-    let enc = ks.to_encrypted_json(&kek, b"right").expect("encrypt");
+    let enc = ks
+        .write(
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&kek, b"right"),
+        )
+        .expect("encrypt");
     assert_eq!(
-        Keyset::read_encrypted_json(&enc, &kek, b"wrong").expect_err("wrong ad"),
+        Keyset::read_as(
+            &enc,
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&kek, b"wrong")
+        )
+        .expect_err("wrong ad"),
         KeysetError::Decryption
     );
     assert_eq!(
-        Keyset::read_encrypted_json(&enc, &kek, b"").expect_err("missing ad"),
+        Keyset::read_as(
+            &enc,
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&kek, b"")
+        )
+        .expect_err("missing ad"),
         KeysetError::Decryption
     );
     assert_eq!(
-        Keyset::read_encrypted_json(&enc, &self::kek(), b"right").expect_err("wrong kek"),
+        Keyset::read_as(
+            &enc,
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&self::kek(), b"right")
+        )
+        .expect_err("wrong kek"),
         KeysetError::Decryption
     );
 }
@@ -267,14 +295,34 @@ fn encrypted_binary_round_trip_with_and_without_ad() {
     let ks = mixed_keyset();
     let kek = kek();
     for ad in [&b""[..], b"keyset binding"] {
-        let enc = ks.to_encrypted_binary(&kek, ad).expect("encrypt");
+        let enc = ks
+            .write(
+                KeysetEncoding::Binary,
+                KeysetProtection::encrypted(&kek, ad),
+            )
+            .expect("encrypt");
         assert_eq!(detect_format(&enc), KeysetFormat::EncryptedBinary);
-        let back = Keyset::read_encrypted_binary(&enc, &kek, ad).expect("decrypt");
+        let back = Keyset::read_as(
+            &enc,
+            KeysetEncoding::Binary,
+            KeysetProtection::encrypted(&kek, ad),
+        )
+        .expect("decrypt");
         assert_eq!(*back.to_binary_insecure(), *ks.to_binary_insecure());
     }
-    let enc = ks.to_encrypted_binary(&kek, b"right").expect("encrypt");
+    let enc = ks
+        .write(
+            KeysetEncoding::Binary,
+            KeysetProtection::encrypted(&kek, b"right"),
+        )
+        .expect("encrypt");
     assert_eq!(
-        Keyset::read_encrypted_binary(&enc, &kek, b"wrong").expect_err("wrong ad"),
+        Keyset::read_as(
+            &enc,
+            KeysetEncoding::Binary,
+            KeysetProtection::encrypted(&kek, b"wrong")
+        )
+        .expect_err("wrong ad"),
         KeysetError::Decryption
     );
 }
@@ -286,7 +334,12 @@ fn encrypted_keyset_is_tinks_and_holds_no_key_material() {
     let kek = kek();
     // Binary: an EncryptedKeyset proto whose ciphertext is
     // kek.encrypt(serialized Keyset, ad), with keysetInfo.
-    let bin = ks.to_encrypted_binary(&kek, b"ad").expect("encrypt");
+    let bin = ks
+        .write(
+            KeysetEncoding::Binary,
+            KeysetProtection::encrypted(&kek, b"ad"),
+        )
+        .expect("encrypt");
     let proto = tink_proto::EncryptedKeyset::decode(&bin[..]).expect("decode");
     let plain = kek
         .decrypt(&proto.encrypted_keyset, b"ad")
@@ -305,7 +358,12 @@ fn encrypted_keyset_is_tinks_and_holds_no_key_material() {
         tink_proto::OutputPrefixType::Raw as i32
     );
     // JSON: Tink Java's shape.
-    let json = ks.to_encrypted_json(&kek, b"ad").expect("encrypt");
+    let json = ks
+        .write(
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&kek, b"ad"),
+        )
+        .expect("encrypt");
     let text = std::str::from_utf8(&json).expect("utf8");
     assert!(text.starts_with(r#"{"encryptedKeyset":""#), "{text}");
     assert!(text.ends_with("}}\n"), "{text}");
@@ -348,7 +406,12 @@ fn reads_encrypted_json_as_other_tinks_write_it() {
             URL_SAFE_NO_PAD.encode(&ct)
         ),
     ] {
-        let back = Keyset::read_encrypted_json(json.as_bytes(), &kek, b"").expect("read");
+        let back = Keyset::read_as(
+            json.as_bytes(),
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&kek, b""),
+        )
+        .expect("read");
         assert_eq!(back.info(), ks.info());
     }
 }
@@ -363,11 +426,20 @@ fn detects_all_four_forms() {
         KeysetFormat::Binary
     );
     assert_eq!(
-        detect_format(&ks.to_encrypted_json(&kek, b"").expect("enc")),
+        detect_format(
+            &ks.write(KeysetEncoding::Json, KeysetProtection::encrypted(&kek, b""))
+                .expect("enc")
+        ),
         KeysetFormat::EncryptedJson
     );
     assert_eq!(
-        detect_format(&ks.to_encrypted_binary(&kek, b"").expect("enc")),
+        detect_format(
+            &ks.write(
+                KeysetEncoding::Binary,
+                KeysetProtection::encrypted(&kek, b"")
+            )
+            .expect("enc")
+        ),
         KeysetFormat::EncryptedBinary
     );
     assert_eq!(detect_format(b"  \n{\"key\":[]}"), KeysetFormat::Json);
@@ -382,22 +454,39 @@ fn read_dispatches_and_refuses_the_wrong_kind() {
     let forms = [
         (ks.to_json_insecure().to_vec(), false),
         (ks.to_binary_insecure().to_vec(), false),
-        (ks.to_encrypted_json(&kek, b"ad").expect("enc"), true),
-        (ks.to_encrypted_binary(&kek, b"ad").expect("enc"), true),
+        (
+            ks.write(
+                KeysetEncoding::Json,
+                KeysetProtection::encrypted(&kek, b"ad"),
+            )
+            .expect("enc")
+            .to_vec(),
+            true,
+        ),
+        (
+            ks.write(
+                KeysetEncoding::Binary,
+                KeysetProtection::encrypted(&kek, b"ad"),
+            )
+            .expect("enc")
+            .to_vec(),
+            true,
+        ),
     ];
     for (bytes, encrypted) in &forms {
         if *encrypted {
-            let back = Keyset::read(bytes, Some((&kek, b"ad"))).expect("read");
+            let back = Keyset::read(bytes, KeysetProtection::encrypted(&kek, b"ad")).expect("read");
             assert_eq!(back.info(), ks.info());
             assert_eq!(
-                Keyset::read(bytes, None).expect_err("no kek"),
+                Keyset::read(bytes, KeysetProtection::Cleartext).expect_err("no kek"),
                 KeysetError::UnexpectedEncrypted
             );
         } else {
-            let back = Keyset::read(bytes, None).expect("read");
+            let back = Keyset::read(bytes, KeysetProtection::Cleartext).expect("read");
             assert_eq!(back.info(), ks.info());
             assert_eq!(
-                Keyset::read(bytes, Some((&kek, b"ad"))).expect_err("kek given"),
+                Keyset::read(bytes, KeysetProtection::encrypted(&kek, b"ad"))
+                    .expect_err("kek given"),
                 KeysetError::UnexpectedCleartext
             );
         }
@@ -408,11 +497,21 @@ fn read_dispatches_and_refuses_the_wrong_kind() {
         KeysetError::UnexpectedEncrypted
     );
     assert_eq!(
-        Keyset::read_encrypted_json(&forms[0].0, &kek, b"ad").expect_err("cleartext json"),
+        Keyset::read_as(
+            &forms[0].0,
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&kek, b"ad")
+        )
+        .expect_err("cleartext json"),
         KeysetError::UnexpectedCleartext
     );
     assert_eq!(
-        Keyset::read_encrypted_binary(&forms[1].0, &kek, b"ad").expect_err("cleartext binary"),
+        Keyset::read_as(
+            &forms[1].0,
+            KeysetEncoding::Binary,
+            KeysetProtection::encrypted(&kek, b"ad")
+        )
+        .expect_err("cleartext binary"),
         KeysetError::UnexpectedCleartext
     );
 }
@@ -482,5 +581,72 @@ fn info_displays_as_tinkey_lists_it() {
          \x20 key_id: 7\n\
          \x20 output_prefix_type: RAW\n\
          }\n"
+    );
+}
+
+/// `write` and `read_as` take the encoding and the protection as explicit
+/// arguments: the cleartext forms are byte for byte the `*_insecure` ones,
+/// a declared encoding is not second-guessed, and the protection's `Debug`
+/// names no key.
+#[test]
+fn write_and_read_as_spell_out_encoding_and_protection() {
+    let ks = mixed_keyset();
+    let kek = kek();
+    let clear = KeysetProtection::Cleartext;
+    let json = ks.write(KeysetEncoding::Json, clear).expect("json");
+    assert_eq!(*json, *ks.to_json_insecure());
+    let bin = ks.write(KeysetEncoding::Binary, clear).expect("binary");
+    assert_eq!(*bin, *ks.to_binary_insecure());
+    for (bytes, encoding) in [
+        (&json, KeysetEncoding::Json),
+        (&bin, KeysetEncoding::Binary),
+    ] {
+        let back = Keyset::read_as(bytes, encoding, clear).expect("read_as");
+        assert_eq!(back.info(), ks.info());
+        assert_eq!(KeysetEncoding::of(detect_format(bytes)), encoding);
+    }
+    // A declared encoding is not second-guessed.
+    assert!(matches!(
+        Keyset::read_as(&json, KeysetEncoding::Binary, clear),
+        Err(KeysetError::MalformedProtobuf { .. })
+    ));
+    assert!(matches!(
+        Keyset::read_as(&bin, KeysetEncoding::Json, clear),
+        Err(KeysetError::MalformedJson { .. })
+    ));
+    let enc = KeysetProtection::encrypted(&kek, b"ad");
+    assert!(enc.is_encrypted() && !clear.is_encrypted());
+    for encoding in [KeysetEncoding::Json, KeysetEncoding::Binary] {
+        let bytes = ks.write(encoding, enc).expect("encrypted");
+        assert!(detect_format(&bytes).is_encrypted());
+        assert_eq!(KeysetEncoding::of(detect_format(&bytes)), encoding);
+        let back = Keyset::read_as(&bytes, encoding, enc).expect("read_as encrypted");
+        assert_eq!(*back.to_json_insecure(), *ks.to_json_insecure());
+        assert_eq!(
+            Keyset::read_as(&bytes, encoding, clear).expect_err("as cleartext"),
+            if encoding == KeysetEncoding::Json {
+                KeysetError::UnexpectedEncrypted
+            } else {
+                Keyset::from_binary_insecure(&bytes).expect_err("binary")
+            }
+        );
+        assert_eq!(
+            Keyset::read_as(
+                &bytes,
+                encoding,
+                KeysetProtection::encrypted(&kek, b"other")
+            )
+            .expect_err("wrong ad"),
+            KeysetError::Decryption
+        );
+    }
+    assert_eq!(
+        Keyset::read_as(&json, KeysetEncoding::Json, enc).expect_err("cleartext"),
+        KeysetError::UnexpectedCleartext
+    );
+    assert_eq!(format!("{clear:?}"), "Cleartext");
+    assert_eq!(
+        format!("{enc:?}"),
+        "Encrypted { associated_data_len: 2, .. }"
     );
 }

@@ -5,6 +5,7 @@
 use encstore_tink::keyset::encrypted_keyset_info;
 use encstore_tink::templates::by_name;
 use encstore_tink::{KeyStatus, Keyset, KeysetError, OutputPrefix};
+use encstore_tink::{KeysetEncoding, KeysetProtection};
 
 fn keyset() -> Keyset {
     let mut k = Keyset::generate(&by_name("AES256_GCM").unwrap()).unwrap();
@@ -21,8 +22,16 @@ fn reads_the_info_of_encrypted_json_and_binary_keysets() {
         .aead()
         .unwrap();
     for bytes in [
-        k.to_encrypted_json(&master, b"ad").unwrap(),
-        k.to_encrypted_binary(&master, b"ad").unwrap(),
+        k.write(
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&master, b"ad"),
+        )
+        .unwrap(),
+        k.write(
+            KeysetEncoding::Binary,
+            KeysetProtection::encrypted(&master, b"ad"),
+        )
+        .unwrap(),
     ] {
         let info = encrypted_keyset_info(&bytes).unwrap().unwrap();
         let want = k.info();

@@ -4,6 +4,7 @@
 mod keyset_util;
 
 use encstore_tink::{KeyError, KeyStatus, Keyset, KeysetError};
+use encstore_tink::{KeysetEncoding, KeysetProtection};
 use keyset_util::*;
 
 fn read(json: &str) -> Result<Keyset, KeysetError> {
@@ -388,10 +389,25 @@ fn no_panic_on_mutated_input() {
     let valid = Keyset::from_json_insecure(json.as_bytes()).expect("valid");
     let binary = valid.to_binary_insecure().to_vec();
     let kek = valid.aead().expect("aead");
-    let enc_json = valid.to_encrypted_json(&kek, b"ad").expect("enc");
-    let enc_bin = valid.to_encrypted_binary(&kek, b"ad").expect("enc");
+    let enc_json = valid
+        .write(
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&kek, b"ad"),
+        )
+        .expect("enc");
+    let enc_bin = valid
+        .write(
+            KeysetEncoding::Binary,
+            KeysetProtection::encrypted(&kek, b"ad"),
+        )
+        .expect("enc");
     let mut rng = Rng(0x1234_5678_9abc_def1);
-    for seed in [json.as_bytes().to_vec(), binary, enc_json, enc_bin] {
+    for seed in [
+        json.as_bytes().to_vec(),
+        binary,
+        enc_json.to_vec(),
+        enc_bin.to_vec(),
+    ] {
         for _ in 0..1500 {
             let mut m = seed.clone();
             match rng.below(4) {
@@ -414,8 +430,16 @@ fn no_panic_on_mutated_input() {
             }
             let _ = Keyset::from_json_insecure(&m);
             let _ = Keyset::from_binary_insecure(&m);
-            let _ = Keyset::read_encrypted_json(&m, &kek, b"ad");
-            let _ = Keyset::read_encrypted_binary(&m, &kek, b"ad");
+            let _ = Keyset::read_as(
+                &m,
+                KeysetEncoding::Json,
+                KeysetProtection::encrypted(&kek, b"ad"),
+            );
+            let _ = Keyset::read_as(
+                &m,
+                KeysetEncoding::Binary,
+                KeysetProtection::encrypted(&kek, b"ad"),
+            );
             let _ = encstore_tink::detect_format(&m);
         }
     }

@@ -9,6 +9,7 @@ mod provider_util;
 use encstore_core::Aead;
 use encstore_tink::provider::{self, CryptoProvider, Provider};
 use encstore_tink::{KeyError, Keyset, KeysetError, templates};
+use encstore_tink::{KeysetEncoding, KeysetProtection};
 
 fn compiled() -> Vec<&'static CryptoProvider> {
     Provider::compiled()
@@ -57,8 +58,12 @@ fn keysets_keep_their_provider_and_interoperate() {
                     b"back"
                 );
                 // Read explicitly under `q`, from the same bytes.
-                let read = Keyset::read_with_provider(&ks.to_json_insecure(), None, q)
-                    .expect("read under q");
+                let read = Keyset::read_with_provider(
+                    &ks.to_json_insecure(),
+                    KeysetProtection::Cleartext,
+                    q,
+                )
+                .expect("read under q");
                 assert!(std::ptr::eq(read.provider(), q));
                 assert_eq!(
                     read.aead().expect("aead").decrypt(&ct, b"ad").expect(name),
@@ -144,21 +149,30 @@ fn fips_refuses_non_approved_key_types_at_create_load_and_use() {
     // Load: every reader, cleartext and encrypted.
     let chacha = chacha_keyset_json();
     assert_refused_naming(
-        Keyset::read_with_provider(&chacha, None, fips),
+        Keyset::read_with_provider(&chacha, KeysetProtection::Cleartext, fips),
         "ChaCha20Poly1305Key",
     );
     if provider::get_default().expect("default").fips() {
         assert_refused_naming(Keyset::from_json_insecure(&chacha), "ChaCha20Poly1305Key");
-        assert_refused_naming(Keyset::read(&chacha, None), "ChaCha20Poly1305Key");
+        assert_refused_naming(
+            Keyset::read(&chacha, KeysetProtection::Cleartext),
+            "ChaCha20Poly1305Key",
+        );
     }
     let kek = ks.aead().expect("kek");
     // Wrap the ChaCha keyset under the approved KEK with another provider
     // if this build has one, then read it back under `fips`.
     if let Ok(ring) = CryptoProvider::get(Provider::Ring) {
-        let plain = Keyset::read_with_provider(&chacha, None, ring).expect("ring reads it");
-        let wrapped = plain.to_encrypted_json(&kek, b"ad").expect("wrap");
+        let plain = Keyset::read_with_provider(&chacha, KeysetProtection::Cleartext, ring)
+            .expect("ring reads it");
+        let wrapped = plain
+            .write(
+                KeysetEncoding::Json,
+                KeysetProtection::encrypted(&kek, b"ad"),
+            )
+            .expect("wrap");
         assert_refused_naming(
-            Keyset::read_with_provider(&wrapped, Some((&kek, b"ad")), fips),
+            Keyset::read_with_provider(&wrapped, KeysetProtection::encrypted(&kek, b"ad"), fips),
             "ChaCha20Poly1305Key",
         );
 
@@ -256,7 +270,11 @@ async fn envelope_deks_use_the_keysets_provider() {
         Keyset::generate_with_provider(&envelope_template(ring, "CHACHA20_POLY1305"), ring)
             .expect("ring allows it");
     assert_refused_naming(
-        Keyset::read_with_provider(&chacha.to_json_insecure(), None, fips),
+        Keyset::read_with_provider(
+            &chacha.to_json_insecure(),
+            KeysetProtection::Cleartext,
+            fips,
+        ),
         "ChaCha20Poly1305Key",
     );
     assert_refused_naming(chacha.with_provider(fips), "ChaCha20Poly1305Key");

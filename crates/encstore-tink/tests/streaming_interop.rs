@@ -28,6 +28,7 @@ use bytes::Bytes;
 use encstore_tink::streaming::SegmentLayout;
 use encstore_tink::templates::{self, STREAMING_NAMES};
 use encstore_tink::{Keyset, KeysetStreamingAead, OutputPrefix};
+use encstore_tink::{KeysetEncoding, KeysetProtection};
 use prost::Message;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -246,12 +247,20 @@ async fn python_tink_both_directions() {
         std::fs::write(d.join(format!("{name}.bin")), &*ks.to_binary_insecure()).unwrap();
         std::fs::write(
             d.join(format!("{name}.enc.json")),
-            ks.to_encrypted_json(&kek, b"keyset ad").unwrap(),
+            ks.write(
+                KeysetEncoding::Json,
+                KeysetProtection::encrypted(&kek, b"keyset ad"),
+            )
+            .unwrap(),
         )
         .unwrap();
         std::fs::write(
             d.join(format!("{name}.enc.bin")),
-            ks.to_encrypted_binary(&kek, b"").unwrap(),
+            ks.write(
+                KeysetEncoding::Binary,
+                KeysetProtection::encrypted(&kek, b""),
+            )
+            .unwrap(),
         )
         .unwrap();
         keysets.insert(

@@ -7,7 +7,8 @@ mod provider_util;
 
 use encstore_tink::error::KeysetError;
 use encstore_tink::templates::{self, STREAMING_NAMES};
-use encstore_tink::{KeyParams, Keyset, PrimitiveKind, SegmentLayout};
+use encstore_tink::{HashType, KeyParams, Keyset, PrimitiveKind, SegmentLayout};
+use encstore_tink::{KeysetEncoding, KeysetProtection};
 use prost::Message;
 
 fn tpl(name: &str) -> encstore_tink::KeyTemplate {
@@ -33,10 +34,26 @@ fn streaming_keysets_round_trip_every_format() {
     let forms = [
         Keyset::from_json_insecure(&ks.to_json_insecure()).unwrap(),
         Keyset::from_binary_insecure(&ks.to_binary_insecure()).unwrap(),
-        Keyset::read_encrypted_json(&ks.to_encrypted_json(&kek, b"x").unwrap(), &kek, b"x")
+        Keyset::read_as(
+            &ks.write(
+                KeysetEncoding::Json,
+                KeysetProtection::encrypted(&kek, b"x"),
+            )
             .unwrap(),
-        Keyset::read_encrypted_binary(&ks.to_encrypted_binary(&kek, b"").unwrap(), &kek, b"")
+            KeysetEncoding::Json,
+            KeysetProtection::encrypted(&kek, b"x"),
+        )
+        .unwrap(),
+        Keyset::read_as(
+            &ks.write(
+                KeysetEncoding::Binary,
+                KeysetProtection::encrypted(&kek, b""),
+            )
             .unwrap(),
+            KeysetEncoding::Binary,
+            KeysetProtection::encrypted(&kek, b""),
+        )
+        .unwrap(),
     ];
     for k in forms {
         assert_eq!(k.info(), ks.info());
@@ -53,7 +70,7 @@ fn streaming_keysets_round_trip_every_format() {
         KeyParams::AesGcmHkdfStreaming {
             key_size: 16,
             derived_key_size: 16,
-            hkdf_hash: "SHA256",
+            hkdf_hash: HashType::Sha256,
             ciphertext_segment_size: 4096,
         }
     );
@@ -68,8 +85,8 @@ fn streaming_keysets_round_trip_every_format() {
         KeyParams::AesCtrHmacStreaming {
             key_size: 32,
             derived_key_size: 32,
-            hkdf_hash: "SHA256",
-            hmac_hash: "SHA256",
+            hkdf_hash: HashType::Sha256,
+            hmac_hash: HashType::Sha256,
             tag_size: 32,
             ciphertext_segment_size: 1 << 20,
         }

@@ -26,7 +26,7 @@ mod provider_util;
 use encstore_core::{Aead, AeadError};
 use encstore_tink::error::KeysetError;
 use encstore_tink::{
-    KeyParams, KeyStatus, KeyTemplate, Keyset, KeysetAead, OutputPrefix, templates,
+    HashType, KeyParams, KeyStatus, KeyTemplate, Keyset, KeysetAead, OutputPrefix, templates,
 };
 use prost::Message;
 use tink_core::keyset::{Handle, JsonReader, JsonWriter, Manager, insecure};
@@ -136,7 +136,7 @@ fn ctr_hmac_params(
     aes_key_size: usize,
     iv_size: usize,
     hmac_key_size: usize,
-    hash: &'static str,
+    hash: HashType,
     tag_size: usize,
 ) -> KeyParams {
     KeyParams::AesCtrHmac {
@@ -175,16 +175,16 @@ fn all_shared() -> Vec<Shared> {
         named("AES256_GCM_SIV", KeyParams::AesGcmSiv { key_size: 32 }),
         named(
             "AES128_CTR_HMAC_SHA256",
-            ctr_hmac_params(16, 16, 32, "SHA256", 16),
+            ctr_hmac_params(16, 16, 32, HashType::Sha256, 16),
         ),
         named(
             "AES256_CTR_HMAC_SHA256",
-            ctr_hmac_params(32, 16, 32, "SHA256", 32),
+            ctr_hmac_params(32, 16, 32, HashType::Sha256, 32),
         ),
-        ctr(16, 12, 16, Sha1, 10, "SHA1"),
-        ctr(32, 13, 28, Sha224, 28, "SHA224"),
-        ctr(16, 14, 48, Sha384, 24, "SHA384"),
-        ctr(32, 15, 64, Sha512, 64, "SHA512"),
+        ctr(16, 12, 16, Sha1, 10, HashType::Sha1),
+        ctr(32, 13, 28, Sha224, 28, HashType::Sha224),
+        ctr(16, 14, 48, Sha384, 24, HashType::Sha384),
+        ctr(32, 15, 64, Sha512, 64, HashType::Sha512),
         named("CHACHA20_POLY1305", KeyParams::ChaCha20Poly1305),
         named("XCHACHA20_POLY1305", KeyParams::XChaCha20Poly1305),
     ]
@@ -277,17 +277,17 @@ fn all_tink_rust_templates() -> Vec<TinkRustTemplate> {
         (
             "aes128_ctr_hmac_sha256",
             tink_aead::aes128_ctr_hmac_sha256_key_template,
-            ctr_hmac_params(16, 16, 32, "SHA256", 16),
+            ctr_hmac_params(16, 16, 32, HashType::Sha256, 16),
         ),
         (
             "aes256_ctr_hmac_sha256",
             tink_aead::aes256_ctr_hmac_sha256_key_template,
-            ctr_hmac_params(32, 16, 32, "SHA256", 32),
+            ctr_hmac_params(32, 16, 32, HashType::Sha256, 32),
         ),
         (
             "aes256_ctr_hmac_sha512",
             tink_aead::aes256_ctr_hmac_sha512_key_template,
-            ctr_hmac_params(32, 16, 64, "SHA512", 64),
+            ctr_hmac_params(32, 16, 64, HashType::Sha512, 64),
         ),
         (
             "cha_cha20_poly1305",
@@ -966,7 +966,7 @@ async fn kms_envelope_keysets_interoperate_with_tink_rust() {
         ),
         (
             tink_aead::aes128_ctr_hmac_sha256_key_template(),
-            ctr_hmac_params(16, 16, 32, "SHA256", 16),
+            ctr_hmac_params(16, 16, 32, HashType::Sha256, 16),
         ),
         (
             tink_aead::cha_cha20_poly1305_key_template(),

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use encstore_core::{Kek, KekError, MasterKeyVersion};
+use encstore_tink::KeysetEncoding;
 use encstore_tink::envelope::{
     self, EnvelopeAead, EnvelopeError, KeysetAsyncAead, rewrap_envelope,
 };
@@ -96,7 +97,7 @@ async fn envelope_round_trips_versions_rewrap_over_openbao() {
     );
     let file_ks = Keyset::generate(&tpl("AES256_GCM")).unwrap();
     let file_v1 = file_ks
-        .to_encrypted_json_with_kek(&*kek, b"")
+        .write_with_kek(KeysetEncoding::Json, &*kek, b"")
         .await
         .unwrap();
     let wrapped = encrypted_keyset_ciphertext(&file_v1).unwrap();

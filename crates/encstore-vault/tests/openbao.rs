@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use encstore_core::{Kek, KekError};
+use encstore_tink::KeysetEncoding;
 use encstore_tink::keyset::Keyset;
 use encstore_vault::testing::{self, BaoDevServer, TestVault, unique_name};
 use encstore_vault::{VaultConfig, VaultError, VaultKek, ciphertext_key_version};
@@ -610,17 +611,26 @@ async fn keysets_round_trip_through_the_vault_kek() {
     let template = encstore_tink::templates::by_name("AES256_GCM").unwrap();
     let ks = Keyset::generate(&template).unwrap();
     for ad in [&b""[..], b"keyset ad"] {
-        let json = ks.to_encrypted_json_with_kek(&kek, ad).await.unwrap();
+        let json = ks
+            .write_with_kek(KeysetEncoding::Json, &kek, ad)
+            .await
+            .unwrap();
         let text = String::from_utf8(json.clone()).unwrap();
         assert!(text.contains("\"encryptedKeyset\""), "{text}");
         let back = Keyset::read_with_kek(&json, &kek, ad).await.unwrap();
         assert_eq!(back.info(), ks.info());
         assert_eq!(*back.to_json_insecure(), *ks.to_json_insecure());
-        let bin = ks.to_encrypted_binary_with_kek(&kek, ad).await.unwrap();
+        let bin = ks
+            .write_with_kek(KeysetEncoding::Binary, &kek, ad)
+            .await
+            .unwrap();
         let back = Keyset::read_with_kek(&bin, &kek, ad).await.unwrap();
         assert_eq!(*back.to_json_insecure(), *ks.to_json_insecure());
     }
-    let json = ks.to_encrypted_json_with_kek(&kek, b"a").await.unwrap();
+    let json = ks
+        .write_with_kek(KeysetEncoding::Json, &kek, b"a")
+        .await
+        .unwrap();
     assert!(Keyset::read_with_kek(&json, &kek, b"b").await.is_err());
 }
 

@@ -9,6 +9,7 @@ use std::process::Command;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use encstore_core::{Aead, Kek};
+use encstore_tink::KeysetEncoding;
 use encstore_tink::keyset::Keyset;
 use encstore_vault::testing::{self, unique_name};
 use encstore_vault::{VaultKek, ciphertext_key_version};
@@ -97,7 +98,10 @@ async fn tink_and_encstore_read_each_others_vault_wrapped_keysets() {
 
     // encstore wraps a keyset under key version 1 and encrypts with it.
     let ks1 = Keyset::generate(&template).unwrap();
-    let json1 = ks1.to_encrypted_json_with_kek(&kek, b"").await.unwrap();
+    let json1 = ks1
+        .write_with_kek(KeysetEncoding::Json, &kek, b"")
+        .await
+        .unwrap();
     assert_eq!(ciphertext_key_version(&wrapped_of(&json1)).unwrap(), 1);
     std::fs::write(d("ks1.json"), &json1).unwrap();
     let ct1 = ks1
@@ -116,7 +120,10 @@ async fn tink_and_encstore_read_each_others_vault_wrapped_keysets() {
     std::fs::write(d("ks1-rewrapped.json"), with_wrapped(&json1, &re)).unwrap();
     // A keyset wrapped after the rotation.
     let ks2 = Keyset::generate(&template).unwrap();
-    let json2 = ks2.to_encrypted_json_with_kek(&kek, b"").await.unwrap();
+    let json2 = ks2
+        .write_with_kek(KeysetEncoding::Json, &kek, b"")
+        .await
+        .unwrap();
     assert_eq!(ciphertext_key_version(&wrapped_of(&json2)).unwrap(), 2);
     std::fs::write(d("ks2.json"), &json2).unwrap();
     let ct2 = ks2.aead().unwrap().encrypt(b"object two", b"").unwrap();

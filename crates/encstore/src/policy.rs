@@ -186,7 +186,7 @@ impl Rule {
                     && self
                         .hashes
                         .as_ref()
-                        .is_none_or(|h| h.iter().any(|x| x.eq_ignore_ascii_case(hash)))
+                        .is_none_or(|h| h.iter().any(|x| x.eq_ignore_ascii_case(hash.as_str())))
                     && self.min_tag_size.is_none_or(|m| *tag_size >= m)
                     && self.min_hmac_key_size.is_none_or(|m| *hmac_key_size >= m)
             }
@@ -195,7 +195,7 @@ impl Rule {
                 derived_key_size,
                 hkdf_hash,
                 ..
-            } => size_ok(*derived_key_size) && self.hash_ok(hkdf_hash),
+            } => size_ok(*derived_key_size) && self.hash_ok(hkdf_hash.as_str()),
             KeyParams::AesCtrHmacStreaming {
                 derived_key_size,
                 hkdf_hash,
@@ -204,8 +204,8 @@ impl Rule {
                 ..
             } => {
                 size_ok(*derived_key_size)
-                    && self.hash_ok(hkdf_hash)
-                    && self.hash_ok(hmac_hash)
+                    && self.hash_ok(hkdf_hash.as_str())
+                    && self.hash_ok(hmac_hash.as_str())
                     && self.min_tag_size.is_none_or(|m| *tag_size >= m)
             }
             _ => size_ok(32),
@@ -448,9 +448,11 @@ pub fn describe(params: &KeyParams) -> String {
 
 #[cfg(test)]
 mod tests {
+    use encstore_tink::HashType;
+
     use super::*;
 
-    fn ctr(aes: usize, hash: &'static str, tag: usize) -> KeyParams {
+    fn ctr(aes: usize, hash: HashType, tag: usize) -> KeyParams {
         KeyParams::AesCtrHmac {
             aes_key_size: aes,
             iv_size: 16,
@@ -465,9 +467,9 @@ mod tests {
         let p = Policy::fips();
         assert!(p.allows(&KeyParams::AesGcm { key_size: 16 }));
         assert!(p.allows(&KeyParams::AesGcm { key_size: 32 }));
-        assert!(p.allows(&ctr(32, "SHA256", 32)));
-        assert!(!p.allows(&ctr(32, "SHA1", 20)));
-        assert!(!p.allows(&ctr(16, "SHA256", 10)));
+        assert!(p.allows(&ctr(32, HashType::Sha256, 32)));
+        assert!(!p.allows(&ctr(32, HashType::Sha1, 20)));
+        assert!(!p.allows(&ctr(16, HashType::Sha256, 10)));
         assert!(!p.allows(&KeyParams::ChaCha20Poly1305));
         assert!(!p.allows(&KeyParams::XChaCha20Poly1305));
         assert!(!p.allows(&KeyParams::AesGcmSiv { key_size: 32 }));
@@ -487,8 +489,8 @@ mod tests {
             key_size: 16,
             iv_size: 12
         }));
-        assert!(!p.allows(&ctr(32, "SHA256", 32)));
-        assert!(Policy::tink().allows(&ctr(16, "SHA1", 10)));
+        assert!(!p.allows(&ctr(32, HashType::Sha256, 32)));
+        assert!(Policy::tink().allows(&ctr(16, HashType::Sha1, 10)));
     }
 
     fn envelope(dek: KeyParams) -> KeyParams {

@@ -18,6 +18,7 @@ use encstore::open::{
 };
 use encstore_core::{Kek, KekError};
 use encstore_tink::Keyset;
+use encstore_tink::KeysetEncoding;
 use encstore_tink::templates::by_name;
 
 /// Wraps with `a`, unwraps with `b` (and the other way round), and checks
@@ -104,7 +105,7 @@ async fn master_keyset_files_json_and_binary_detected_or_forced() {
     // What it wraps is a Tink EncryptedKeyset that reads back with it.
     let data = Keyset::generate(&by_name("AES128_GCM").unwrap()).unwrap();
     let wrapped = data
-        .to_encrypted_json_with_kek(from_json.as_ref(), b"")
+        .write_with_kek(KeysetEncoding::Json, from_json.as_ref(), b"")
         .await
         .unwrap();
     let back = Keyset::read_with_kek(&wrapped, from_bin.as_ref(), b"")
@@ -156,14 +157,14 @@ async fn bad_master_keyset_files_are_refused_clearly() {
     let data = Keyset::generate(&by_name("AES256_GCM").unwrap()).unwrap();
     std::fs::write(
         path("enc.json"),
-        data.to_encrypted_json_with_kek(master_kek.as_ref(), b"")
+        data.write_with_kek(KeysetEncoding::Json, master_kek.as_ref(), b"")
             .await
             .unwrap(),
     )
     .unwrap();
     std::fs::write(
         path("enc.bin"),
-        data.to_encrypted_binary_with_kek(master_kek.as_ref(), b"")
+        data.write_with_kek(KeysetEncoding::Binary, master_kek.as_ref(), b"")
             .await
             .unwrap(),
     )

@@ -14,6 +14,7 @@ use encstore_core::{Kek, MemoryStorage, Storage};
 use encstore_pkcs11::Pkcs11Kek;
 use encstore_pkcs11::testing::{Hsm, hsm_test};
 use encstore_tink::Keyset;
+use encstore_tink::KeysetEncoding;
 use encstore_tink::templates::by_name;
 
 const AD: &[u8] = b"encstore keyset v1";
@@ -40,7 +41,7 @@ fn encrypted_storage_over_an_hsm_wrapped_keyset_reloads_after_rotation() {
             let k0 = Keyset::generate(&by_name("AES256_GCM").unwrap()).unwrap();
             write_atomic(
                 &path,
-                &k0.to_encrypted_json_with_kek(kek.as_ref(), AD)
+                &k0.write_with_kek(KeysetEncoding::Json, kek.as_ref(), AD)
                     .await
                     .unwrap(),
             );
@@ -78,7 +79,7 @@ fn encrypted_storage_over_an_hsm_wrapped_keyset_reloads_after_rotation() {
             k1.promote(new_id).unwrap();
             write_atomic(
                 &path,
-                &k1.to_encrypted_json_with_kek(kek.as_ref(), AD)
+                &k1.write_with_kek(KeysetEncoding::Json, kek.as_ref(), AD)
                     .await
                     .unwrap(),
             );
@@ -99,7 +100,7 @@ fn encrypted_storage_over_an_hsm_wrapped_keyset_reloads_after_rotation() {
             k2.rotate(&by_name("AES256_GCM").unwrap()).unwrap();
             write_atomic(
                 &path,
-                &k2.to_encrypted_json_with_kek(kek.as_ref(), b"other")
+                &k2.write_with_kek(KeysetEncoding::Json, kek.as_ref(), b"other")
                     .await
                     .unwrap(),
             );

@@ -1,7 +1,11 @@
-//! The `keysetInfo` an `EncryptedKeyset` carries in the clear.
+//! Keysets described without key material ([`KeysetInfo`], [`KeyInfo`]),
+//! and the `keysetInfo` an `EncryptedKeyset` carries in the clear.
 
-use super::{KeyInfo, KeyStatus, KeysetInfo, OutputPrefix, binary, detect_format, json};
+use std::fmt;
+
+use super::{KeyStatus, OutputPrefix, binary, detect_format, json};
 use crate::error::KeysetError;
+use crate::primitives::KeyParams;
 
 /// The `keysetInfo` that an `EncryptedKeyset` (JSON or binary) carries in
 /// the clear, read without its key-encryption key: `Ok(None)` when the
@@ -62,5 +66,54 @@ pub fn encrypted_keyset_ciphertext(bytes: &[u8]) -> Result<Vec<u8>, KeysetError>
         json::parse_encrypted(bytes)
     } else {
         binary::parse_encrypted(bytes)
+    }
+}
+
+/// One key of a keyset, described without its key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyInfo {
+    /// The key ID.
+    pub key_id: u32,
+    /// The key's type URL, such as
+    /// `type.googleapis.com/google.crypto.tink.AesGcmKey`. Empty for a key
+    /// destroyed by Tink or encstore.
+    pub type_url: String,
+    /// The key's status.
+    pub status: KeyStatus,
+    /// The key's output prefix type.
+    pub output_prefix: OutputPrefix,
+    /// Whether this is the primary key.
+    pub primary: bool,
+    /// The key's type and parameters; `None` for a destroyed key.
+    pub params: Option<KeyParams>,
+}
+
+/// A keyset described without key material: what `list-keyset` shows and
+/// what an `EncryptedKeyset` carries in the clear as `keysetInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeysetInfo {
+    /// The primary key's ID.
+    pub primary_key_id: u32,
+    /// Every key, in keyset order.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// Prints the keyset info as Tinkey's `list-keyset` does: the
+/// `KeysetInfo` proto in protobuf text format (as Java's `toString()`
+/// prints it; key IDs unsigned).
+impl fmt::Display for KeysetInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "primary_key_id: {}", self.primary_key_id)?;
+        for k in &self.keys {
+            writeln!(f, "key_info {{")?;
+            writeln!(f, "  type_url: {:?}", k.type_url)?;
+            writeln!(f, "  status: {}", k.status)?;
+            writeln!(f, "  key_id: {}", k.key_id)?;
+            writeln!(f, "  output_prefix_type: {}", k.output_prefix)?;
+            writeln!(f, "}}")?;
+        }
+        Ok(())
     }
 }

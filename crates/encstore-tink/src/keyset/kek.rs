@@ -2,20 +2,21 @@
 //! ([`encstore_core::Kek`]): an HSM, a KMS, or a master keyset.
 //!
 //! The bytes are exactly Tink's `EncryptedKeyset`, as with the synchronous
-//! [`Keyset::to_encrypted_json`]: `encryptedKeyset` is the KEK's
-//! encryption of the serialized `Keyset` with the keyset associated data.
+//! [`Keyset::write`] and [`KeysetProtection::Encrypted`](super::KeysetProtection::Encrypted):
+//! `encryptedKeyset` is the KEK's encryption of the serialized `Keyset`
+//! with the keyset associated data.
 
 use encstore_core::{Kek, KekError};
 use zeroize::Zeroizing;
 
-use super::{Keyset, KeysetFormat, binary, detect_format, json};
-use crate::error::KeysetError;
+use super::{Keyset, KeysetEncoding, KeysetFormat, binary, detect_format, json};
+use crate::error::{KeysetError, SharedKekError};
 
 fn kek_error(e: KekError, unwrapping: bool) -> KeysetError {
     match e {
         KekError::Authentication if unwrapping => KeysetError::Decryption,
         other => KeysetError::Kek {
-            message: other.to_string(),
+            error: SharedKekError::new(other),
         },
     }
 }
@@ -72,19 +73,25 @@ impl Keyset {
         Ok(ciphertext)
     }
 
-    /// Wraps the keyset with `kek` and writes an `EncryptedKeyset` with its
-    /// `keysetInfo` in Tink's JSON format.
+    /// Wraps the keyset with `kek` and `associated_data` and writes an
+    /// `EncryptedKeyset` with its `keysetInfo` in `encoding`. Like Tink
+    /// Java, the wrapped keyset is unwrapped again and must give the same
+    /// bytes before anything is returned.
     ///
     /// # Errors
     /// [`KeysetError::Kek`] or [`KeysetError::Encryption`] when the KEK
     /// fails; nothing is returned to write in that case.
-    pub async fn to_encrypted_json_with_kek(
+    pub async fn write_with_kek(
         &self,
+        encoding: KeysetEncoding,
         kek: &dyn Kek,
         associated_data: &[u8],
     ) -> Result<Vec<u8>, KeysetError> {
         let ciphertext = self.wrap_with_kek(kek, associated_data).await?;
-        Ok(json::write_encrypted(&ciphertext, &self.info()))
+        Ok(match encoding {
+            KeysetEncoding::Json => json::write_encrypted(&ciphertext, &self.info()),
+            KeysetEncoding::Binary => binary::write_encrypted(ciphertext, &self.info()),
+        })
     }
 
     /// Re-wraps an `EncryptedKeyset` (JSON or binary, detected) under the
@@ -141,18 +148,5 @@ impl Keyset {
         } else {
             binary::write_encrypted(rewrapped, &keyset.info())
         })
-    }
-
-    /// Wraps the keyset with `kek` and writes a binary `EncryptedKeyset`.
-    ///
-    /// # Errors
-    /// As [`Keyset::to_encrypted_json_with_kek`].
-    pub async fn to_encrypted_binary_with_kek(
-        &self,
-        kek: &dyn Kek,
-        associated_data: &[u8],
-    ) -> Result<Vec<u8>, KeysetError> {
-        let ciphertext = self.wrap_with_kek(kek, associated_data).await?;
-        Ok(binary::write_encrypted(ciphertext, &self.info()))
     }
 }

@@ -19,9 +19,7 @@
 //! SHA512; tag at least 10 bytes and at most the hash's output size.
 
 use encstore_core::AeadError;
-use tink_proto::{
-    AesCtrHmacAeadKey, AesCtrHmacAeadKeyFormat, AesCtrKey, HashType, HmacKey, HmacParams,
-};
+use tink_proto::{AesCtrHmacAeadKey, AesCtrHmacAeadKeyFormat, AesCtrKey, HmacKey, HmacParams};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
@@ -29,7 +27,7 @@ use super::{
 };
 use crate::error::KeyError;
 use crate::provider::CryptoProvider;
-use crate::provider::prim::{AesCtr, Hash, Hmac, ct_eq};
+use crate::provider::prim::{AesCtr, Hmac, ct_eq};
 
 const KEY_TYPE: &str = "AesCtrHmacAeadKey";
 const MIN_IV_SIZE: usize = 12;
@@ -40,30 +38,6 @@ const MIN_TAG_SIZE: usize = 10;
 /// format asking for gigabytes must not allocate them; keys read from a
 /// keyset are accepted at any size of at least 16 bytes, as Tink does.
 const MAX_GENERATED_HMAC_KEY_SIZE: usize = 1024;
-
-/// Hash name and output size of a Tink `HashType`, if Tink allows it here.
-fn hash_info(hash: i32) -> Option<(&'static str, usize)> {
-    match HashType::try_from(hash).ok()? {
-        HashType::Sha1 => Some(("SHA1", 20)),
-        HashType::Sha224 => Some(("SHA224", 28)),
-        HashType::Sha256 => Some(("SHA256", 32)),
-        HashType::Sha384 => Some(("SHA384", 48)),
-        HashType::Sha512 => Some(("SHA512", 64)),
-        HashType::UnknownHash => None,
-    }
-}
-
-/// The provider hash of a Tink `HashType`.
-fn hash_of(hash: i32) -> Option<Hash> {
-    Some(match HashType::try_from(hash).ok()? {
-        HashType::Sha1 => Hash::Sha1,
-        HashType::Sha224 => Hash::Sha224,
-        HashType::Sha256 => Hash::Sha256,
-        HashType::Sha384 => Hash::Sha384,
-        HashType::Sha512 => Hash::Sha512,
-        HashType::UnknownHash => return None,
-    })
-}
 
 /// An AES-CTR-HMAC-AEAD key.
 struct AesCtrHmac {
@@ -160,16 +134,18 @@ fn check_iv_size(iv_size: usize) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// Tink's HMAC parameter rules; returns the hash name and tag size.
-fn check_hmac_params(params: Option<&HmacParams>) -> Result<(&'static str, usize), KeyError> {
+/// Tink's HMAC parameter rules (every hash but UNKNOWN_HASH); returns the
+/// hash and tag size.
+fn check_hmac_params(params: Option<&HmacParams>) -> Result<(super::HashType, usize), KeyError> {
     let params = params.cloned().unwrap_or_default();
     let tag_size = size(params.tag_size);
-    let Some((hash, max_tag)) = hash_info(params.hash) else {
+    let Some(hash) = super::HashType::from_proto(params.hash) else {
         return Err(invalid(format!(
             "HMAC hash {} is not supported; allowed: SHA1, SHA224, SHA256, SHA384, SHA512",
             params.hash
         )));
     };
+    let max_tag = hash.output_size();
     if tag_size < MIN_TAG_SIZE || tag_size > max_tag {
         return Err(invalid(format!(
             "tag size is {tag_size} bytes; allowed with {hash}: {MIN_TAG_SIZE} to {max_tag}"
@@ -221,13 +197,11 @@ pub(super) fn from_key(
     check_hmac_key_size(hmac_key.len())?;
     let (hash, tag_size) = check_hmac_params(hmac.params.as_ref())?;
 
-    let hash_type = hmac.params.as_ref().map_or(0, |p| p.hash);
-    let hash_alg = hash_of(hash_type).ok_or_else(|| invalid("HMAC hash".into()))?;
     let aead = AesCtrHmac {
         aes: provider
             .aes_ctr(&aes_key)
             .ok_or_else(|| invalid("AES key".into()))?,
-        hmac: provider.hmac(hash_alg, &hmac_key),
+        hmac: provider.hmac(hash, &hmac_key),
         provider,
         iv_size,
         tag_size,
@@ -290,6 +264,8 @@ pub(super) fn new_key(
 
 #[cfg(test)]
 mod tests {
+    use tink_proto::HashType;
+
     use super::*;
     use crate::primitives::test_util::*;
 
@@ -541,7 +517,7 @@ mod tests {
                     aes_key_size: aes as usize,
                     iv_size: iv as usize,
                     hmac_key_size: 32,
-                    hash: hash_info(hash as i32).expect("known").0,
+                    hash: crate::primitives::HashType::from_proto(hash as i32).expect("known"),
                     tag_size: tag as usize,
                 }
             );

@@ -17,6 +17,7 @@ use hmac::Hmac as RcHmac;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{CryptoProvider, Provider};
+use crate::primitives::HashType;
 
 /// AEAD nonce length (every AEAD here).
 pub(crate) const NONCE_LEN: usize = 12;
@@ -24,16 +25,6 @@ pub(crate) const NONCE_LEN: usize = 12;
 pub(crate) const TAG_LEN: usize = 16;
 /// The longest HMAC output (SHA-512).
 pub(crate) const MAX_MAC_LEN: usize = 64;
-
-/// A hash for HMAC and HKDF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Hash {
-    Sha1,
-    Sha224,
-    Sha256,
-    Sha384,
-    Sha512,
-}
 
 /// An AEAD algorithm with a 12-byte nonce and a 16-byte tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,16 +147,16 @@ impl CryptoProvider {
     }
 
     /// A keyed HMAC (any key length).
-    pub(crate) fn hmac(&self, hash: Hash, key: &[u8]) -> Hmac {
+    pub(crate) fn hmac(&self, hash: HashType, key: &[u8]) -> Hmac {
         #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
         if self.is_aws_lc() {
             use aws_lc_rs::hmac;
             let alg = match hash {
-                Hash::Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-                Hash::Sha224 => hmac::HMAC_SHA224,
-                Hash::Sha256 => hmac::HMAC_SHA256,
-                Hash::Sha384 => hmac::HMAC_SHA384,
-                Hash::Sha512 => hmac::HMAC_SHA512,
+                HashType::Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+                HashType::Sha224 => hmac::HMAC_SHA224,
+                HashType::Sha256 => hmac::HMAC_SHA256,
+                HashType::Sha384 => hmac::HMAC_SHA384,
+                HashType::Sha512 => hmac::HMAC_SHA512,
             };
             return Hmac::AwsLc(Box::new(hmac::Key::new(alg, key)));
         }
@@ -177,7 +168,7 @@ impl CryptoProvider {
     /// for HKDF-SHA-224, which AWS-LC does not offer and nothing here uses.
     pub(crate) fn hkdf(
         &self,
-        hash: Hash,
+        hash: HashType,
         ikm: &[u8],
         salt: &[u8],
         info: &[u8],
@@ -194,11 +185,11 @@ impl CryptoProvider {
                 }
             }
             let alg = match hash {
-                Hash::Sha1 => hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY,
-                Hash::Sha256 => hkdf::HKDF_SHA256,
-                Hash::Sha384 => hkdf::HKDF_SHA384,
-                Hash::Sha512 => hkdf::HKDF_SHA512,
-                Hash::Sha224 => return Err(()),
+                HashType::Sha1 => hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY,
+                HashType::Sha256 => hkdf::HKDF_SHA256,
+                HashType::Sha384 => hkdf::HKDF_SHA384,
+                HashType::Sha512 => hkdf::HKDF_SHA512,
+                HashType::Sha224 => return Err(()),
             };
             let prk = hkdf::Salt::new(alg, salt).extract(ikm);
             let info = [info];
@@ -208,11 +199,11 @@ impl CryptoProvider {
                 .map_err(|_| ());
         }
         let done = match hash {
-            Hash::Sha1 => hkdf::Hkdf::<sha1::Sha1>::new(Some(salt), ikm).expand(info, okm),
-            Hash::Sha224 => hkdf::Hkdf::<sha2::Sha224>::new(Some(salt), ikm).expand(info, okm),
-            Hash::Sha256 => hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm).expand(info, okm),
-            Hash::Sha384 => hkdf::Hkdf::<sha2::Sha384>::new(Some(salt), ikm).expand(info, okm),
-            Hash::Sha512 => hkdf::Hkdf::<sha2::Sha512>::new(Some(salt), ikm).expand(info, okm),
+            HashType::Sha1 => hkdf::Hkdf::<sha1::Sha1>::new(Some(salt), ikm).expand(info, okm),
+            HashType::Sha224 => hkdf::Hkdf::<sha2::Sha224>::new(Some(salt), ikm).expand(info, okm),
+            HashType::Sha256 => hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm).expand(info, okm),
+            HashType::Sha384 => hkdf::Hkdf::<sha2::Sha384>::new(Some(salt), ikm).expand(info, okm),
+            HashType::Sha512 => hkdf::Hkdf::<sha2::Sha512>::new(Some(salt), ikm).expand(info, okm),
         };
         done.map_err(|_| ())
     }
@@ -543,18 +534,18 @@ fn rc_mac<M: hmac::Mac + Clone>(mac: &M, parts: &[&[u8]], out: &mut [u8; MAX_MAC
 }
 
 impl RcHmacAny {
-    fn new(hash: Hash, key: &[u8]) -> Self {
+    fn new(hash: HashType, key: &[u8]) -> Self {
         fn keyed<M: hmac::KeyInit>(key: &[u8]) -> Box<M> {
             Box::new(
                 M::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key size")),
             )
         }
         match hash {
-            Hash::Sha1 => RcHmacAny::Sha1(keyed(key)),
-            Hash::Sha224 => RcHmacAny::Sha224(keyed(key)),
-            Hash::Sha256 => RcHmacAny::Sha256(keyed(key)),
-            Hash::Sha384 => RcHmacAny::Sha384(keyed(key)),
-            Hash::Sha512 => RcHmacAny::Sha512(keyed(key)),
+            HashType::Sha1 => RcHmacAny::Sha1(keyed(key)),
+            HashType::Sha224 => RcHmacAny::Sha224(keyed(key)),
+            HashType::Sha256 => RcHmacAny::Sha256(keyed(key)),
+            HashType::Sha384 => RcHmacAny::Sha384(keyed(key)),
+            HashType::Sha512 => RcHmacAny::Sha512(keyed(key)),
         }
     }
 
@@ -576,143 +567,4 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::provider::{CryptoProvider, Provider};
-
-    fn providers() -> Vec<&'static CryptoProvider> {
-        Provider::compiled()
-            .iter()
-            .map(|p| CryptoProvider::get(*p).expect("compiled"))
-            .collect()
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        hex::decode(s).expect("hex")
-    }
-
-    /// RFC 5869 test cases 1 (SHA-256) and 4 (SHA-1), and RFC 4231 test
-    /// case 2 (HMAC-SHA-224/256/384/512): every provider gives the same
-    /// bytes.
-    #[test]
-    fn hkdf_and_hmac_known_answers_under_every_provider() {
-        for p in providers() {
-            let salt = hex("000102030405060708090a0b0c");
-            let info = hex("f0f1f2f3f4f5f6f7f8f9");
-            let mut okm = [0u8; 42];
-            p.hkdf(Hash::Sha256, &[0x0b; 22], &salt, &info, &mut okm)
-                .expect("hkdf");
-            assert_eq!(
-                hex::encode(okm),
-                "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
-                "{p:?}"
-            );
-            p.hkdf(Hash::Sha1, &[0x0b; 11], &salt, &info, &mut okm)
-                .expect("hkdf");
-            assert_eq!(
-                hex::encode(okm),
-                "085a01ea1b10f36933068b56efa5ad81a4f14b822f5b091568a9cdd4f155fda2c22e422478d305f3f896",
-                "{p:?}"
-            );
-            let data = b"what do ya want for nothing?";
-            for (hash, expected) in [
-                (
-                    Hash::Sha224,
-                    "a30e01098bc6dbbf45690f3a7e9e6d0f8bbea2a39e6148008fd05e44",
-                ),
-                (
-                    Hash::Sha256,
-                    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
-                ),
-                (
-                    Hash::Sha384,
-                    "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e8e2240ca5e69e2c78b3239ecfab21649",
-                ),
-                (
-                    Hash::Sha512,
-                    "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737",
-                ),
-            ] {
-                let t = p.hmac(hash, b"Jefe").mac(&[&data[..10], &data[10..]]);
-                assert_eq!(hex::encode(&t.0[..t.1]), expected, "{p:?} {hash:?}");
-            }
-        }
-    }
-
-    /// NIST SP 800-38A F.5.1 (CTR-AES128.Encrypt), and a counter that
-    /// carries across all 128 bits: every provider agrees with RustCrypto.
-    #[test]
-    fn aes_ctr_matches_sp800_38a_and_carries_128_bits() {
-        let key = hex("2b7e151628aed2a6abf7158809cf4f3c");
-        let iv: [u8; 16] = hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
-            .try_into()
-            .expect("16");
-        let pt = hex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51");
-        let ct = hex("874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff");
-        let reference = RcCtr::new(&key).expect("key");
-        for p in providers() {
-            let k = p.aes_ctr(&key).expect("key");
-            let mut d = pt.clone();
-            k.apply(&iv, &mut d);
-            assert_eq!(d, ct, "{p:?}");
-            for start in [[0xff; 16], {
-                let mut b = [0u8; 16];
-                b[8..].copy_from_slice(&[0xff; 8]);
-                b
-            }] {
-                let mut a = vec![0x5a; 1000];
-                let mut b = a.clone();
-                k.apply(&start, &mut a);
-                reference.apply(&start, &mut b);
-                assert_eq!(a, b, "{p:?}");
-            }
-            assert!(p.aes_ctr(&[0; 24]).is_none());
-        }
-    }
-
-    /// A caller-nonce AEAD key and a random-nonce key of every provider
-    /// open each other's AES-GCM ciphertexts; tampering fails.
-    #[test]
-    fn aead_keys_interoperate_across_providers() {
-        let key = [7u8; 32];
-        let all = providers();
-        for p in &all {
-            let rk = p.random_nonce_key(AeadAlg::Aes256Gcm, &key).expect("key");
-            let mut data = b"some plaintext".to_vec();
-            let (nonce, tag) = rk.seal(b"ad", &mut data).expect("seal");
-            data.extend_from_slice(&tag);
-            for q in &all {
-                let k = q.aead_key(AeadAlg::Aes256Gcm, &key).expect("key");
-                let mut buf = b"xx".to_vec();
-                buf.extend_from_slice(&data);
-                let n = k.open_within(nonce, b"ad", &mut buf, 2).expect("opens");
-                assert_eq!(&buf[..n], b"some plaintext");
-                let mut bad = buf.clone();
-                bad.truncate(0);
-                bad.extend_from_slice(&data);
-                bad[0] ^= 1;
-                assert!(k.open_within(nonce, b"ad", &mut bad, 0).is_err());
-                let mut buf = b"yyy".to_vec();
-                buf.extend_from_slice(&data);
-                let n = rk.open_within(nonce, b"ad", &mut buf, 3).expect("opens");
-                assert_eq!(&buf[..n], b"some plaintext");
-                assert!(rk.open_within(nonce, b"ad", &mut [0u8; 15], 0).is_err());
-            }
-        }
-    }
-
-    /// Random bytes from every provider's sources are fresh.
-    #[test]
-    fn randomness_is_fresh_under_every_provider() {
-        for p in providers() {
-            let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
-            p.fill_nonce(&mut a).expect("nonce");
-            p.fill_nonce(&mut b).expect("nonce");
-            assert_ne!(a, b);
-            p.fill_secret(&mut a).expect("secret");
-            p.fill_secret(&mut b).expect("secret");
-            assert_ne!(a, b);
-            assert_ne!(p.random_u32(), p.random_u32());
-        }
-    }
-}
+mod tests;

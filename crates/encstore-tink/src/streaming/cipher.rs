@@ -18,9 +18,9 @@ use zeroize::Zeroizing;
 
 use super::StreamingError;
 use super::layout::SegmentLayout;
-use super::params::{CTR_HMAC_KEY_SIZE, HashAlg, Mode, NONCE_PREFIX_SIZE, StreamingParams};
+use super::params::{CTR_HMAC_KEY_SIZE, Mode, NONCE_PREFIX_SIZE, StreamingParams};
 use crate::provider::CryptoProvider;
-use crate::provider::prim::{AeadAlg, AeadKey, AesCtr, Hash, Hmac, ct_eq};
+use crate::provider::prim::{AeadAlg, AeadKey, AesCtr, Hmac, ct_eq};
 
 /// The longest header: `1 + 32 + 7`.
 pub(crate) const MAX_HEADER_LEN: usize = 1 + 32 + NONCE_PREFIX_SIZE;
@@ -168,13 +168,7 @@ impl StreamingKey {
         let mut okm = Zeroizing::new([0u8; 32 + CTR_HMAC_KEY_SIZE]);
         let okm = &mut okm[..derived + extra];
         self.provider
-            .hkdf(
-                hash(self.params.hkdf_hash),
-                &self.key,
-                salt,
-                associated_data,
-                okm,
-            )
+            .hkdf(self.params.hkdf_hash, &self.key, salt, associated_data, okm)
             .unwrap_or_else(|()| unreachable!("HKDF-SHA1/256/512, at most 64 bytes of output"));
         let kind = match self.params.mode {
             Mode::Gcm => {
@@ -196,7 +190,7 @@ impl StreamingKey {
                         .provider
                         .aes_ctr(aes_key)
                         .unwrap_or_else(|| unreachable!("16- or 32-byte AES key")),
-                    hmac: self.provider.hmac(hash(hmac_hash), hmac_key),
+                    hmac: self.provider.hmac(hmac_hash, hmac_key),
                 }))
             }
         };
@@ -205,15 +199,6 @@ impl StreamingKey {
             nonce_prefix,
             tag_size: self.params.tag_size(),
         })
-    }
-}
-
-/// The provider hash of a streaming hash.
-fn hash(h: HashAlg) -> Hash {
-    match h {
-        HashAlg::Sha1 => Hash::Sha1,
-        HashAlg::Sha256 => Hash::Sha256,
-        HashAlg::Sha512 => Hash::Sha512,
     }
 }
 
@@ -339,6 +324,7 @@ impl SegmentCipher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::primitives::HashType;
 
     // HKDF's RFC 5869 vectors run under every provider in
     // `provider::prim::tests`.
@@ -349,7 +335,7 @@ mod tests {
         let c = SegmentCipher {
             kind: CipherKind::CtrHmac(Box::new(CtrHmac {
                 aes: provider.aes_ctr(&[1; 16]).expect("key"),
-                hmac: provider.hmac(Hash::Sha256, &[2; 32]),
+                hmac: provider.hmac(HashType::Sha256, &[2; 32]),
             })),
             nonce_prefix: [1, 2, 3, 4, 5, 6, 7],
             tag_size: 32,

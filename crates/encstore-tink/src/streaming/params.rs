@@ -21,12 +21,12 @@
 use prost::Message;
 use tink_proto::{
     AesCtrHmacStreamingKey, AesCtrHmacStreamingKeyFormat, AesCtrHmacStreamingParams,
-    AesGcmHkdfStreamingKey, AesGcmHkdfStreamingKeyFormat, AesGcmHkdfStreamingParams, HashType,
+    AesGcmHkdfStreamingKey, AesGcmHkdfStreamingKeyFormat, AesGcmHkdfStreamingParams,
 };
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::KeyError;
-use crate::primitives::{KeyParams, TYPE_URL_PREFIX};
+use crate::primitives::{HashType, KeyParams, TYPE_URL_PREFIX};
 
 /// Type name of Tink's AES-GCM-HKDF streaming key.
 pub(crate) const GCM_HKDF: &str = "AesGcmHkdfStreamingKey";
@@ -48,43 +48,11 @@ const MAX_SEGMENT_SIZE: u32 = i32::MAX as u32;
 /// from a keyset are accepted at any size Tink accepts.
 const MAX_GENERATED_KEY_SIZE: usize = 1024;
 
-/// A hash function of a streaming key (HKDF or segment HMAC). Tink allows
-/// exactly these three for streaming keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum HashAlg {
-    Sha1,
-    Sha256,
-    Sha512,
-}
-
-impl HashAlg {
-    /// The hash of a Tink `HashType`, if streaming keys may use it.
-    fn from_proto(v: i32) -> Option<HashAlg> {
-        match HashType::try_from(v).ok()? {
-            HashType::Sha1 => Some(HashAlg::Sha1),
-            HashType::Sha256 => Some(HashAlg::Sha256),
-            HashType::Sha512 => Some(HashAlg::Sha512),
-            _ => None,
-        }
-    }
-
-    /// Tink's name, such as `SHA256`.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            HashAlg::Sha1 => "SHA1",
-            HashAlg::Sha256 => "SHA256",
-            HashAlg::Sha512 => "SHA512",
-        }
-    }
-
-    /// Output size in bytes.
-    pub(crate) fn output_size(self) -> usize {
-        match self {
-            HashAlg::Sha1 => 20,
-            HashAlg::Sha256 => 32,
-            HashAlg::Sha512 => 64,
-        }
-    }
+/// The hash of a Tink `HashType` number, if streaming keys may use it
+/// (HKDF or segment HMAC): Tink allows exactly SHA1, SHA256 and SHA512.
+fn streaming_hash(v: i32) -> Option<HashType> {
+    HashType::from_proto(v)
+        .filter(|h| matches!(h, HashType::Sha1 | HashType::Sha256 | HashType::Sha512))
 }
 
 /// How segments are sealed.
@@ -95,7 +63,7 @@ pub(crate) enum Mode {
     /// AES-CTR with the first derived key, HMAC with the next 32 bytes.
     CtrHmac {
         /// The segment HMAC's hash.
-        hmac_hash: HashAlg,
+        hmac_hash: HashType,
         /// Tag bytes kept from the HMAC output.
         tag_size: usize,
     },
@@ -111,7 +79,7 @@ pub(crate) struct StreamingParams {
     /// Size of the derived AES key (16 or 32); also the salt size.
     pub(crate) derived_key_size: usize,
     /// The HKDF hash.
-    pub(crate) hkdf_hash: HashAlg,
+    pub(crate) hkdf_hash: HashType,
     /// Size of every ciphertext segment but the last.
     pub(crate) ciphertext_segment_size: u32,
 }
@@ -136,7 +104,7 @@ impl StreamingParams {
             Mode::Gcm => KeyParams::AesGcmHkdfStreaming {
                 key_size: self.key_size,
                 derived_key_size: self.derived_key_size,
-                hkdf_hash: self.hkdf_hash.name(),
+                hkdf_hash: self.hkdf_hash,
                 ciphertext_segment_size: self.ciphertext_segment_size as usize,
             },
             Mode::CtrHmac {
@@ -145,8 +113,8 @@ impl StreamingParams {
             } => KeyParams::AesCtrHmacStreaming {
                 key_size: self.key_size,
                 derived_key_size: self.derived_key_size,
-                hkdf_hash: self.hkdf_hash.name(),
-                hmac_hash: hmac_hash.name(),
+                hkdf_hash: self.hkdf_hash,
+                hmac_hash,
                 tag_size,
                 ciphertext_segment_size: self.ciphertext_segment_size as usize,
             },
@@ -175,8 +143,8 @@ fn check_common(
     hkdf_hash: i32,
     segment_size: u32,
     tag_size: usize,
-) -> Result<(usize, HashAlg), KeyError> {
-    let hkdf = HashAlg::from_proto(hkdf_hash).ok_or_else(|| {
+) -> Result<(usize, HashType), KeyError> {
+    let hkdf = streaming_hash(hkdf_hash).ok_or_else(|| {
         invalid(
             key_type,
             format!(
@@ -222,7 +190,7 @@ fn check_common(
 
 /// Tink's name of a `HashType` number, or the number.
 fn hash_name(v: i32) -> String {
-    match HashType::try_from(v) {
+    match tink_proto::HashType::try_from(v) {
         Ok(h) => h.as_str_name().to_owned(),
         Err(_) => v.to_string(),
     }
@@ -248,7 +216,7 @@ fn check_gcm(key_size: usize, p: &AesGcmHkdfStreamingParams) -> Result<Streaming
 
 fn check_ctr(key_size: usize, p: &AesCtrHmacStreamingParams) -> Result<StreamingParams, KeyError> {
     let hmac = p.hmac_params.unwrap_or_default();
-    let hmac_hash = HashAlg::from_proto(hmac.hash).ok_or_else(|| {
+    let hmac_hash = streaming_hash(hmac.hash).ok_or_else(|| {
         invalid(
             CTR_HMAC,
             format!(
@@ -263,7 +231,7 @@ fn check_ctr(key_size: usize, p: &AesCtrHmacStreamingParams) -> Result<Streaming
             CTR_HMAC,
             format!(
                 "tag size is {tag_size} bytes; allowed with HMAC-{}: {MIN_TAG_SIZE} to {}",
-                hmac_hash.name(),
+                hmac_hash,
                 hmac_hash.output_size()
             ),
         ));
@@ -373,6 +341,8 @@ pub(crate) fn new_key(
 
 #[cfg(test)]
 mod tests {
+    use tink_proto::HashType;
+
     use super::*;
 
     fn gcm(key: usize, derived: u32, hash: HashType, segment: u32, version: u32) -> Vec<u8> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use encstore_core::Kek;
-use encstore_tink::Keyset;
+use encstore_tink::{Keyset, KeysetProtection};
 
 use crate::keys::LoadError;
 
@@ -65,7 +65,7 @@ impl KeysetSource {
             })?;
         let bytes = zeroize::Zeroizing::new(bytes);
         match &self.kek {
-            None => Ok(Keyset::read(&bytes, None)?),
+            None => Ok(Keyset::read(&bytes, KeysetProtection::Cleartext)?),
             Some(kek) => {
                 Ok(Keyset::read_with_kek(&bytes, kek.as_ref(), &self.associated_data).await?)
             }
