@@ -41,45 +41,15 @@ impl std::fmt::Debug for XChaCha20Poly1305 {
     }
 }
 
-/// The ChaCha20 quarter round.
-#[inline(always)]
-fn quarter_round(s: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize) {
-    s[a] = s[a].wrapping_add(s[b]);
-    s[d] = (s[d] ^ s[a]).rotate_left(16);
-    s[c] = s[c].wrapping_add(s[d]);
-    s[b] = (s[b] ^ s[c]).rotate_left(12);
-    s[a] = s[a].wrapping_add(s[b]);
-    s[d] = (s[d] ^ s[a]).rotate_left(8);
-    s[c] = s[c].wrapping_add(s[d]);
-    s[b] = (s[b] ^ s[c]).rotate_left(7);
-}
-
-/// HChaCha20 (draft-irtf-cfrg-xchacha-03, section 2.2): 20 ChaCha rounds
-/// over `constants ‖ key ‖ nonce16`, output words 0..4 and 12..16, without
-/// the final addition. The state is wiped before returning.
+/// HChaCha20 (draft-irtf-cfrg-xchacha-03, section 2.2), from RustCrypto's
+/// `chacha20` crate: the per-message subkey, wiped when dropped.
 fn hchacha20(key: &[u8; 32], nonce16: &[u8]) -> Zeroizing<[u8; 32]> {
-    let mut s = Zeroizing::new([0u32; 16]);
-    s[..4].copy_from_slice(&[0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574]);
-    for (i, chunk) in key.chunks_exact(4).enumerate() {
-        s[4 + i] = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-    }
-    for (i, chunk) in nonce16.chunks_exact(4).take(4).enumerate() {
-        s[12 + i] = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-    }
-    for _ in 0..10 {
-        quarter_round(&mut s, 0, 4, 8, 12);
-        quarter_round(&mut s, 1, 5, 9, 13);
-        quarter_round(&mut s, 2, 6, 10, 14);
-        quarter_round(&mut s, 3, 7, 11, 15);
-        quarter_round(&mut s, 0, 5, 10, 15);
-        quarter_round(&mut s, 1, 6, 11, 12);
-        quarter_round(&mut s, 2, 7, 8, 13);
-        quarter_round(&mut s, 3, 4, 9, 14);
-    }
+    let mut input = chacha20::cipher::Array::<u8, chacha20::cipher::consts::U16>::default();
+    input.copy_from_slice(&nonce16[..16]);
+    let mut derived = chacha20::hchacha::<chacha20::R20>(<&chacha20::Key>::from(key), &input);
     let mut out = Zeroizing::new([0u8; 32]);
-    for (i, word) in s[..4].iter().chain(&s[12..]).enumerate() {
-        out[4 * i..4 * i + 4].copy_from_slice(&word.to_le_bytes());
-    }
+    out.copy_from_slice(&derived);
+    zeroize::Zeroize::zeroize(&mut derived[..]);
     out
 }
 
