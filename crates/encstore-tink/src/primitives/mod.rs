@@ -19,7 +19,7 @@
 //! | `AesEaxKey` | EAX composed from RustCrypto `aes`, `cmac`, `ctr` | the same | refused | `iv(12 or 16) ‖ ct ‖ tag(16)` |
 //! | `AesCtrHmacAeadKey` | RustCrypto `aes`, `hmac`, `sha1`/`sha2` | AWS-LC AES-CTR and HMAC | FIPS module (no SHA-1) | `iv ‖ ct ‖ tag` |
 //! | `ChaCha20Poly1305Key` | ring | AWS-LC | refused | `nonce(12) ‖ ct ‖ tag(16)` |
-//! | `XChaCha20Poly1305Key` | HChaCha20 (here) + ring | HChaCha20 + AWS-LC | refused | `nonce(24) ‖ ct ‖ tag(16)` |
+//! | `XChaCha20Poly1305Key` | HChaCha20 (RustCrypto `chacha20`) + ring | HChaCha20 + AWS-LC | refused | `nonce(24) ‖ ct ‖ tag(16)` |
 //! | `XAesGcmKey` | RustCrypto `cmac` (key derivation) + ring | RustCrypto `cmac` + AWS-LC | refused | `salt ‖ iv(12) ‖ ct ‖ tag(16)` |
 //!
 //! Every nonce, IV and salt is fresh on each message. Under `ring` and

@@ -8,7 +8,7 @@
 //! | provider ([`Provider`]) | cargo feature | what it runs on |
 //! | --- | --- | --- |
 //! | `ring` (default) | `ring` (default) | ring for AES-GCM and ChaCha20-Poly1305; RustCrypto for AES-GCM-SIV, AES-EAX, AES-CTR, CMAC, HMAC, HKDF (as before providers existed) |
-//! | `aws-lc-rs` | `aws-lc-rs` | AWS-LC (plain build) for AES-GCM, AES-GCM-SIV, ChaCha20-Poly1305, AES-CTR, HMAC and HKDF; RustCrypto for what aws-lc-rs lacks or encstore keeps: AES-EAX, the CMAC of XAES-256-GCM's key derivation, HChaCha20 (encstore's own) |
+//! | `aws-lc-rs` | `aws-lc-rs` | AWS-LC (plain build) for AES-GCM, AES-GCM-SIV, ChaCha20-Poly1305, AES-CTR, HMAC and HKDF; RustCrypto for what aws-lc-rs lacks or encstore keeps: AES-EAX, the CMAC of XAES-256-GCM's key derivation, HChaCha20 (RustCrypto `chacha20`) |
 //! | `fips` | `fips` | AWS-LC's FIPS 140-3 validated module for every primitive; FIPS-approved key types only |
 //!
 //! Ciphertexts and keysets are byte for byte the same under every
