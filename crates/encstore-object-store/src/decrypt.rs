@@ -1,11 +1,15 @@
 //! The plaintext stream of a whole-object `get`: the inner store's
-//! ciphertext chunks are cut into segments, and each segment's ciphertext
-//! is copied once (the inner store's `Bytes` are shared, so they cannot be
-//! decrypted where they are) into the buffer that becomes the returned
-//! `Bytes`, and opened there in place: no copy into a decryptor's buffer,
-//! no copy out of it.
+//! ciphertext chunks are cut into segments, and each segment is decrypted
+//! into the buffer that becomes the returned `Bytes`. A segment contiguous
+//! in one chunk is opened out of place
+//! ([`SegmentDecryptor::open_segment_to`]): under the `aws-lc-rs` (and
+//! `fips`) provider AES-GCM decrypts straight from the inner store's shared
+//! `Bytes` into that buffer, with no copy; under `ring`, which has no
+//! out-of-place open, the segment is copied there once and opened in
+//! place. A segment spread over chunks is gathered there by one copy and
+//! opened in place. No copy into a decryptor's buffer, none out of it.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use encstore_tink::streaming::{SegmentDecryptor, SegmentLayout};
 use futures_util::stream::{BoxStream, StreamExt};
 use object_store::Result;
@@ -122,22 +126,38 @@ pub(crate) fn decrypting_stream(
                 return Ok(None);
             };
             let (dec, r) = offload(total, move || {
-                let mut out = BytesMut::with_capacity(total);
+                // Zeroed (calloc: fresh pages cost no write) rather than
+                // filled by copies: the plaintext is written straight into
+                // it. `total` ciphertext bytes bound the plaintext.
+                let mut out = vec![0u8; total];
+                let mut len = 0;
                 let mut r = Ok(());
                 for seg in segments {
-                    let start = out.len();
-                    for p in &seg.parts {
-                        out.extend_from_slice(p);
-                    }
-                    match dec.open_segment_in_place(&mut out[start..], seg.last) {
-                        Ok(n) => out.truncate(start + n),
+                    let opened = if let [whole] = &seg.parts[..] {
+                        // The segment is contiguous in one chunk: decrypted
+                        // out of place, no copy under aws-lc-rs (ring
+                        // copies it into `out` and opens it there).
+                        dec.open_segment_to(whole, seg.last, &mut out[len..])
+                    } else {
+                        // Spread over chunks: gathered into `out`, opened
+                        // in place.
+                        let mut end = len;
+                        for p in &seg.parts {
+                            out[end..end + p.len()].copy_from_slice(p);
+                            end += p.len();
+                        }
+                        dec.open_segment_in_place(&mut out[len..end], seg.last)
+                    };
+                    match opened {
+                        Ok(n) => len += n,
                         Err(e) => {
                             r = Err(e);
                             break;
                         }
                     }
                 }
-                (dec, r.map(|()| out.freeze()))
+                out.truncate(len);
+                (dec, r.map(|()| Bytes::from(out)))
             })
             .await?;
             s.dec = Some(dec);
