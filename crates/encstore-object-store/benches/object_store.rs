@@ -163,6 +163,8 @@ enum Op {
     RawGcm,
     RawSegment,
     Copy,
+    OpenToReused,
+    OpenToFresh,
 }
 
 fn memory(rt: &tokio::runtime::Runtime) {
@@ -187,6 +189,7 @@ fn memory(rt: &tokio::runtime::Runtime) {
     let streaming = snap.streaming_aead().unwrap();
     let ad = enc.associated_data(&p);
     let mut plain = Vec::with_capacity(2 << 20);
+    let mut reused = vec![0u8; 2 << 20];
     let mut copy_buf = Vec::with_capacity(1 << 20);
     let iterations = 15;
     let ranges_per_iteration = 20;
@@ -202,6 +205,8 @@ fn memory(rt: &tokio::runtime::Runtime) {
             Op::Copy,
             Op::StreamDecrypt,
             Op::StreamEncrypt,
+            Op::OpenToReused,
+            Op::OpenToFresh,
         ];
         for _ in 0..ranges_per_iteration {
             ops.extend([Op::BareRange, Op::EncRange, Op::Enc4kRange, Op::RawSegment]);
@@ -283,6 +288,39 @@ fn memory(rt: &tokio::runtime::Runtime) {
                         }
                         "copy 64 MiB out of the stored Bytes, 1 MiB pieces"
                     }
+                    // `get`'s decryption alone: the stored ciphertext's
+                    // segments opened out of place (`open_segment_to`),
+                    // into one reused buffer (the crypto) or into a fresh
+                    // zeroed buffer each, as `get` does (plus allocation
+                    // and first-touch page faults).
+                    Op::OpenToReused | Op::OpenToFresh => {
+                        let ct = &ciphertext[5..];
+                        let l = streaming.layout();
+                        let h = l.header_len() as usize;
+                        let mut dec = streaming.segment_decryptor(&ct[..h], &ad).unwrap();
+                        let count = l.segment_count(ct.len() as u64).unwrap();
+                        let mut n = 0;
+                        for i in 0..count {
+                            let r = l.segment_ciphertext_range(i, ct.len() as u64).unwrap();
+                            let seg = &ct[r.start as usize..r.end as usize];
+                            let last = i + 1 == count;
+                            if op == Op::OpenToReused {
+                                n += dec
+                                    .open_segment_to(seg, last, &mut reused[..seg.len()])
+                                    .unwrap();
+                            } else {
+                                let mut out = vec![0u8; seg.len()];
+                                n += dec.open_segment_to(seg, last, &mut out).unwrap();
+                                std::hint::black_box(out);
+                            }
+                        }
+                        assert_eq!(n, SIZE);
+                        if op == Op::OpenToReused {
+                            "open_segment_to 64 MiB, one reused buffer"
+                        } else {
+                            "open_segment_to 64 MiB, fresh buffers"
+                        }
+                    }
                     Op::RawSegment => {
                         raw_gcm(&key, &mut segment);
                         "raw AES-256-GCM, one 1 MiB segment"
@@ -310,6 +348,8 @@ fn memory(rt: &tokio::runtime::Runtime) {
         "copy 64 MiB out of the stored Bytes, 1 MiB pieces",
         "Tink streaming decrypt alone, 64 MiB",
         "Tink streaming encrypt alone, 64 MiB",
+        "open_segment_to 64 MiB, one reused buffer",
+        "open_segment_to 64 MiB, fresh buffers",
     ] {
         println!("  {k:<40} {:>9.2} ms", ms(m(k)));
     }
