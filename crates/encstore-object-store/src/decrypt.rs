@@ -250,6 +250,41 @@ mod tests {
         }
     }
 
+    /// Segments whole in one chunk are opened out of place (no copy under
+    /// aws-lc-rs): an altered byte in any of them, ciphertext or tag, fails
+    /// the stream and only genuine plaintext before it is released.
+    #[tokio::test]
+    async fn altered_segments_opened_out_of_place_fail() {
+        let s = aead();
+        let l = s.layout();
+        let h = l.header_len() as usize;
+        let seg = l.ciphertext_segment_size() as usize;
+        let size = l.first_plaintext_segment_size() as usize
+            + (PIECE / l.plaintext_segment_size() as usize + 40)
+                * l.plaintext_segment_size() as usize
+            + 7;
+        let pt: Vec<u8> = (0..size).map(|i| (i % 249) as u8).collect();
+        let ct = s.encrypt(&pt, b"ad").expect("encrypt");
+        let (chunks, err) = drain(stream(&s, &ct, ct.len())).await;
+        assert_eq!((chunks.concat(), err), (pt.clone(), None));
+        for at in [h, seg + 100, seg * 2 - 1, seg * 290 + 5, ct.len() - 1] {
+            let mut bad = ct.clone();
+            bad[at] ^= 1;
+            // One chunk (every segment whole: out of place), and chunks
+            // that split every segment (gathered, opened in place).
+            for chunk in [ct.len(), seg] {
+                let (chunks, err) = drain(stream(&s, &bad, chunk)).await;
+                assert!(err.expect("refused").contains("authenticat"), "{at}");
+                let released = chunks.concat();
+                assert!(pt.starts_with(&released), "{at}: genuine plaintext only");
+                // Nothing from the altered segment or after it.
+                let altered = at / seg;
+                let before = l.segment_plaintext_range(altered as u64).start as usize;
+                assert!(released.len() <= before, "{at}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn truncated_extended_or_reordered_input_fails_after_genuine_segments_only() {
         let s = aead();
