@@ -3,7 +3,8 @@
 //! - over object_store's in-memory store (one core: a current-thread
 //!   runtime): `get` of a 64 MiB object, a 4 KiB ranged get from it (after
 //!   `head`, as Parquet does), and `put` of 64 MiB; with raw AES-256-GCM
-//!   (ring) over the same 64 MiB and over one 1 MiB segment as the
+//!   (from the library of the store's provider: ring, or aws-lc-rs) over
+//!   the same 64 MiB and over one 1 MiB segment as the
 //!   references for the cost of the crypto, and the copy of the stored
 //!   ciphertext out of the inner store's shared `Bytes` in 1 MiB pieces
 //!   (which a `get` cannot avoid);
@@ -13,7 +14,10 @@
 //! Operations are interleaved in a random order per iteration so machine
 //! noise hits all alike; figures are medians.
 //!
-//! `cargo bench -p encstore-object-store --bench object_store`
+//! `cargo bench -p encstore-object-store --bench object_store` (ring), and
+//! `ENCSTORE_CRYPTO_PROVIDER=aws-lc-rs cargo bench -p encstore-object-store
+//! --bench object_store --features aws-lc-rs` (AWS-LC: out-of-place
+//! segment opens, no copy in `get`).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
@@ -65,19 +69,74 @@ fn keys(template: &str) -> Arc<ReloadableKeyset> {
     Arc::new(ReloadableKeyset::new_with_streaming(&aead, &streaming, Policy::default()).unwrap())
 }
 
-/// Raw AES-256-GCM (ring) sealing `buf` in place in 1 MiB chunks.
-fn raw_gcm(key: &ring::aead::LessSafeKey, buf: &mut [u8]) {
+/// The raw AES-256-GCM reference, from the library of the provider the
+/// store runs on in this run (ring, or aws-lc-rs with this crate's
+/// `aws-lc-rs` feature and `ENCSTORE_CRYPTO_PROVIDER=aws-lc-rs`). Inline,
+/// as the store holds its ring keys: no pointer chase in the reference.
+#[allow(clippy::large_enum_variant)]
+enum RawKey {
+    Ring(ring::aead::LessSafeKey),
+    #[cfg(feature = "aws-lc-rs")]
+    AwsLc(aws_lc_rs::aead::LessSafeKey),
+}
+
+impl RawKey {
+    fn new() -> (RawKey, &'static str) {
+        let provider = encstore_tink::provider::status().unwrap().provider;
+        #[cfg(feature = "aws-lc-rs")]
+        if provider == encstore_tink::provider::Provider::AwsLc {
+            let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &[7u8; 32])
+                .unwrap();
+            return (
+                RawKey::AwsLc(aws_lc_rs::aead::LessSafeKey::new(key)),
+                provider.name(),
+            );
+        }
+        assert_eq!(
+            provider,
+            encstore_tink::provider::Provider::Ring,
+            "the raw reference needs this crate's feature for {provider:?}"
+        );
+        let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &[7u8; 32]).unwrap();
+        (
+            RawKey::Ring(ring::aead::LessSafeKey::new(key)),
+            provider.name(),
+        )
+    }
+
+    fn seal(&self, nonce: [u8; 12], chunk: &mut [u8]) {
+        match self {
+            RawKey::Ring(k) => {
+                let tag = k
+                    .seal_in_place_separate_tag(
+                        ring::aead::Nonce::assume_unique_for_key(nonce),
+                        ring::aead::Aad::empty(),
+                        chunk,
+                    )
+                    .unwrap();
+                let _ = std::hint::black_box(tag);
+            }
+            #[cfg(feature = "aws-lc-rs")]
+            RawKey::AwsLc(k) => {
+                let tag = k
+                    .seal_in_place_separate_tag(
+                        aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                        aws_lc_rs::aead::Aad::empty(),
+                        chunk,
+                    )
+                    .unwrap();
+                let _ = std::hint::black_box(tag);
+            }
+        }
+    }
+}
+
+/// Raw AES-256-GCM sealing `buf` in place in 1 MiB chunks.
+fn raw_gcm(key: &RawKey, buf: &mut [u8]) {
     for (i, chunk) in buf.chunks_mut(1 << 20).enumerate() {
         let mut nonce = [0u8; 12];
         nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        let tag = key
-            .seal_in_place_separate_tag(
-                ring::aead::Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::empty(),
-                chunk,
-            )
-            .unwrap();
-        let _ = std::hint::black_box(tag);
+        key.seal(nonce, chunk);
     }
 }
 
@@ -106,6 +165,8 @@ enum Op {
     RawGcm,
     RawSegment,
     Copy,
+    OpenToReused,
+    OpenToFresh,
 }
 
 fn memory(rt: &tokio::runtime::Runtime) {
@@ -115,9 +176,7 @@ fn memory(rt: &tokio::runtime::Runtime) {
     let enc = EncryptedObjectStore::new(enc_raw.clone(), keys("AES256_GCM_HKDF_1MB"));
     let enc4k = EncryptedObjectStore::new(Arc::new(InMemory::new()), keys("AES256_GCM_HKDF_4KB"));
     let p = Path::from("bench/object.bin");
-    let key = ring::aead::LessSafeKey::new(
-        ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &[7u8; 32]).unwrap(),
-    );
+    let (key, provider) = RawKey::new();
     let mut scratch = data.clone();
     let mut segment = vec![0u8; 1 << 20];
     rt.block_on(async {
@@ -132,6 +191,7 @@ fn memory(rt: &tokio::runtime::Runtime) {
     let streaming = snap.streaming_aead().unwrap();
     let ad = enc.associated_data(&p);
     let mut plain = Vec::with_capacity(2 << 20);
+    let mut reused = vec![0u8; 2 << 20];
     let mut copy_buf = Vec::with_capacity(1 << 20);
     let iterations = 15;
     let ranges_per_iteration = 20;
@@ -147,6 +207,8 @@ fn memory(rt: &tokio::runtime::Runtime) {
             Op::Copy,
             Op::StreamDecrypt,
             Op::StreamEncrypt,
+            Op::OpenToReused,
+            Op::OpenToFresh,
         ];
         for _ in 0..ranges_per_iteration {
             ops.extend([Op::BareRange, Op::EncRange, Op::Enc4kRange, Op::RawSegment]);
@@ -228,6 +290,39 @@ fn memory(rt: &tokio::runtime::Runtime) {
                         }
                         "copy 64 MiB out of the stored Bytes, 1 MiB pieces"
                     }
+                    // `get`'s decryption alone: the stored ciphertext's
+                    // segments opened out of place (`open_segment_to`),
+                    // into one reused buffer (the crypto) or into a fresh
+                    // zeroed buffer each, as `get` does (plus allocation
+                    // and first-touch page faults).
+                    Op::OpenToReused | Op::OpenToFresh => {
+                        let ct = &ciphertext[5..];
+                        let l = streaming.layout();
+                        let h = l.header_len() as usize;
+                        let mut dec = streaming.segment_decryptor(&ct[..h], &ad).unwrap();
+                        let count = l.segment_count(ct.len() as u64).unwrap();
+                        let mut n = 0;
+                        for i in 0..count {
+                            let r = l.segment_ciphertext_range(i, ct.len() as u64).unwrap();
+                            let seg = &ct[r.start as usize..r.end as usize];
+                            let last = i + 1 == count;
+                            if op == Op::OpenToReused {
+                                n += dec
+                                    .open_segment_to(seg, last, &mut reused[..seg.len()])
+                                    .unwrap();
+                            } else {
+                                let mut out = vec![0u8; seg.len()];
+                                n += dec.open_segment_to(seg, last, &mut out).unwrap();
+                                std::hint::black_box(out);
+                            }
+                        }
+                        assert_eq!(n, SIZE);
+                        if op == Op::OpenToReused {
+                            "open_segment_to 64 MiB, one reused buffer"
+                        } else {
+                            "open_segment_to 64 MiB, fresh buffers"
+                        }
+                    }
                     Op::RawSegment => {
                         raw_gcm(&key, &mut segment);
                         "raw AES-256-GCM, one 1 MiB segment"
@@ -243,7 +338,7 @@ fn memory(rt: &tokio::runtime::Runtime) {
     }
     let m = |k: &str| median(times[k].clone());
     println!(
-        "EncryptedObjectStore over InMemory vs bare InMemory, one core, medians of {iterations} (ranges: {}):",
+        "EncryptedObjectStore over InMemory vs bare InMemory, one core, medians of {iterations} (ranges: {}); provider {provider} (store and raw AES-GCM alike):",
         iterations * ranges_per_iteration
     );
     for k in [
@@ -255,6 +350,8 @@ fn memory(rt: &tokio::runtime::Runtime) {
         "copy 64 MiB out of the stored Bytes, 1 MiB pieces",
         "Tink streaming decrypt alone, 64 MiB",
         "Tink streaming encrypt alone, 64 MiB",
+        "open_segment_to 64 MiB, one reused buffer",
+        "open_segment_to 64 MiB, fresh buffers",
     ] {
         println!("  {k:<40} {:>9.2} ms", ms(m(k)));
     }

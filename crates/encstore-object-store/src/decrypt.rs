@@ -1,11 +1,15 @@
 //! The plaintext stream of a whole-object `get`: the inner store's
-//! ciphertext chunks are cut into segments, and each segment's ciphertext
-//! is copied once (the inner store's `Bytes` are shared, so they cannot be
-//! decrypted where they are) into the buffer that becomes the returned
-//! `Bytes`, and opened there in place: no copy into a decryptor's buffer,
-//! no copy out of it.
+//! ciphertext chunks are cut into segments, and each segment is decrypted
+//! into the buffer that becomes the returned `Bytes`. A segment contiguous
+//! in one chunk is opened out of place
+//! ([`SegmentDecryptor::open_segment_to`]): under the `aws-lc-rs` (and
+//! `fips`) provider AES-GCM decrypts straight from the inner store's shared
+//! `Bytes` into that buffer, with no copy; under `ring`, which has no
+//! out-of-place open, the segment is copied there once and opened in
+//! place. A segment spread over chunks is gathered there by one copy and
+//! opened in place. No copy into a decryptor's buffer, none out of it.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use encstore_tink::streaming::{SegmentDecryptor, SegmentLayout};
 use futures_util::stream::{BoxStream, StreamExt};
 use object_store::Result;
@@ -122,22 +126,38 @@ pub(crate) fn decrypting_stream(
                 return Ok(None);
             };
             let (dec, r) = offload(total, move || {
-                let mut out = BytesMut::with_capacity(total);
+                // Zeroed (calloc: fresh pages cost no write) rather than
+                // filled by copies: the plaintext is written straight into
+                // it. `total` ciphertext bytes bound the plaintext.
+                let mut out = vec![0u8; total];
+                let mut len = 0;
                 let mut r = Ok(());
                 for seg in segments {
-                    let start = out.len();
-                    for p in &seg.parts {
-                        out.extend_from_slice(p);
-                    }
-                    match dec.open_segment_in_place(&mut out[start..], seg.last) {
-                        Ok(n) => out.truncate(start + n),
+                    let opened = if let [whole] = &seg.parts[..] {
+                        // The segment is contiguous in one chunk: decrypted
+                        // out of place, no copy under aws-lc-rs (ring
+                        // copies it into `out` and opens it there).
+                        dec.open_segment_to(whole, seg.last, &mut out[len..])
+                    } else {
+                        // Spread over chunks: gathered into `out`, opened
+                        // in place.
+                        let mut end = len;
+                        for p in &seg.parts {
+                            out[end..end + p.len()].copy_from_slice(p);
+                            end += p.len();
+                        }
+                        dec.open_segment_in_place(&mut out[len..end], seg.last)
+                    };
+                    match opened {
+                        Ok(n) => len += n,
                         Err(e) => {
                             r = Err(e);
                             break;
                         }
                     }
                 }
-                (dec, r.map(|()| out.freeze()))
+                out.truncate(len);
+                (dec, r.map(|()| Bytes::from(out)))
             })
             .await?;
             s.dec = Some(dec);
@@ -226,6 +246,41 @@ mod tests {
             if size > PIECE {
                 let (chunks, _) = drain(stream(&s, &ct, ct.len())).await;
                 assert!(chunks.len() >= 2, "batched up to a PIECE");
+            }
+        }
+    }
+
+    /// Segments whole in one chunk are opened out of place (no copy under
+    /// aws-lc-rs): an altered byte in any of them, ciphertext or tag, fails
+    /// the stream and only genuine plaintext before it is released.
+    #[tokio::test]
+    async fn altered_segments_opened_out_of_place_fail() {
+        let s = aead();
+        let l = s.layout();
+        let h = l.header_len() as usize;
+        let seg = l.ciphertext_segment_size() as usize;
+        let size = l.first_plaintext_segment_size() as usize
+            + (PIECE / l.plaintext_segment_size() as usize + 40)
+                * l.plaintext_segment_size() as usize
+            + 7;
+        let pt: Vec<u8> = (0..size).map(|i| (i % 249) as u8).collect();
+        let ct = s.encrypt(&pt, b"ad").expect("encrypt");
+        let (chunks, err) = drain(stream(&s, &ct, ct.len())).await;
+        assert_eq!((chunks.concat(), err), (pt.clone(), None));
+        for at in [h, seg + 100, seg * 2 - 1, seg * 290 + 5, ct.len() - 1] {
+            let mut bad = ct.clone();
+            bad[at] ^= 1;
+            // One chunk (every segment whole: out of place), and chunks
+            // that split every segment (gathered, opened in place).
+            for chunk in [ct.len(), seg] {
+                let (chunks, err) = drain(stream(&s, &bad, chunk)).await;
+                assert!(err.expect("refused").contains("authenticat"), "{at}");
+                let released = chunks.concat();
+                assert!(pt.starts_with(&released), "{at}: genuine plaintext only");
+                // Nothing from the altered segment or after it.
+                let altered = at / seg;
+                let before = l.segment_plaintext_range(altered as u64).start as usize;
+                assert!(released.len() <= before, "{at}");
             }
         }
     }

@@ -317,6 +317,75 @@ impl AeadKey {
             }
         }
     }
+
+    /// Decrypts `ciphertext_and_tag` (`ct ‖ tag`) under `nonce` into
+    /// `out`, which must be exactly `ct`'s length
+    /// (`ciphertext_and_tag.len() - TAG_LEN`); the input is only read.
+    ///
+    /// aws-lc-rs decrypts out of place (`open_separate_gather`): one pass
+    /// over the ciphertext, no copy. ring has no out-of-place open: the
+    /// ciphertext is copied into `out` and opened there in place (what
+    /// [`AeadKey::open_within`] costs after the caller's own copy).
+    ///
+    /// On any failure `out` is all zeros: it never holds unauthenticated
+    /// plaintext. Both libraries already wipe on a tag mismatch (ring, and
+    /// AWS-LC's `EVP_AEAD_CTX_open_gather`, though aws-lc-rs documents
+    /// `out` as unspecified); `out` is zeroed here as well, and on the
+    /// size errors no library sees.
+    ///
+    /// # Errors
+    /// [`AeadError::Authentication`] when the input is shorter than a
+    /// tag, `out` is not `ct`'s length, or the tag does not authenticate.
+    pub(crate) fn open_to(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), AeadError> {
+        let fail = |out: &mut [u8]| {
+            out.zeroize();
+            Err(AeadError::Authentication)
+        };
+        let Some(ct_len) = ciphertext_and_tag.len().checked_sub(TAG_LEN) else {
+            return fail(out);
+        };
+        if out.len() != ct_len {
+            return fail(out);
+        }
+        let (ct, tag) = ciphertext_and_tag.split_at(ct_len);
+        let opened = match &self.0 {
+            #[cfg(feature = "ring")]
+            AeadInner::Ring(k) => {
+                use ring::aead::{Aad, Nonce, Tag};
+                let tag: [u8; TAG_LEN] = tag
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!("split at TAG_LEN from the end"));
+                out.copy_from_slice(ct);
+                k.open_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(aad),
+                    Tag::from(tag),
+                    out,
+                    0..,
+                )
+                .is_ok()
+            }
+            #[cfg(any(feature = "aws-lc-rs", feature = "fips"))]
+            AeadInner::AwsLc(k) => {
+                use aws_lc_rs::aead::{Aad, Nonce};
+                k.open_separate_gather(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(aad),
+                    ct,
+                    tag,
+                    out,
+                )
+                .is_ok()
+            }
+        };
+        if opened { Ok(()) } else { fail(out) }
+    }
 }
 
 /// A keyset AEAD key: seals under a fresh random nonce, opens under the
@@ -568,3 +637,6 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod open_to_tests;

@@ -319,6 +319,57 @@ impl SegmentCipher {
         }
         Some(len)
     }
+
+    /// Opens segment `index` out of place: `segment` (only read) holds
+    /// ciphertext and tag; on success the plaintext is written to
+    /// `out[..n]` and `n = segment.len() - tag_size` is returned. AES-GCM
+    /// decrypts straight into `out` where the provider can
+    /// ([`AeadKey::open_to`]: aws-lc-rs; ring copies, then opens in
+    /// place); AES-CTR-HMAC checks the tag on `segment`, then copies and
+    /// decrypts in `out`.
+    ///
+    /// On failure (as [`SegmentCipher::open`], or `out` shorter than `n`)
+    /// nothing is returned and `out[..n]` (as much of it as exists) holds
+    /// zeros: never unauthenticated plaintext.
+    pub(crate) fn open_to(
+        &self,
+        index: u32,
+        last: bool,
+        segment: &[u8],
+        out: &mut [u8],
+    ) -> Option<usize> {
+        let wipe = |out: &mut [u8]| {
+            let n = out.len().min(segment.len());
+            zeroize::Zeroize::zeroize(&mut out[..n]);
+            None
+        };
+        let Some(len) = segment.len().checked_sub(self.tag_size) else {
+            return wipe(out);
+        };
+        if out.len() < len {
+            return wipe(out);
+        }
+        let out = &mut out[..len];
+        let nonce = self.nonce(index, last);
+        match &self.kind {
+            CipherKind::Gcm(key) => {
+                let mut n = [0u8; 12];
+                n.copy_from_slice(&nonce[..12]);
+                // `open_to` wipes `out` itself on failure.
+                key.open_to(n, &[], segment, out).ok()?;
+            }
+            CipherKind::CtrHmac(k) => {
+                let (data, tag) = segment.split_at(len);
+                let mac = k.hmac.mac(&[&nonce, data]);
+                if !ct_eq(&mac.0[..self.tag_size], tag) {
+                    return wipe(out);
+                }
+                out.copy_from_slice(data);
+                k.aes.apply(&nonce, out);
+            }
+        }
+        Some(len)
+    }
 }
 
 #[cfg(test)]

@@ -124,6 +124,20 @@ pub enum StreamingError {
         /// The largest size allowed there.
         max: u64,
     },
+    /// The output buffer given to
+    /// [`SegmentDecryptor::open_segment_to`] is shorter than the
+    /// segment's plaintext.
+    #[error(
+        "the output buffer for segment {segment} is {size} bytes; its plaintext needs {needed}"
+    )]
+    OutputTooSmall {
+        /// The segment index.
+        segment: u64,
+        /// The output buffer's size.
+        size: u64,
+        /// The plaintext size.
+        needed: u64,
+    },
     /// The stream would need more than [`MAX_SEGMENTS`] segments.
     #[error("the stream is too long: more than 2^32 - 1 segments")]
     TooLarge,
@@ -146,6 +160,7 @@ impl From<StreamingError> for std::io::Error {
             | StreamingError::SegmentOutOfRange { .. }
             | StreamingError::TooLarge
             | StreamingError::SegmentSize { .. }
+            | StreamingError::OutputTooSmall { .. }
             | StreamingError::Finished => ErrorKind::InvalidInput,
             StreamingError::Randomness => ErrorKind::Other,
             _ => ErrorKind::InvalidData,

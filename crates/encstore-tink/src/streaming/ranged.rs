@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::StreamingError;
 use super::cipher::{MAX_HEADER_LEN, SegmentCipher, StreamingKey};
@@ -341,27 +341,27 @@ impl<S: RangedRead> RandomAccessReader<S> {
             .layout
             .segment_ciphertext_range(segments.start, size)?
             .start;
-        // Each segment's ciphertext is copied once (the fetched bytes are
-        // shared) to where its plaintext goes, opened there in place, and
-        // its tag cut off: no other copy.
-        let mut buf = BytesMut::with_capacity(bytes.len());
+        // Each segment is opened out of place from the fetched (shared,
+        // read-only) bytes into where its plaintext goes: decrypted
+        // straight there under aws-lc-rs (AES-GCM), copied there once and
+        // opened in place under ring and for AES-CTR-HMAC. No other copy.
+        let mut buf = vec![0u8; bytes.len()];
+        let mut len = 0;
         for index in segments.clone() {
             let r = c.layout.segment_ciphertext_range(index, size)?;
             let (a, b) = ((r.start - base) as usize, (r.end - base) as usize);
             let last = index + 1 == c.segments;
             let i = u32::try_from(index).map_err(|_| StreamingError::TooLarge)?;
-            let start = buf.len();
-            buf.extend_from_slice(&bytes[a..b]);
-            let n = c
+            len += c
                 .cipher
-                .open(i, last, &mut buf[start..])
+                .open_to(i, last, &bytes[a..b], &mut buf[len..])
                 .ok_or(StreamingError::SegmentAuthentication { segment: index })?;
-            buf.truncate(start + n);
         }
+        buf.truncate(len);
         let first_plain = c.layout.segment_plaintext_range(segments.start).start;
         let from = (want.start - first_plain) as usize;
         let to = from + (want.end - want.start) as usize;
-        Ok(buf.freeze().slice(from..to))
+        Ok(Bytes::from(buf).slice(from..to))
     }
 }
 

@@ -421,17 +421,72 @@ impl SegmentDecryptor {
         self.open(index, last, segment)
     }
 
+    /// Opens the next segment out of place: `segment` holds its
+    /// ciphertext and tag and is only read (it may be shared, e.g. a
+    /// slice of a fetched `Bytes`); on success the plaintext is written to
+    /// `out[..n]` and `n` (the segment's size less its tag) is returned.
+    /// `last` marks the ciphertext's final segment. With AES-GCM under the
+    /// `aws-lc-rs` and `fips` providers the segment is decrypted straight
+    /// into `out` (no copy); under `ring`, which cannot decrypt out of
+    /// place, and for AES-CTR-HMAC it is copied into `out` and opened
+    /// there. Several candidate keys are tried without any scratch copy.
+    ///
+    /// On an error nothing is counted, and after an authentication
+    /// failure the bytes of `out` that could have held plaintext are
+    /// zeros: `out` never holds unauthenticated plaintext.
+    ///
+    /// # Errors
+    /// As [`open_segment`](SegmentDecryptor::open_segment), and
+    /// [`StreamingError::OutputTooSmall`] when `out` is shorter than the
+    /// plaintext.
+    pub fn open_segment_to(
+        &mut self,
+        segment: &[u8],
+        last: bool,
+        out: &mut [u8],
+    ) -> Result<usize, StreamingError> {
+        if self.done {
+            return Err(StreamingError::Finished);
+        }
+        let n = self.open_io(self.next, last, Io::To(segment, out))?;
+        self.next += 1;
+        self.done = last;
+        Ok(n)
+    }
+
+    /// [`open_segment_to`](SegmentDecryptor::open_segment_to) for segment
+    /// `index`, in any order (random access); the in-order count is not
+    /// changed. `last` must be true exactly for the ciphertext's final
+    /// segment.
+    ///
+    /// # Errors
+    /// As [`open_segment_to`](SegmentDecryptor::open_segment_to), without
+    /// `Finished`.
+    pub fn open_segment_at_to(
+        &mut self,
+        index: u64,
+        last: bool,
+        segment: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, StreamingError> {
+        self.open_io(index, last, Io::To(segment, out))
+    }
+
     fn open(
         &mut self,
         index: u64,
         last: bool,
         segment: &mut [u8],
     ) -> Result<usize, StreamingError> {
+        self.open_io(index, last, Io::InPlace(segment))
+    }
+
+    fn open_io(&mut self, index: u64, last: bool, io: Io<'_>) -> Result<usize, StreamingError> {
         let i = nonce_index(index)?;
         if !last && index + 1 >= MAX_SEGMENTS {
             return Err(StreamingError::TooLarge);
         }
-        let len = segment.len() as u64;
+        let len = io.len() as u64;
         let fits = |c: &Candidate| {
             let (min, max) = ciphertext_bounds(&c.layout, index, last);
             (min..=max).contains(&len)
@@ -445,14 +500,26 @@ impl SegmentDecryptor {
                 max,
             }
         };
+        // The output must hold the plaintext of every key that may open
+        // the segment (keys may differ in tag size).
+        let out_check = |io: &Io<'_>, c: &Candidate| match io {
+            Io::To(_, out) if (out.len() as u64) < len - c.layout.tag_size() => {
+                Err(StreamingError::OutputTooSmall {
+                    segment: index,
+                    size: out.len() as u64,
+                    needed: len - c.layout.tag_size(),
+                })
+            }
+            _ => Ok(()),
+        };
         if let Some(k) = self.chosen {
             let c = &self.candidates[k];
             if !fits(c) {
                 return Err(size_error(c));
             }
-            return c
-                .cipher
-                .open(i, last, segment)
+            out_check(&io, c)?;
+            return io
+                .open(&c.cipher, i, last)
                 .ok_or(StreamingError::SegmentAuthentication { segment: index });
         }
         let fitting: Vec<usize> = (0..self.candidates.len())
@@ -461,19 +528,25 @@ impl SegmentDecryptor {
         if fitting.is_empty() {
             return Err(size_error(&self.candidates[0]));
         }
+        for &k in &fitting {
+            out_check(&io, &self.candidates[k])?;
+        }
+        let mut io = io;
         for (j, &k) in fitting.iter().enumerate() {
             let cipher = &self.candidates[k].cipher;
-            let opened = if j + 1 == fitting.len() {
-                cipher.open(i, last, segment)
-            } else {
-                // Another key may still be the one: keep the ciphertext.
-                self.scratch.clear();
-                self.scratch.extend_from_slice(segment);
-                let n = cipher.open(i, last, &mut self.scratch);
-                if let Some(n) = n {
-                    segment[..n].copy_from_slice(&self.scratch[..n]);
+            let opened = match &mut io {
+                Io::To(segment, out) => cipher.open_to(i, last, segment, out),
+                Io::InPlace(segment) if j + 1 == fitting.len() => cipher.open(i, last, segment),
+                Io::InPlace(segment) => {
+                    // Another key may still be the one: keep the ciphertext.
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(segment);
+                    let n = cipher.open(i, last, &mut self.scratch);
+                    if let Some(n) = n {
+                        segment[..n].copy_from_slice(&self.scratch[..n]);
+                    }
+                    n
                 }
-                n
             };
             if let Some(n) = opened {
                 self.chosen = Some(k);
@@ -482,6 +555,30 @@ impl SegmentDecryptor {
             }
         }
         Err(StreamingError::Authentication)
+    }
+}
+
+/// Where a segment is opened: in place, or from a read-only ciphertext
+/// into an output buffer.
+enum Io<'a> {
+    InPlace(&'a mut [u8]),
+    To(&'a [u8], &'a mut [u8]),
+}
+
+impl Io<'_> {
+    /// The segment's ciphertext size (with its tag).
+    fn len(&self) -> usize {
+        match self {
+            Io::InPlace(s) => s.len(),
+            Io::To(s, _) => s.len(),
+        }
+    }
+
+    fn open(self, cipher: &SegmentCipher, index: u32, last: bool) -> Option<usize> {
+        match self {
+            Io::InPlace(segment) => cipher.open(index, last, segment),
+            Io::To(segment, out) => cipher.open_to(index, last, segment, out),
+        }
     }
 }
 

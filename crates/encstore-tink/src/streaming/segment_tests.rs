@@ -433,3 +433,188 @@ fn debug_shows_no_secrets() {
         "SegmentDecryptor { candidates: 1, key_found: false, next_segment: 0, done: false, .. }"
     );
 }
+
+/// Opens every segment of `ct` out of place, in order, from read-only
+/// slices of `ct` into `out` buffers `spare` bytes longer than needed;
+/// the plaintext or the first error (and the buffer of the failed
+/// segment).
+fn open_all_to(
+    s: &KeysetStreamingAead,
+    ct: &[u8],
+    ad: &[u8],
+    spare: usize,
+) -> Result<Vec<u8>, (StreamingError, Vec<u8>)> {
+    let h = usize::from(ct[0]);
+    let mut dec = s
+        .segment_decryptor(&ct[..h], ad)
+        .map_err(|e| (e, Vec::new()))?;
+    let l = dec.layout();
+    let segments = ciphertext_segments(&l, ct);
+    let count = segments.len();
+    let mut pt = Vec::new();
+    for (i, seg) in segments.iter().enumerate() {
+        let mut out = vec![0xaa; seg.len() - l.tag_size() as usize + spare];
+        match dec.open_segment_to(seg, i + 1 == count, &mut out) {
+            Ok(n) => {
+                assert_eq!(n, seg.len() - l.tag_size() as usize);
+                assert!(out[n..].iter().all(|&b| b == 0xaa), "only out[..n] written");
+                pt.extend_from_slice(&out[..n]);
+            }
+            Err(e) => return Err((e, out)),
+        }
+    }
+    assert!(dec.is_done());
+    Ok(pt)
+}
+
+#[test]
+fn segment_decryptor_opens_out_of_place() {
+    let mut rng = Rng(80);
+    for (name, s) in small_keysets() {
+        let l = s.layout();
+        for size in sizes(l) {
+            let pt = rng.bytes(size);
+            let ct = s.encrypt(&pt, b"ad").unwrap();
+            let kept = ct.clone();
+            for spare in [0, 3] {
+                assert_eq!(open_all_to(&s, &ct, b"ad", spare).unwrap(), pt, "{name}");
+            }
+            assert_eq!(ct, kept, "{name}: the ciphertext is only read");
+            // Random access, in reverse order, mixed with in-place opens.
+            let mut dec = s
+                .segment_decryptor(&ct[..l.header_len() as usize], b"ad")
+                .unwrap();
+            let segments = ciphertext_segments(&l, &ct);
+            let count = segments.len();
+            let mut parts = vec![Vec::new(); count];
+            for (i, seg) in segments.iter().enumerate().rev() {
+                let last = i + 1 == count;
+                let mut out = vec![0u8; seg.len()];
+                let n = if i % 2 == 0 {
+                    dec.open_segment_at_to(i as u64, last, seg, &mut out)
+                } else {
+                    out.copy_from_slice(seg);
+                    dec.open_segment_at(i as u64, last, &mut out)
+                }
+                .unwrap();
+                out.truncate(n);
+                parts[i] = out;
+            }
+            assert_eq!(parts.concat(), pt, "{name} {size}");
+            assert_eq!(dec.segment_index(), 0, "random access counts nothing");
+        }
+    }
+}
+
+#[test]
+fn segment_decryptor_out_of_place_refuses_tampering_and_leaves_no_plaintext() {
+    let mut rng = Rng(81);
+    for (name, s) in small_keysets() {
+        let l = s.layout();
+        let h = l.header_len() as usize;
+        let tag = l.tag_size() as usize;
+        let pt = rng.bytes(
+            l.first_plaintext_segment_size() as usize + 3 * l.plaintext_segment_size() as usize + 5,
+        );
+        let ct = s.encrypt(&pt, b"ad").unwrap();
+        let segs = ciphertext_segments(&l, &ct);
+        let join = |parts: &[Vec<u8>]| [&ct[..h], &parts.concat()[..]].concat();
+        // One altered byte (ciphertext or tag) in each segment: refused, and
+        // the output of the failed segment holds zeros only.
+        for i in 0..segs.len() {
+            for j in [0, segs[i].len() - tag, segs[i].len() - 1] {
+                let mut altered = segs.clone();
+                altered[i][j] ^= 1;
+                let (e, out) = open_all_to(&s, &join(&altered), b"ad", 2).unwrap_err();
+                let want = if i == 0 {
+                    StreamingError::Authentication
+                } else {
+                    StreamingError::SegmentAuthentication { segment: i as u64 }
+                };
+                assert_eq!(e, want, "{name} segment {i} byte {j}");
+                let n = segs[i].len() - tag;
+                assert!(out[..n].iter().all(|&b| b == 0), "{name}: no plaintext");
+                assert_eq!(out[n..], [0xaa, 0xaa], "{name}: nothing past the plaintext");
+            }
+        }
+        // Wrong associated data, truncated, reordered.
+        assert_eq!(
+            open_all_to(&s, &ct, b"AD", 0).unwrap_err().0,
+            StreamingError::Authentication
+        );
+        assert_eq!(
+            open_all_to(&s, &join(&segs[..4]), b"ad", 0).unwrap_err().0,
+            StreamingError::SegmentAuthentication { segment: 3 }
+        );
+        let mut swapped = segs.clone();
+        swapped.swap(1, 2);
+        assert_eq!(
+            open_all_to(&s, &join(&swapped), b"ad", 0).unwrap_err().0,
+            StreamingError::SegmentAuthentication { segment: 1 }
+        );
+        // Too small an output, a wrong size, a segment after the last:
+        // refused, nothing counted.
+        let mut dec = s.segment_decryptor(&ct[..h], b"ad").unwrap();
+        let mut small = vec![0u8; segs[0].len() - tag - 1];
+        assert_eq!(
+            dec.open_segment_to(&segs[0], false, &mut small),
+            Err(StreamingError::OutputTooSmall {
+                segment: 0,
+                size: small.len() as u64,
+                needed: (segs[0].len() - tag) as u64,
+            })
+        );
+        assert!(matches!(
+            dec.open_segment_to(&segs[0][1..], false, &mut [0u8; 1 << 16]),
+            Err(StreamingError::SegmentSize { segment: 0, .. })
+        ));
+        assert_eq!(dec.segment_index(), 0);
+        let mut out = vec![0u8; segs[0].len()];
+        let n = dec.open_segment_to(&segs[0], false, &mut out).unwrap();
+        assert_eq!(out[..n], pt[..n], "{name}");
+        // Now the key is known: a too-small output is still refused.
+        assert!(matches!(
+            dec.open_segment_to(&segs[1], false, &mut small),
+            Err(StreamingError::OutputTooSmall { segment: 1, .. })
+        ));
+        let whole = s.encrypt(b"x", b"ad").unwrap();
+        let mut dec = s.segment_decryptor(&whole[..h], b"ad").unwrap();
+        let mut out = [0u8; 1];
+        assert_eq!(dec.open_segment_to(&whole[h..], true, &mut out), Ok(1));
+        assert_eq!(&out, b"x");
+        assert_eq!(
+            dec.open_segment_to(&segs[1], false, &mut [0u8; 1 << 16]),
+            Err(StreamingError::Finished)
+        );
+    }
+}
+
+#[test]
+fn segment_decryptor_out_of_place_finds_the_key() {
+    // Two keys with one layout: the first segment decides, with no copy of
+    // the ciphertext while both are tried.
+    let mut ks =
+        crate::Keyset::generate(&templates::by_name("AES128_GCM_HKDF_4KB").unwrap()).unwrap();
+    let old = ks.streaming_aead().unwrap();
+    let second = ks
+        .add_key(&templates::by_name("AES128_GCM_HKDF_4KB").unwrap())
+        .unwrap();
+    ks.promote(second).unwrap();
+    let pt: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+    let s = ks.streaming_aead().unwrap();
+    for ct in [
+        old.encrypt(&pt, b"ad").unwrap(),
+        s.encrypt(&pt, b"ad").unwrap(),
+    ] {
+        assert_eq!(open_all_to(&s, &ct, b"ad", 1).unwrap(), pt);
+        let l = s.layout();
+        let mut dec = s.segment_decryptor(&ct[..24], b"ad").unwrap();
+        let seg = &ciphertext_segments(&l, &ct)[1];
+        let mut out = vec![0u8; seg.len()];
+        let n = dec.open_segment_at_to(1, false, seg, &mut out).unwrap();
+        assert_eq!(
+            out[..n],
+            pt[l.segment_plaintext_range(1).start as usize..][..n]
+        );
+    }
+}
