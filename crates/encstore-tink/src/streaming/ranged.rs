@@ -361,6 +361,12 @@ impl<S: RangedRead> RandomAccessReader<S> {
         let first_plain = c.layout.segment_plaintext_range(segments.start).start;
         let from = (want.start - first_plain) as usize;
         let to = from + (want.end - want.start) as usize;
+        // A range much smaller than its segments (4 KiB of a 1 MiB
+        // segment) is copied out, so the caller's Bytes does not keep the
+        // whole decrypted segments alive.
+        if (to - from).saturating_mul(4) < buf.len() {
+            return Ok(Bytes::copy_from_slice(&buf[from..to]));
+        }
         Ok(Bytes::from(buf).slice(from..to))
     }
 }
