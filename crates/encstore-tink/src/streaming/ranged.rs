@@ -12,6 +12,18 @@ use super::StreamingError;
 use super::cipher::{MAX_HEADER_LEN, SegmentCipher, StreamingKey};
 use super::layout::SegmentLayout;
 
+/// The largest fetch decrypted into a thread's scratch buffer (a small
+/// range of up to two 1 MiB segments, with room); larger ones get a buffer
+/// of their own.
+const SCRATCH_MAX: usize = 4 << 20;
+
+thread_local! {
+    /// Per-thread scratch for small ranges: grows to the largest fetch it
+    /// served (at most `SCRATCH_MAX`) and is freed with its thread (tokio's
+    /// blocking threads exit after a while idle).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A ciphertext that can be read by byte range: what a storage backend
 /// implements (an object store's ranged GET, a file's positioned read) so
 /// that [`RandomAccessReader`] fetches only what a read needs.
@@ -341,32 +353,45 @@ impl<S: RangedRead> RandomAccessReader<S> {
             .layout
             .segment_ciphertext_range(segments.start, size)?
             .start;
+        let first_plain = c.layout.segment_plaintext_range(segments.start).start;
+        let from = (want.start - first_plain) as usize;
+        let to = from + (want.end - want.start) as usize;
         // Each segment is opened out of place from the fetched (shared,
         // read-only) bytes into where its plaintext goes: decrypted
         // straight there under aws-lc-rs (AES-GCM), copied there once and
         // opened in place under ring and for AES-CTR-HMAC. No other copy.
-        let mut buf = vec![0u8; bytes.len()];
-        let mut len = 0;
-        for index in segments.clone() {
-            let r = c.layout.segment_ciphertext_range(index, size)?;
-            let (a, b) = ((r.start - base) as usize, (r.end - base) as usize);
-            let last = index + 1 == c.segments;
-            let i = u32::try_from(index).map_err(|_| StreamingError::TooLarge)?;
-            len += c
-                .cipher
-                .open_to(i, last, &bytes[a..b], &mut buf[len..])
-                .ok_or(StreamingError::SegmentAuthentication { segment: index })?;
-        }
-        buf.truncate(len);
-        let first_plain = c.layout.segment_plaintext_range(segments.start).start;
-        let from = (want.start - first_plain) as usize;
-        let to = from + (want.end - want.start) as usize;
+        let open_all = |buf: &mut [u8]| -> Result<usize, StreamingError> {
+            let mut len = 0;
+            for index in segments.clone() {
+                let r = c.layout.segment_ciphertext_range(index, size)?;
+                let (a, b) = ((r.start - base) as usize, (r.end - base) as usize);
+                let last = index + 1 == c.segments;
+                let i = u32::try_from(index).map_err(|_| StreamingError::TooLarge)?;
+                len += c
+                    .cipher
+                    .open_to(i, last, &bytes[a..b], &mut buf[len..])
+                    .ok_or(StreamingError::SegmentAuthentication { segment: index })?;
+            }
+            Ok(len)
+        };
         // A range much smaller than its segments (4 KiB of a 1 MiB
-        // segment) is copied out, so the caller's Bytes does not keep the
-        // whole decrypted segments alive.
-        if (to - from).saturating_mul(4) < buf.len() {
-            return Ok(Bytes::copy_from_slice(&buf[from..to]));
+        // segment) is decrypted into this thread's scratch buffer, already
+        // allocated and touched, and only the range is copied out: no fresh
+        // segment-sized buffer per read, and the caller's Bytes does not
+        // keep the whole segments alive.
+        if (to - from).saturating_mul(4) < bytes.len() && bytes.len() <= SCRATCH_MAX {
+            return SCRATCH.with_borrow_mut(|scratch| {
+                if scratch.len() < bytes.len() {
+                    scratch.resize(bytes.len(), 0);
+                }
+                let len = open_all(&mut scratch[..bytes.len()])?;
+                debug_assert!(to <= len);
+                Ok(Bytes::copy_from_slice(&scratch[from..to]))
+            });
         }
+        let mut buf = vec![0u8; bytes.len()];
+        let len = open_all(&mut buf)?;
+        buf.truncate(len);
         Ok(Bytes::from(buf).slice(from..to))
     }
 }
