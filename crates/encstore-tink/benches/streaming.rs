@@ -178,7 +178,11 @@ fn segment_open_to(s: &KeysetStreamingAead, ct: &[u8], out: &mut [u8]) {
     for i in 0..segments {
         let r = layout.segment_ciphertext_range(i, size).expect("range");
         let n = dec
-            .open_segment_to(&ct[r.start as usize..r.end as usize], i + 1 == segments, out)
+            .open_segment_to(
+                &ct[r.start as usize..r.end as usize],
+                i + 1 == segments,
+                out,
+            )
             .expect("genuine");
         black_box(&out[..n]);
     }
