@@ -462,28 +462,6 @@ fn big_file(d: &Dir, size: usize, seed: u8) -> (String, Vec<u8>) {
     (p, big)
 }
 
-/// `--store S --keyset K --streaming-keyset SK` and then `extra`.
-fn store_args<'a>(
-    cmd: &'a str,
-    st: &'a str,
-    k: &'a str,
-    sk: &'a str,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut a = vec![
-        "store",
-        cmd,
-        "--store",
-        st,
-        "--keyset",
-        k,
-        "--streaming-keyset",
-        sk,
-    ];
-    a.extend_from_slice(extra);
-    a
-}
-
 #[test]
 fn store_put_and_get_stream_large_objects_and_keep_small_ones_small() {
     let Stores { d, st, k, sk } = stores("AES128_GCM_HKDF_4KB");

@@ -11,7 +11,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Dir, key_args, ok, primary_of, read_keyset, run};
+use common::{Dir, key_args, ok, primary_of, read_keyset, run, store_args};
 use encstore::{Policy, ReloadableKeyset};
 use encstore_object_store::EncryptedObjectStore;
 use object_store::path::Path;
@@ -22,28 +22,6 @@ fn data(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1] ^ seed)
         .collect()
-}
-
-/// `encstore store CMD --store ST --keyset K --streaming-keyset SK EXTRA..`.
-fn store_args<'a>(
-    cmd: &'a str,
-    st: &'a str,
-    k: &'a str,
-    sk: &'a str,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut a = vec![
-        "store",
-        cmd,
-        "--store",
-        st,
-        "--keyset",
-        k,
-        "--streaming-keyset",
-        sk,
-    ];
-    a.extend_from_slice(extra);
-    a
 }
 
 /// An EncryptedObjectStore over `prefix` of the bucket, with the keyset

@@ -202,6 +202,28 @@ pub fn rewrap_args<'a>(store: &'a str, k: &'a str, extra: &[&'a str]) -> Vec<&'a
     args
 }
 
+/// `store CMD --store ST --keyset K --streaming-keyset SK`, then `extra`.
+pub fn store_args<'a>(
+    cmd: &'a str,
+    st: &'a str,
+    k: &'a str,
+    sk: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "store",
+        cmd,
+        "--store",
+        st,
+        "--keyset",
+        k,
+        "--streaming-keyset",
+        sk,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// `CMD --key-id ID --in K --out K`: a key command that rewrites keyset `k`.
 pub fn key_args<'a>(cmd: &'a str, id: &'a str, k: &'a str) -> Vec<&'a str> {
     vec![cmd, "--key-id", id, "--in", k, "--out", k]
