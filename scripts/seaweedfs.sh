@@ -4,6 +4,7 @@
 #   bash scripts/seaweedfs.sh start   # install if needed, start, wait until S3 answers
 #   bash scripts/seaweedfs.sh env     # print the export lines again
 #   bash scripts/seaweedfs.sh stop    # stop it and remove its data
+#   bash scripts/seaweedfs.sh diagnose  # disk, capacity and last errors (stderr)
 #   eval "$(bash scripts/seaweedfs.sh start)"   # start and export the variables
 #
 # The server listens on 127.0.0.1 only (S3 on :8333 by default) and checks
@@ -25,6 +26,8 @@
 #                           different ENCSTORE_SEAWEEDFS_DIR) do not collide
 #                           (default 0)
 #   ENCSTORE_S3_BUCKET      bucket to create (default encstore-test)
+#   ENCSTORE_SEAWEEDFS_MAX_VOLUMES  volumes of 64 MiB the server may create
+#                           (default 400; sparse, so they cost no disk)
 set -euo pipefail
 
 DIR="${ENCSTORE_SEAWEEDFS_DIR:-/tmp/encstore-seaweedfs}"
@@ -104,6 +107,15 @@ start() {
 {"identities":[{"name":"encstore","credentials":[{"accessKey":"$ACCESS_KEY","secretKey":"$secret"}],"actions":["Admin","Read","List","Tagging","Write"]}]}
 EOF
   chmod 600 "$DIR/s3.json"
+  # Capacity: left to itself, `weed mini` sizes its volumes and their
+  # number from the free disk space at start, so a suite that starts the
+  # server before a large build (or on a fuller disk) runs out of volumes
+  # ("No writable volumes and no free volumes left", HTTP 500) after a few
+  # GiB. Volumes are sparse files, so a fixed, generous count costs no
+  # disk; the disk itself stays the only limit. Deleted objects (the 1 GiB
+  # range tests write and delete 2 GiB) are reclaimed by a vacuum sweep
+  # every minute instead of every 14.
+  local MAX_VOLUMES="${ENCSTORE_SEAWEEDFS_MAX_VOLUMES:-400}"
   log "starting weed mini (S3 on 127.0.0.1:$PORT, data in $DIR/data)"
   # setsid: the server outlives this script and its terminal, and `stop`
   # can signal it alone.
@@ -113,6 +125,8 @@ EOF
     -filer.port=$((8888 + OFFSET)) \
     -master.telemetry=false -webdav=false -admin.ui=false \
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false \
+    -master.volumeSizeLimitMB=64 -volume.max="$MAX_VOLUMES" \
+    -master.garbageThreshold=0.1 -master.vacuumIntervalSeconds=60 \
     </dev/null >"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   local i
@@ -163,8 +177,24 @@ stop_quietly() {
   rm -rf "$DIR"
 }
 
+# What a failed run needs to tell a full disk or an exhausted volume count
+# from a bug: the disk under the data, the server's capacity and its last
+# errors. Printed by scripts/test.sh when a run fails.
+diagnose() {
+  log "disk under $DIR:"
+  df -h "$DIR" >&2 2>/dev/null || df -h . >&2
+  if [ -f "$LOG" ]; then
+    grep -a -A3 'Free Space:' "$LOG" >&2 || true
+    log "last errors in $LOG:"
+    grep -a '^E[0-9]' "$LOG" | tail -n 12 | cut -c1-400 >&2 || true
+  else
+    log "no log at $LOG"
+  fi
+}
+
 case "${1:-}" in
   start) start ;;
+  diagnose) diagnose ;;
   stop)
     stop_quietly
     log "stopped"
@@ -173,7 +203,7 @@ case "${1:-}" in
     if running && [ -f "$ENVFILE" ]; then print_env; else log "not running"; exit 1; fi
     ;;
   *)
-    echo "usage: $0 start|stop|env" >&2
+    echo "usage: $0 start|stop|env|diagnose" >&2
     exit 2
     ;;
 esac

@@ -15,11 +15,22 @@ ROOT=$(pwd)
 step() { printf '\n==> %s\n' "$*"; }
 
 cleanup() {
+  local rc=$?
+  if [ "$rc" -ne 0 ]; then
+    printf '\n==> failed (exit %s); service diagnostics\n' "$rc"
+    bash scripts/seaweedfs.sh diagnose 2>&1 || true
+    df -h . /tmp 2>&1 || true
+  fi
   bash scripts/seaweedfs.sh stop >/dev/null 2>&1 || true
   bash scripts/openbao.sh stop >/dev/null 2>&1 || true
   bash scripts/moto.sh stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+
+# No incremental compilation: it only pays off for repeated edits, and its
+# caches would add several GiB to a one-off build's target directory on a
+# disk that SeaweedFS's test data shares.
+export CARGO_INCREMENTAL=0
 
 step "installing test dependencies"
 python3 -m pip install --quiet --disable-pip-version-check \
