@@ -8,6 +8,10 @@
 //! out-of-place open, the segment is copied there once and opened in
 //! place. A segment spread over chunks is gathered there by one copy and
 //! opened in place. No copy into a decryptor's buffer, none out of it.
+//! The buffers come from the store's [`BufferPool`] and return to it when
+//! the caller drops the `Bytes`.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use encstore_tink::streaming::{SegmentDecryptor, SegmentLayout};
@@ -15,6 +19,7 @@ use futures_util::stream::{BoxStream, StreamExt};
 use object_store::Result;
 use object_store::path::Path;
 
+use crate::pool::BufferPool;
 use crate::read::auth_error;
 use crate::store::offload;
 
@@ -43,6 +48,7 @@ struct State {
     /// Whether the last segment was cut.
     cut_last: bool,
     path: Path,
+    pool: Arc<BufferPool>,
 }
 
 impl State {
@@ -99,6 +105,7 @@ pub(crate) fn decrypting_stream(
     dec: SegmentDecryptor,
     input: BoxStream<'static, Result<Bytes>>,
     path: Path,
+    pool: Arc<BufferPool>,
 ) -> BoxStream<'static, Result<Bytes>> {
     let state = State {
         layout: dec.layout(),
@@ -109,6 +116,7 @@ pub(crate) fn decrypting_stream(
         next: 0,
         cut_last: false,
         path,
+        pool,
     };
     futures_util::stream::try_unfold(state, |mut s| async move {
         loop {
@@ -125,11 +133,12 @@ pub(crate) fn decrypting_stream(
             let Some(mut dec) = s.dec.take() else {
                 return Ok(None);
             };
+            let pool = s.pool.clone();
             let (dec, r) = offload(total, move || {
-                // Zeroed (calloc: fresh pages cost no write) rather than
-                // filled by copies: the plaintext is written straight into
-                // it. `total` ciphertext bytes bound the plaintext.
-                let mut out = vec![0u8; total];
+                // An initialized buffer (recycled, or zeroed by calloc)
+                // that the plaintext is written straight into; `total`
+                // ciphertext bytes bound the plaintext.
+                let mut out = pool.take(total);
                 let mut len = 0;
                 let mut r = Ok(());
                 for seg in segments {
@@ -156,8 +165,7 @@ pub(crate) fn decrypting_stream(
                         }
                     }
                 }
-                out.truncate(len);
-                (dec, r.map(|()| Bytes::from(out)))
+                (dec, r.map(|()| BufferPool::freeze(&pool, out, len)))
             })
             .await?;
             s.dec = Some(dec);
@@ -198,6 +206,7 @@ mod tests {
             dec,
             futures_util::stream::iter(chunks).boxed(),
             Path::from("p"),
+            Arc::default(),
         )
     }
 
@@ -247,6 +256,59 @@ mod tests {
                 let (chunks, _) = drain(stream(&s, &ct, ct.len())).await;
                 assert!(chunks.len() >= 2, "batched up to a PIECE");
             }
+        }
+    }
+
+    /// Buffers recycled through one pool carry only the new plaintext: a
+    /// stream decrypted after a larger one (whose plaintext is still in
+    /// the pooled buffers) yields exactly its own bytes, whole or failed.
+    #[tokio::test]
+    async fn recycled_buffers_expose_only_the_new_plaintext() {
+        let s = aead();
+        let l = s.layout();
+        let h = l.header_len() as usize;
+        let pool: Arc<BufferPool> = Arc::default();
+        let run = |ct: Vec<u8>, chunk: usize| {
+            let dec = s.segment_decryptor(&ct[..h], b"ad").expect("header");
+            let chunks: Vec<Result<Bytes>> = ct[h..]
+                .chunks(chunk)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            decrypting_stream(
+                dec,
+                futures_util::stream::iter(chunks).boxed(),
+                Path::from("p"),
+                pool.clone(),
+            )
+        };
+        let big: Vec<u8> = vec![0xEE; 3 * PIECE + 12_345];
+        let ct = s.encrypt(&big, b"ad").expect("encrypt");
+        let (chunks, err) = drain(run(ct, 1 << 20)).await;
+        assert_eq!((chunks.concat(), err), (big, None));
+        drop(chunks);
+        assert!(pool.idle() > 0, "the dropped pieces went back to the pool");
+        for size in [1, 5000, PIECE - 3, PIECE + 1, 2 * PIECE + 77] {
+            // Never 0xEE, the stale pattern.
+            let pt: Vec<u8> = (0..size).map(|i| (i % 200) as u8).collect();
+            let ct = s.encrypt(&pt, b"ad").expect("encrypt");
+            for chunk in [ct.len(), 4096] {
+                let (chunks, err) = drain(run(ct.clone(), chunk)).await;
+                assert_eq!(err, None, "{size} {chunk}");
+                assert!(
+                    !chunks.concat().contains(&0xEE),
+                    "{size} {chunk}: stale bytes"
+                );
+                assert_eq!(chunks.concat(), pt, "{size} {chunk}");
+            }
+            let mut bad = ct.clone();
+            let at = ct.len() - 1;
+            bad[at] ^= 1;
+            let (chunks, err) = drain(run(bad, ct.len())).await;
+            assert!(err.is_some(), "{size}");
+            assert!(
+                pt.starts_with(&chunks.concat()),
+                "{size}: genuine plaintext only"
+            );
         }
     }
 
@@ -327,7 +389,7 @@ mod tests {
             }),
         ])
         .boxed();
-        let mut st = decrypting_stream(dec, input, Path::from("p"));
+        let mut st = decrypting_stream(dec, input, Path::from("p"), Arc::default());
         let e = st
             .next()
             .await

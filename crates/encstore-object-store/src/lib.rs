@@ -96,6 +96,7 @@
 
 mod decrypt;
 mod error;
+mod pool;
 mod read;
 mod seal;
 mod store;

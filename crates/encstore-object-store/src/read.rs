@@ -249,6 +249,13 @@ impl EncryptedObjectStore {
 
     /// The plaintext metadata of a listed object.
     pub(crate) async fn plain_meta(&self, meta: ObjectMeta) -> Result<ObjectMeta> {
+        if meta.size == 0 {
+            // Written around the store (a console's "folder/" marker, a
+            // `_SUCCESS` file): listed as the empty object it is, so that
+            // one such object does not fail a whole listing; reading it
+            // fails with `EncryptionError::Empty`.
+            return Ok(meta);
+        }
         let snap = self.keys.snapshot();
         if let Some(layout) = uniform_layout(&snap)
             && meta.size >= PREFIX_LEN as u64
@@ -287,7 +294,7 @@ impl EncryptedObjectStore {
                     .segment_decryptor(header, &self.associated_data(path))
                     .map_err(|e| auth_error(path, &e))?;
                 let rest = prepend(head.slice(end..), body);
-                crate::decrypt::decrypting_stream(dec, rest, path.clone())
+                crate::decrypt::decrypting_stream(dec, rest, path.clone(), self.buffers.clone())
             }
             None => {
                 let ct = collect(prepend(head, body)).await?;

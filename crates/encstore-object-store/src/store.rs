@@ -15,6 +15,7 @@ use object_store::{
 };
 
 use crate::error::{EncryptionError, STORE};
+use crate::pool::BufferPool;
 use crate::read::HeadCache;
 use crate::seal::SealingBuffer;
 use crate::upload::EncryptingUpload;
@@ -46,6 +47,8 @@ pub struct EncryptedObjectStore {
     namespace: Option<Arc<[u8]>>,
     part_size: usize,
     pub(crate) heads: Arc<HeadCache>,
+    /// `get`'s output buffers, recycled when the caller drops them.
+    pub(crate) buffers: Arc<BufferPool>,
 }
 
 impl fmt::Debug for EncryptedObjectStore {
@@ -80,6 +83,7 @@ impl EncryptedObjectStore {
             namespace: None,
             part_size: DEFAULT_PART_SIZE,
             heads: Arc::default(),
+            buffers: Arc::default(),
         }
     }
 

@@ -15,6 +15,7 @@ use encstore_core::Storage;
 use encstore_object_store::{EncryptedObjectStore, EncryptionError};
 use encstore_objstore::ObjectStorage;
 use encstore_tink::templates::by_name;
+use futures_util::TryStreamExt;
 use object_store::integration::*;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -538,12 +539,37 @@ async fn multipart_uploads_stream_in_parts_of_the_part_size() {
 /// An empty object in the inner store (written around the encrypting
 /// store: no encstore object is ever empty) is a clear error naming the
 /// path, from `head`, `get` and a ranged `get`, never a range or decoding
-/// error of the inner store.
+/// error of the inner store. Listings show it as the empty object it is
+/// (a directory marker must not fail a listing), beside the encrypted
+/// objects with their plaintext sizes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_inner_objects_are_a_clear_error() {
     let (inner, enc) = store();
     let p = Path::from("dir/empty");
     inner.put(&p, Bytes::new().into()).await.unwrap();
+    enc.put(&Path::from("dir/a"), vec![7u8; 1000].into())
+        .await
+        .unwrap();
+    let mut listed: Vec<(String, u64)> = enc
+        .list(Some(&Path::from("dir")))
+        .map_ok(|m| (m.location.to_string(), m.size))
+        .try_collect()
+        .await
+        .unwrap();
+    listed.sort();
+    let want = vec![("dir/a".to_string(), 1000), ("dir/empty".to_string(), 0)];
+    assert_eq!(listed, want);
+    let r = enc
+        .list_with_delimiter(Some(&Path::from("dir")))
+        .await
+        .unwrap();
+    let mut listed: Vec<(String, u64)> = r
+        .objects
+        .iter()
+        .map(|m| (m.location.to_string(), m.size))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, want);
     let head = enc.head(&p).await.unwrap_err();
     let get = match enc.get(&p).await {
         Ok(r) => r.bytes().await.unwrap_err(),

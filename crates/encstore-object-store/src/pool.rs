@@ -1,0 +1,147 @@
+//! Output buffers for `get`'s plaintext, recycled once the caller drops
+//! them.
+//!
+//! Each piece of a whole-object `get` is decrypted into a buffer that the
+//! caller receives as `Bytes`. A fresh buffer of a MiB costs its
+//! allocation, the kernel's zeroing of new pages and a page fault per
+//! page on first touch (about 0.3× the AES-GCM work itself, measured in
+//! docs/performance.md). A reader that consumes the stream piece by piece
+//! drops each piece before it asks for the next, so the same few buffers
+//! can carry the whole object: a returned `Bytes` owns its buffer through
+//! [`Bytes::from_owner`], and when the last reference to it is dropped the
+//! buffer goes back to its store's pool (at most [`MAX_POOLED`] buffers of
+//! at most [`MAX_POOLED_LEN`] bytes; the rest are freed).
+//!
+//! A recycled buffer still holds the plaintext of an earlier read until it
+//! is overwritten, as freed heap memory does; only the bytes the new
+//! decryption wrote are ever exposed (the `Bytes` covers exactly them).
+
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+
+/// Idle buffers a pool keeps.
+pub(crate) const MAX_POOLED: usize = 4;
+/// The largest buffer a pool keeps (a piece of `get` is about 1 MiB, one
+/// segment more at most; larger segments get buffers of their own).
+pub(crate) const MAX_POOLED_LEN: usize = 4 << 20;
+
+/// A few initialized buffers, handed out for decryption and returned when
+/// the `Bytes` made from them is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    /// An initialized buffer of at least `len` bytes: a pooled one when one
+    /// is large enough, else a new zeroed one (`calloc`: fresh pages are
+    /// zero already).
+    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = free.iter().position(|b| b.len() >= len) {
+            return free.swap_remove(i);
+        }
+        drop(free);
+        vec![0u8; len]
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if buf.len() > MAX_POOLED_LEN {
+            return;
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < MAX_POOLED {
+            free.push(buf);
+        }
+    }
+
+    /// `buf[..len]` as `Bytes`; `buf` returns to `pool` (if the pool still
+    /// exists) when the last reference to those bytes is dropped.
+    pub(crate) fn freeze(pool: &Arc<BufferPool>, buf: Vec<u8>, len: usize) -> Bytes {
+        assert!(
+            len <= buf.len(),
+            "{len} bytes of a {}-byte buffer",
+            buf.len()
+        );
+        if len == 0 {
+            pool.give(buf);
+            return Bytes::new();
+        }
+        Bytes::from_owner(Pooled {
+            buf,
+            len,
+            pool: Arc::downgrade(pool),
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn idle(&self) -> usize {
+        self.free.lock().map(|f| f.len()).unwrap_or(0)
+    }
+}
+
+/// The owner behind a pooled `Bytes`.
+struct Pooled {
+    buf: Vec<u8>,
+    len: usize,
+    pool: Weak<BufferPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.give(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_bytes_returns_its_buffer_and_the_next_take_reuses_it() {
+        let pool = Arc::new(BufferPool::default());
+        let mut buf = pool.take(1000);
+        assert_eq!(buf.len(), 1000);
+        let addr = buf.as_ptr();
+        buf[..3].copy_from_slice(b"abc");
+        let b = BufferPool::freeze(&pool, buf, 3);
+        assert_eq!(&b[..], b"abc", "exactly the written prefix");
+        let half = b.slice(1..);
+        drop(b);
+        assert_eq!(pool.idle(), 0, "a slice still refers to the buffer");
+        assert_eq!(&half[..], b"bc");
+        drop(half);
+        assert_eq!(pool.idle(), 1);
+        // Large enough: reused; too small: a new buffer.
+        let again = pool.take(800);
+        assert_eq!(again.as_ptr(), addr);
+        assert_eq!(again.len(), 1000);
+        assert_eq!(pool.take(2000).len(), 2000);
+    }
+
+    #[test]
+    fn the_pool_keeps_a_few_buffers_of_bounded_size() {
+        let pool = Arc::new(BufferPool::default());
+        let held: Vec<Bytes> = (0..MAX_POOLED + 3)
+            .map(|_| BufferPool::freeze(&pool, pool.take(64), 64))
+            .collect();
+        drop(held);
+        assert_eq!(pool.idle(), MAX_POOLED);
+        let pool = Arc::new(BufferPool::default());
+        drop(BufferPool::freeze(&pool, pool.take(MAX_POOLED_LEN + 1), 1));
+        assert_eq!(pool.idle(), 0, "an oversized buffer is freed");
+        // Bytes outliving their pool free their buffer.
+        let b = BufferPool::freeze(&pool, pool.take(8), 8);
+        drop(pool);
+        assert_eq!(b.len(), 8);
+    }
+}
