@@ -65,11 +65,16 @@
 //! - `list`/`list_with_delimiter`: the inner listing; plaintext sizes are
 //!   computed from the ciphertext sizes when every enabled streaming key
 //!   has the same segment layout (the usual case), else by a `head` per
-//!   object. A listing assumes the large-object layout: an object in the
-//!   small layout (a value of at most 1 MiB that `EncryptedStorage` wrote
-//!   with `store`, not streamed) is listed with a wrong size (tens of bytes
-//!   off, or exact when no streaming ciphertext has its size);
-//!   `head` and `get` report its exact size.
+//!   object. A listing assumes the large-object layout, which is what this
+//!   store writes: an object in the small layout (a value of at most 1 MiB
+//!   that `EncryptedStorage` wrote with `store`, not streamed) is listed
+//!   with a wrong size (tens of bytes off, or exact when no streaming
+//!   ciphertext has its size), unless the store was built
+//!   [`with_exact_list_sizes`](EncryptedObjectStore::with_exact_list_sizes),
+//!   which reads every listed object's size as `head` does (one or two
+//!   GETs per object). `head` and `get` always report the exact size. An
+//!   empty inner object (a folder marker written around the store) is
+//!   listed with size 0; reading it fails with `EncryptionError::Empty`.
 //! - `copy`/`rename`: the associated data binds the path, so an object is
 //!   never copied server-side: it is read, decrypted and re-encrypted for
 //!   its new path (a full download and upload; `copy_if_not_exists` and

@@ -257,7 +257,8 @@ impl EncryptedObjectStore {
             return Ok(meta);
         }
         let snap = self.keys.snapshot();
-        if let Some(layout) = uniform_layout(&snap)
+        if !self.exact_list_sizes
+            && let Some(layout) = uniform_layout(&snap)
             && meta.size >= PREFIX_LEN as u64
             && let Ok(size) = layout.plaintext_size(meta.size - PREFIX_LEN as u64)
         {

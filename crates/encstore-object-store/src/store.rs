@@ -46,6 +46,7 @@ pub struct EncryptedObjectStore {
     pub(crate) keys: Arc<ReloadableKeyset>,
     namespace: Option<Arc<[u8]>>,
     part_size: usize,
+    pub(crate) exact_list_sizes: bool,
     pub(crate) heads: Arc<HeadCache>,
     /// `get`'s output buffers, recycled when the caller drops them.
     pub(crate) buffers: Arc<BufferPool>,
@@ -61,6 +62,7 @@ impl fmt::Debug for EncryptedObjectStore {
                 &self.namespace.as_ref().map(|n| String::from_utf8_lossy(n)),
             )
             .field("part_size", &self.part_size)
+            .field("exact_list_sizes", &self.exact_list_sizes)
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +84,7 @@ impl EncryptedObjectStore {
             keys,
             namespace: None,
             part_size: DEFAULT_PART_SIZE,
+            exact_list_sizes: false,
             heads: Arc::default(),
             buffers: Arc::default(),
         }
@@ -112,6 +115,22 @@ impl EncryptedObjectStore {
     pub fn with_part_size(mut self, bytes: usize) -> Self {
         assert!(bytes > 0, "the part size must not be zero");
         self.part_size = bytes;
+        self
+    }
+
+    /// Reads the size of every listed object from the object itself.
+    ///
+    /// By default a listing computes each plaintext size from the
+    /// ciphertext size, without reading the object, assuming the
+    /// streaming layout: exact for everything this store writes, but a
+    /// small value that [`encstore::EncryptedStorage`] (or `encstore store
+    /// put`) wrote in the one-shot AEAD layout into the same store would
+    /// be listed some tens of bytes off. With this option each listed
+    /// object is read like `head` reads it (its first bytes; a one-shot
+    /// AEAD object whole, and authenticated), 8 at a time, so a listing
+    /// costs one or two GETs per object. `head` is always exact.
+    pub fn with_exact_list_sizes(mut self) -> Self {
+        self.exact_list_sizes = true;
         self
     }
 

@@ -386,7 +386,7 @@ pub async fn compatibility(enc: &EncryptedObjectStore, tool: &EncryptedStorage) 
 
     // The tool writes: a small value (AEAD layout), a large one and a
     // streamed one (streaming layout); EncryptedObjectStore reads them all.
-    let small = b"a small secret".to_vec();
+    let small = b"a small secret".repeat(100);
     tool.store("from-tool/small", small.clone().into())
         .await
         .unwrap();
@@ -435,6 +435,32 @@ pub async fn compatibility(enc: &EncryptedObjectStore, tool: &EncryptedStorage) 
         listed.iter().all(|m| m.size == big.len() as u64),
         "{listed:?}"
     );
+    // The tool's objects: sizes computed from the ciphertext size assume
+    // the streaming layout, so the small one (one-shot AEAD) is listed off;
+    // with exact list sizes every size is read from its object.
+    let sizes = |enc: EncryptedObjectStore| async move {
+        let mut listed: Vec<(String, u64)> = enc
+            .list(Some(&Path::from("from-tool")))
+            .map_ok(|m| (m.location.to_string(), m.size))
+            .try_collect()
+            .await
+            .unwrap();
+        listed.sort();
+        listed
+    };
+    let exact = vec![
+        ("from-tool/large".to_string(), large.len() as u64),
+        ("from-tool/small".to_string(), small.len() as u64),
+        ("from-tool/streamed".to_string(), big.len() as u64),
+    ];
+    let computed = sizes(enc.clone()).await;
+    assert_ne!(computed[1], exact[1], "the small layout, computed");
+    assert_eq!(
+        (&computed[0], &computed[2]),
+        (&exact[0], &exact[2]),
+        "the streaming layout, computed"
+    );
+    assert_eq!(sizes(enc.clone().with_exact_list_sizes()).await, exact);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
