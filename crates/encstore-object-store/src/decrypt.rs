@@ -196,6 +196,16 @@ mod tests {
         ct: &[u8],
         chunk: usize,
     ) -> BoxStream<'static, Result<Bytes>> {
+        stream_with(s, ct, chunk, Arc::default())
+    }
+
+    /// As [`stream`], decrypting into buffers of `pool`.
+    fn stream_with(
+        s: &KeysetStreamingAead,
+        ct: &[u8],
+        chunk: usize,
+        pool: Arc<BufferPool>,
+    ) -> BoxStream<'static, Result<Bytes>> {
         let h = s.layout().header_len() as usize;
         let dec = s.segment_decryptor(&ct[..h], b"ad").expect("header");
         let chunks: Vec<Result<Bytes>> = ct[h..]
@@ -206,7 +216,7 @@ mod tests {
             dec,
             futures_util::stream::iter(chunks).boxed(),
             Path::from("p"),
-            Arc::default(),
+            pool,
         )
     }
 
@@ -265,22 +275,8 @@ mod tests {
     #[tokio::test]
     async fn recycled_buffers_expose_only_the_new_plaintext() {
         let s = aead();
-        let l = s.layout();
-        let h = l.header_len() as usize;
         let pool: Arc<BufferPool> = Arc::default();
-        let run = |ct: Vec<u8>, chunk: usize| {
-            let dec = s.segment_decryptor(&ct[..h], b"ad").expect("header");
-            let chunks: Vec<Result<Bytes>> = ct[h..]
-                .chunks(chunk)
-                .map(|c| Ok(Bytes::copy_from_slice(c)))
-                .collect();
-            decrypting_stream(
-                dec,
-                futures_util::stream::iter(chunks).boxed(),
-                Path::from("p"),
-                pool.clone(),
-            )
-        };
+        let run = |ct: Vec<u8>, chunk: usize| stream_with(&s, &ct, chunk, pool.clone());
         let big: Vec<u8> = vec![0xEE; 3 * PIECE + 12_345];
         let ct = s.encrypt(&big, b"ad").expect("encrypt");
         let (chunks, err) = drain(run(ct, 1 << 20)).await;

@@ -23,6 +23,18 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, UpdateVersion,
 };
 
+/// The (path, size) pairs `enc.list` yields under `prefix`, sorted.
+async fn listed(enc: &EncryptedObjectStore, prefix: &str) -> Vec<(String, u64)> {
+    let mut listed: Vec<(String, u64)> = enc
+        .list(Some(&Path::from(prefix)))
+        .map_ok(|m| (m.location.to_string(), m.size))
+        .try_collect()
+        .await
+        .unwrap();
+    listed.sort();
+    listed
+}
+
 fn store() -> (Arc<InMemory>, EncryptedObjectStore) {
     let inner = Arc::new(InMemory::new());
     let enc = EncryptedObjectStore::new(inner.clone(), keys());
@@ -426,41 +438,30 @@ pub async fn compatibility(enc: &EncryptedObjectStore, tool: &EncryptedStorage) 
         );
     }
     // Listing reports plaintext sizes of the streaming-layout objects.
-    let listed: Vec<_> =
-        futures_util::TryStreamExt::try_collect::<Vec<_>>(enc.list(Some(&Path::from("from-eos"))))
-            .await
-            .unwrap();
-    assert_eq!(listed.len(), 2);
-    assert!(
-        listed.iter().all(|m| m.size == big.len() as u64),
-        "{listed:?}"
+    assert_eq!(
+        listed(&enc, "from-eos").await,
+        vec![
+            ("from-eos/big.bin".to_string(), big.len() as u64),
+            ("from-eos/multi.bin".to_string(), big.len() as u64),
+        ]
     );
     // The tool's objects: sizes computed from the ciphertext size assume
     // the streaming layout, so the small one (one-shot AEAD) is listed off;
     // with exact list sizes every size is read from its object.
-    let sizes = |enc: EncryptedObjectStore| async move {
-        let mut listed: Vec<(String, u64)> = enc
-            .list(Some(&Path::from("from-tool")))
-            .map_ok(|m| (m.location.to_string(), m.size))
-            .try_collect()
-            .await
-            .unwrap();
-        listed.sort();
-        listed
-    };
     let exact = vec![
         ("from-tool/large".to_string(), large.len() as u64),
         ("from-tool/small".to_string(), small.len() as u64),
         ("from-tool/streamed".to_string(), big.len() as u64),
     ];
-    let computed = sizes(enc.clone()).await;
+    let computed = listed(&enc, "from-tool").await;
     assert_ne!(computed[1], exact[1], "the small layout, computed");
     assert_eq!(
         (&computed[0], &computed[2]),
         (&exact[0], &exact[2]),
         "the streaming layout, computed"
     );
-    assert_eq!(sizes(enc.clone().with_exact_list_sizes()).await, exact);
+    let enc = enc.clone().with_exact_list_sizes();
+    assert_eq!(listed(&enc, "from-tool").await, exact);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -576,15 +577,8 @@ async fn empty_inner_objects_are_a_clear_error() {
     enc.put(&Path::from("dir/a"), vec![7u8; 1000].into())
         .await
         .unwrap();
-    let mut listed: Vec<(String, u64)> = enc
-        .list(Some(&Path::from("dir")))
-        .map_ok(|m| (m.location.to_string(), m.size))
-        .try_collect()
-        .await
-        .unwrap();
-    listed.sort();
     let want = vec![("dir/a".to_string(), 1000), ("dir/empty".to_string(), 0)];
-    assert_eq!(listed, want);
+    assert_eq!(listed(&enc, "dir").await, want);
     let r = enc
         .list_with_delimiter(Some(&Path::from("dir")))
         .await
