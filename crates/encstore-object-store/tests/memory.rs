@@ -439,7 +439,7 @@ pub async fn compatibility(enc: &EncryptedObjectStore, tool: &EncryptedStorage) 
     }
     // Listing reports plaintext sizes of the streaming-layout objects.
     assert_eq!(
-        listed(&enc, "from-eos").await,
+        listed(enc, "from-eos").await,
         vec![
             ("from-eos/big.bin".to_string(), big.len() as u64),
             ("from-eos/multi.bin".to_string(), big.len() as u64),
@@ -453,7 +453,7 @@ pub async fn compatibility(enc: &EncryptedObjectStore, tool: &EncryptedStorage) 
         ("from-tool/small".to_string(), small.len() as u64),
         ("from-tool/streamed".to_string(), big.len() as u64),
     ];
-    let computed = listed(&enc, "from-tool").await;
+    let computed = listed(enc, "from-tool").await;
     assert_ne!(computed[1], exact[1], "the small layout, computed");
     assert_eq!(
         (&computed[0], &computed[2]),
