@@ -152,6 +152,14 @@ MASTERS='"m1": {"file": "master.json", "format": "json"}, "m2": {"file": "master
 
 # 1. One keyset per template, cleartext JSON and binary.
 TEMPLATES=$(es list-key-templates)
+LISTED=""
+if [[ $FIPS == 1 ]]; then
+    # The fips build lists only the templates it can make keys from. Every
+    # template (as the ring provider compiled beside it lists them) is
+    # tried: exactly the unlisted ones must be refused.
+    LISTED=" $(echo $TEMPLATES) "
+    TEMPLATES=$(ENCSTORE_CRYPTO_PROVIDER=ring es list-key-templates)
+fi
 for t in $TEMPLATES; do
     if [[ $FIPS == 1 ]] && ! "$BIN" create-keyset --key-template "$t" --out "ks/$t.json" 2>"$W/refused.err"; then
         # Refused: it must say why, naming a key type, and write nothing.
@@ -161,8 +169,13 @@ for t in $TEMPLATES; do
             exit 1
         }
         [[ ! -e ks/$t.json ]] || { echo "reverse.sh: $t: refused but written" >&2; exit 1; }
+        [[ $LISTED != *" $t "* ]] || { echo "reverse.sh: $t: listed under fips but refused" >&2; exit 1; }
         FIPS_REFUSED=$((FIPS_REFUSED + 1))
         continue
+    fi
+    if [[ $FIPS == 1 && $LISTED != *" $t "* ]]; then
+        echo "reverse.sh: $t: made under fips but not listed by list-key-templates" >&2
+        exit 1
     fi
     [[ -e ks/$t.json ]] || es create-keyset --key-template "$t" --out "ks/$t.json"
     es convert-keyset --in "ks/$t.json" --out-format binary --out "ks/$t.bin"

@@ -288,7 +288,12 @@ pub fn template(name: &str) -> Result<KeyTemplate> {
     })
 }
 
-/// Every template name, in listing order: AEAD, then streaming AEAD.
-pub fn template_names() -> Vec<&'static str> {
-    encstore_tink::templates::all_names().collect()
+/// The template names the active crypto provider can make keys from, in
+/// listing order (AEAD, then streaming AEAD), and how many it leaves out
+/// (under `fips`, those of key types that are not FIPS-approved).
+pub fn template_names() -> Result<(Vec<&'static str>, usize)> {
+    let provider = encstore_tink::provider::get_default()?;
+    let names = encstore_tink::templates::names_for(provider);
+    let left_out = encstore_tink::templates::all_names().count() - names.len();
+    Ok((names, left_out))
 }

@@ -168,6 +168,47 @@ fn fips_refuses_non_approved_key_types() {
     let err = check_fails(&args, &out, 1, "ChaCha20Poly1305Key");
     assert!(err.contains("not FIPS-approved in this build"), "{err}");
 
+    // `list-key-templates` lists only what this provider can make (and
+    // says on stderr that it left some out); under ring, everything.
+    let lines = |out: &Output| -> Vec<String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let out = run_with(None, &["list-key-templates"]);
+    assert!(out.status.success(), "{out:?}");
+    let fips_names = lines(&out);
+    for name in [
+        "AES256_GCM",
+        "AES128_CTR_HMAC_SHA256",
+        "AES256_GCM_HKDF_1MB",
+    ] {
+        assert!(
+            fips_names.iter().any(|l| l == name),
+            "{name}: {fips_names:?}"
+        );
+    }
+    for name in [
+        "CHACHA20_POLY1305",
+        "XCHACHA20_POLY1305",
+        "AES256_GCM_SIV",
+        "AES256_EAX",
+    ] {
+        assert!(
+            !fips_names.iter().any(|l| l == name),
+            "{name}: {fips_names:?}"
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not FIPS-approved are not listed"),
+        "{out:?}"
+    );
+    let out = run_with(Some("ring"), &["list-key-templates"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(lines(&out).iter().any(|l| l == "CHACHA20_POLY1305"));
+    assert!(lines(&out).len() > fips_names.len());
+
     // An approved key type works end to end.
     let gcm = d.s("gcm.json");
     let out = create(None, "AES256_GCM", &gcm);

@@ -45,6 +45,7 @@ use prost::Message;
 use crate::error::KeysetError;
 use crate::keyset::{OutputPrefix, PrimitiveKind};
 use crate::primitives::TYPE_URL_PREFIX;
+use crate::provider::CryptoProvider;
 
 /// A recipe for new keys: type URL, serialized key format, output prefix
 /// type (Tink's `KeyTemplate`). Holds no key material.
@@ -245,6 +246,22 @@ pub const STREAMING_NAMES: &[&str] = &[
 /// ([`STREAMING_NAMES`]): what `list-key-templates` prints.
 pub fn all_names() -> impl Iterator<Item = &'static str> {
     NAMES.iter().chain(STREAMING_NAMES).copied()
+}
+
+/// The names of the templates that `provider` can make keys from, in
+/// [`all_names`] order: all of them, except under `fips`, which leaves out
+/// the templates of key types (and parameters) that are not FIPS-approved,
+/// since a keyset made from one would be refused. Each name is checked the
+/// way `Keyset::generate_with_provider` checks it (a key is generated and
+/// dropped, its material wiped).
+pub fn names_for(provider: &'static CryptoProvider) -> Vec<&'static str> {
+    all_names()
+        .filter(|name| {
+            by_name(name)
+                .and_then(|t| crate::Keyset::generate_with_provider(&t, provider))
+                .is_ok()
+        })
+        .collect()
 }
 
 /// `XAesGcmParams` (tink `proto/x_aes_gcm.proto`; not in tink-proto 0.3).

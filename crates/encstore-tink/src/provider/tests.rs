@@ -286,3 +286,31 @@ fn the_default_is_fixed_once() {
         }
     }
 }
+
+/// `templates::names_for` lists every template under ring and aws-lc-rs,
+/// and under `fips` exactly those whose key types are approved.
+#[test]
+fn template_names_for_a_provider_leave_out_what_it_refuses() {
+    let all: Vec<&str> = crate::templates::all_names().collect();
+    for p in Provider::compiled() {
+        let c = CryptoProvider::get(*p).expect("compiled");
+        let names = crate::templates::names_for(c);
+        if !c.fips() {
+            assert_eq!(names, all, "{p}");
+            continue;
+        }
+        for name in [
+            "AES256_GCM",
+            "AES128_CTR_HMAC_SHA256",
+            "AES256_GCM_HKDF_1MB",
+        ] {
+            assert!(names.contains(&name), "{p} {name}");
+        }
+        for name in &all {
+            let refused = ["CHACHA20", "GCM_SIV", "EAX", "XAES", "X_AES_GCM"]
+                .iter()
+                .any(|r| name.contains(r));
+            assert_eq!(names.contains(name), !refused, "{p} {name}");
+        }
+    }
+}
