@@ -12,7 +12,9 @@ mod common;
 use std::process::Output;
 
 use common::{Dir, es};
-use encstore_vault::testing::{self, BaoDevServer, TestVault, unique_name};
+use encstore_vault::testing::{
+    self, BaoDevServer, TestVault, python_tink, run_kms_interop, unique_name,
+};
 
 /// Runs the tool with `v`'s token and CA (and nothing of the caller's
 /// Vault or AWS environment).
@@ -568,21 +570,7 @@ fn google_tink_reads_a_keyset_the_tool_wrapped_in_openbao() {
     let Some(v) = testing::server(test) else {
         return;
     };
-    let tink = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import importlib.metadata as m, tink, hvac; from tink.integration import hcvault; assert m.version('tink') == '1.16.1'",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !tink {
-        let msg = "Python Tink 1.16.1 with hvac is not installed: python3 -m pip install 'tink[hcvault,awskms]==1.16.1' hvac boto3";
-        assert!(
-            std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "{test}: ENCSTORE_REQUIRE_SERVICES=1 but {msg}"
-        );
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {msg}");
+    if !python_tink(test) {
         return;
     }
     let d = Dir::new();
@@ -650,30 +638,121 @@ fn google_tink_reads_a_keyset_the_tool_wrapped_in_openbao() {
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let manifest = serde_json::json!({
         "kms": "hcvault",
-        "hcvault": {
-            "address": format!("https://{}", v.host_port),
-            "cacert": v.ca_cert,
-            "key_path": format!("transit/keys/{name}"),
-        },
+        "hcvault": v.tink_manifest_kms(&name),
         "read": [{"keyset": k, "keyset_ad_hex": "", "ciphertext": ct,
                   "ad_hex": hex(b"certs/a.pem"), "plaintext_hex": hex(b"read by Tink"),
                   "primary_key_id": primary}],
     });
-    let path = d.p("manifest.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/kms_interop.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(&path)
-        .env("ENCSTORE_INTEROP_VAULT_TOKEN", &v.token)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "Tink's checks failed:\n{}{err}",
-        String::from_utf8_lossy(&out.stdout)
+    run_kms_interop(&manifest, &d.p(""), &v.token, 1);
+}
+
+/// `encrypt`/`decrypt` with a keyset of KMS envelope keys (master key in
+/// OpenBao): each encryption wraps a fresh DEK, the output is Tink's, and
+/// Google's Tink reads it; what Tink encrypts with its own envelope keyset
+/// the tool decrypts. A wrong associated data or a missing token fails
+/// with one clear line.
+#[test]
+fn encrypt_and_decrypt_with_a_kms_envelope_keyset() {
+    let test = "encrypt_and_decrypt_with_a_kms_envelope_keyset";
+    let Some(v) = testing::server(test) else {
+        return;
+    };
+    let d = Dir::new();
+    let name = unique_name("cli-envelope");
+    let uri = v.uri(&name);
+    vok(&v, &["create-master-key", "--master-key-uri", &uri]);
+    let k = d.s("env.json");
+    vok(
+        &v,
+        &[
+            "create-keyset",
+            "--key-template",
+            "AES256_GCM",
+            "--envelope-kek-uri",
+            &uri,
+            "--out",
+            &k,
+        ],
     );
-    assert!(err.contains("1/1 checks passed"), "{err}");
+    std::fs::write(d.p("pt"), b"wrapped by a fresh DEK").unwrap();
+    let (ct, ct2, back) = (d.s("ct"), d.s("ct2"), d.s("back"));
+    let crypt = |cmd: &str, input: &str, out: &str, ad: &str| {
+        vec![
+            cmd.to_owned(),
+            "--keyset".into(),
+            k.clone(),
+            "--associated-data".into(),
+            ad.to_owned(),
+            "--in".into(),
+            input.to_owned(),
+            "--out".into(),
+            out.to_owned(),
+        ]
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    vok(&v, &args(&crypt("encrypt", &d.s("pt"), &ct, "doc/1")));
+    vok(&v, &args(&crypt("encrypt", &d.s("pt"), &ct2, "doc/1")));
+    let (c1, c2) = (std::fs::read(&ct).unwrap(), std::fs::read(&ct2).unwrap());
+    assert_ne!(c1, c2, "a fresh DEK and IV per encryption");
+    let primary = json(&vok(&v, &["list-keyset", "--in", &k, "--json"]))["primaryKeyId"]
+        .as_u64()
+        .unwrap() as u32;
+    assert_eq!(c1[0], 1, "a TINK prefix");
+    assert_eq!(c1[1..5], primary.to_be_bytes());
+    vok(&v, &args(&crypt("decrypt", &ct, &back, "doc/1")));
+    assert_eq!(std::fs::read(&back).unwrap(), b"wrapped by a fresh DEK");
+    let (token, ca) = (v.token.clone(), v.ca_cert.display().to_string());
+    let wrong = d.s("wrong");
+    vfails(
+        &v,
+        &token,
+        &ca,
+        &args(&crypt("decrypt", &ct, &wrong, "doc/2")),
+        "not authentic under this keyset and associated data",
+    );
+    vfails(
+        &v,
+        "",
+        &ca,
+        &args(&crypt("decrypt", &ct, &wrong, "doc/1")),
+        "no Vault token",
+    );
+    assert!(!d.p("wrong").exists(), "nothing written");
+
+    // Google's Tink reads the tool's ciphertext with the tool's keyset,
+    // and writes an envelope keyset and ciphertext of its own.
+    if !python_tink(test) {
+        return;
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let (tk, tct) = (d.s("tink.json"), d.s("tink.ct"));
+    let manifest = serde_json::json!({
+        "kms": "hcvault",
+        "hcvault": v.tink_manifest_kms(&name),
+        "envelope_kek_uri": uri,
+        "envelope_read": [{"keyset": k, "no_secret": true, "ciphertext": ct,
+                           "ad_hex": hex(b"doc/1"), "plaintext_hex": hex(b"wrapped by a fresh DEK")}],
+        "envelope_write": [{"dek_template": "AES128_GCM", "prefix": "TINK",
+                            "keyset_out": tk, "ciphertext_out": tct,
+                            "ad_hex": hex(b"from Tink"), "plaintext_hex": hex(b"Tink's envelope")}],
+    });
+    run_kms_interop(&manifest, &d.p(""), &v.token, 2);
+    let from_tink = d.s("from-tink");
+    vok(
+        &v,
+        &[
+            "decrypt",
+            "--keyset",
+            &tk,
+            "--associated-data",
+            "from Tink",
+            "--in",
+            &tct,
+            "--out",
+            &from_tink,
+        ],
+    );
+    assert_eq!(std::fs::read(&from_tink).unwrap(), b"Tink's envelope");
 }

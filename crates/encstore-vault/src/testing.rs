@@ -253,3 +253,68 @@ pub fn unique_name(prefix: &str) -> String {
         .as_nanos();
     format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
+
+/// Whether Python Tink 1.16.1 with its Vault extra (hvac) is importable,
+/// for the interop tests that run Google's Tink against OpenBao; when it is
+/// not, prints the skip notice (or panics under
+/// `ENCSTORE_REQUIRE_SERVICES=1`).
+pub fn python_tink(test: &str) -> bool {
+    let ok = Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.metadata as m, tink, hvac; from tink.integration import hcvault; v = m.version('tink'); assert v == '1.16.1', v",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let msg = "Python Tink 1.16.1 with hvac is not installed: python3 -m pip install 'tink[hcvault,awskms]==1.16.1' hvac boto3";
+        assert!(
+            std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "{test}: ENCSTORE_REQUIRE_SERVICES=1 but {msg}"
+        );
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {msg}");
+    }
+    ok
+}
+
+/// Runs Google's Tink side of a KMS interop check
+/// (`tests/interop/kms_interop.py` in the workspace; its docstring
+/// describes the manifest) with the Vault `token`, writing the manifest
+/// into `dir`; `checks` is how many checks the manifest holds, all of
+/// which must pass.
+pub fn run_kms_interop(manifest: &serde_json::Value, dir: &Path, token: &str, checks: usize) {
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(manifest).unwrap()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/kms_interop.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&path)
+        .env("ENCSTORE_INTEROP_VAULT_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Tink's checks failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = format!("{checks}/{checks} checks passed");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&summary),
+        "expected {summary}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestVault {
+    /// The `"hcvault"` entry of a `kms_interop.py` manifest for the transit
+    /// key `name` of this server (see [`run_kms_interop`]).
+    pub fn tink_manifest_kms(&self, name: &str) -> serde_json::Value {
+        serde_json::json!({
+            "address": format!("https://{}", self.host_port),
+            "cacert": self.ca_cert,
+            "key_path": format!("transit/keys/{name}"),
+        })
+    }
+}

@@ -3,67 +3,13 @@
 //! `tests/interop/kms_interop.py` does Tink's side.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use encstore_core::{Aead, Kek};
 use encstore_tink::KeysetEncoding;
 use encstore_tink::keyset::Keyset;
-use encstore_vault::testing::{self, unique_name};
+use encstore_vault::testing::{self, python_tink, run_kms_interop, unique_name};
 use encstore_vault::{VaultKek, ciphertext_key_version};
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/kms_interop.py")
-}
-
-/// Whether Python Tink with its Vault extra is importable; prints the skip
-/// notice (or panics under `ENCSTORE_REQUIRE_SERVICES=1`) when not.
-fn python_tink(test: &str) -> bool {
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import importlib.metadata as m, tink, hvac; from tink.integration import hcvault; v = m.version('tink'); assert v == '1.16.1', v",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        let msg = "Python Tink 1.16.1 with hvac is not installed: python3 -m pip install 'tink[hcvault,awskms]==1.16.1' hvac boto3";
-        assert!(
-            std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "{test}: ENCSTORE_REQUIRE_SERVICES=1 but {msg}"
-        );
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {msg}");
-    }
-    ok
-}
-
-/// Runs Tink's side; `checks` is how many checks the manifest holds (all
-/// must pass).
-fn run_tink(manifest: &serde_json::Value, dir: &Path, token: &str, checks: usize) {
-    let path = dir.join("manifest.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(manifest).unwrap()).unwrap();
-    let out = Command::new("python3")
-        .arg(script())
-        .arg(&path)
-        .env("ENCSTORE_INTEROP_VAULT_TOKEN", token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "Tink's checks failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = format!("{checks}/{checks} checks passed");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(&summary),
-        "expected {summary}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The `encryptedKeyset` field of an encrypted JSON keyset, decoded.
 fn wrapped_of(json: &[u8]) -> Vec<u8> {
@@ -134,11 +80,7 @@ async fn tink_and_encstore_read_each_others_vault_wrapped_keysets() {
     let primary = |ks: &Keyset| ks.info().primary_key_id;
     let manifest = serde_json::json!({
         "kms": "hcvault",
-        "hcvault": {
-            "address": format!("https://{}", v.host_port),
-            "cacert": v.ca_cert,
-            "key_path": format!("transit/keys/{name}"),
-        },
+        "hcvault": v.tink_manifest_kms(&name),
         "read": [
             {"keyset": d("ks1.json"), "keyset_ad_hex": "", "ciphertext": d("ct1"),
              "ad_hex": hex(b"name/one"), "plaintext_hex": hex(b"object one"), "primary_key_id": primary(&ks1)},
@@ -160,7 +102,7 @@ async fn tink_and_encstore_read_each_others_vault_wrapped_keysets() {
         // Python Tink's Vault AEAD only takes empty associated data.
         "refused": [{"ad_hex": hex(b"keyset ad")}],
     });
-    run_tink(&manifest, dir.path(), &v.token, 7);
+    run_kms_interop(&manifest, dir.path(), &v.token, 7);
 
     // What Tink wrote, encstore reads: the keyset, then its ciphertext.
     let tink_json = std::fs::read(d("tink.json")).unwrap();
@@ -351,18 +293,14 @@ async fn tink_and_encstore_read_each_others_envelope_ciphertexts() {
     let checks = read.len() + raw_decrypt.len() + write.len() + raw_encrypt.len();
     let manifest = serde_json::json!({
         "kms": "hcvault",
-        "hcvault": {
-            "address": format!("https://{}", v.host_port),
-            "cacert": v.ca_cert,
-            "key_path": format!("transit/keys/{name}"),
-        },
+        "hcvault": v.tink_manifest_kms(&name),
         "envelope_kek_uri": uri,
         "envelope_read": read,
         "envelope_raw_decrypt": raw_decrypt,
         "envelope_write": write,
         "envelope_raw_encrypt": raw_encrypt,
     });
-    run_tink(&manifest, dir.path(), &v.token, checks);
+    run_kms_interop(&manifest, dir.path(), &v.token, checks);
 
     // What Tink wrote, encstore reads: the keyset (envelope keys, REMOTE)
     // and its ciphertext; the bare primitive's ciphertexts. Their DEKs are

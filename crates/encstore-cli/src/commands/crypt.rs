@@ -73,9 +73,24 @@ pub(super) async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
         encstore::ReloadableKeyset::new(&keyset, policy.policy.clone())
             .map_err(|e| anyhow!("keyset {}: {e}", c.keyset.display()))?;
     }
-    let aead = keyset
-        .aead()
-        .map_err(|e| anyhow!("keyset {}: {e}", c.keyset.display()))?;
+    let shown = c.keyset.display();
+    // KMS envelope keys need the async AEAD: their master keys open from
+    // their `kek_uri` with the environment's configuration (`VAULT_TOKEN`,
+    // `AWS_*`, ...), as the store commands do, and each file costs one KMS
+    // call (a fresh DEK wrapped, or one unwrapped).
+    let aead = match keyset.aead() {
+        Ok(aead) => FileAead::Sync(aead),
+        Err(encstore_tink::KeysetError::NeedsAsyncAead { .. }) => {
+            let aead = encstore_tink::envelope::KeysetAsyncAead::new(
+                &keyset,
+                &encstore::UriResolver::new(),
+            )
+            .await
+            .map_err(|e| anyhow!("keyset {shown}: {e}"))?;
+            FileAead::Envelope(aead)
+        }
+        Err(e) => return Err(anyhow!("keyset {shown}: {e}")),
+    };
     let ad = io::text_or_hex(
         c.associated_data.as_deref(),
         c.associated_data_hex.as_deref(),
@@ -83,13 +98,34 @@ pub(super) async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
     )?;
     let mut input = io::read_input_secret(c.input.as_deref(), "input")?;
     let what = io::file_name(c.input.as_deref()).unwrap_or_else(|| "stdin".to_owned());
+    let unknown_key = |key_id| {
+        decrypt_error(
+            &keyset,
+            &c.keyset,
+            &what,
+            &encstore_core::AeadError::UnknownKeyId { key_id },
+        )
+    };
     // The whole result is computed in memory before anything is written.
-    let output = zeroize::Zeroizing::new(if encrypt {
-        aead.encrypt(&input, &ad)
-            .map_err(|e| anyhow!("cannot encrypt {what}: {e}"))?
-    } else {
-        aead.decrypt_owned(std::mem::take(&mut *input), &ad)
-            .map_err(|e| decrypt_error(&keyset, &c.keyset, &what, &e))?
+    let output = Zeroizing::new(match (&aead, encrypt) {
+        (FileAead::Sync(aead), true) => aead
+            .encrypt(&input, &ad)
+            .map_err(|e| anyhow!("cannot encrypt {what}: {e}"))?,
+        (FileAead::Sync(aead), false) => aead
+            .decrypt_owned(std::mem::take(&mut *input), &ad)
+            .map_err(|e| decrypt_error(&keyset, &c.keyset, &what, &e))?,
+        (FileAead::Envelope(aead), true) => aead
+            .encrypt(&input, &ad)
+            .await
+            .map_err(|e| anyhow!("cannot encrypt {what} with keyset {shown}: {e}"))?,
+        (FileAead::Envelope(aead), false) => {
+            aead.decrypt(&input, &ad).await.map_err(|e| match e {
+                encstore_tink::envelope::EnvelopeError::UnknownKeyId { key_id } => {
+                    unknown_key(key_id)
+                }
+                e => anyhow!("cannot decrypt {what} with keyset {shown}: {e}"),
+            })?
+        }
     });
     io::write_output(
         c.output.as_deref(),
@@ -100,6 +136,13 @@ pub(super) async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
             "the plaintext"
         },
     )
+}
+
+/// The AEAD `encrypt`/`decrypt` use for a one-shot (not streaming) keyset.
+enum FileAead {
+    Sync(encstore_tink::KeysetAead),
+    /// A keyset with KMS envelope keys.
+    Envelope(encstore_tink::envelope::KeysetAsyncAead),
 }
 
 /// How much input `encrypt`/`decrypt` read at once with a streaming keyset.
