@@ -721,6 +721,31 @@ fn encrypt_and_decrypt_with_a_kms_envelope_keyset() {
     );
     assert!(!d.p("wrong").exists(), "nothing written");
 
+    // The store commands take the keyset too, `store stat --keyset`
+    // included (it opens the master key as the others do).
+    let store = d.s("store");
+    let pt = d.s("pt");
+    let in_store = |cmd: &str| -> Vec<String> {
+        [cmd, "--store", &store, "--keyset", &k, "doc"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    };
+    let mut put = in_store("put");
+    put.extend(["--in".into(), pt.clone()]);
+    vok(&v, &args(&[vec!["store".to_owned()], put].concat()));
+    let mut stat = in_store("stat");
+    stat.push("--json".into());
+    let st = json(&vok(&v, &args(&[vec!["store".to_owned()], stat].concat())));
+    assert_eq!(st["key_id"].as_u64(), Some(u64::from(primary)), "{st}");
+    assert_eq!(st["key_status"], "ENABLED", "{st}");
+    assert_eq!(st["content"], "ciphertext", "{st}");
+    let got = vok(
+        &v,
+        &args(&[vec!["store".to_owned()], in_store("get")].concat()),
+    );
+    assert_eq!(got, b"wrapped by a fresh DEK");
+
     // Google's Tink reads the tool's ciphertext with the tool's keyset,
     // and writes an envelope keyset and ciphertext of its own.
     if !python_tink(test) {

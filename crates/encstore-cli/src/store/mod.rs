@@ -178,14 +178,22 @@ async fn read_keyset_file(
 }
 
 /// `keyset` at its full strength (every key type Tink supports) over
-/// `backend`: what `stat --keyset` reads with.
-pub fn with_keyset(
+/// `backend`: what `stat --keyset` reads with. KMS envelope keys open their
+/// master keys as for the other store commands.
+pub async fn with_keyset(
     backend: &Arc<dyn Storage>,
     keyset: &Keyset,
     path: &Path,
 ) -> Result<EncryptedStorage> {
-    let keys = ReloadableKeyset::new(keyset, Policy::tink())
-        .map_err(|e| anyhow!("keyset {}: {e}", path.display()))?;
+    let keys = ReloadableKeyset::new_with_master_keys(
+        keyset,
+        None,
+        Policy::tink(),
+        Arc::new(encstore::UriResolver::new()),
+        encstore_tink::envelope::EnvelopeOptions::default(),
+    )
+    .await
+    .map_err(|e| anyhow!("keyset {}: {e}", path.display()))?;
     Ok(EncryptedStorage::new(Arc::clone(backend), Arc::new(keys)))
 }
 
