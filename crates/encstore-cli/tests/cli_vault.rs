@@ -721,6 +721,39 @@ fn encrypt_and_decrypt_with_a_kms_envelope_keyset() {
     );
     assert!(!d.p("wrong").exists(), "nothing written");
 
+    // --policy applies to an envelope key's DEK template: AES-256-GCM
+    // passes `modern`, AES-EAX does not.
+    let mut with_policy = crypt("encrypt", &d.s("pt"), &d.s("ct3"), "doc/1");
+    with_policy.extend(["--policy".into(), "modern".into()]);
+    vok(&v, &args(&with_policy));
+    let eax = d.s("eax.json");
+    vok(
+        &v,
+        &[
+            "create-keyset",
+            "--key-template",
+            "AES128_EAX",
+            "--envelope-kek-uri",
+            &uri,
+            "--out",
+            &eax,
+        ],
+    );
+    let refused = [
+        "encrypt",
+        "--keyset",
+        &eax,
+        "--policy",
+        "modern",
+        "--in",
+        &d.s("pt"),
+        "--out",
+        &wrong,
+    ];
+    let line = vfails(&v, &token, &ca, &refused, "refused by policy \"modern\"");
+    assert!(line.contains("DEK AesEaxKey"), "{line}");
+    assert!(!d.p("wrong").exists(), "nothing written");
+
     // The store commands take the keyset too, `store stat --keyset`
     // included (it opens the master key as the others do).
     let store = d.s("store");

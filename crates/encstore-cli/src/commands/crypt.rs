@@ -68,29 +68,40 @@ pub(super) async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
     if keyset.primitive() == PrimitiveKind::StreamingAead {
         return stream_crypt(c, &keyset, encrypt).await;
     }
-    if let Some(policy) = &c.policy {
-        // The same check a server makes when it loads the keyset.
-        encstore::ReloadableKeyset::new(&keyset, policy.policy.clone())
-            .map_err(|e| anyhow!("keyset {}: {e}", c.keyset.display()))?;
-    }
     let shown = c.keyset.display();
     // KMS envelope keys need the async AEAD: their master keys open from
     // their `kek_uri` with the environment's configuration (`VAULT_TOKEN`,
     // `AWS_*`, ...), as the store commands do, and each file costs one KMS
     // call (a fresh DEK wrapped, or one unwrapped).
+    let resolver = encstore::UriResolver::new();
     let aead = match keyset.aead() {
         Ok(aead) => FileAead::Sync(aead),
         Err(encstore_tink::KeysetError::NeedsAsyncAead { .. }) => {
-            let aead = encstore_tink::envelope::KeysetAsyncAead::new(
-                &keyset,
-                &encstore::UriResolver::new(),
-            )
-            .await
-            .map_err(|e| anyhow!("keyset {shown}: {e}"))?;
+            let aead = encstore_tink::envelope::KeysetAsyncAead::new(&keyset, &resolver)
+                .await
+                .map_err(|e| anyhow!("keyset {shown}: {e}"))?;
             FileAead::Envelope(aead)
         }
         Err(e) => return Err(anyhow!("keyset {shown}: {e}")),
     };
+    if let Some(policy) = &c.policy {
+        // The same check a server makes when it loads the keyset (an
+        // envelope key is allowed when its DEK template is).
+        let policy = policy.policy.clone();
+        match aead {
+            FileAead::Sync(_) => encstore::ReloadableKeyset::new(&keyset, policy).map(drop),
+            FileAead::Envelope(_) => encstore::ReloadableKeyset::new_with_master_keys(
+                &keyset,
+                None,
+                policy,
+                Arc::new(resolver),
+                encstore_tink::envelope::EnvelopeOptions::default(),
+            )
+            .await
+            .map(drop),
+        }
+        .map_err(|e| anyhow!("keyset {shown}: {e}"))?;
+    }
     let ad = io::text_or_hex(
         c.associated_data.as_deref(),
         c.associated_data_hex.as_deref(),
