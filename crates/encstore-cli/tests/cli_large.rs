@@ -530,6 +530,52 @@ fn store_put_and_get_stream_large_objects_and_keep_small_ones_small() {
         1,
         &sid.to_string(),
     );
+    // `store stat`: the large object's key is found in the streaming
+    // keyset given with --streaming-keyset, and only there.
+    let stat = |extra: &[&str]| -> serde_json::Value {
+        let mut a = vec!["store", "stat", "--store", &st, "big/file", "--json"];
+        a.extend_from_slice(extra);
+        serde_json::from_slice(&ok(&a)).unwrap()
+    };
+    let v = stat(&["--keyset", &k, "--streaming-keyset", &sk]);
+    assert_eq!(v["key_id"].as_u64(), Some(u64::from(sid)), "{v}");
+    assert_eq!(v["key_status"], "ENABLED", "{v}");
+    let v = stat(&["--keyset", &k]);
+    assert_eq!(v["key_status"], "UNKNOWN", "{v}");
+    let text = String::from_utf8(ok(&[
+        "store",
+        "stat",
+        "--store",
+        &st,
+        "big/file",
+        "--keyset",
+        &k,
+        "--streaming-keyset",
+        &sk,
+    ]))
+    .unwrap();
+    assert!(
+        text.contains(&format!(
+            "key ID:   {sid} (from its Tink prefix; ENABLED in the keyset)"
+        )),
+        "{text}"
+    );
+    // The keysets swapped: refused, naming the file.
+    fails(
+        &[
+            "store",
+            "stat",
+            "--store",
+            &st,
+            "big/file",
+            "--keyset",
+            &k,
+            "--streaming-keyset",
+            &k,
+        ],
+        1,
+        "holds AEAD keys, not streaming AEAD keys",
+    );
 
     // A damaged large object: nothing is written to --out.
     let obj = Path::new(&st).join("big/file");

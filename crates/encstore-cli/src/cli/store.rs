@@ -185,6 +185,15 @@ pub struct StoreStat {
     /// Format of the --keyset file (default: detected from its content).
     #[arg(long, value_enum, value_name = "FORMAT", requires = "keyset")]
     pub keyset_format: Option<Format>,
+    /// With --keyset: also look a large object's key up in this streaming
+    /// keyset, to show its status. Not taken from
+    /// ENCSTORE_STREAMING_KEYSET.
+    #[arg(long, value_name = "PATH", requires = "keyset")]
+    pub streaming_keyset: Option<PathBuf>,
+    /// Format of the --streaming-keyset file (default: detected from its
+    /// content).
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "streaming_keyset")]
+    pub streaming_keyset_format: Option<Format>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub master: MasterKeyArgs,

@@ -177,23 +177,45 @@ async fn read_keyset_file(
     .await
 }
 
-/// `keyset` at its full strength (every key type Tink supports) over
-/// `backend`: what `stat --keyset` reads with. KMS envelope keys open their
-/// master keys as for the other store commands.
+/// `keyset` (and the streaming keyset, if any) at full strength (every
+/// key type Tink supports) over `backend`: what `stat --keyset` reads
+/// with. KMS envelope keys open their master keys as for the other store
+/// commands.
 pub async fn with_keyset(
     backend: &Arc<dyn Storage>,
     keyset: &Keyset,
+    streaming: Option<(Keyset, &Path)>,
     path: &Path,
 ) -> Result<EncryptedStorage> {
+    let shown = path.display();
+    if let Some((s, spath)) = &streaming
+        && s.primitive() != PrimitiveKind::StreamingAead
+    {
+        bail!(
+            "streaming keyset {} holds AEAD keys, not streaming AEAD keys (give the keyset of large objects)",
+            spath.display()
+        );
+    }
     let keys = ReloadableKeyset::new_with_master_keys(
         keyset,
-        None,
+        streaming.as_ref().map(|(s, _)| s),
         Policy::tink(),
         Arc::new(encstore::UriResolver::new()),
         encstore_tink::envelope::EnvelopeOptions::default(),
     )
     .await
-    .map_err(|e| anyhow!("keyset {}: {e}", path.display()))?;
+    .map_err(|e| match (e, &streaming) {
+        (LoadError::Streaming(inner), Some((_, spath))) => {
+            anyhow!("streaming keyset {}: {inner}", spath.display())
+        }
+        (e @ LoadError::KeyIdCollision { .. }, Some((_, spath))) => {
+            anyhow!(
+                "keyset {shown} and streaming keyset {}: {e}",
+                spath.display()
+            )
+        }
+        (e, _) => anyhow!("keyset {shown}: {e}"),
+    })?;
     Ok(EncryptedStorage::new(Arc::clone(backend), Arc::new(keys)))
 }
 

@@ -482,7 +482,14 @@ async fn stat_content(c: &StoreStat, backend: &Arc<dyn Storage>, key: &str) -> R
         return Ok(content);
     };
     let keyset = keysets::load_file(path, c.keyset_format, &c.master).await?;
-    let store = super::with_keyset(backend, &keyset, path).await?;
+    let streaming = match &c.streaming_keyset {
+        Some(spath) => Some((
+            keysets::load_file(spath, c.streaming_keyset_format, &c.master).await?,
+            spath.as_path(),
+        )),
+        None => None,
+    };
+    let store = super::with_keyset(backend, &keyset, streaming, path).await?;
     let snap = store.keyset().snapshot();
     let head_class = snap.classify(&head);
     // As the census: the whole object is read only when its class depends
