@@ -532,28 +532,15 @@ fn store_put_and_get_stream_large_objects_and_keep_small_ones_small() {
     );
     // `store stat`: the large object's key is found in the streaming
     // keyset given with --streaming-keyset, and only there.
-    let stat = |extra: &[&str]| -> serde_json::Value {
-        let mut a = vec!["store", "stat", "--store", &st, "big/file", "--json"];
-        a.extend_from_slice(extra);
-        serde_json::from_slice(&ok(&a)).unwrap()
-    };
-    let v = stat(&["--keyset", &k, "--streaming-keyset", &sk]);
+    let json = |args: &[&str]| -> serde_json::Value { serde_json::from_slice(&ok(args)).unwrap() };
+    let v = json(&store_args("stat", &st, &k, &sk, &["big/file", "--json"]));
     assert_eq!(v["key_id"].as_u64(), Some(u64::from(sid)), "{v}");
     assert_eq!(v["key_status"], "ENABLED", "{v}");
-    let v = stat(&["--keyset", &k]);
+    let v = json(&[
+        "store", "stat", "--store", &st, "--keyset", &k, "big/file", "--json",
+    ]);
     assert_eq!(v["key_status"], "UNKNOWN", "{v}");
-    let text = String::from_utf8(ok(&[
-        "store",
-        "stat",
-        "--store",
-        &st,
-        "big/file",
-        "--keyset",
-        &k,
-        "--streaming-keyset",
-        &sk,
-    ]))
-    .unwrap();
+    let text = String::from_utf8(ok(&store_args("stat", &st, &k, &sk, &["big/file"]))).unwrap();
     assert!(
         text.contains(&format!(
             "key ID:   {sid} (from its Tink prefix; ENABLED in the keyset)"
@@ -562,17 +549,7 @@ fn store_put_and_get_stream_large_objects_and_keep_small_ones_small() {
     );
     // The keysets swapped: refused, naming the file.
     fails(
-        &[
-            "store",
-            "stat",
-            "--store",
-            &st,
-            "big/file",
-            "--keyset",
-            &k,
-            "--streaming-keyset",
-            &k,
-        ],
+        &store_args("stat", &st, &k, &k, &["big/file"]),
         1,
         "holds AEAD keys, not streaming AEAD keys",
     );
