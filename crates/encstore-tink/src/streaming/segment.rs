@@ -396,13 +396,7 @@ impl SegmentDecryptor {
         segment: &mut [u8],
         last: bool,
     ) -> Result<usize, StreamingError> {
-        if self.done {
-            return Err(StreamingError::Finished);
-        }
-        let n = self.open(self.next, last, segment)?;
-        self.next += 1;
-        self.done = last;
-        Ok(n)
+        self.open_next(last, Io::InPlace(segment))
     }
 
     /// Opens segment `index` in place, in any order (random access); the
@@ -418,7 +412,7 @@ impl SegmentDecryptor {
         last: bool,
         segment: &mut [u8],
     ) -> Result<usize, StreamingError> {
-        self.open(index, last, segment)
+        self.open_io(index, last, Io::InPlace(segment))
     }
 
     /// Opens the next segment out of place: `segment` holds its
@@ -445,13 +439,7 @@ impl SegmentDecryptor {
         last: bool,
         out: &mut [u8],
     ) -> Result<usize, StreamingError> {
-        if self.done {
-            return Err(StreamingError::Finished);
-        }
-        let n = self.open_io(self.next, last, Io::To(segment, out))?;
-        self.next += 1;
-        self.done = last;
-        Ok(n)
+        self.open_next(last, Io::To(segment, out))
     }
 
     /// [`open_segment_to`](SegmentDecryptor::open_segment_to) for segment
@@ -472,13 +460,15 @@ impl SegmentDecryptor {
         self.open_io(index, last, Io::To(segment, out))
     }
 
-    fn open(
-        &mut self,
-        index: u64,
-        last: bool,
-        segment: &mut [u8],
-    ) -> Result<usize, StreamingError> {
-        self.open_io(index, last, Io::InPlace(segment))
+    /// Opens the next segment in order: counted only when it opened.
+    fn open_next(&mut self, last: bool, io: Io<'_>) -> Result<usize, StreamingError> {
+        if self.done {
+            return Err(StreamingError::Finished);
+        }
+        let n = self.open_io(self.next, last, io)?;
+        self.next += 1;
+        self.done = last;
+        Ok(n)
     }
 
     fn open_io(&mut self, index: u64, last: bool, io: Io<'_>) -> Result<usize, StreamingError> {
