@@ -69,39 +69,43 @@ pub(super) async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
         return stream_crypt(c, &keyset, encrypt).await;
     }
     let shown = c.keyset.display();
-    // KMS envelope keys need the async AEAD: their master keys open from
-    // their `kek_uri` with the environment's configuration (`VAULT_TOKEN`,
-    // `AWS_*`, ...), as the store commands do, and each file costs one KMS
-    // call (a fresh DEK wrapped, or one unwrapped).
-    let resolver = encstore::UriResolver::new();
     let aead = match keyset.aead() {
-        Ok(aead) => FileAead::Sync(aead),
+        Ok(aead) => {
+            if let Some(policy) = &c.policy {
+                // The same check a server makes when it loads the keyset.
+                encstore::ReloadableKeyset::new(&keyset, policy.policy.clone())
+                    .map_err(|e| anyhow!("keyset {shown}: {e}"))?;
+            }
+            FileAead::Sync(aead)
+        }
         Err(encstore_tink::KeysetError::NeedsAsyncAead { .. }) => {
-            let aead = encstore_tink::envelope::KeysetAsyncAead::new(&keyset, &resolver)
-                .await
-                .map_err(|e| anyhow!("keyset {shown}: {e}"))?;
+            // KMS envelope keys need the async AEAD. The keyset is loaded
+            // as a server loads it: checked against the policy (an
+            // envelope key passes when its DEK template does), its master
+            // keys opened once from their `kek_uri` with the environment's
+            // configuration (`VAULT_TOKEN`, `AWS_*`, ...). Each file then
+            // costs one KMS call (a fresh DEK wrapped, or one unwrapped).
+            let policy = c
+                .policy
+                .as_ref()
+                .map(|p| p.policy.clone())
+                .unwrap_or_default();
+            let keys = encstore::ReloadableKeyset::new_with_master_keys(
+                &keyset,
+                None,
+                policy,
+                Arc::new(encstore::UriResolver::new()),
+                encstore_tink::envelope::EnvelopeOptions::default(),
+            )
+            .await
+            .map_err(|e| anyhow!("keyset {shown}: {e}"))?;
+            let aead = keys.snapshot().envelope_aead().cloned().ok_or_else(|| {
+                anyhow!("keyset {shown}: no ENABLED KMS envelope key after loading")
+            })?;
             FileAead::Envelope(aead)
         }
         Err(e) => return Err(anyhow!("keyset {shown}: {e}")),
     };
-    if let Some(policy) = &c.policy {
-        // The same check a server makes when it loads the keyset (an
-        // envelope key is allowed when its DEK template is).
-        let policy = policy.policy.clone();
-        match aead {
-            FileAead::Sync(_) => encstore::ReloadableKeyset::new(&keyset, policy).map(drop),
-            FileAead::Envelope(_) => encstore::ReloadableKeyset::new_with_master_keys(
-                &keyset,
-                None,
-                policy,
-                Arc::new(resolver),
-                encstore_tink::envelope::EnvelopeOptions::default(),
-            )
-            .await
-            .map(drop),
-        }
-        .map_err(|e| anyhow!("keyset {shown}: {e}"))?;
-    }
     let ad = io::text_or_hex(
         c.associated_data.as_deref(),
         c.associated_data_hex.as_deref(),
@@ -153,7 +157,7 @@ pub(super) async fn crypt(c: &Crypt, encrypt: bool) -> Result<()> {
 enum FileAead {
     Sync(encstore_tink::KeysetAead),
     /// A keyset with KMS envelope keys.
-    Envelope(encstore_tink::envelope::KeysetAsyncAead),
+    Envelope(Arc<encstore_tink::envelope::KeysetAsyncAead>),
 }
 
 /// How much input `encrypt`/`decrypt` read at once with a streaming keyset.

@@ -122,39 +122,53 @@ pub async fn open_keys(args: &StoreKeysetArgs) -> Result<ReloadableKeyset> {
         );
     }
     let streaming = match &args.streaming_keyset {
-        Some(spath) => {
-            let streaming =
-                read_keyset_file(spath, args.streaming_keyset_format, master.as_ref()).await?;
-            if streaming.primitive() != PrimitiveKind::StreamingAead {
-                bail!(
-                    "streaming keyset {} holds AEAD keys, not streaming AEAD keys: create one with a streaming template (such as `encstore create-keyset --key-template AES256_GCM_HKDF_1MB`; see `encstore list-key-templates`)",
-                    spath.display()
-                );
-            }
-            Some(streaming)
-        }
+        Some(spath) => Some((
+            read_keyset_file(spath, args.streaming_keyset_format, master.as_ref()).await?,
+            spath.as_path(),
+        )),
         None => None,
     };
-    // KMS envelope keys open their master keys from their kek_uri, with
-    // the configuration from the environment (VAULT_TOKEN, AWS_*, ...).
-    let keys = ReloadableKeyset::new_with_master_keys(
-        &keyset,
-        streaming.as_ref(),
+    load_keys(&keyset, &args.keyset, streaming, policy).await
+}
+
+/// `keyset` (from the file `path`) and the streaming keyset (if any) as
+/// one handle checked against `policy`. KMS envelope keys open their
+/// master keys from their `kek_uri`, with the configuration from the
+/// environment (`VAULT_TOKEN`, `AWS_*`, ...).
+async fn load_keys(
+    keyset: &Keyset,
+    path: &Path,
+    streaming: Option<(Keyset, &Path)>,
+    policy: Policy,
+) -> Result<ReloadableKeyset> {
+    let shown = path.display();
+    if let Some((s, spath)) = &streaming
+        && s.primitive() != PrimitiveKind::StreamingAead
+    {
+        bail!(
+            "streaming keyset {} holds AEAD keys, not streaming AEAD keys: create one with a streaming template (such as `encstore create-keyset --key-template AES256_GCM_HKDF_1MB`; see `encstore list-key-templates`)",
+            spath.display()
+        );
+    }
+    ReloadableKeyset::new_with_master_keys(
+        keyset,
+        streaming.as_ref().map(|(s, _)| s),
         policy,
         Arc::new(encstore::UriResolver::new()),
         encstore_tink::envelope::EnvelopeOptions::default(),
     )
-    .await;
-    let Some(spath) = &args.streaming_keyset else {
-        return keys.map_err(|e| anyhow!("keyset {shown}: {e}"));
-    };
-    let sshown = spath.display();
-    keys.map_err(|e| match e {
-        LoadError::Streaming(inner) => anyhow!("streaming keyset {sshown}: {inner}"),
-        e @ LoadError::KeyIdCollision { .. } => {
-            anyhow!("keyset {shown} and streaming keyset {sshown}: {e}")
+    .await
+    .map_err(|e| match (e, &streaming) {
+        (LoadError::Streaming(inner), Some((_, spath))) => {
+            anyhow!("streaming keyset {}: {inner}", spath.display())
         }
-        e => anyhow!("keyset {shown}: {e}"),
+        (e @ LoadError::KeyIdCollision { .. }, Some((_, spath))) => {
+            anyhow!(
+                "keyset {shown} and streaming keyset {}: {e}",
+                spath.display()
+            )
+        }
+        (e, _) => anyhow!("keyset {shown}: {e}"),
     })
 }
 
@@ -179,43 +193,14 @@ async fn read_keyset_file(
 
 /// `keyset` (and the streaming keyset, if any) at full strength (every
 /// key type Tink supports) over `backend`: what `stat --keyset` reads
-/// with. KMS envelope keys open their master keys as for the other store
-/// commands.
+/// with.
 pub async fn with_keyset(
     backend: &Arc<dyn Storage>,
     keyset: &Keyset,
     streaming: Option<(Keyset, &Path)>,
     path: &Path,
 ) -> Result<EncryptedStorage> {
-    let shown = path.display();
-    if let Some((s, spath)) = &streaming
-        && s.primitive() != PrimitiveKind::StreamingAead
-    {
-        bail!(
-            "streaming keyset {} holds AEAD keys, not streaming AEAD keys (give the keyset of large objects)",
-            spath.display()
-        );
-    }
-    let keys = ReloadableKeyset::new_with_master_keys(
-        keyset,
-        streaming.as_ref().map(|(s, _)| s),
-        Policy::tink(),
-        Arc::new(encstore::UriResolver::new()),
-        encstore_tink::envelope::EnvelopeOptions::default(),
-    )
-    .await
-    .map_err(|e| match (e, &streaming) {
-        (LoadError::Streaming(inner), Some((_, spath))) => {
-            anyhow!("streaming keyset {}: {inner}", spath.display())
-        }
-        (e @ LoadError::KeyIdCollision { .. }, Some((_, spath))) => {
-            anyhow!(
-                "keyset {shown} and streaming keyset {}: {e}",
-                spath.display()
-            )
-        }
-        (e, _) => anyhow!("keyset {shown}: {e}"),
-    })?;
+    let keys = load_keys(keyset, path, streaming, Policy::tink()).await?;
     Ok(EncryptedStorage::new(Arc::clone(backend), Arc::new(keys)))
 }
 
