@@ -13,7 +13,7 @@ use super::layout::{MAX_SEGMENTS, SegmentLayout};
 /// know whether a segment is the last) of the largest segment size of
 /// the keyset's keys, and never allocates after it is made (except once,
 /// for one scratch segment, when several keys could have written the
-/// ciphertext).
+/// ciphertext). Its buffers are wiped when it is dropped or done with.
 ///
 /// Plaintext is released one whole segment at a time, and only after the
 /// segment authenticated. The last segment is opened with the
@@ -75,6 +75,13 @@ impl std::fmt::Debug for StreamDecryptor {
             .field("state", &state)
             .field("error", &self.error)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for StreamDecryptor {
+    /// The buffer holds the plaintext of the last segment opened.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.buf[..]);
     }
 }
 
@@ -331,7 +338,8 @@ impl StreamDecryptor {
             return Ok(());
         }
         let mut too_short = true;
-        let mut scratch = Vec::new();
+        // Holds a candidate's plaintext for a moment: wiped when dropped.
+        let mut scratch = zeroize::Zeroizing::new(Vec::new());
         for (i, key) in candidates.iter().enumerate() {
             let layout = key.layout();
             let seg = key.segment_size();

@@ -9,7 +9,7 @@ use super::layout::{MAX_SEGMENTS, SegmentLayout};
 /// Encrypts one stream segment by segment, without doing any I/O: feed it
 /// plaintext, take the ciphertext it has ready, and finish it. It holds one
 /// segment (the key's ciphertext segment size) and never allocates after
-/// it is made.
+/// it is made. That buffer is wiped when the encryptor is dropped.
 ///
 /// A segment is sealed only when more plaintext arrives after it is full
 /// (or at [`StreamEncryptor::finish`], with the last-segment flag), exactly
@@ -78,6 +78,14 @@ impl std::fmt::Debug for StreamEncryptor {
             .field("segment", &self.segment)
             .field("state", &self.state)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for StreamEncryptor {
+    /// The buffer holds plaintext until its segment is sealed (all of it,
+    /// when the stream is dropped unfinished).
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.buf[..]);
     }
 }
 
