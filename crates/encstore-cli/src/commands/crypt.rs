@@ -160,12 +160,14 @@ enum FileAead {
     Envelope(Arc<encstore_tink::envelope::KeysetAsyncAead>),
 }
 
-/// How much input `encrypt`/`decrypt` read at once with a streaming keyset.
-const STREAM_CHUNK: usize = 256 * 1024;
+/// How much input `encrypt` reads past a full segment with a streaming
+/// keyset, to learn whether that segment is the last (Tink's format flags
+/// it); the rest of the input is read straight into the segment buffer.
+const PEEK_CHUNK: usize = 64 * 1024;
 
 /// `encrypt`/`decrypt` with a streaming keyset: Tink's streaming AEAD, in
-/// constant memory (one read chunk and one segment), whatever the size of
-/// the input. The output is exactly Tink's streaming ciphertext (a header,
+/// constant memory (one segment, read into and written from in place),
+/// whatever the size of the input. The output is exactly Tink's streaming ciphertext (a header,
 /// then segments; no key ID: `decrypt` tries every ENABLED key, as Tink
 /// does).
 ///
@@ -245,10 +247,6 @@ pub(crate) fn check_policy(keyset: &Keyset, policy: &encstore::Policy) -> Result
     Ok(())
 }
 
-/// One step of a streaming encryption or decryption: a chunk of input in,
-/// what it gives appended to the output.
-type Update<'a> = dyn FnMut(&[u8], &mut Vec<u8>) -> Result<()> + 'a;
-
 fn stream_crypt_blocking(
     s: &KeysetStreamingAead,
     encrypt: bool,
@@ -275,29 +273,58 @@ fn stream_crypt_blocking(
         check_stop(stop)
     };
     let mut sink = io::Sink::open(output.as_deref(), out_what)?;
-    let mut buf = Zeroizing::new(vec![0u8; STREAM_CHUNK]);
-    let mut out = Zeroizing::new(Vec::with_capacity(2 * STREAM_CHUNK));
     let read_error = |e: std::io::Error| anyhow!("cannot read {what}: {e}");
-    // Feeds the input through `update` chunk by chunk into the sink, until
-    // the input ends.
-    let mut feed = |update: &mut Update<'_>| -> Result<()> {
-        loop {
-            check_stop(stop)?;
-            let n = io::read_full(&mut reader, &mut buf).map_err(read_error)?;
-            update(&buf[..n], &mut out)?;
-            sink.write(&out, out_what)?;
-            out.clear();
-            if n < buf.len() {
-                return Ok(());
-            }
-        }
-    };
+    // Zero-copy: the input is read straight into the core's segment buffer
+    // and the output written straight from it (sealed or opened in place),
+    // a segment at a time. The core's buffer is wiped when it is dropped.
     if encrypt {
         let encrypt_error = |e| anyhow!("cannot encrypt {what}: {e}");
         let mut enc = s.encryptor(ad).map_err(encrypt_error)?;
-        feed(&mut |chunk, out| enc.update(chunk, out).map_err(encrypt_error))?;
+        // A full segment is sealed only once more input shows it is not
+        // the last: the first bytes of the next one are read here.
+        let mut peek = Zeroizing::new(vec![0u8; PEEK_CHUNK]);
+        loop {
+            check_stop(stop)?;
+            let out = enc.output();
+            if !out.is_empty() {
+                sink.write(out, out_what)?;
+                let n = out.len();
+                enc.consume(n);
+                continue;
+            }
+            let room = enc.input_buffer();
+            let (n, wanted) = if room.is_empty() {
+                let n = io::read_full(&mut reader, &mut peek).map_err(read_error)?;
+                let mut rest = &peek[..n];
+                while !rest.is_empty() {
+                    let taken = enc.write(rest).map_err(encrypt_error)?;
+                    rest = &rest[taken..];
+                    let out = enc.output();
+                    if !out.is_empty() {
+                        sink.write(out, out_what)?;
+                        let n = out.len();
+                        enc.consume(n);
+                    }
+                }
+                (n, peek.len())
+            } else {
+                let wanted = room.len();
+                let n = io::read_full(&mut reader, room).map_err(read_error)?;
+                enc.commit(n);
+                (n, wanted)
+            };
+            if n < wanted {
+                break;
+            }
+        }
         at_end()?;
-        enc.finish_into(&mut out).map_err(encrypt_error)?;
+        enc.finish();
+        while !enc.is_done() {
+            let out = enc.output();
+            sink.write(out, out_what)?;
+            let n = out.len();
+            enc.consume(n);
+        }
     } else {
         let decrypt_error = |e| {
             anyhow!(
@@ -306,12 +333,45 @@ fn stream_crypt_blocking(
             )
         };
         let mut dec = s.decryptor(ad);
-        feed(&mut |chunk, out| dec.update(chunk, out).map_err(decrypt_error))?;
-        at_end()?;
-        dec.finish_into(&mut out).map_err(decrypt_error)?;
+        let mut ended = false;
+        loop {
+            check_stop(stop)?;
+            let plain = dec.plaintext();
+            if !plain.is_empty() {
+                sink.write(plain, out_what)?;
+                let n = plain.len();
+                dec.consume(n).map_err(decrypt_error)?;
+                continue;
+            }
+            if dec.is_done() {
+                break;
+            }
+            if ended {
+                // After the end, every step yields plaintext, an error or
+                // the end.
+                return Err(decrypt_error(
+                    encstore_tink::streaming::StreamingError::Truncated,
+                ));
+            }
+            let room = dec.input_buffer();
+            if room.is_empty() {
+                // Only after the last segment: anything more is an error
+                // the end reports.
+                ended = true;
+                dec.finish().map_err(decrypt_error)?;
+                continue;
+            }
+            let wanted = room.len();
+            let n = io::read_full(&mut reader, room).map_err(read_error)?;
+            dec.commit(n).map_err(decrypt_error)?;
+            if n < wanted {
+                at_end()?;
+                ended = true;
+                dec.finish().map_err(decrypt_error)?;
+            }
+        }
     }
     check_stop(stop)?;
-    sink.write(&out, out_what)?;
     sink.finish(out_what)
 }
 
