@@ -99,7 +99,7 @@ pub use keyset::{
     KeyInfo, KeyStatus, Keyset, KeysetEncoding, KeysetFormat, KeysetInfo, KeysetProtection,
     OutputPrefix, PrimitiveKind, detect_format,
 };
-pub use primitives::{HashType, KeyParams};
+pub use primitives::{HashType, KeyParams, UnknownHashName};
 pub use provider::{CryptoProvider, Provider, ProviderStatus};
 pub use streaming::{KeysetStreamingAead, SegmentLayout, StreamingError};
 pub use templates::KeyTemplate;

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
+use encstore_tink::HashType;
 use encstore_tink::primitives::KeyParams;
 use serde::{Deserialize, Serialize};
 
@@ -122,11 +123,13 @@ pub struct Rule {
     /// streaming families, the derived AES key size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_sizes: Option<Vec<usize>>,
-    /// Allowed hashes, such as `SHA256`: the HMAC hash of AES-CTR-HMAC; for
-    /// the streaming families, the HKDF hash and (AES-CTR-HMAC streaming)
-    /// the segment HMAC hash, both of which must be listed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hashes: Option<Vec<String>>,
+    /// Allowed hashes: the HMAC hash of AES-CTR-HMAC; for the streaming
+    /// families, the HKDF hash and (AES-CTR-HMAC streaming) the segment
+    /// HMAC hash, both of which must be listed. In a policy file, Tink's
+    /// names (`"SHA256"`, any case); another spelling is refused when the
+    /// file is read.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hash_names")]
+    pub hashes: Option<Vec<HashType>>,
     /// The smallest allowed tag, in bytes (AES-CTR-HMAC and AES-CTR-HMAC
     /// streaming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +137,35 @@ pub struct Rule {
     /// The smallest allowed HMAC key, in bytes (AES-CTR-HMAC only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_hmac_key_size: Option<usize>,
+}
+
+/// A rule's hashes in a policy file: Tink's names, checked when read.
+mod hash_names {
+    use encstore_tink::HashType;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        hashes: &Option<Vec<HashType>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match hashes {
+            Some(v) => s.collect_seq(v.iter().map(|h| h.as_str())),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<HashType>>, D::Error> {
+        let names = Option::<Vec<String>>::deserialize(d)?;
+        names
+            .map(|v| {
+                v.iter()
+                    .map(|n| n.parse::<HashType>().map_err(serde::de::Error::custom))
+                    .collect()
+            })
+            .transpose()
+    }
 }
 
 impl Rule {
@@ -155,15 +187,13 @@ impl Rule {
     }
 
     /// Narrows the allowed hashes.
-    pub fn hashes(mut self, hashes: &[&str]) -> Rule {
-        self.hashes = Some(hashes.iter().map(|h| (*h).to_owned()).collect());
+    pub fn hashes(mut self, hashes: &[HashType]) -> Rule {
+        self.hashes = Some(hashes.to_vec());
         self
     }
 
-    fn hash_ok(&self, hash: &str) -> bool {
-        self.hashes
-            .as_ref()
-            .is_none_or(|h| h.iter().any(|x| x.eq_ignore_ascii_case(hash)))
+    fn hash_ok(&self, hash: HashType) -> bool {
+        self.hashes.as_ref().is_none_or(|h| h.contains(&hash))
     }
 
     fn allows(&self, params: &KeyParams) -> bool {
@@ -183,10 +213,7 @@ impl Rule {
                 ..
             } => {
                 size_ok(*aes_key_size)
-                    && self
-                        .hashes
-                        .as_ref()
-                        .is_none_or(|h| h.iter().any(|x| x.eq_ignore_ascii_case(hash.as_str())))
+                    && self.hash_ok(*hash)
                     && self.min_tag_size.is_none_or(|m| *tag_size >= m)
                     && self.min_hmac_key_size.is_none_or(|m| *hmac_key_size >= m)
             }
@@ -195,7 +222,7 @@ impl Rule {
                 derived_key_size,
                 hkdf_hash,
                 ..
-            } => size_ok(*derived_key_size) && self.hash_ok(hkdf_hash.as_str()),
+            } => size_ok(*derived_key_size) && self.hash_ok(*hkdf_hash),
             KeyParams::AesCtrHmacStreaming {
                 derived_key_size,
                 hkdf_hash,
@@ -204,8 +231,8 @@ impl Rule {
                 ..
             } => {
                 size_ok(*derived_key_size)
-                    && self.hash_ok(hkdf_hash.as_str())
-                    && self.hash_ok(hmac_hash.as_str())
+                    && self.hash_ok(*hkdf_hash)
+                    && self.hash_ok(*hmac_hash)
                     && self.min_tag_size.is_none_or(|m| *tag_size >= m)
             }
             _ => size_ok(32),
@@ -270,18 +297,18 @@ impl Policy {
                 Rule {
                     key_type: KeyFamily::AesCtrHmacAeadKey,
                     key_sizes: Some(vec![16, 32]),
-                    hashes: Some(vec!["SHA256".into(), "SHA384".into(), "SHA512".into()]),
+                    hashes: Some(vec![HashType::Sha256, HashType::Sha384, HashType::Sha512]),
                     min_tag_size: Some(16),
                     min_hmac_key_size: Some(16),
                 },
                 Rule::any(KeyFamily::AesGcmHkdfStreamingKey)
                     .key_sizes(&[16, 32])
-                    .hashes(&["SHA256", "SHA512"]),
+                    .hashes(&[HashType::Sha256, HashType::Sha512]),
                 Rule {
                     min_tag_size: Some(16),
                     ..Rule::any(KeyFamily::AesCtrHmacStreamingKey)
                         .key_sizes(&[16, 32])
-                        .hashes(&["SHA256", "SHA512"])
+                        .hashes(&[HashType::Sha256, HashType::Sha512])
                 },
             ],
         }
@@ -307,7 +334,7 @@ impl Policy {
                 Rule::any(XAesGcmKey),
                 Rule::any(AesGcmHkdfStreamingKey)
                     .key_sizes(&[16, 32])
-                    .hashes(&["SHA256", "SHA512"]),
+                    .hashes(&[HashType::Sha256, HashType::Sha512]),
             ],
         }
     }
@@ -553,6 +580,49 @@ mod tests {
         assert!(err.to_string().contains("keysizes"), "{err}");
         let err = Policy::from_json(r#"{"preset":"fisp"}"#, "p.json").unwrap_err();
         assert!(matches!(err, PolicyError::UnknownPreset(_)));
+    }
+
+    #[test]
+    fn policy_file_hashes_are_tinks_names_and_a_misspelt_one_is_refused() {
+        let streaming = |hkdf_hash| KeyParams::AesGcmHkdfStreaming {
+            key_size: 32,
+            derived_key_size: 32,
+            hkdf_hash,
+            ciphertext_segment_size: 1 << 20,
+        };
+        // Any case is Tink's name; the rule compares typed hashes.
+        let p = Policy::from_json(
+            r#"{"name":"h","allow":[{"key_type":"AesGcmHkdfStreamingKey","hashes":["sha512","SHA256"]}]}"#,
+            "inline",
+        )
+        .unwrap();
+        assert_eq!(
+            p.allow[0].hashes,
+            Some(vec![HashType::Sha512, HashType::Sha256])
+        );
+        assert!(p.allows(&streaming(HashType::Sha256)));
+        assert!(!p.allows(&streaming(HashType::Sha1)));
+        // Written back with Tink's names, and read back the same.
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.contains(r#""hashes":["SHA512","SHA256"]"#), "{json}");
+        assert_eq!(Policy::from_json(&json, "again").unwrap(), p);
+        // A spelling that is not Tink's used to be kept as a string that
+        // matched no key (the rule then refused every key of its family);
+        // now the file is refused, naming the valid hashes.
+        let err = Policy::from_json(
+            r#"{"name":"h","allow":[{"key_type":"AesGcmHkdfStreamingKey","hashes":["SHA-256"]}]}"#,
+            "p.json",
+        )
+        .unwrap_err();
+        assert!(matches!(err, PolicyError::Invalid { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("p.json"), "{msg}");
+        assert!(
+            msg.contains(
+                "unknown hash \"SHA-256\": expected one of SHA1, SHA224, SHA256, SHA384, SHA512"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]

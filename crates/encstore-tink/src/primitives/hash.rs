@@ -24,6 +24,15 @@ pub enum HashType {
 }
 
 impl HashType {
+    /// Every hash, in Tink's order.
+    pub const ALL: [HashType; 5] = [
+        HashType::Sha1,
+        HashType::Sha224,
+        HashType::Sha256,
+        HashType::Sha384,
+        HashType::Sha512,
+    ];
+
     /// Tink's name: `SHA1`, `SHA224`, `SHA256`, `SHA384` or `SHA512`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -61,6 +70,37 @@ impl HashType {
     }
 }
 
+/// A hash name that is none of Tink's (see [`HashType::from_str`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownHashName(pub String);
+
+impl fmt::Display for UnknownHashName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = HashType::ALL.iter().map(|h| h.as_str()).collect();
+        write!(
+            f,
+            "unknown hash {:?}: expected one of {}",
+            self.0,
+            names.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownHashName {}
+
+impl std::str::FromStr for HashType {
+    type Err = UnknownHashName;
+
+    /// Tink's name, in any case (`SHA256`, `sha256`); other spellings
+    /// (`SHA-256`) are refused rather than guessed.
+    fn from_str(s: &str) -> Result<HashType, UnknownHashName> {
+        HashType::ALL
+            .into_iter()
+            .find(|h| h.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownHashName(s.to_owned()))
+    }
+}
+
 impl fmt::Display for HashType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -70,6 +110,21 @@ impl fmt::Display for HashType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_parse_in_any_case_and_other_spellings_are_refused() {
+        for h in HashType::ALL {
+            assert_eq!(h.as_str().parse::<HashType>(), Ok(h));
+            assert_eq!(h.as_str().to_lowercase().parse::<HashType>(), Ok(h));
+        }
+        let e = "SHA-256".parse::<HashType>().unwrap_err();
+        assert_eq!(e, UnknownHashName("SHA-256".into()));
+        assert_eq!(
+            e.to_string(),
+            "unknown hash \"SHA-256\": expected one of SHA1, SHA224, SHA256, SHA384, SHA512"
+        );
+        assert!("".parse::<HashType>().is_err());
+    }
 
     #[test]
     fn names_sizes_and_proto_numbers_are_tinks() {

@@ -56,7 +56,7 @@ mod xchacha20_poly1305;
 #[cfg(test)]
 mod test_util;
 
-pub use hash::HashType;
+pub use hash::{HashType, UnknownHashName};
 pub use nonce::{NonceSource, nonce_source};
 
 /// Type URL prefix shared by every Tink key type.
