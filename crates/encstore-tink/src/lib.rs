@@ -94,7 +94,7 @@ pub mod tink_rust;
 
 pub use aead::{CiphertextKey, KeysetAead, parse_prefix};
 pub use envelope::{EnvelopeAead, EnvelopeError, KeysetAsyncAead};
-pub use error::{KeyError, KeysetError};
+pub use error::{KeyError, KeysetError, SharedKekError};
 pub use keyset::{
     KeyInfo, KeyStatus, Keyset, KeysetEncoding, KeysetFormat, KeysetInfo, KeysetProtection,
     OutputPrefix, PrimitiveKind, detect_format,
