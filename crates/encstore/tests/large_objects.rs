@@ -381,6 +381,12 @@ async fn mixed_store(inner: Arc<dyn Storage>) {
     );
     let retire = enc.objects_under(s1).await.unwrap();
     assert_eq!((retire.objects, retire.checked), (4, 16));
+    // The dry run agrees: the 3 objects under the AEAD primary and the 1
+    // under the streaming primary are current, the 12 others would move.
+    let plan = enc.reencrypt_plan("").await.unwrap();
+    assert_eq!(plan.already_current(), 3 + 1);
+    assert_eq!(plan.would_reencrypt, 6 + 4 + 2);
+    assert_eq!(plan.would_fail, 0);
 
     // Verify: every object decrypts, under the key the census names.
     for (k, v, layout) in &expect {

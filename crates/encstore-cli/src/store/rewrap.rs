@@ -238,7 +238,7 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
                 "would_rewrap_by_key_id": by_key,
                 "plaintext": census.plaintext,
                 "raw": census.raw,
-                "already_current": census.under_primary(),
+                "already_current": plan.already_current(),
                 "would_fail": would_fail,
                 "primary_key_id": primary,
                 "unknown_key": census.unknown_key,
@@ -260,7 +260,7 @@ async fn rewrap_dry_run(c: &StoreRewrap, store: &EncryptedStorage) -> Result<()>
             "dry run: {}; would re-encrypt {would} under {}; {} already current\n",
             count(census.total, "object"),
             primaries(primary, streaming),
-            census.under_primary()
+            plan.already_current()
         );
         for (id, n) in by_key {
             s.push_str(&format!("  {n} under key {id}\n"));

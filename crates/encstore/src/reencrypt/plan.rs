@@ -32,9 +32,11 @@ pub struct ReencryptPlan {
 }
 
 impl ReencryptPlan {
-    /// Objects already under the primary key.
+    /// Objects already under the primary key of their layout: the AEAD
+    /// primary for small objects, the streaming primary for large ones
+    /// (what a re-encryption leaves alone; [`Census::under_primary`]).
     pub fn already_current(&self) -> u64 {
-        self.census.objects_under(self.census.primary_key_id)
+        self.census.under_primary()
     }
 }
 
