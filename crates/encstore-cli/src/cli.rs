@@ -247,21 +247,9 @@ pub struct KeysetInOut {
 /// `create-keyset`.
 #[derive(Debug, Clone, Args)]
 pub struct CreateKeyset {
-    /// Key template name (see list-key-templates), such as AES256_GCM.
-    #[arg(long, value_name = "NAME")]
-    pub key_template: String,
-    /// Make the key a KMS envelope key (Tink's KmsEnvelopeAeadKey): no key
-    /// material in the keyset; every encryption makes a fresh DEK from
-    /// --key-template (AES256_GCM, ...; its _RAW variant makes a RAW
-    /// envelope key) and has this master key wrap it (`hcvault://…`,
-    /// `aws-kms://…`). The master key is opened first: it must exist.
-    #[arg(long, value_name = "URI", value_parser = parse::master_key_uri())]
-    pub envelope_kek_uri: Option<MasterKeyUri>,
-    /// Key policy: a preset (tink, fips, modern) or a JSON policy file.
-    /// Keys outside it are refused. Default: tink (every key type Tink
-    /// supports).
-    #[arg(long, value_name = "NAME|PATH", value_parser = parse::policy())]
-    pub policy: Option<PolicyArg>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub key: NewKeyArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub out: KeysetOut,
@@ -273,9 +261,10 @@ pub struct CreateKeyset {
     pub force: bool,
 }
 
-/// `add-key`, `rotate-keyset`.
+/// The key a command generates: `create-keyset`, `add-key`,
+/// `rotate-keyset`.
 #[derive(Debug, Clone, Args)]
-pub struct KeyTemplateCommand {
+pub struct NewKeyArgs {
     /// Key template name (see list-key-templates), such as AES256_GCM.
     #[arg(long, value_name = "NAME")]
     pub key_template: String,
@@ -291,6 +280,14 @@ pub struct KeyTemplateCommand {
     /// supports).
     #[arg(long, value_name = "NAME|PATH", value_parser = parse::policy())]
     pub policy: Option<PolicyArg>,
+}
+
+/// `add-key`, `rotate-keyset`.
+#[derive(Debug, Clone, Args)]
+pub struct KeyTemplateCommand {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub key: NewKeyArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub keyset: KeysetInOut,

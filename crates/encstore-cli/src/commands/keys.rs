@@ -10,20 +10,18 @@ use super::{
     write_keyset,
 };
 use crate::cli::{
-    ConvertKeyset, CreateKeyset, KeyIdCommand, KeyTemplateCommand, RetireKeyCommand, RewrapKeyset,
+    ConvertKeyset, CreateKeyset, KeyIdCommand, KeyTemplateCommand, NewKeyArgs, RetireKeyCommand,
+    RewrapKeyset,
 };
 use crate::parse::PolicyArg;
 use crate::{io, keysets};
 
-/// Refuses a key made from `template` that the `--policy` does not allow,
-/// before anything is written. Policies list AEAD key families: a
-/// streaming AEAD key passes without `--policy` and is refused with one.
-fn check_new_key(
-    keyset: &Keyset,
-    key_id: u32,
-    template: &str,
-    policy: Option<&PolicyArg>,
-) -> Result<()> {
+/// Refuses the new key `key_id` when the `--policy` of `args` does not
+/// allow it, before anything is written. Policies list AEAD key families:
+/// a streaming AEAD key passes without `--policy` and is refused with one.
+fn check_new_key(keyset: &Keyset, key_id: u32, args: &NewKeyArgs) -> Result<()> {
+    let template = &args.key_template;
+    let policy = args.policy.as_ref();
     let params = keyset
         .info()
         .keys
@@ -52,13 +50,13 @@ fn check_new_key(
     }
 }
 
-/// The template of a new key: `name`, or with `--envelope-kek-uri` a KMS
-/// envelope key whose DEKs `name` makes (its output prefix is the
-/// envelope key's), after checking that the master key opens.
-async fn new_key_template(
-    name: &str,
-    envelope: Option<&encstore::open::MasterKeyUri>,
-) -> Result<encstore_tink::templates::KeyTemplate> {
+/// The template of a new key: `--key-template`, or with
+/// `--envelope-kek-uri` a KMS envelope key whose DEKs that template makes
+/// (its output prefix is the envelope key's), after checking that the
+/// master key opens.
+async fn new_key_template(args: &NewKeyArgs) -> Result<encstore_tink::templates::KeyTemplate> {
+    let name = &args.key_template;
+    let envelope = args.envelope_kek_uri.as_ref();
     let template = keysets::template(name)?;
     let Some(uri) = envelope else {
         return Ok(template);
@@ -73,22 +71,17 @@ async fn new_key_template(
 }
 
 pub(super) async fn create_keyset(c: &CreateKeyset) -> Result<()> {
-    let template = new_key_template(&c.key_template, c.envelope_kek_uri.as_ref()).await?;
+    let template = new_key_template(&c.key).await?;
     let dest = dest_other(&c.out, c.force, "--force")?;
     let master = keysets::open_master(&c.master).await?;
     let keyset = Keyset::generate(&template)
-        .with_context(|| format!("cannot create a key from template {}", c.key_template))?;
-    check_new_key(
-        &keyset,
-        keyset.primary_key_id(),
-        &c.key_template,
-        c.policy.as_ref(),
-    )?;
+        .with_context(|| format!("cannot create a key from template {}", c.key.key_template))?;
+    check_new_key(&keyset, keyset.primary_key_id(), &c.key)?;
     write_keyset(&keyset, c.out.out_format, dest, master.as_ref()).await?;
     note(&format!(
         "created keyset with key {} ({}) as primary",
         keyset.primary_key_id(),
-        c.key_template
+        c.key.key_template
     ));
     if master.is_none() {
         note(CLEARTEXT_CREATED);
@@ -97,7 +90,7 @@ pub(super) async fn create_keyset(c: &CreateKeyset) -> Result<()> {
 }
 
 pub(super) async fn add_key(c: &KeyTemplateCommand, rotate: bool) -> Result<()> {
-    let template = new_key_template(&c.key_template, c.envelope_kek_uri.as_ref()).await?;
+    let template = new_key_template(&c.key).await?;
     let (mut keyset, master, dest) = read_for_update(&c.keyset, c.force, "--force").await?;
     let old_primary = keyset.primary_key_id();
     let id = if rotate {
@@ -105,8 +98,8 @@ pub(super) async fn add_key(c: &KeyTemplateCommand, rotate: bool) -> Result<()> 
     } else {
         keyset.add_key(&template)
     }
-    .with_context(|| format!("cannot add a key from template {}", c.key_template))?;
-    check_new_key(&keyset, id, &c.key_template, c.policy.as_ref())?;
+    .with_context(|| format!("cannot add a key from template {}", c.key.key_template))?;
+    check_new_key(&keyset, id, &c.key)?;
     write_keyset(&keyset, c.keyset.out.out_format, dest, master.as_ref()).await?;
     if rotate {
         note(&format!(
@@ -121,13 +114,13 @@ The safe rollout is:
   4) encstore disable-key --key-id {old_primary} --store LOCATION (the old primary): it refuses
      while objects are still under that key.
 See docs/rotation.md.",
-            tmpl = c.key_template
+            tmpl = c.key.key_template
         ));
     } else {
         note(&format!(
             "added key {id} ({tmpl}), ENABLED, not primary.
 Next: deploy this keyset to every reader, then `encstore promote-key --key-id {id}`.",
-            tmpl = c.key_template
+            tmpl = c.key.key_template
         ));
     }
     Ok(())
