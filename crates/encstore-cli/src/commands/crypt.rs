@@ -285,13 +285,7 @@ fn stream_crypt_blocking(
         let mut peek = Zeroizing::new(vec![0u8; PEEK_CHUNK]);
         loop {
             check_stop(stop)?;
-            let out = enc.output();
-            if !out.is_empty() {
-                sink.write(out, out_what)?;
-                let n = out.len();
-                enc.consume(n);
-                continue;
-            }
+            drain_encryptor(&mut enc, &mut sink, out_what)?;
             let room = enc.input_buffer();
             let (n, wanted) = if room.is_empty() {
                 let n = io::read_full(&mut reader, &mut peek).map_err(read_error)?;
@@ -299,12 +293,7 @@ fn stream_crypt_blocking(
                 while !rest.is_empty() {
                     let taken = enc.write(rest).map_err(encrypt_error)?;
                     rest = &rest[taken..];
-                    let out = enc.output();
-                    if !out.is_empty() {
-                        sink.write(out, out_what)?;
-                        let n = out.len();
-                        enc.consume(n);
-                    }
+                    drain_encryptor(&mut enc, &mut sink, out_what)?;
                 }
                 (n, peek.len())
             } else {
@@ -320,10 +309,7 @@ fn stream_crypt_blocking(
         at_end()?;
         enc.finish();
         while !enc.is_done() {
-            let out = enc.output();
-            sink.write(out, out_what)?;
-            let n = out.len();
-            enc.consume(n);
+            drain_encryptor(&mut enc, &mut sink, out_what)?;
         }
     } else {
         let decrypt_error = |e| {
@@ -373,6 +359,22 @@ fn stream_crypt_blocking(
     }
     check_stop(stop)?;
     sink.finish(out_what)
+}
+
+/// Writes the ciphertext `enc` has ready (a sealed segment, in its own
+/// buffer) to `sink`.
+fn drain_encryptor(
+    enc: &mut encstore_tink::streaming::StreamEncryptor,
+    sink: &mut io::Sink,
+    what: &str,
+) -> Result<()> {
+    let out = enc.output();
+    if !out.is_empty() {
+        sink.write(out, what)?;
+        let n = out.len();
+        enc.consume(n);
+    }
+    Ok(())
 }
 
 /// How long the end of a piped input waits for a Ctrl-C that may have
