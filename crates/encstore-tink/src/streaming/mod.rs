@@ -327,25 +327,47 @@ impl KeysetStreamingAead {
         plaintext: &[u8],
         associated_data: &[u8],
     ) -> Result<Vec<u8>, StreamingError> {
+        let mut out = Vec::new();
+        self.encrypt_to(plaintext, associated_data, &mut out)?;
+        Ok(out)
+    }
+
+    /// Encrypts a whole plaintext in memory, appending the ciphertext to
+    /// `out` (after what it holds, such as a prefix of the caller's): each
+    /// segment's plaintext is copied once, to where its ciphertext goes,
+    /// and sealed there.
+    ///
+    /// # Errors
+    /// [`StreamingError::TooLarge`], [`StreamingError::Randomness`]; `out`
+    /// is then unchanged.
+    pub fn encrypt_to(
+        &self,
+        plaintext: &[u8],
+        associated_data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), StreamingError> {
         let key = &self.keys[0];
         let layout = key.layout();
         let size = layout.ciphertext_size(plaintext.len() as u64)?;
         let segments = layout.segment_count(size)?;
         let (header, cipher) = key.new_stream(associated_data)?;
-        let mut out =
-            Vec::with_capacity(usize::try_from(size).map_err(|_| StreamingError::TooLarge)?);
+        out.reserve(usize::try_from(size).map_err(|_| StreamingError::TooLarge)?);
+        let base = out.len();
         out.extend_from_slice(header.as_bytes());
         let tag = cipher.tag_size();
         for index in 0..segments {
+            let Ok(i) = u32::try_from(index) else {
+                out.truncate(base);
+                return Err(StreamingError::TooLarge);
+            };
             let r = layout.segment_plaintext_range(index);
             let end = (r.end as usize).min(plaintext.len());
             let start = out.len();
             out.extend_from_slice(&plaintext[r.start as usize..end]);
             out.resize(out.len() + tag, 0);
-            let i = u32::try_from(index).map_err(|_| StreamingError::TooLarge)?;
             cipher.seal(i, index + 1 == segments, &mut out[start..]);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Decrypts a whole ciphertext in memory, authenticating every segment.
