@@ -19,9 +19,9 @@ use futures_util::stream::{BoxStream, StreamExt};
 use object_store::Result;
 use object_store::path::Path;
 
-use crate::pool::BufferPool;
 use crate::read::auth_error;
 use crate::store::offload;
+use encstore::buffers::BufferPool;
 
 /// Ciphertext decrypted per step: whole segments, at least one, up to
 /// about this many bytes (small segments are batched so each returned

@@ -101,7 +101,6 @@
 
 mod decrypt;
 mod error;
-mod pool;
 mod read;
 mod seal;
 mod store;

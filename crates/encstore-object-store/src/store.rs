@@ -15,10 +15,10 @@ use object_store::{
 };
 
 use crate::error::{EncryptionError, STORE};
-use crate::pool::BufferPool;
 use crate::read::HeadCache;
 use crate::seal::SealingBuffer;
 use crate::upload::EncryptingUpload;
+use encstore::buffers::BufferPool;
 
 /// The length of an object's prefix: `0x01 ‖ BE32(key ID)`.
 pub const PREFIX_LEN: usize = 5;

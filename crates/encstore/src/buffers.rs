@@ -1,35 +1,40 @@
-//! Output buffers for `get`'s plaintext, recycled once the caller drops
-//! them.
+//! Segment buffers handed out as `Bytes` and recycled once the receiver
+//! drops them: the plaintext of a large object's segments on the way to a
+//! reader (EncryptedStorage's `load_stream`, EncryptedObjectStore's
+//! `get`), and sealed segments on the way to the backend.
 //!
-//! Each piece of a whole-object `get` is decrypted into a buffer that the
-//! caller receives as `Bytes`. A fresh buffer of a MiB costs its
-//! allocation, the kernel's zeroing of new pages and a page fault per
-//! page on first touch (about 0.3× the AES-GCM work itself, measured in
-//! docs/performance.md). A reader that consumes the stream piece by piece
-//! drops each piece before it asks for the next, so the same few buffers
-//! can carry the whole object: a returned `Bytes` owns its buffer through
-//! [`Bytes::from_owner`], and when the last reference to it is dropped the
-//! buffer goes back to its store's pool (at most [`MAX_POOLED`] buffers of
-//! at most [`MAX_POOLED_LEN`] bytes; the rest are freed).
+//! A fresh buffer of a MiB costs its allocation, the kernel's zeroing of
+//! new pages and a page fault per page on first touch (about 0.3× the
+//! AES-GCM work itself, measured in docs/performance.md), and buffers
+//! allocated on the blocking pool's threads and freed on the runtime's
+//! stay cached in the allocator's per-thread arenas, which raises the
+//! resident memory of a long stream. A consumer that takes a stream piece
+//! by piece drops each piece before it asks for the next, so the same few
+//! buffers can carry the whole object: a [`Bytes`] made by
+//! [`BufferPool::freeze`] owns its buffer through [`Bytes::from_owner`],
+//! and when the last reference to it is dropped the buffer goes back to
+//! its pool (at most [`MAX_POOLED`] buffers of at most [`MAX_POOLED_LEN`]
+//! bytes; the rest are freed).
 //!
-//! A recycled buffer still holds the plaintext of an earlier read until it
-//! is overwritten, as freed heap memory does; only the bytes the new
-//! decryption wrote are ever exposed (the `Bytes` covers exactly them).
+//! A recycled buffer still holds what it held (plaintext, for a read) until
+//! it is overwritten, as freed heap memory does; only the bytes the new
+//! owner wrote are ever exposed (the `Bytes` covers exactly them).
 
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 
 /// Idle buffers a pool keeps.
-pub(crate) const MAX_POOLED: usize = 4;
-/// The largest buffer a pool keeps (a piece of `get` is about 1 MiB, one
-/// segment more at most; larger segments get buffers of their own).
-pub(crate) const MAX_POOLED_LEN: usize = 4 << 20;
+pub const MAX_POOLED: usize = 4;
+/// The largest buffer a pool keeps (a segment is at most about 1 MiB with
+/// Tink's templates, a piece of `get` one segment more at most; larger
+/// segments get buffers of their own).
+pub const MAX_POOLED_LEN: usize = 4 << 20;
 
-/// A few initialized buffers, handed out for decryption and returned when
+/// A few initialized buffers, handed out to be filled and returned when
 /// the `Bytes` made from them is dropped.
 #[derive(Debug, Default)]
-pub(crate) struct BufferPool {
+pub struct BufferPool {
     free: Mutex<Vec<Vec<u8>>>,
 }
 
@@ -37,7 +42,7 @@ impl BufferPool {
     /// An initialized buffer of at least `len` bytes: a pooled one when one
     /// is large enough, else a new zeroed one (`calloc`: fresh pages are
     /// zero already).
-    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
+    pub fn take(&self, len: usize) -> Vec<u8> {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = free.iter().position(|b| b.len() >= len) {
             return free.swap_remove(i);
@@ -58,7 +63,10 @@ impl BufferPool {
 
     /// `buf[..len]` as `Bytes`; `buf` returns to `pool` (if the pool still
     /// exists) when the last reference to those bytes is dropped.
-    pub(crate) fn freeze(pool: &Arc<BufferPool>, buf: Vec<u8>, len: usize) -> Bytes {
+    ///
+    /// # Panics
+    /// If `len` is larger than `buf`.
+    pub fn freeze(pool: &Arc<BufferPool>, buf: Vec<u8>, len: usize) -> Bytes {
         assert!(
             len <= buf.len(),
             "{len} bytes of a {}-byte buffer",
@@ -75,8 +83,8 @@ impl BufferPool {
         })
     }
 
-    #[cfg(test)]
-    pub(crate) fn idle(&self) -> usize {
+    /// The idle buffers the pool holds (at most [`MAX_POOLED`]).
+    pub fn idle(&self) -> usize {
         self.free.lock().map(|f| f.len()).unwrap_or(0)
     }
 }

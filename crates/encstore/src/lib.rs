@@ -79,6 +79,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod buffers;
 mod census;
 pub mod concurrency;
 mod encrypted;
