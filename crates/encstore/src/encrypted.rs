@@ -162,6 +162,9 @@ pub struct EncryptedStorage {
     allow_plaintext: bool,
     /// Values of more bytes than this go to the streaming layout.
     streaming_threshold: usize,
+    /// Segment buffers of large-object streams, recycled (shared by the
+    /// clones of this store).
+    buffers: Arc<crate::buffers::BufferPool>,
 }
 
 impl fmt::Debug for EncryptedStorage {
@@ -207,6 +210,7 @@ impl EncryptedStorage {
             namespace: options.namespace.map(Arc::from),
             allow_plaintext: options.allow_plaintext,
             streaming_threshold: DEFAULT_STREAMING_THRESHOLD,
+            buffers: Arc::default(),
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use encstore_core::{AeadError, Error, Result};
 
+use encstore_tink::streaming::StreamingError;
 use encstore_tink::{KeyStatus, KeysetStreamingAead};
 use zeroize::Zeroizing;
 
@@ -75,11 +76,9 @@ impl EncryptedStorage {
             .layout()
             .ciphertext_size(value.len() as u64)
             .map_err(|e| encrypt_error(self, key, e))?;
-        let mut enc = s.encryptor(&ad).map_err(|e| encrypt_error(self, key, e))?;
         let mut out = Vec::with_capacity(PREFIX_LEN + size as usize);
         out.extend_from_slice(&large_prefix(key_id));
-        enc.update(value, &mut out)
-            .and_then(|()| enc.finish_into(&mut out))
+        s.encrypt_to(value, &ad, &mut out)
             .map_err(|e| encrypt_error(self, key, e))?;
         self.metrics().encrypted(key_id);
         tracing::trace!(key_id, len = value.len(), "encrypted a large object");
@@ -201,11 +200,33 @@ impl EncryptedStorage {
         let aead = self.large_key(snap, key, key_id, status)?;
         tracing::trace!(target: "encstore::large", len = ct.len(), "whole-value crypto");
         let size = self.large_plaintext_size(&aead, key, ct.len() as u64)?;
-        let mut dec = aead.decryptor(&self.associated_data(key));
-        let mut out = Zeroizing::new(Vec::with_capacity(size as usize));
-        dec.update(&ct[PREFIX_LEN..], &mut out)
-            .and_then(|()| dec.finish_into(&mut out))
-            .map_err(|e| auth_error(self, key, &e))?;
+        // Each segment is opened straight into the plaintext buffer (one
+        // pass under aws-lc-rs; a copy and an in-place open under ring).
+        let ct = &ct[PREFIX_LEN..];
+        let auth = |e| auth_error(self, key, &e);
+        let layout = aead.layout();
+        let count = layout.segment_count(ct.len() as u64).map_err(auth)?;
+        let header = ct
+            .get(..layout.header_len() as usize)
+            .ok_or(StreamingError::Truncated)
+            .map_err(auth)?;
+        let mut dec = aead
+            .segment_decryptor(header, &self.associated_data(key))
+            .map_err(auth)?;
+        let mut out = Zeroizing::new(vec![0u8; size as usize]);
+        let mut at = 0;
+        for i in 0..count {
+            let r = layout
+                .segment_ciphertext_range(i, ct.len() as u64)
+                .map_err(auth)?;
+            let segment = &ct[r.start as usize..r.end as usize];
+            at += dec
+                .open_segment_to(segment, i + 1 == count, &mut out[at..])
+                .map_err(auth)?;
+        }
+        if at != out.len() {
+            return Err(auth(StreamingError::Truncated));
+        }
         self.metrics().decrypted(key_id);
         tracing::trace!(key_id, "decrypted a large object");
         Ok(out)

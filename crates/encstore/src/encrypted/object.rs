@@ -9,7 +9,7 @@ use encstore_core::{Error, Result, WriteCondition, validate_key};
 
 use encstore_tink::KeyStatus;
 use futures_util::StreamExt;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use super::storage::Opened;
 use super::{EncryptedStorage, off_the_runtime};
@@ -223,21 +223,13 @@ impl EncryptedStorage {
         }
         self.large_plaintext_size(&old, key, vs.stream.size)?;
         let ad = self.associated_data(key);
-        let codec = ReencryptCodec {
-            dec: DecryptCodec {
-                dec: old.decryptor(&ad),
-                store: self.clone(),
-                key: key.to_owned(),
-                key_id: from,
-            },
-            enc: EncryptCodec {
-                enc: s.encryptor(&ad).map_err(|e| encrypt_error(self, key, e))?,
-                store: self.clone(),
-                key: key.to_owned(),
-                key_id: to,
-            },
-            scratch: Zeroizing::new(Vec::new()),
-        };
+        let enc = s
+            .segment_encryptor(&ad)
+            .map_err(|e| encrypt_error(self, key, e))?;
+        let codec = ReencryptCodec::new(
+            DecryptCodec::new(old, ad, self.target(key, from)),
+            EncryptCodec::new(enc, self.target(key, to)),
+        );
         let rest = large::prepend(first.slice(PREFIX_LEN..), body);
         let prefix = Bytes::copy_from_slice(&large_prefix(to));
         let new_body = large::pump(codec, Some(prefix), rest);

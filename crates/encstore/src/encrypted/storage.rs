@@ -3,6 +3,7 @@
 //! implementation itself.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,11 +20,21 @@ use zeroize::Zeroizing;
 use super::{EncryptedStorage, off_the_runtime};
 use crate::keys::{KeysetSnapshot, large_prefix};
 use crate::large::{
-    self, DecryptCodec, EncryptCodec, HEAD_LEN, PREFIX_LEN, auth_error, encrypt_error,
+    self, DecryptCodec, EncryptCodec, HEAD_LEN, PREFIX_LEN, Target, auth_error, encrypt_error,
 };
 use encstore_tink::CiphertextKey;
 
 impl EncryptedStorage {
+    /// The object a large-object codec works on.
+    pub(super) fn target(&self, key: &str, key_id: u32) -> Target {
+        Target {
+            store: self.clone(),
+            key: key.to_owned(),
+            key_id,
+            pool: Arc::clone(&self.buffers),
+        }
+    }
+
     /// A stream of the large-object ciphertext of `body`, under the
     /// streaming primary, in constant memory.
     pub(super) fn encrypting_body(
@@ -34,14 +45,9 @@ impl EncryptedStorage {
     ) -> Result<ByteStream> {
         let (s, key_id) = self.streaming(snap, key)?;
         let enc = s
-            .encryptor(&self.associated_data(key))
+            .segment_encryptor(&self.associated_data(key))
             .map_err(|e| encrypt_error(self, key, e))?;
-        let codec = EncryptCodec {
-            enc,
-            store: self.clone(),
-            key: key.to_owned(),
-            key_id,
-        };
+        let codec = EncryptCodec::new(enc, self.target(key, key_id));
         let prefix = Bytes::copy_from_slice(&large_prefix(key_id));
         Ok(large::pump(codec, Some(prefix), body))
     }
@@ -70,12 +76,8 @@ impl EncryptedStorage {
         if let Some((key_id, status)) = snap.streaming_key_of(&head) {
             let aead = self.large_key(&snap, key, key_id, status)?;
             let size = self.large_plaintext_size(&aead, key, object_size)?;
-            let codec = DecryptCodec {
-                dec: aead.decryptor(&self.associated_data(key)),
-                store: self.clone(),
-                key: key.to_owned(),
-                key_id,
-            };
+            let codec =
+                DecryptCodec::new(aead, self.associated_data(key), self.target(key, key_id));
             let rest = large::prepend(head.slice(PREFIX_LEN..), body);
             let stream = ObjectStream {
                 size,

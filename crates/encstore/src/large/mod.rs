@@ -11,6 +11,7 @@
 //! batch while one is processed), and the prefetched source that lets a
 //! ranged read decrypt exactly the segments it fetched.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::ops::Range;
@@ -21,12 +22,14 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use encstore_core::{ByteStream, Error, Result};
 use encstore_tink::KeysetStreamingAead;
-use encstore_tink::streaming::{RangedRead, StreamDecryptor, StreamEncryptor, StreamingError};
+use encstore_tink::streaming::{RangedRead, StreamingError};
 use futures_util::StreamExt;
 use tokio::task::{JoinError, JoinHandle};
-use zeroize::{Zeroize, Zeroizing};
 
 use crate::encrypted::{BLOCKING_THRESHOLD, EncryptedStorage};
+
+mod codec;
+pub(crate) use codec::{Codec, DecryptCodec, EncryptCodec, ReencryptCodec, Target};
 
 /// The length of a large object's prefix: `0x01 ‖ BE32(key ID)`.
 pub(crate) const PREFIX_LEN: usize = 5;
@@ -43,21 +46,11 @@ pub(crate) const HEAD_LEN: u64 = PREFIX_LEN as u64 + 40;
 /// output). `cargo bench -p encstore --bench large` measures the result.
 pub(crate) const BATCH: usize = 1 << 20;
 
-/// One streaming operation, fed in batches.
-pub(crate) trait Codec: Send + 'static {
-    /// Takes `input`, appending what is ready to `out`.
-    fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()>;
-    /// Ends the input, appending the rest to `out`.
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()>;
-    /// Room to reserve for the output of `n` input bytes.
-    fn capacity(&self, n: usize) -> usize;
-}
-
 /// Runs one batch (and, with `finish`, the end) through `codec`.
-fn run<C: Codec>(mut codec: C, chunks: Vec<Bytes>, finish: bool) -> (C, Result<Vec<u8>>) {
+fn run<C: Codec>(mut codec: C, chunks: Vec<Bytes>, finish: bool) -> (C, Result<Vec<Bytes>>) {
     let n: usize = chunks.iter().map(Bytes::len).sum();
     tracing::trace!(target: "encstore::large", len = n, finish, "stream crypto batch");
-    let mut out = Vec::with_capacity(codec.capacity(n));
+    let mut out = Vec::new();
     let r = (|| {
         for c in &chunks {
             codec.update(c, &mut out)?;
@@ -70,7 +63,7 @@ fn run<C: Codec>(mut codec: C, chunks: Vec<Bytes>, finish: bool) -> (C, Result<V
     (codec, r.map(|()| out))
 }
 
-type Step<C> = (C, Result<Vec<u8>>);
+type Step<C> = (C, Result<Vec<Bytes>>);
 
 /// The state of a [`pump`].
 struct Pump<C> {
@@ -85,8 +78,9 @@ struct Pump<C> {
     task: Option<JoinHandle<Step<C>>>,
     /// Whether the task in flight ends the stream.
     finishing: bool,
-    /// Bytes to yield first (a large object's prefix).
-    head: Option<Bytes>,
+    /// Bytes to yield next: a large object's prefix, then the output of
+    /// the last batch (a buffer per segment).
+    ready: VecDeque<Bytes>,
     /// The stream ended (or failed).
     done: bool,
 }
@@ -106,7 +100,7 @@ pub(crate) fn pump<C: Codec>(codec: C, head: Option<Bytes>, input: ByteStream) -
         gathered: 0,
         task: None,
         finishing: false,
-        head,
+        ready: head.into_iter().collect(),
         done: false,
     };
     Box::pin(futures_util::stream::unfold(state, step))
@@ -140,24 +134,22 @@ impl<C: Codec> Pump<C> {
         }
     }
 
-    /// Takes the result of a batch: its output, if any, or its error.
-    fn finish_step(
-        &mut self,
-        codec: C,
-        r: Result<Vec<u8>>,
-        finishing: bool,
-    ) -> Option<Result<Bytes>> {
+    /// Takes the result of a batch: its output is queued; its error is
+    /// returned.
+    fn finish_step(&mut self, codec: C, r: Result<Vec<Bytes>>, finishing: bool) -> Option<Error> {
         self.codec = Some(codec);
         match r {
             Ok(out) => {
                 if finishing {
                     self.done = true;
                 }
-                (!out.is_empty()).then(|| Ok(Bytes::from(out)))
+                self.ready.extend(out.into_iter().filter(|b| !b.is_empty()));
+                None
             }
             Err(e) => {
                 self.done = true;
-                Some(Err(e))
+                self.ready.clear();
+                Some(e)
             }
         }
     }
@@ -165,8 +157,8 @@ impl<C: Codec> Pump<C> {
 
 async fn step<C: Codec>(mut p: Pump<C>) -> Option<(Result<Bytes>, Pump<C>)> {
     loop {
-        if let Some(h) = p.head.take() {
-            return Some((Ok(h), p));
+        if let Some(b) = p.ready.pop_front() {
+            return Some((Ok(b), p));
         }
         if p.done {
             return None;
@@ -193,8 +185,8 @@ async fn step<C: Codec>(mut p: Pump<C>) -> Option<(Result<Bytes>, Pump<C>)> {
                 }
                 _ => {
                     let (codec, r) = run(codec, chunks, finishing);
-                    if let Some(item) = p.finish_step(codec, r, finishing) {
-                        return Some((item, p));
+                    if let Some(e) = p.finish_step(codec, r, finishing) {
+                        return Some((Err(e), p));
                     }
                 }
             }
@@ -232,8 +224,8 @@ async fn step<C: Codec>(mut p: Pump<C>) -> Option<(Result<Bytes>, Pump<C>)> {
                     }
                 };
                 let finishing = p.finishing;
-                if let Some(item) = p.finish_step(codec, r, finishing) {
-                    return Some((item, p));
+                if let Some(e) = p.finish_step(codec, r, finishing) {
+                    return Some((Err(e), p));
                 }
             }
         }
@@ -276,13 +268,6 @@ pub(crate) fn prepend(first: Bytes, body: ByteStream) -> ByteStream {
     Box::pin(futures_util::stream::iter([Ok(first)]).chain(body))
 }
 
-/// The reserve for the streaming ciphertext of `n` plaintext bytes (at
-/// most one more segment's tag than needed, and the header).
-fn ciphertext_room(s: &encstore_tink::SegmentLayout, n: usize) -> usize {
-    let segments = n as u64 / s.plaintext_segment_size() + 2;
-    n + (segments * s.tag_size() + s.header_len()) as usize
-}
-
 /// Maps a streaming decryption error on `key`: always an authentication
 /// failure for the caller (tampered, truncated, extended, moved or another
 /// keyset), with the detail in a debug event only.
@@ -303,101 +288,6 @@ pub(crate) fn encrypt_error(store: &EncryptedStorage, key: &str, e: StreamingErr
         key: key.to_owned(),
         source,
     })
-}
-
-/// Encrypts a plaintext stream under the streaming primary.
-pub(crate) struct EncryptCodec {
-    pub(crate) enc: StreamEncryptor,
-    pub(crate) store: EncryptedStorage,
-    pub(crate) key: String,
-    pub(crate) key_id: u32,
-}
-
-impl Codec for EncryptCodec {
-    fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        self.enc
-            .update(input, out)
-            .map_err(|e| encrypt_error(&self.store, &self.key, e))
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        self.enc
-            .finish_into(out)
-            .map_err(|e| encrypt_error(&self.store, &self.key, e))?;
-        self.store.metrics().encrypted(self.key_id);
-        tracing::trace!(key_id = self.key_id, "encrypted a large object");
-        Ok(())
-    }
-
-    fn capacity(&self, n: usize) -> usize {
-        ciphertext_room(&self.enc.layout(), n)
-    }
-}
-
-/// Decrypts a streaming ciphertext (after its prefix), releasing only
-/// authenticated segments.
-pub(crate) struct DecryptCodec {
-    pub(crate) dec: StreamDecryptor,
-    pub(crate) store: EncryptedStorage,
-    pub(crate) key: String,
-    pub(crate) key_id: u32,
-}
-
-impl Codec for DecryptCodec {
-    fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        self.dec
-            .update(input, out)
-            .map_err(|e| auth_error(&self.store, &self.key, &e))
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        self.dec
-            .finish_into(out)
-            .map_err(|e| auth_error(&self.store, &self.key, &e))?;
-        self.store.metrics().decrypted(self.key_id);
-        tracing::trace!(key_id = self.key_id, "decrypted a large object");
-        Ok(())
-    }
-
-    fn capacity(&self, n: usize) -> usize {
-        n
-    }
-}
-
-/// Re-encrypts a streaming ciphertext under another key (a rewrap): each
-/// authenticated segment's plaintext goes straight into the encryptor
-/// through a scratch buffer that is wiped after every step. The new
-/// ciphertext's last segment is sealed only after the old one's last
-/// segment authenticated.
-pub(crate) struct ReencryptCodec {
-    pub(crate) dec: DecryptCodec,
-    pub(crate) enc: EncryptCodec,
-    pub(crate) scratch: Zeroizing<Vec<u8>>,
-}
-
-impl Codec for ReencryptCodec {
-    fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let r = self
-            .dec
-            .update(input, &mut self.scratch)
-            .and_then(|()| self.enc.update(&self.scratch, out));
-        self.scratch.zeroize();
-        r
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        let r = self
-            .dec
-            .finish(&mut self.scratch)
-            .and_then(|()| self.enc.update(&self.scratch, out))
-            .and_then(|()| self.enc.finish(out));
-        self.scratch.zeroize();
-        r
-    }
-
-    fn capacity(&self, n: usize) -> usize {
-        self.enc.capacity(n)
-    }
 }
 
 /// A streaming ciphertext of which only the header and one run of

@@ -1,0 +1,337 @@
+//! The streaming operations a [`pump`](super::pump) runs: encryption,
+//! decryption and re-encryption of a large object's Tink streaming
+//! ciphertext, segment by segment in buffers of their own.
+//!
+//! Each segment is gathered once into a buffer from the store's
+//! [`BufferPool`], sealed or opened there in place ([`SegmentEncryptor`],
+//! [`SegmentDecryptor`]), and handed on as that buffer (a [`Bytes`] that
+//! returns it to the pool when dropped; no copy out). A codec holds at
+//! most one segment being gathered; plaintext left in it when the codec is
+//! dropped (an error, a cancelled stream) is wiped, and a rewrap wipes each
+//! segment's plaintext once it is re-encrypted.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use encstore_core::Result;
+use encstore_tink::KeysetStreamingAead;
+use encstore_tink::streaming::{SegmentDecryptor, SegmentEncryptor, StreamingError};
+use zeroize::Zeroize;
+
+use super::{auth_error, encrypt_error};
+use crate::buffers::BufferPool;
+use crate::encrypted::EncryptedStorage;
+
+/// One streaming operation, fed in batches.
+pub(crate) trait Codec: Send + 'static {
+    /// Takes `input`, appending the output it completes to `out`.
+    fn update(&mut self, input: &[u8], out: &mut Vec<Bytes>) -> Result<()>;
+    /// Ends the input, appending the rest of the output to `out`.
+    fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<()>;
+}
+
+/// Which object a codec works on (for its errors and metrics), and the
+/// store's buffers.
+pub(crate) struct Target {
+    pub(crate) store: EncryptedStorage,
+    pub(crate) key: String,
+    pub(crate) key_id: u32,
+    pub(crate) pool: Arc<BufferPool>,
+}
+
+/// One segment being gathered: `buf[..filled]`.
+struct Segment {
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl Segment {
+    fn new(pool: &BufferPool, len: usize) -> Segment {
+        Segment {
+            buf: pool.take(len),
+            filled: 0,
+        }
+    }
+
+    /// Copies as much of `input` as fits below `full` bytes; returns the
+    /// rest of `input`.
+    fn fill<'a>(&mut self, input: &'a [u8], full: usize) -> &'a [u8] {
+        let n = full.saturating_sub(self.filled).min(input.len());
+        self.buf[self.filled..self.filled + n].copy_from_slice(&input[..n]);
+        self.filled += n;
+        &input[n..]
+    }
+
+    /// Hands the first `len` bytes on (the buffer goes with them, back to
+    /// the pool when they are dropped) and starts over in a buffer of
+    /// `next` bytes.
+    fn hand_on(&mut self, pool: &Arc<BufferPool>, len: usize, next: usize) -> Bytes {
+        let buf = std::mem::replace(&mut self.buf, pool.take(next));
+        self.filled = 0;
+        BufferPool::freeze(pool, buf, len)
+    }
+
+    /// Wipes the first `len` bytes and starts over (in a buffer of at least
+    /// `next` bytes).
+    fn wipe_and_reuse(&mut self, pool: &Arc<BufferPool>, len: usize, next: usize) {
+        self.buf[..len].zeroize();
+        self.filled = 0;
+        if self.buf.len() < next {
+            let old = std::mem::replace(&mut self.buf, pool.take(next));
+            drop(BufferPool::freeze(pool, old, 0));
+        }
+    }
+}
+
+impl Drop for Segment {
+    /// A segment not sealed yet, or one whose open failed, may hold
+    /// plaintext.
+    fn drop(&mut self) {
+        self.buf[..self.filled].zeroize();
+    }
+}
+
+/// Encrypts a plaintext stream under the streaming primary: the header,
+/// then each segment sealed in the buffer its plaintext was gathered in.
+pub(crate) struct EncryptCodec {
+    enc: SegmentEncryptor,
+    /// The header, until it is output.
+    header: Option<Bytes>,
+    /// The plaintext of the current segment (room for its tag).
+    segment: Segment,
+    target: Target,
+}
+
+impl EncryptCodec {
+    pub(crate) fn new(enc: SegmentEncryptor, target: Target) -> Self {
+        let header = Some(Bytes::copy_from_slice(enc.header()));
+        let segment = Segment::new(&target.pool, Self::room(&enc));
+        EncryptCodec {
+            enc,
+            header,
+            segment,
+            target,
+        }
+    }
+
+    /// The bytes the next segment takes: its plaintext and its tag.
+    fn room(enc: &SegmentEncryptor) -> usize {
+        enc.segment_plaintext_size() + enc.layout().tag_size() as usize
+    }
+
+    /// Seals the current segment and outputs it.
+    fn seal(&mut self, last: bool, out: &mut Vec<Bytes>) -> Result<()> {
+        let n = self.segment.filled;
+        let tag = match self
+            .enc
+            .seal_segment_detached(&mut self.segment.buf[..n], last)
+        {
+            Ok(tag) => tag,
+            Err(e) => return Err(encrypt_error(&self.target.store, &self.target.key, e)),
+        };
+        let tag = tag.as_ref();
+        self.segment.buf[n..n + tag.len()].copy_from_slice(tag);
+        let next = if last { 0 } else { Self::room(&self.enc) };
+        out.push(self.segment.hand_on(&self.target.pool, n + tag.len(), next));
+        Ok(())
+    }
+
+    /// Encrypts plaintext; the sealed segments it completes go to `out`.
+    fn write(&mut self, mut input: &[u8], out: &mut Vec<Bytes>) -> Result<()> {
+        out.extend(self.header.take());
+        while !input.is_empty() {
+            let full = self.enc.segment_plaintext_size();
+            if self.segment.filled == full {
+                // More plaintext follows: this segment is not the last.
+                self.seal(false, out)?;
+                continue;
+            }
+            input = self.segment.fill(input, full);
+        }
+        Ok(())
+    }
+}
+
+impl Codec for EncryptCodec {
+    fn update(&mut self, input: &[u8], out: &mut Vec<Bytes>) -> Result<()> {
+        self.write(input, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<()> {
+        out.extend(self.header.take());
+        self.seal(true, out)?;
+        self.target.store.metrics().encrypted(self.target.key_id);
+        tracing::trace!(key_id = self.target.key_id, "encrypted a large object");
+        Ok(())
+    }
+}
+
+/// Decrypts a streaming ciphertext (after its prefix): each segment is
+/// gathered and opened in place, and its plaintext is used only once it
+/// authenticated; the last segment with the last-segment flag when the
+/// input ends.
+pub(crate) struct DecryptCodec {
+    /// The key named by the object's prefix.
+    aead: Arc<KeysetStreamingAead>,
+    associated_data: Vec<u8>,
+    /// The header being gathered, until the decryptor is made from it.
+    header: Vec<u8>,
+    dec: Option<SegmentDecryptor>,
+    /// The ciphertext of the current segment.
+    segment: Segment,
+    target: Target,
+}
+
+/// What to do with each segment's authenticated plaintext: the codec and
+/// the plaintext's length (in `codec.segment.buf`), and whether it is the
+/// last segment.
+type Opened<'a> = dyn FnMut(&mut DecryptCodec, usize, bool) -> Result<()> + 'a;
+
+impl DecryptCodec {
+    pub(crate) fn new(
+        aead: Arc<KeysetStreamingAead>,
+        associated_data: Vec<u8>,
+        target: Target,
+    ) -> Self {
+        let header = Vec::with_capacity(aead.layout().header_len() as usize);
+        DecryptCodec {
+            aead,
+            associated_data,
+            header,
+            dec: None,
+            segment: Segment {
+                buf: Vec::new(),
+                filled: 0,
+            },
+            target,
+        }
+    }
+
+    fn error(&self, e: &StreamingError) -> encstore_core::Error {
+        auth_error(&self.target.store, &self.target.key, e)
+    }
+
+    /// The size of the next segment's buffer.
+    fn next_len(&self, last: bool) -> usize {
+        match &self.dec {
+            Some(dec) if !last => dec.segment_ciphertext_size(),
+            _ => 0,
+        }
+    }
+
+    /// Opens the current segment in place and gives its plaintext to
+    /// `opened`.
+    fn open(&mut self, last: bool, opened: &mut Opened<'_>) -> Result<()> {
+        let Some(dec) = self.dec.as_mut() else {
+            // The input ended inside the header.
+            return Err(self.error(&StreamingError::Truncated));
+        };
+        let filled = self.segment.filled;
+        match dec.open_segment_in_place(&mut self.segment.buf[..filled], last) {
+            Ok(n) => opened(self, n, last),
+            Err(e) => Err(self.error(&e)),
+        }
+    }
+
+    /// Decrypts ciphertext; each segment it completes goes to `opened`.
+    fn feed(&mut self, mut input: &[u8], opened: &mut Opened<'_>) -> Result<()> {
+        while !input.is_empty() {
+            let Some(dec) = &self.dec else {
+                let want = self.aead.layout().header_len() as usize - self.header.len();
+                let n = want.min(input.len());
+                self.header.extend_from_slice(&input[..n]);
+                input = &input[n..];
+                if n == want {
+                    let dec = self
+                        .aead
+                        .segment_decryptor(&self.header, &self.associated_data)
+                        .map_err(|e| self.error(&e))?;
+                    self.segment = Segment::new(&self.target.pool, dec.segment_ciphertext_size());
+                    self.dec = Some(dec);
+                }
+                continue;
+            };
+            let full = dec.segment_ciphertext_size();
+            if self.segment.filled == full {
+                // More ciphertext follows: this segment is not the last.
+                self.open(false, opened)?;
+                continue;
+            }
+            input = self.segment.fill(input, full);
+        }
+        Ok(())
+    }
+
+    /// Ends the ciphertext: opens the last segment.
+    fn end(&mut self, opened: &mut Opened<'_>) -> Result<()> {
+        self.open(true, opened)?;
+        self.target.store.metrics().decrypted(self.target.key_id);
+        tracing::trace!(key_id = self.target.key_id, "decrypted a large object");
+        Ok(())
+    }
+
+    /// Outputs the segment's plaintext (its buffer with it).
+    fn output(&mut self, n: usize, last: bool, out: &mut Vec<Bytes>) {
+        let next = self.next_len(last);
+        out.push(self.segment.hand_on(&self.target.pool, n, next));
+    }
+}
+
+impl Codec for DecryptCodec {
+    fn update(&mut self, input: &[u8], out: &mut Vec<Bytes>) -> Result<()> {
+        self.feed(input, &mut |d, n, last| {
+            d.output(n, last, out);
+            Ok(())
+        })
+    }
+
+    fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<()> {
+        self.end(&mut |d, n, last| {
+            d.output(n, last, out);
+            Ok(())
+        })
+    }
+}
+
+/// Re-encrypts a streaming ciphertext under another key (a rewrap): each
+/// authenticated segment's plaintext goes straight from the decryptor's
+/// buffer into the encryptor, and is wiped there. The new ciphertext's
+/// last segment is sealed only after the old one's last segment
+/// authenticated.
+pub(crate) struct ReencryptCodec {
+    dec: DecryptCodec,
+    enc: EncryptCodec,
+}
+
+impl ReencryptCodec {
+    pub(crate) fn new(dec: DecryptCodec, enc: EncryptCodec) -> Self {
+        ReencryptCodec { dec, enc }
+    }
+}
+
+/// Encrypts the plaintext `d` opened, then wipes it.
+fn forward(
+    enc: &mut EncryptCodec,
+    d: &mut DecryptCodec,
+    n: usize,
+    last: bool,
+    out: &mut Vec<Bytes>,
+) -> Result<()> {
+    let r = enc.write(&d.segment.buf[..n], out);
+    let next = d.next_len(last);
+    d.segment.wipe_and_reuse(&d.target.pool, n, next);
+    r
+}
+
+impl Codec for ReencryptCodec {
+    fn update(&mut self, input: &[u8], out: &mut Vec<Bytes>) -> Result<()> {
+        let ReencryptCodec { dec, enc } = self;
+        dec.feed(input, &mut |d, n, last| forward(enc, d, n, last, out))
+    }
+
+    fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<()> {
+        let ReencryptCodec { dec, enc } = self;
+        dec.end(&mut |d, n, last| forward(enc, d, n, last, out))?;
+        enc.finish(out)
+    }
+}
