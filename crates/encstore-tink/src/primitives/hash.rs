@@ -70,7 +70,7 @@ impl HashType {
     }
 }
 
-/// A hash name that is none of Tink's (see [`HashType::from_str`]).
+/// A hash name that is none of Tink's (see `FromStr for HashType`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownHashName(pub String);
 
