@@ -63,6 +63,9 @@ cargo fmt --all -- --check
 step "cargo clippy (deny warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo doc (deny warnings: no broken intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
 step "cargo test (workspace)"
 # Tests that need a service fail instead of skipping when it is missing.
 export ENCSTORE_REQUIRE_SERVICES=1
