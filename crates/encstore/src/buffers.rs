@@ -42,7 +42,15 @@ pub const MAX_POOLED_LEN: usize = 4 << 20;
 /// the `Bytes` made from them is dropped.
 #[derive(Debug, Default)]
 pub struct BufferPool {
-    free: Mutex<Vec<Vec<u8>>>,
+    free: Mutex<Idle>,
+}
+
+/// The idle buffers and their lengths added up (kept, not recounted on
+/// every return: a pool of small segments holds thousands).
+#[derive(Debug, Default)]
+struct Idle {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
 }
 
 impl BufferPool {
@@ -51,8 +59,10 @@ impl BufferPool {
     /// zero already).
     pub fn take(&self, len: usize) -> Vec<u8> {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = free.iter().position(|b| b.len() >= len) {
-            return free.swap_remove(i);
+        if let Some(i) = free.buffers.iter().position(|b| b.len() >= len) {
+            let buf = free.buffers.swap_remove(i);
+            free.bytes -= buf.len();
+            return buf;
         }
         drop(free);
         vec![0u8; len]
@@ -63,9 +73,9 @@ impl BufferPool {
             return;
         }
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        let idle: usize = free.iter().map(Vec::len).sum();
-        if idle + buf.len() <= MAX_POOLED_BYTES {
-            free.push(buf);
+        if free.bytes + buf.len() <= MAX_POOLED_BYTES {
+            free.bytes += buf.len();
+            free.buffers.push(buf);
         }
     }
 
@@ -94,7 +104,7 @@ impl BufferPool {
     /// The idle buffers the pool holds (of [`MAX_POOLED_BYTES`] at most
     /// in all).
     pub fn idle(&self) -> usize {
-        self.free.lock().map(|f| f.len()).unwrap_or(0)
+        self.free.lock().map(|f| f.buffers.len()).unwrap_or(0)
     }
 }
 
