@@ -142,9 +142,10 @@ impl EncryptCodec {
         out.push(self.segment.hand_on(&self.target.pool, n + tag.len(), next));
         Ok(())
     }
+}
 
-    /// Encrypts plaintext; the sealed segments it completes go to `out`.
-    fn write(&mut self, mut input: &[u8], out: &mut Vec<Bytes>) -> Result<()> {
+impl Codec for EncryptCodec {
+    fn update(&mut self, mut input: &[u8], out: &mut Vec<Bytes>) -> Result<()> {
         out.extend(self.header.take());
         while !input.is_empty() {
             let full = self.enc.segment_plaintext_size();
@@ -156,12 +157,6 @@ impl EncryptCodec {
             input = self.segment.fill(input, full);
         }
         Ok(())
-    }
-}
-
-impl Codec for EncryptCodec {
-    fn update(&mut self, input: &[u8], out: &mut Vec<Bytes>) -> Result<()> {
-        self.write(input, out)
     }
 
     fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<()> {
@@ -324,7 +319,7 @@ fn forward(
     last: bool,
     out: &mut Vec<Bytes>,
 ) -> Result<()> {
-    let r = enc.write(&d.segment.buf[..n], out);
+    let r = enc.update(&d.segment.buf[..n], out);
     let next = d.next_len(last);
     d.segment.wipe_and_reuse(&d.target.pool, n, next);
     r
