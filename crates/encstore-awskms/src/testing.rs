@@ -103,13 +103,21 @@ pub fn server(test: &str) -> Option<TestKms> {
     if let Some(t) = get() {
         return Some(t);
     }
-    let msg = "needs moto's KMS emulator; the ENCSTORE_AWSKMS_* variables are set by: \
-               eval \"$(bash scripts/moto.sh start)\"";
+    skip(
+        test,
+        "it needs moto's KMS emulator; the ENCSTORE_AWSKMS_* variables are set by: \
+         eval \"$(bash scripts/moto.sh start)\"",
+    );
+    None
+}
+
+/// Skips `test` for what `msg` says is missing: prints `SKIPPED: …`
+/// straight to stderr, or panics under `ENCSTORE_REQUIRE_SERVICES=1`.
+pub fn skip(test: &str, msg: &str) {
     assert!(
         std::env::var("ENCSTORE_REQUIRE_SERVICES").as_deref() != Ok("1"),
-        "{test}: ENCSTORE_REQUIRE_SERVICES=1 but it {msg}"
+        "{test}: ENCSTORE_REQUIRE_SERVICES=1 but {msg}"
     );
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {msg}");
-    None
 }
