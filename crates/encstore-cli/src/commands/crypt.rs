@@ -167,9 +167,9 @@ const PEEK_CHUNK: usize = 64 * 1024;
 
 /// `encrypt`/`decrypt` with a streaming keyset: Tink's streaming AEAD, in
 /// constant memory (one segment, read into and written from in place),
-/// whatever the size of the input. The output is exactly Tink's streaming ciphertext (a header,
-/// then segments; no key ID: `decrypt` tries every ENABLED key, as Tink
-/// does).
+/// whatever the size of the input. The output is exactly Tink's streaming
+/// ciphertext (a header, then segments; no key ID: `decrypt` tries every
+/// ENABLED key, as Tink does).
 ///
 /// A file output (`--out`) is written to a temporary file and renamed into
 /// place only once the whole input was encrypted, or decrypted and
