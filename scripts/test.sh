@@ -32,6 +32,12 @@ trap cleanup EXIT
 # disk that SeaweedFS's test data shares.
 export CARGO_INCREMENTAL=0
 
+# The build (~10 GiB of target/), SeaweedFS's data and the 1 GiB tests'
+# files share one disk: say how much there is, so that a run that fills it
+# is understood at a glance.
+step "free disk space"
+df -h . "${TMPDIR:-/tmp}" 2>&1 || true
+
 step "installing test dependencies"
 python3 -m pip install --quiet --disable-pip-version-check \
   'tink[hcvault,awskms]==1.16.1' cryptography hvac boto3
