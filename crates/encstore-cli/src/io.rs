@@ -186,13 +186,15 @@ impl Sink {
 
     /// Writes `data`; `what` names the output in messages.
     pub fn write(&mut self, data: &[u8], what: &str) -> Result<()> {
+        self.write_all(data)
+            .with_context(|| format!("cannot write {what} to {}", self.name()))
+    }
+
+    /// Where the output goes, for messages: the file's path, or `stdout`.
+    pub fn name(&self) -> String {
         match self {
-            Sink::File(f, p) => f
-                .write_all(data)
-                .with_context(|| format!("cannot write {what} to {}", p.display())),
-            Sink::Stdout(out) => out
-                .write_all(data)
-                .with_context(|| format!("cannot write {what} to stdout")),
+            Sink::File(_, p) => p.display().to_string(),
+            Sink::Stdout(_) => "stdout".to_owned(),
         }
     }
 
@@ -206,6 +208,25 @@ impl Sink {
             Sink::Stdout(mut out) => out
                 .flush()
                 .with_context(|| format!("cannot write {what} to stdout")),
+        }
+    }
+}
+
+/// The raw output, for the library's streaming copies: errors carry no
+/// context (the caller adds [`Sink::name`]); flushing stdout flushes it, a
+/// file is flushed by [`Sink::finish`].
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File(f, _) => f.tmp.write(data),
+            Sink::Stdout(out) => out.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File(..) => Ok(()),
+            Sink::Stdout(out) => out.flush(),
         }
     }
 }
@@ -238,20 +259,8 @@ pub fn open_input(path: Option<&Path>, what: &str) -> Result<(Box<dyn Read + Sen
     }
 }
 
-/// Reads into `buf` until it is full or the input ends; returns how many
-/// bytes were read (fewer than `buf.len()` only at the end).
-pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
+/// Reads into a buffer until it is full or the input ends.
+pub use encstore_tink::streaming::read_full;
 
 fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {

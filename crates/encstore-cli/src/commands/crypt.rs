@@ -160,11 +160,6 @@ enum FileAead {
     Envelope(Arc<encstore_tink::envelope::KeysetAsyncAead>),
 }
 
-/// How much input `encrypt` reads past a full segment with a streaming
-/// keyset, to learn whether that segment is the last (Tink's format flags
-/// it); the rest of the input is read straight into the segment buffer.
-const PEEK_CHUNK: usize = 64 * 1024;
-
 /// `encrypt`/`decrypt` with a streaming keyset: Tink's streaming AEAD, in
 /// constant memory (one segment, read into and written from in place),
 /// whatever the size of the input. The output is exactly Tink's streaming
@@ -256,6 +251,7 @@ fn stream_crypt_blocking(
     keyset_path: &Path,
     stop: &AtomicBool,
 ) -> Result<()> {
+    use encstore_tink::streaming::{Checkpoint, CopyError};
     let what = io::file_name(input.as_deref()).unwrap_or_else(|| "stdin".to_owned());
     let out_what = if encrypt {
         "the ciphertext"
@@ -263,118 +259,42 @@ fn stream_crypt_blocking(
         "the plaintext"
     };
     let (mut reader, size) = io::open_input(input.as_deref(), "input")?;
-    // The end of a pipe may come from Ctrl-C itself (it also stops the
-    // command writing into the pipe): wait a moment for the signal before
-    // taking it for the end of the input.
-    let at_end = || {
-        if size.is_none() {
+    let mut sink = io::Sink::open(output.as_deref(), out_what)?;
+    let mut go_on = |at: Checkpoint| {
+        // The end of a pipe may come from Ctrl-C itself (it also stops the
+        // command writing into the pipe): wait a moment for the signal
+        // before taking it for the end of the input.
+        if at == Checkpoint::InputEnd && size.is_none() {
             std::thread::sleep(SIGNAL_GRACE);
         }
-        check_stop(stop)
+        !stop.load(Ordering::SeqCst)
     };
-    let mut sink = io::Sink::open(output.as_deref(), out_what)?;
-    let read_error = |e: std::io::Error| anyhow!("cannot read {what}: {e}");
-    // Zero-copy: the input is read straight into the core's segment buffer
-    // and the output written straight from it (sealed or opened in place),
-    // a segment at a time. The core's buffer is wiped when it is dropped.
-    if encrypt {
-        let encrypt_error = |e| anyhow!("cannot encrypt {what}: {e}");
-        let mut enc = s.encryptor(ad).map_err(encrypt_error)?;
-        // A full segment is sealed only once more input shows it is not
-        // the last: the first bytes of the next one are read here.
-        let mut peek = Zeroizing::new(vec![0u8; PEEK_CHUNK]);
-        loop {
-            check_stop(stop)?;
-            drain_encryptor(&mut enc, &mut sink, out_what)?;
-            let room = enc.input_buffer();
-            let (n, wanted) = if room.is_empty() {
-                let n = io::read_full(&mut reader, &mut peek).map_err(read_error)?;
-                let mut rest = &peek[..n];
-                while !rest.is_empty() {
-                    let taken = enc.write(rest).map_err(encrypt_error)?;
-                    rest = &rest[taken..];
-                    drain_encryptor(&mut enc, &mut sink, out_what)?;
-                }
-                (n, peek.len())
-            } else {
-                let wanted = room.len();
-                let n = io::read_full(&mut reader, room).map_err(read_error)?;
-                enc.commit(n);
-                (n, wanted)
-            };
-            if n < wanted {
-                break;
-            }
-        }
-        at_end()?;
-        enc.finish();
-        while !enc.is_done() {
-            drain_encryptor(&mut enc, &mut sink, out_what)?;
-        }
+    // Zero-copy, in the library: the input is read straight into the
+    // stream's segment buffer and written from it, sealed or opened in
+    // place; that buffer is wiped when the stream is dropped.
+    let copied = if encrypt {
+        s.encrypt_copy_with(ad, &mut reader, &mut sink, &mut go_on)
     } else {
-        let decrypt_error = |e| {
-            anyhow!(
+        s.decrypt_copy_with(ad, &mut reader, &mut sink, &mut go_on)
+    };
+    match copied {
+        Ok(_) => {}
+        Err(CopyError::Read(e)) => return Err(anyhow!("cannot read {what}: {e}")),
+        Err(CopyError::Write(e)) => {
+            return Err(anyhow!("cannot write {out_what} to {}: {e}", sink.name()));
+        }
+        // Not shown: the async side reports the interruption.
+        Err(CopyError::Stopped) => anyhow::bail!("interrupted"),
+        Err(e) if encrypt => return Err(anyhow!("cannot encrypt {what}: {e}")),
+        Err(e) => {
+            return Err(anyhow!(
                 "cannot decrypt {what} with streaming keyset {}: {e}",
                 keyset_path.display()
-            )
-        };
-        let mut dec = s.decryptor(ad);
-        let mut ended = false;
-        loop {
-            check_stop(stop)?;
-            let plain = dec.plaintext();
-            if !plain.is_empty() {
-                sink.write(plain, out_what)?;
-                let n = plain.len();
-                dec.consume(n).map_err(decrypt_error)?;
-                continue;
-            }
-            if dec.is_done() {
-                break;
-            }
-            if ended {
-                // After the end, every step yields plaintext, an error or
-                // the end.
-                return Err(decrypt_error(
-                    encstore_tink::streaming::StreamingError::Truncated,
-                ));
-            }
-            let room = dec.input_buffer();
-            if room.is_empty() {
-                // Only after the last segment: anything more is an error
-                // the end reports.
-                ended = true;
-                dec.finish().map_err(decrypt_error)?;
-                continue;
-            }
-            let wanted = room.len();
-            let n = io::read_full(&mut reader, room).map_err(read_error)?;
-            dec.commit(n).map_err(decrypt_error)?;
-            if n < wanted {
-                at_end()?;
-                ended = true;
-                dec.finish().map_err(decrypt_error)?;
-            }
+            ));
         }
     }
     check_stop(stop)?;
     sink.finish(out_what)
-}
-
-/// Writes the ciphertext `enc` has ready (a sealed segment, in its own
-/// buffer) to `sink`.
-fn drain_encryptor(
-    enc: &mut encstore_tink::streaming::StreamEncryptor,
-    sink: &mut io::Sink,
-    what: &str,
-) -> Result<()> {
-    let out = enc.output();
-    if !out.is_empty() {
-        sink.write(out, what)?;
-        let n = out.len();
-        enc.consume(n);
-    }
-    Ok(())
 }
 
 /// How long the end of a piped input waits for a Ctrl-C that may have

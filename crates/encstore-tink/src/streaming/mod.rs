@@ -12,6 +12,7 @@
 //! | segment arithmetic (sizes, ranges; no keys) | [`SegmentLayout`], [`CiphertextRange`] |
 //! | sync, I/O-free cores | [`StreamEncryptor`], [`StreamDecryptor`] |
 //! | whole segments in the caller's buffers (no copy) | [`SegmentEncryptor`], [`SegmentDecryptor`] |
+//! | blocking `std::io` copies (zero-copy) | [`KeysetStreamingAead::encrypt_copy`], [`KeysetStreamingAead::decrypt_copy`] |
 //! | async streams (tokio) | [`EncryptingWriter`], [`EncryptingReader`], [`DecryptingReader`] |
 //! | random access (any byte range) | [`RangedRead`], [`RandomAccessReader`] |
 //! | whole buffers | [`KeysetStreamingAead::encrypt`], [`KeysetStreamingAead::decrypt`] |
@@ -24,6 +25,7 @@
 //! or reordering segments fails authentication.
 
 mod cipher;
+mod copy;
 mod decrypt;
 mod encrypt;
 mod io;
@@ -38,6 +40,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use cipher::SegmentTag;
+pub use copy::{Checkpoint, CopyError, read_full};
 pub use decrypt::StreamDecryptor;
 pub use encrypt::StreamEncryptor;
 pub use io::{DecryptingReader, EncryptingReader, EncryptingWriter};
@@ -384,6 +387,77 @@ impl KeysetStreamingAead {
         dec.update(ciphertext, &mut out)?;
         dec.finish_into(&mut out)?;
         Ok(out)
+    }
+
+    /// Encrypts everything `reader` yields into `writer` (blocking), in
+    /// one segment of memory: the input is read straight into the
+    /// segment buffer, sealed there and written from there. Flushes
+    /// `writer` at the end and returns the plaintext's length. The output
+    /// is exactly Tink's streaming ciphertext, under the primary key.
+    ///
+    /// # Errors
+    /// [`CopyError::Read`], [`CopyError::Write`]; [`CopyError::Streaming`]
+    /// with [`StreamingError::TooLarge`] or [`StreamingError::Randomness`].
+    /// `writer` then holds part of the ciphertext.
+    pub fn encrypt_copy(
+        &self,
+        associated_data: &[u8],
+        reader: &mut (impl std::io::Read + ?Sized),
+        writer: &mut (impl std::io::Write + ?Sized),
+    ) -> Result<u64, CopyError> {
+        self.encrypt_copy_with(associated_data, reader, writer, &mut |_| true)
+    }
+
+    /// [`encrypt_copy`](Self::encrypt_copy), asking `go_on` at every
+    /// [`Checkpoint`] whether to continue; `false` stops the copy with
+    /// [`CopyError::Stopped`] (for cancellation).
+    ///
+    /// # Errors
+    /// As [`encrypt_copy`](Self::encrypt_copy), and [`CopyError::Stopped`].
+    pub fn encrypt_copy_with(
+        &self,
+        associated_data: &[u8],
+        reader: &mut (impl std::io::Read + ?Sized),
+        writer: &mut (impl std::io::Write + ?Sized),
+        go_on: &mut dyn FnMut(Checkpoint) -> bool,
+    ) -> Result<u64, CopyError> {
+        copy::encrypt(self.encryptor(associated_data)?, reader, writer, go_on)
+    }
+
+    /// Decrypts the streaming ciphertext `reader` yields into `writer`
+    /// (blocking), in one segment of memory, trying every enabled key.
+    /// Each segment's plaintext is written once it authenticated; flushes
+    /// `writer` at the end and returns the plaintext's length. On success
+    /// the whole plaintext is genuine and complete.
+    ///
+    /// # Errors
+    /// [`CopyError::Read`], [`CopyError::Write`], [`CopyError::Streaming`]
+    /// (a ciphertext that does not authenticate, is cut short, extended or
+    /// not of this keyset). `writer` then holds the plaintext of the
+    /// segments before the failure: discard it.
+    pub fn decrypt_copy(
+        &self,
+        associated_data: &[u8],
+        reader: &mut (impl std::io::Read + ?Sized),
+        writer: &mut (impl std::io::Write + ?Sized),
+    ) -> Result<u64, CopyError> {
+        self.decrypt_copy_with(associated_data, reader, writer, &mut |_| true)
+    }
+
+    /// [`decrypt_copy`](Self::decrypt_copy), asking `go_on` at every
+    /// [`Checkpoint`] whether to continue; `false` stops the copy with
+    /// [`CopyError::Stopped`].
+    ///
+    /// # Errors
+    /// As [`decrypt_copy`](Self::decrypt_copy), and [`CopyError::Stopped`].
+    pub fn decrypt_copy_with(
+        &self,
+        associated_data: &[u8],
+        reader: &mut (impl std::io::Read + ?Sized),
+        writer: &mut (impl std::io::Write + ?Sized),
+        go_on: &mut dyn FnMut(Checkpoint) -> bool,
+    ) -> Result<u64, CopyError> {
+        copy::decrypt(self.decryptor(associated_data), reader, writer, go_on)
     }
 
     /// An `AsyncWrite` that encrypts what is written to it into `inner`
