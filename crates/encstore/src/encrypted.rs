@@ -1,6 +1,7 @@
 //! [`EncryptedStorage`]: a [`Storage`] that encrypts every value with the
 //! keyset's primary key before it reaches the wrapped backend.
 
+mod by_size;
 mod crypto;
 mod envelope;
 mod object;

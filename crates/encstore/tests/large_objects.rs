@@ -273,6 +273,110 @@ async fn streamed_writes_need_a_streaming_keyset() {
     assert_eq!(enc.load("k").await.unwrap(), big);
 }
 
+/// `store_stream_by_size` stores a value of unknown length in the layout
+/// `store` would choose for its length, however the body is cut; a body
+/// that fails, before or after the threshold, stores nothing; the
+/// conditional form obeys its condition in both layouts; without a
+/// streaming keyset, small values are stored and longer ones refused.
+#[tokio::test]
+async fn store_stream_by_size_picks_the_layout_by_length() {
+    let (a, s) = (keyset("AES256_GCM"), keyset("AES256_GCM_HKDF_4KB"));
+    let inner = memory();
+    let enc = EncryptedStorage::new(inner.clone(), pair(&a, &s)).with_streaming_threshold(1000);
+    let sa = s.streaming_aead().unwrap();
+    for len in [0, 1, 999, 1000, 1001, 5000] {
+        for cut in [1, 7, 1000, 1001, 10_000] {
+            let value = data(len, len as u64);
+            enc.store_stream_by_size("k", chunks(&value, cut))
+                .await
+                .unwrap();
+            let raw = inner.load("k").await.unwrap();
+            if len <= 1000 {
+                assert_eq!(
+                    a.aead().unwrap().decrypt(&raw, b"k").unwrap(),
+                    value,
+                    "{len} bytes in chunks of {cut}: a small object"
+                );
+            } else {
+                assert_eq!(prefix_id(&raw), s.primary_key_id(), "{len} / {cut}");
+                assert_eq!(sa.decrypt(&raw[5..], b"k").unwrap(), value, "{len} / {cut}");
+            }
+            assert_eq!(enc.load("k").await.unwrap(), value, "{len} / {cut}");
+        }
+    }
+
+    // A body that fails stores nothing, and its error comes back.
+    for fail_after in [500, 999, 1001, 3000] {
+        let good = data(fail_after, 9);
+        let body: ByteStream =
+            Box::pin(
+                chunks(&good, 100).chain(futures_util::stream::iter([Err(Error::backend(
+                    "test",
+                    "read the body",
+                    "the source went away",
+                ))])),
+            );
+        let e = enc.store_stream_by_size("f", body).await.unwrap_err();
+        assert!(
+            e.to_string().contains("the source went away"),
+            "{fail_after}: {e}"
+        );
+        assert!(!inner.exists("f").await.unwrap(), "{fail_after}");
+    }
+
+    // Conditional: absent, then at a version, in both layouts.
+    let (small, large) = (data(10, 1), data(4000, 2));
+    let v = enc
+        .store_stream_by_size_if("c", chunks(&small, 3), &WriteCondition::Absent)
+        .await
+        .unwrap();
+    for value in [&small, &large] {
+        assert!(matches!(
+            enc.store_stream_by_size_if("c", chunks(value, 3), &WriteCondition::Absent)
+                .await,
+            Err(Error::PreconditionFailed { .. })
+        ));
+    }
+    let v2 = enc
+        .store_stream_by_size_if(
+            "c",
+            chunks(&large, 500),
+            &WriteCondition::Matches(v.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(enc.load("c").await.unwrap(), large);
+    assert_eq!(
+        prefix_id(&inner.load("c").await.unwrap()),
+        s.primary_key_id()
+    );
+    assert!(matches!(
+        enc.store_stream_by_size_if("c", chunks(&small, 3), &WriteCondition::Matches(v))
+            .await,
+        Err(Error::PreconditionFailed { .. })
+    ));
+    enc.store_stream_by_size_if("c", chunks(&small, 3), &WriteCondition::Matches(v2))
+        .await
+        .unwrap();
+    assert_eq!(enc.load("c").await.unwrap(), small);
+
+    // Without a streaming keyset: small values only.
+    let only = EncryptedStorage::new(
+        inner.clone(),
+        Arc::new(ReloadableKeyset::new(&a, Policy::default()).unwrap()),
+    )
+    .with_streaming_threshold(1000);
+    only.store_stream_by_size("o", chunks(&small, 4))
+        .await
+        .unwrap();
+    assert_eq!(only.load("o").await.unwrap(), small);
+    assert!(matches!(
+        only.store_stream_by_size("p", chunks(&large, 4)).await,
+        Err(Error::Unsupported { .. })
+    ));
+    assert!(!inner.exists("p").await.unwrap());
+}
+
 // ---------------------------------------------------------------------------
 // A store mixing small and large objects under several keys.
 
