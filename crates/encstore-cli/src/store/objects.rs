@@ -41,11 +41,11 @@ pub(super) async fn put(c: &StorePut) -> Result<()> {
 /// How much of the input `store put` reads at once when it streams.
 const PUT_CHUNK: usize = 256 * 1024;
 
-/// `store put` with a streaming keyset: a value of at most the streaming
-/// threshold (1 MiB) is stored as a small object (one AEAD ciphertext, as
-/// without a streaming keyset); a longer one is streamed from the input
-/// in constant memory (a bounded queue of chunks between the reading
-/// thread and the encryption) and stored as a large object.
+/// `store put` with a streaming keyset: the value is read on a blocking
+/// thread and handed to the library a chunk at a time (a bounded queue),
+/// which stores it as a small object (one AEAD ciphertext, as without a
+/// streaming keyset) when it ends within the streaming threshold (1 MiB),
+/// and otherwise streams it in constant memory as a large object.
 async fn put_streaming(c: &StorePut) -> Result<()> {
     let location = &c.store.store;
     let key = &c.key;
@@ -54,25 +54,11 @@ async fn put_streaming(c: &StorePut) -> Result<()> {
     let (mut reader, size) = io::open_input(c.input.as_deref(), "the value")?;
     let what = io::file_name(c.input.as_deref()).unwrap_or_else(|| "stdin".to_owned());
     let store_error = |e: Error| anyhow!("cannot store {} in {location}: {e}", ShownKey(key));
-    let mut head = zeroize::Zeroizing::new(vec![0u8; threshold.saturating_add(1)]);
-    let n = io::read_full(&mut reader, &mut head)
-        .map_err(|e| anyhow!("cannot read the value from {what}: {e}"))?;
-    if n <= threshold {
-        head.truncate(n);
-        return store
-            .store(key, Bytes::from_owner(head))
-            .await
-            .map_err(store_error);
-    }
-    head.truncate(n);
-    let bar = progress::byte_bar(size, "put");
-    if let Some(b) = &bar {
-        b.inc(n as u64);
-    }
+    // The bar appears once the value is known to be large (a small one is
+    // stored at once); the reading thread makes it.
+    let shown_bar = Arc::new(std::sync::OnceLock::<Option<indicatif::ProgressBar>>::new());
+    let reader_bar = Arc::clone(&shown_bar);
     let (tx, rx) = tokio::sync::mpsc::channel::<encstore_core::Result<Bytes>>(2);
-    let reader_bar = bar.clone();
-    let reader_what = what.clone();
-    let first = Bytes::from_owner(head);
     // The end of a pipe may come from Ctrl-C itself (it also stops the
     // command writing into the pipe): the body ends (and the library
     // commits the value) only after a moment in which that Ctrl-C drops the
@@ -83,41 +69,51 @@ async fn put_streaming(c: &StorePut) -> Result<()> {
         }
     };
     let feeder = tokio::task::spawn_blocking(move || {
-        if tx.blocking_send(Ok(first)).is_err() {
-            return;
-        }
+        let mut sent = 0usize;
         loop {
-            // Streamed chunks are not wiped when dropped (a 1 GiB value
-            // would cost seconds of byte-by-byte volatile writes in a
-            // debug build, and the library's segment buffers hold the
-            // same bytes); the value stays in this process only.
             let mut buf = vec![0u8; PUT_CHUNK];
-            match io::read_full(&mut reader, &mut buf) {
-                Ok(0) => {
-                    end_of_input();
-                    return;
-                }
-                Ok(got) => {
-                    buf.truncate(got);
-                    if let Some(b) = &reader_bar {
-                        b.inc(got as u64);
-                    }
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        return;
-                    }
-                    if got < PUT_CHUNK {
-                        end_of_input();
-                        return;
-                    }
-                }
+            let got = match io::read_full(&mut reader, &mut buf) {
+                Ok(got) => got,
                 Err(e) => {
                     let _ = tx.blocking_send(Err(Error::backend(
                         "encstore",
                         "read the value",
-                        format!("{reader_what}: {e}"),
+                        format!("{what}: {e}"),
                     )));
                     return;
                 }
+            };
+            buf.truncate(got);
+            // The chunks that may still make up a small value are wiped
+            // when the library drops them. Later ones are not (a 1 GiB
+            // value would cost seconds of byte-by-byte volatile writes in
+            // a debug build, and the library's segment buffers hold the
+            // same bytes); the value stays in this process only.
+            let chunk = if sent <= threshold {
+                Bytes::from_owner(zeroize::Zeroizing::new(buf))
+            } else {
+                Bytes::from(buf)
+            };
+            sent = sent.saturating_add(got);
+            if sent > threshold {
+                let bar = reader_bar.get_or_init(|| {
+                    let bar = progress::byte_bar(size, "put");
+                    // What was read before the value was known to be large.
+                    if let Some(b) = &bar {
+                        b.inc((sent - got) as u64);
+                    }
+                    bar
+                });
+                if let Some(b) = bar {
+                    b.inc(got as u64);
+                }
+            }
+            if got > 0 && tx.blocking_send(Ok(chunk)).is_err() {
+                return;
+            }
+            if got < PUT_CHUNK {
+                end_of_input();
+                return;
             }
         }
     });
@@ -127,9 +123,9 @@ async fn put_streaming(c: &StorePut) -> Result<()> {
     // Ctrl-C drops the write: nothing is stored (the library's streamed
     // writes are atomic; an S3 multipart upload is aborted).
     let result = tokio::select! {
-        r = store.store_stream(key, Box::pin(body)) => r,
+        r = store.store_stream_by_size(key, Box::pin(body)) => r,
         _ = tokio::signal::ctrl_c() => {
-            if let Some(b) = bar {
+            if let Some(Some(b)) = shown_bar.get() {
                 b.abandon();
             }
             return Err(anyhow::Error::new(super::Interrupted(format!(
@@ -140,6 +136,7 @@ async fn put_streaming(c: &StorePut) -> Result<()> {
     };
     // The reading thread ends once the body is dropped (its sends fail).
     let _ = feeder.await;
+    let bar = shown_bar.get().cloned().flatten();
     match result {
         Ok(()) => {
             if let Some(b) = bar {
