@@ -170,6 +170,17 @@ type Counted = (ObjectClass, bool, Option<(String, Option<u32>)>);
 /// Head reads in flight at once.
 const CENSUS_CONCURRENCY: usize = 32;
 
+/// How much of each object's head the census reads: the 5-byte prefix, and
+/// with envelope keys the encrypted DEK's head too (its master-key
+/// version).
+fn head_len(snap: &KeysetSnapshot) -> usize {
+    if snap.envelope_aead().is_some() {
+        MAX_HEAD_LEN
+    } else {
+        5
+    }
+}
+
 impl EncryptedStorage {
     /// Counts the objects under `prefix` (`""` for all) by key ID, small
     /// and large objects alike.
@@ -197,13 +208,7 @@ impl EncryptedStorage {
             streaming_primary_key_id: snap.streaming_primary_key_id(),
             ..Census::default()
         };
-        // With envelope keys, the head holds the encrypted DEK too (its
-        // master-key version).
-        let head_len = if snap.envelope_aead().is_some() {
-            MAX_HEAD_LEN
-        } else {
-            5
-        };
+        let head_len = head_len(&snap);
         let mut masters: BTreeMap<(String, Option<u32>), u64> = BTreeMap::new();
         let mut failed: Option<Error> = None;
         concurrency::run(
@@ -248,6 +253,25 @@ impl EncryptedStorage {
             .map(|((key, version), n)| MasterKeyCount::new(key, version, n))
             .collect();
         Ok(census)
+    }
+
+    /// The class of the object at `key`, learnt as [`census`](Self::census)
+    /// learns it for each object: from its first bytes when its prefix
+    /// names a key of either keyset (a large object is never read whole),
+    /// an envelope object from its encrypted DEK's head (no KMS call), and
+    /// from the whole object only when a RAW key must be tried on it.
+    /// `None` when there is no object at `key`.
+    ///
+    /// # Errors
+    /// An invalid key; read failures of the backend.
+    pub async fn object_class(&self, key: &str) -> Result<Option<ObjectClass>> {
+        encstore_core::validate_key(key)?;
+        let snap = self.keyset().snapshot();
+        let head_len = head_len(&snap);
+        Ok(self
+            .census_one(snap, key, head_len)
+            .await?
+            .map(|(class, _, _)| class))
     }
 
     /// What the census learns of the object at `key` (`None`: deleted

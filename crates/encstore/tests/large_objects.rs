@@ -829,6 +829,88 @@ impl Storage for Counting {
     }
 }
 
+/// `object_class` classifies one object as the census counts it: from
+/// the head when the prefix names a key of either keyset (a large object is
+/// never read whole), from the whole object only when a RAW key must be
+/// tried; `None` for a missing key; the census agrees.
+#[tokio::test]
+async fn object_class_reads_only_what_the_census_reads() {
+    use encstore::ObjectClass;
+    use encstore_tink::KeyStatus;
+
+    let mut a = keyset("AES256_GCM");
+    let a1 = a.primary_key_id();
+    let r = a.add_key(&by_name("AES256_GCM_RAW").unwrap()).unwrap();
+    let s = keyset("AES128_GCM_HKDF_4KB");
+    let s1 = s.primary_key_id();
+    let counting = Counting::new(memory());
+    let enc = EncryptedStorage::new(counting.clone(), pair(&a, &s)).with_streaming_threshold(100);
+    enc.store("small", Bytes::from(data(50, 1))).await.unwrap();
+    enc.store("large", Bytes::from(data(50_000, 2)))
+        .await
+        .unwrap();
+    // A RAW ciphertext (its first byte kept off 0x00/0x01, which would
+    // read as a Tink prefix).
+    let mut raw_writer = a.clone();
+    raw_writer.promote(r).unwrap();
+    let raw = loop {
+        let ct = raw_writer
+            .aead()
+            .unwrap()
+            .encrypt(b"raw value", &enc.associated_data("raw"))
+            .unwrap();
+        if ct[0] > 1 {
+            break ct;
+        }
+    };
+    counting.store("raw", Bytes::from(raw)).await.unwrap();
+    counting
+        .store("plain", Bytes::from_static(b"\x05 no prefix"))
+        .await
+        .unwrap();
+    let other = keyset("AES256_GCM");
+    let foreign = other.aead().unwrap().encrypt(b"x", b"foreign").unwrap();
+    counting
+        .store("foreign", Bytes::from(foreign))
+        .await
+        .unwrap();
+    counting.take();
+
+    let key = |key_id, raw| {
+        Some(ObjectClass::Key {
+            key_id,
+            status: KeyStatus::Enabled,
+            raw,
+        })
+    };
+    for (name, class, whole_reads) in [
+        ("small", key(a1, false), 0),
+        ("large", key(s1, false), 0),
+        ("raw", key(r, true), 1),
+        ("plain", Some(ObjectClass::PrefixLessUnattributed), 1),
+        (
+            "foreign",
+            Some(ObjectClass::UnknownKeyId {
+                key_id: other.primary_key_id(),
+            }),
+            1,
+        ),
+        ("absent", None, 0),
+    ] {
+        assert_eq!(enc.object_class(name).await.unwrap(), class, "{name}");
+        assert_eq!(counting.take().2, whole_reads, "{name}: whole reads");
+    }
+    assert!(matches!(
+        enc.object_class("../x").await,
+        Err(Error::InvalidKey { .. })
+    ));
+
+    let census = enc.census("").await.unwrap();
+    for id in [a1, r, s1] {
+        assert_eq!(census.objects_under(id), 1, "{id}");
+    }
+}
+
 /// 4 KiB ranges of a 64 MiB large object (1 MiB segments), anywhere
 /// (inside a segment, across a boundary, at the start, at the end): at
 /// most two ranged reads of the inner store, together at most the prefix
