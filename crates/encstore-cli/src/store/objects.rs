@@ -487,20 +487,18 @@ async fn stat_content(c: &StoreStat, backend: &Arc<dyn Storage>, key: &str) -> R
         None => None,
     };
     let store = super::with_keyset(backend, &keyset, streaming, path).await?;
-    let snap = store.keyset().snapshot();
-    let head_class = snap.classify(&head);
     // As the census: the whole object is read only when its class depends
-    // on more than its prefix (a RAW key to try), never for an object
-    // whose prefix names a key (a large object may be gigabytes).
-    let class = if snap.needs_whole_object(head_class) {
-        let object = backend
-            .load(key)
-            .await
-            .map_err(|e| object_error(key, location, &e))?;
-        snap.classify_object(&object, &store.associated_data(key))
-    } else {
-        snap.class_from_head(head_class)
-    };
+    // on more than its head (a RAW key to try), never for an object whose
+    // prefix names a key (a large object may be gigabytes).
+    let class = store
+        .object_class(key)
+        .await
+        .and_then(|class| {
+            class.ok_or_else(|| Error::NotFound {
+                key: key.to_owned(),
+            })
+        })
+        .map_err(|e| object_error(key, location, &e))?;
     content.checked = true;
     content.raw = Some(false);
     match class {
