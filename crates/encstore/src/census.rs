@@ -110,6 +110,26 @@ impl Census {
                 .map_or(0, |id| self.objects_under(id))
     }
 
+    /// Objects a rewrap can move to the primary of their layout: those
+    /// under another key of either keyset, and plaintext (which a rewrap
+    /// encrypts only when allowed to). Objects under key IDs the keyset
+    /// does not have and prefix-less objects no RAW key decrypts are left
+    /// out: a rewrap cannot read them.
+    pub fn rewrappable(&self) -> u64 {
+        self.not_under_primary() - self.prefix_less_unattributed - self.unknown_key
+    }
+
+    /// Whether some master key wraps the DEKs of envelope objects under
+    /// two versions or more (the older ones can be re-wrapped to the
+    /// newest).
+    pub fn has_older_master_key_versions(&self) -> bool {
+        self.master_keys.iter().any(|m| {
+            self.master_keys
+                .iter()
+                .any(|o| o.master_key == m.master_key && o.version > m.version)
+        })
+    }
+
     /// Envelope objects whose DEK is wrapped by `master_key` under a
     /// version other than `version` (what a master-key rewrap would
     /// re-wrap).
@@ -340,5 +360,65 @@ impl EncryptedStorage {
             checked: census.total,
             census,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Census, MasterKeyCount, ObjectClass};
+    use encstore_tink::KeyStatus;
+
+    fn key(key_id: u32, raw: bool) -> ObjectClass {
+        ObjectClass::Key {
+            key_id,
+            status: KeyStatus::Enabled,
+            raw,
+        }
+    }
+
+    #[test]
+    fn rewrappable_counts_what_a_rewrap_can_read_and_move() {
+        let mut c = Census {
+            primary_key_id: 1,
+            streaming_primary_key_id: Some(2),
+            ..Census::default()
+        };
+        for (class, large) in [
+            (key(1, false), false),
+            (key(2, false), true),
+            (key(3, false), false),
+            (key(3, false), false),
+            (key(4, true), false),
+            (key(5, false), true),
+            (ObjectClass::Plaintext, false),
+            (ObjectClass::UnknownKeyId { key_id: 9 }, false),
+            (ObjectClass::PrefixLessUnattributed, false),
+        ] {
+            c.count(class, large);
+        }
+        assert_eq!(c.total, 9);
+        assert_eq!(c.under_primary(), 2);
+        assert_eq!(c.not_under_primary(), 7);
+        // Keys 3 (twice), 4 (RAW), 5 (an older streaming key), plaintext.
+        assert_eq!(c.rewrappable(), 5);
+    }
+
+    #[test]
+    fn older_master_key_versions_are_told_per_master_key() {
+        let census = |rows: &[(&str, Option<u32>)]| Census {
+            master_keys: rows
+                .iter()
+                .map(|(k, v)| MasterKeyCount::new(*k, *v, 1))
+                .collect(),
+            ..Census::default()
+        };
+        assert!(!census(&[]).has_older_master_key_versions());
+        assert!(!census(&[("a", Some(3))]).has_older_master_key_versions());
+        // Two master keys at different versions: nothing older of either.
+        assert!(!census(&[("a", Some(1)), ("b", Some(2))]).has_older_master_key_versions());
+        assert!(census(&[("a", Some(1)), ("a", Some(2))]).has_older_master_key_versions());
+        // A version-less row (AWS KMS) beside a versioned one of that key.
+        assert!(census(&[("a", None), ("a", Some(1))]).has_older_master_key_versions());
+        assert!(!census(&[("a", None)]).has_older_master_key_versions());
     }
 }

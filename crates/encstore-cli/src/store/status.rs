@@ -1,8 +1,8 @@
 //! `store status`: the key census as a table or JSON.
 
 use anyhow::{Context, Result, anyhow};
+use encstore::PREFIX_LESS;
 use encstore::open::StoreLocation;
-use encstore::{Census, PREFIX_LESS};
 use encstore_core::MasterKeyVersion;
 use encstore_tink::keyset::KeyInfo;
 use serde_json::json;
@@ -126,7 +126,7 @@ pub(super) async fn status(c: &StoreStatus) -> Result<()> {
                 census.primary_key_id
             )),
         }
-        if rewrappable(&census) > 0 {
+        if census.rewrappable() > 0 {
             s.push_str(&format!(
                 "re-encrypt them with: {}\n",
                 rewrap_command(&c.store.store, &c.keyset)
@@ -153,7 +153,7 @@ pub(super) async fn status(c: &StoreStatus) -> Result<()> {
                 "{} under KMS envelope keys (each with its own DEK, wrapped by the master key version above)\n",
                 count(census.envelope, "object")
             ));
-            if has_older_versions(&census) {
+            if census.has_older_master_key_versions() {
                 s.push_str(&format!(
                     "re-wrap the DEKs under older master-key versions with: {}\n",
                     rewrap_deks_command(&c.store.store, &c.keyset)
@@ -203,17 +203,6 @@ async fn keyset_master_key(k: &StoreKeysetArgs) -> Result<Option<MasterKeyVersio
         .and_then(|ct| master.kek().describe_wrapped(&ct)))
 }
 
-/// Whether some master key has envelope objects under two versions or
-/// more (the older ones can be re-wrapped).
-fn has_older_versions(census: &Census) -> bool {
-    census.master_keys.iter().any(|m| {
-        census
-            .master_keys
-            .iter()
-            .any(|o| o.master_key == m.master_key && o.version > m.version)
-    })
-}
-
 /// The `encstore store rewrap-deks ...` command for this store and keyset.
 fn rewrap_deks_command(location: &StoreLocation, k: &StoreKeysetArgs) -> String {
     let mut words = rewrap_words(
@@ -227,12 +216,6 @@ fn rewrap_deks_command(location: &StoreLocation, k: &StoreKeysetArgs) -> String 
         words.push(sh(&p.text));
     }
     words.join(" ")
-}
-
-/// Objects a rewrap can move to the primary: those under another key of
-/// the keyset, and plaintext (with --allow-plaintext).
-fn rewrappable(census: &Census) -> u64 {
-    census.not_under_primary() - census.prefix_less_unattributed - census.unknown_key
 }
 
 /// The `encstore store rewrap ...` command for this store and keyset.
