@@ -461,22 +461,21 @@ pub(super) async fn stat(c: &StoreStat) -> Result<()> {
 /// `--keyset`, from the keyset's classification of the whole object.
 async fn stat_content(c: &StoreStat, backend: &Arc<dyn Storage>, key: &str) -> Result<Content> {
     let location = &c.store.store;
-    let head = backend
-        .load_head(key, 5)
-        .await
-        .map_err(|e| object_error(key, location, &e))?;
-    let key_id = prefix_key_id(&head);
-    let mut content = Content {
-        class: if key_id.is_some() {
-            "ciphertext"
-        } else {
-            "plaintext"
-        },
-        key_id,
-        ..Content::default()
-    };
     let Some(path) = &c.keyset else {
-        return Ok(content);
+        let head = backend
+            .load_head(key, 5)
+            .await
+            .map_err(|e| object_error(key, location, &e))?;
+        let key_id = prefix_key_id(&head);
+        return Ok(Content {
+            class: if key_id.is_some() {
+                "ciphertext"
+            } else {
+                "plaintext"
+            },
+            key_id,
+            ..Content::default()
+        });
     };
     let keyset = keysets::load_file(path, c.keyset_format, &c.master).await?;
     let streaming = match &c.streaming_keyset {
@@ -499,27 +498,41 @@ async fn stat_content(c: &StoreStat, backend: &Arc<dyn Storage>, key: &str) -> R
             })
         })
         .map_err(|e| object_error(key, location, &e))?;
-    content.checked = true;
-    content.raw = Some(false);
-    match class {
+    // The class says what the head alone would: only a prefixed object
+    // can be under a key or an unknown key ID, and only an unprefixed one
+    // plaintext or unattributed.
+    let checked = Content {
+        checked: true,
+        raw: Some(false),
+        ..Content::default()
+    };
+    Ok(match class {
         ObjectClass::Key {
             key_id,
             status,
             raw,
-        } => {
-            content.class = "ciphertext";
-            content.key_id = Some(key_id);
-            content.key_status = Some(status.as_str());
-            content.raw = Some(raw);
-        }
-        ObjectClass::UnknownKeyId { key_id } => {
-            content.key_id = Some(key_id);
-            content.key_status = Some("UNKNOWN");
-        }
-        ObjectClass::PrefixLessUnattributed => content.class = "prefix_less_unattributed",
-        _ => content.class = "plaintext",
-    }
-    Ok(content)
+        } => Content {
+            class: "ciphertext",
+            key_id: Some(key_id),
+            key_status: Some(status.as_str()),
+            raw: Some(raw),
+            ..checked
+        },
+        ObjectClass::UnknownKeyId { key_id } => Content {
+            class: "ciphertext",
+            key_id: Some(key_id),
+            key_status: Some("UNKNOWN"),
+            ..checked
+        },
+        ObjectClass::PrefixLessUnattributed => Content {
+            class: "prefix_less_unattributed",
+            ..checked
+        },
+        _ => Content {
+            class: "plaintext",
+            ..checked
+        },
+    })
 }
 
 /// The `key ID:` line of `store stat`.
