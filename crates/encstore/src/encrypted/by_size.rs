@@ -81,7 +81,7 @@ impl EncryptedStorage {
                     total = total.saturating_add(c.len());
                     chunks.push(c);
                     if total > threshold {
-                        let head = futures_util::stream::iter(chunks.into_iter().map(Ok));
+                        let head = encstore_core::stream::from_chunks(chunks);
                         return Ok(Measured::Large(Box::pin(head.chain(body))));
                     }
                 }
