@@ -6,6 +6,7 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use encstore::keyfile::read_secret;
 use zeroize::Zeroizing;
 
 /// Reads all of `path`, or stdin when `path` is `None` or `-`, into a
@@ -31,36 +32,6 @@ pub fn read_input_secret(path: Option<&Path>, what: &str) -> Result<Zeroizing<Ve
             }
             read_secret(&mut stdin.lock(), 0)
                 .with_context(|| format!("cannot read {what} from stdin"))
-        }
-    }
-}
-
-/// Reads all of `r`; `hint` is the expected length (a file's size).
-fn read_secret(r: &mut impl Read, hint: u64) -> io::Result<Zeroizing<Vec<u8>>> {
-    const CHUNK: usize = 64 * 1024;
-    let first = usize::try_from(hint)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1)
-        .max(CHUNK);
-    let mut buf = Zeroizing::new(Vec::with_capacity(first));
-    loop {
-        if buf.len() == buf.capacity() {
-            // Grow by moving into a new buffer; the old one is wiped.
-            let mut bigger = Zeroizing::new(Vec::with_capacity(buf.capacity().saturating_mul(2)));
-            bigger.extend_from_slice(&buf);
-            buf = bigger;
-        }
-        let start = buf.len();
-        let n = (buf.capacity() - start).min(CHUNK);
-        buf.resize(start + n, 0);
-        match r.read(&mut buf[start..]) {
-            Ok(0) => {
-                buf.truncate(start);
-                return Ok(buf);
-            }
-            Ok(got) => buf.truncate(start + got),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => return Err(e),
         }
     }
 }
@@ -291,33 +262,5 @@ pub fn text_or_hex(text: Option<&str>, hex_value: Option<&str>, hex_flag: &str) 
         (Some(t), _) => Ok(t.as_bytes().to_vec()),
         (None, Some(h)) => parse_hex(hex_flag, h),
         (None, None) => Ok(Vec::new()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    /// A reader that returns at most 1000 bytes per call, like a pipe.
-    struct Trickle<'a>(&'a [u8]);
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            let n = self.0.len().min(out.len()).min(1000);
-            out[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
-
-    #[test]
-    fn read_secret_reads_everything_whatever_the_hint() {
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        for hint in [0, 10, 299_999, 300_000, 1 << 20] {
-            let got = read_secret(&mut Trickle(&data), hint).unwrap();
-            assert_eq!(got.as_slice(), data.as_slice(), "hint {hint}");
-        }
-        assert!(read_secret(&mut Trickle(b""), 0).unwrap().is_empty());
     }
 }

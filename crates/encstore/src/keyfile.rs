@@ -273,15 +273,53 @@ fn open_for_lock(path: &Path) -> Result<File, KeyfileError> {
     }
 }
 
-/// Reads all of `file` from its start into a buffer sized up front (so no
-/// copy of the key material is left behind by a reallocation).
+/// Reads all of `file` from its start (`len`: its expected length) with
+/// [`read_secret`].
 fn read_all(file: &File, len: u64, path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
     let mut f = file;
     f.rewind().map_err(io_err("read", path))?;
-    let cap = usize::try_from(len).unwrap_or(0).saturating_add(4096);
-    let mut buf = Zeroizing::new(Vec::with_capacity(cap));
-    f.read_to_end(&mut buf).map_err(io_err("read", path))?;
-    Ok(buf)
+    read_secret(&mut f, len).map_err(io_err("read", path))
+}
+
+/// Reads all of `reader` into a buffer that is wiped when dropped, for
+/// secrets (keysets, plaintext): unlike `read_to_end`, growing the buffer
+/// never leaves an unwiped copy of the bytes read so far behind.
+/// `size_hint` is the expected length (a file's size; 0 when unknown):
+/// with the right hint the buffer is allocated once. Reads interrupted by
+/// a signal are retried.
+///
+/// # Errors
+/// The reader's first error other than `Interrupted`.
+pub fn read_secret(
+    reader: &mut (impl Read + ?Sized),
+    size_hint: u64,
+) -> io::Result<Zeroizing<Vec<u8>>> {
+    const CHUNK: usize = 64 * 1024;
+    let first = usize::try_from(size_hint)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1)
+        .max(CHUNK);
+    let mut buf = Zeroizing::new(Vec::with_capacity(first));
+    loop {
+        if buf.len() == buf.capacity() {
+            // Grow by moving into a new buffer; the old one is wiped.
+            let mut bigger = Zeroizing::new(Vec::with_capacity(buf.capacity().saturating_mul(2)));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        let start = buf.len();
+        let n = (buf.capacity() - start).min(CHUNK);
+        buf.resize(start + n, 0);
+        match reader.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                return Ok(buf);
+            }
+            Ok(got) => buf.truncate(start + got),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Writes `data` to a new file at `path` (through symbolic links): a file
@@ -432,6 +470,33 @@ fn sync_dir(_dir: &Path) -> Result<(), KeyfileError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A reader that returns at most 1000 bytes per call, like a pipe, and
+    /// is interrupted by a signal before every tenth read.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.1 += 1;
+            if self.1.is_multiple_of(10) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = self.0.len().min(out.len()).min(1000);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn read_secret_reads_everything_whatever_the_hint() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for hint in [0, 10, 299_999, 300_000, 1 << 20] {
+            let got = read_secret(&mut Trickle(&data, 0), hint).unwrap();
+            assert_eq!(got.as_slice(), data.as_slice(), "hint {hint}");
+        }
+        assert!(read_secret(&mut Trickle(b"", 0), 0).unwrap().is_empty());
+    }
 
     #[test]
     fn replace_refuses_a_file_changed_behind_the_lock() {

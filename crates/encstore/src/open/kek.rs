@@ -1,7 +1,7 @@
 //! [`open_kek`] and [`create_master_key`]: a [`MasterKeyRef`] becomes an
 //! `Arc<dyn Kek>`.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -358,33 +358,9 @@ fn open_keyset_file(
 /// Reads all of `path` into memory that is wiped when dropped, including
 /// every buffer outgrown on the way (a file that grows while read).
 fn read_secret_file(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
-    const CHUNK: usize = 64 * 1024;
     let mut file = std::fs::File::open(path)?;
     let hint = file.metadata().map_or(0, |m| m.len());
-    let first = usize::try_from(hint)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1)
-        .max(CHUNK);
-    let mut buf = Zeroizing::new(Vec::with_capacity(first));
-    loop {
-        if buf.len() == buf.capacity() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity(buf.capacity().saturating_mul(2)));
-            bigger.extend_from_slice(&buf);
-            buf = bigger;
-        }
-        let start = buf.len();
-        let n = (buf.capacity() - start).min(CHUNK);
-        buf.resize(start + n, 0);
-        match file.read(&mut buf[start..]) {
-            Ok(0) => {
-                buf.truncate(start);
-                return Ok(buf);
-            }
-            Ok(read) => buf.truncate(start + read),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => return Err(e),
-        }
-    }
+    crate::keyfile::read_secret(&mut file, hint)
 }
 
 #[cfg(test)]
